@@ -1,0 +1,243 @@
+// conv2d forward and backward as im2col + GEMM over groups of samples.
+//
+// Layout: NHWC input, (KH, KW, C, F) weight, NHWC output, as in Keras. One im2col row per
+// output pixel holds the KH*KW*C window in (kh, kw, c) order, which is exactly the row order
+// of the weight viewed as a (KH*KW*C, F) matrix, so no layout conversion is needed anywhere:
+//   forward:  out[rows, F]   = col[rows, K] @ weight[K, F]           (+ bias, activation)
+//   backward: dweight[K, F]  = col^T @ g,   dcol = g @ weight^T,  dinp = col2im(dcol)
+// where K = KH*KW*C and g = dout * act'(out).
+//
+// Parallelism: samples are cut into groups of `nb` (so that a group has >= ~256 output rows);
+// when there are at least as many groups as threads, each thread handles whole groups
+// (im2col, GEMM and epilogue stay in its cache; weight gradients go to per-thread partial
+// sums reduced at the end). Otherwise (batch smaller than the thread count) groups run one
+// after another and the GEMMs themselves run in parallel.
+#include "conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "gemm.h"
+
+#ifdef PYCNN_OPENMP
+#include <omp.h>
+#endif
+
+namespace pycnn {
+
+bool window_output_size(int64_t in, int64_t k, int64_t s, bool same, int64_t* out, int64_t* pad_before,
+                        int64_t* pad_after) {
+  if (in < 1 || k < 1 || s < 1) return false;
+  if (same) {
+    *out = (in + s - 1) / s;
+    const int64_t total = std::max<int64_t>((*out - 1) * s + k - in, 0);
+    *pad_before = total / 2;
+    *pad_after = total - *pad_before;
+  } else {
+    if (in < k) return false;
+    *out = (in - k) / s + 1;
+    *pad_before = *pad_after = 0;
+  }
+  return *out >= 1;
+}
+
+namespace {
+
+int thread_id() {
+#ifdef PYCNN_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+bool is_pointwise(const ConvShape& s) {
+  return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PL == 0;
+}
+
+// col (nb * OH * OW, KH * KW * C) from inp (nb, H, W, C); zeros where the window leaves the image.
+void im2col(float* col, const float* inp, int64_t nb, const ConvShape& s) {
+  const int64_t K = s.KH * s.KW * s.C;
+  for (int64_t n = 0; n < nb; ++n) {
+    const float* img = inp + n * s.H * s.W * s.C;
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        float* row = col + ((n * s.OH + oh) * s.OW + ow) * K;
+        const int64_t iw0 = ow * s.SW - s.PL;
+        // kw range whose iw is inside the image; the window row is contiguous there.
+        const int64_t kw_lo = std::max<int64_t>(0, -iw0), kw_hi = std::min<int64_t>(s.KW, s.W - iw0);
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.SH + kh - s.PT;
+          float* dst = row + kh * s.KW * s.C;
+          if (ih < 0 || ih >= s.H || kw_lo >= kw_hi) {
+            std::memset(dst, 0, sizeof(float) * s.KW * s.C);
+            continue;
+          }
+          if (kw_lo > 0) std::memset(dst, 0, sizeof(float) * kw_lo * s.C);
+          std::memcpy(dst + kw_lo * s.C, img + (ih * s.W + iw0 + kw_lo) * s.C, sizeof(float) * (kw_hi - kw_lo) * s.C);
+          if (kw_hi < s.KW) std::memset(dst + kw_hi * s.C, 0, sizeof(float) * (s.KW - kw_hi) * s.C);
+        }
+      }
+    }
+  }
+}
+
+// dinp (nb, H, W, C) = sum of dcol rows scattered back to their windows (the adjoint of im2col).
+void col2im(float* dinp, const float* dcol, int64_t nb, const ConvShape& s) {
+  const int64_t K = s.KH * s.KW * s.C;
+  std::memset(dinp, 0, sizeof(float) * nb * s.H * s.W * s.C);
+  for (int64_t n = 0; n < nb; ++n) {
+    float* img = dinp + n * s.H * s.W * s.C;
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const float* row = dcol + ((n * s.OH + oh) * s.OW + ow) * K;
+        const int64_t iw0 = ow * s.SW - s.PL;
+        const int64_t kw_lo = std::max<int64_t>(0, -iw0), kw_hi = std::min<int64_t>(s.KW, s.W - iw0);
+        if (kw_lo >= kw_hi) continue;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.SH + kh - s.PT;
+          if (ih < 0 || ih >= s.H) continue;
+          const float* src = row + (kh * s.KW + kw_lo) * s.C;
+          float* dst = img + (ih * s.W + iw0 + kw_lo) * s.C;
+          const int64_t len = (kw_hi - kw_lo) * s.C;
+          for (int64_t i = 0; i < len; ++i) dst[i] += src[i];
+        }
+      }
+    }
+  }
+}
+
+struct Grouping {
+  int64_t nb;       // samples per group
+  int64_t groups;
+  bool outer_parallel;  // threads take whole groups (else the GEMMs run in parallel)
+  int threads;
+};
+
+Grouping plan_groups(const ConvShape& s) {
+  const int T = get_num_threads();
+  const int64_t P = s.OH * s.OW;
+  Grouping g{};
+  g.nb = std::max<int64_t>(1, (256 + P - 1) / P);
+  g.nb = std::min(g.nb, std::max<int64_t>(1, (s.N + T - 1) / T));
+  g.groups = (s.N + g.nb - 1) / g.nb;
+  g.outer_parallel = T > 1 && g.groups >= T;
+  g.threads = g.outer_parallel ? T : 1;
+  return g;
+}
+
+void bias_activation(float* out, const float* bias, int64_t rows, int64_t F, Activation act) {
+  if (bias)
+    for (int64_t r = 0; r < rows; ++r) {
+      float* o = out + r * F;
+      for (int64_t f = 0; f < F; ++f) o[f] += bias[f];
+    }
+  apply_activation(out, rows * F, act);
+}
+
+}  // namespace
+
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvShape& s,
+                    Activation act) {
+  const int64_t K = s.KH * s.KW * s.C, P = s.OH * s.OW;
+  const bool pointwise = is_pointwise(s);
+  const Grouping g = plan_groups(s);
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(g.threads) if (g.outer_parallel)
+#endif
+  for (int64_t gi = 0; gi < g.groups; ++gi) {
+    const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0);
+    const float* img = inp + n0 * s.H * s.W * s.C;
+    const float* col = img;
+    if (!pointwise) {
+      float* buf = scratch(thread_id(), static_cast<std::size_t>(nb * P * K), 0);
+      im2col(buf, img, nb, s);
+      col = buf;
+    }
+    float* o = out + n0 * P * s.F;
+    sgemm(nb * P, s.F, K, col, K, 1, weight, s.F, 1, o, s.F, 1, false, !g.outer_parallel);
+    bias_activation(o, bias, nb * P, s.F, act);
+  }
+}
+
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, const float* out, const ConvShape& s, Activation act) {
+  const int64_t K = s.KH * s.KW * s.C, P = s.OH * s.OW, F = s.F;
+  const bool pointwise = is_pointwise(s);
+  const Grouping g = plan_groups(s);
+
+  // g = dout * act'(out): the gradient w.r.t. the pre-activation.
+  const float* grad = dout;
+  if (act != Activation::linear) {
+    float* buf = scratch(kSerialSlot, static_cast<std::size_t>(s.N * P * F), 5);
+    const int64_t total = s.N * P * F, chunk = 1 << 14;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+    for (int64_t c0 = 0; c0 < total; c0 += chunk) {
+      const int64_t len = std::min(chunk, total - c0);
+      std::memcpy(buf + c0, dout + c0, sizeof(float) * len);
+      activation_grad_inplace(buf + c0, out + c0, len, act);
+    }
+    grad = buf;
+  }
+
+  // Per-thread partial sums of dweight (K x F) followed by dbias (F), reduced below.
+  const int T = g.threads;
+  float* partial[256];
+  bool used[256] = {};
+  for (int t = 0; t < T; ++t) partial[t] = g.outer_parallel ? scratch(t, static_cast<std::size_t>(K * F + F), 4) : nullptr;
+  if (!g.outer_parallel) partial[0] = scratch(kSerialSlot, static_cast<std::size_t>(K * F + F), 4);
+
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (g.outer_parallel)
+#endif
+  for (int64_t gi = 0; gi < g.groups; ++gi) {
+    const int t = g.outer_parallel ? thread_id() : 0;
+    const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
+    const float* img = inp + n0 * s.H * s.W * s.C;
+    const float* gr = grad + n0 * P * F;
+    const float* col = img;
+    if (!pointwise) {
+      float* buf = scratch(thread_id(), static_cast<std::size_t>(rows * K), 0);
+      im2col(buf, img, nb, s);
+      col = buf;
+    }
+    float* dw = partial[t];
+    float* db = dw + K * F;
+    // dweight += col^T @ g   (col^T is K x rows: element (k, r) at col[r * K + k])
+    sgemm(K, F, rows, col, 1, K, gr, F, 1, dw, F, 1, used[t], !g.outer_parallel);
+    if (!used[t]) std::fill(db, db + F, 0.f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t f = 0; f < F; ++f) db[f] += gr[r * F + f];
+    used[t] = true;
+    if (dinp) {
+      float* di = dinp + n0 * s.H * s.W * s.C;
+      // dcol = g @ weight^T   (weight^T is F x K: element (f, k) at weight[k * F + f])
+      if (pointwise) {
+        sgemm(rows, K, F, gr, F, 1, weight, 1, F, di, K, 1, false, !g.outer_parallel);
+      } else {
+        float* dcol = scratch(thread_id(), static_cast<std::size_t>(rows * K), 1);
+        sgemm(rows, K, F, gr, F, 1, weight, 1, F, dcol, K, 1, false, !g.outer_parallel);
+        col2im(di, dcol, nb, s);
+      }
+    }
+  }
+
+  // Reduce the partial sums. Parallel over the parameter index, so each thread owns its slice.
+  const int64_t total = K * F + F;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+  for (int64_t i = 0; i < total; ++i) {
+    float sum = 0.f;
+    for (int t = 0; t < T; ++t)
+      if (used[t]) sum += partial[t][i];
+    if (i < K * F)
+      dweight[i] = sum;
+    else if (dbias)
+      dbias[i - K * F] = sum;
+  }
+}
+
+}  // namespace pycnn

@@ -1,0 +1,122 @@
+// Max and average pooling, NHWC; forward and backward side by side. Each output pixel
+// scans its window row-major and vectorises over channels (the contiguous axis). Windows
+// are clipped to the image, so 'same' padding never contributes a value.
+#include "pool2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "runtime.h"
+
+namespace pycnn {
+namespace {
+
+struct Clip {
+  int64_t h0, h1, w0, w1;  // real input rows [h0, h1) and columns [w0, w1) under the window
+};
+
+inline Clip clip_window(const PoolShape& s, int64_t oh, int64_t ow) {
+  const int64_t h = oh * s.SH - s.PT, w = ow * s.SW - s.PL;
+  return {std::max<int64_t>(h, 0), std::min<int64_t>(h + s.KH, s.H), std::max<int64_t>(w, 0),
+          std::min<int64_t>(w + s.KW, s.W)};
+}
+
+}  // namespace
+
+// out[n, oh, ow, c] = max over the window; argmax holds (ih * W + iw) * C + c of the first max.
+void maxpool2d_forward(float* out, int32_t* argmax, const float* inp, const PoolShape& s) {
+  const int64_t C = s.C, rows = s.N * s.OH;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = r / s.OH, oh = r % s.OH;
+    const float* img = inp + n * s.H * s.W * C;
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      float* o = out + (r * s.OW + ow) * C;
+      int32_t* a = argmax + (r * s.OW + ow) * C;
+      const Clip w = clip_window(s, oh, ow);
+      for (int64_t c = 0; c < C; ++c) {
+        o[c] = -std::numeric_limits<float>::infinity();
+        a[c] = -1;
+      }
+      for (int64_t ih = w.h0; ih < w.h1; ++ih)
+        for (int64_t iw = w.w0; iw < w.w1; ++iw) {
+          const int64_t base = (ih * s.W + iw) * C;
+          const float* v = img + base;
+          // Strict '>' keeps the first maximum in scan order; a[c] < 0 takes the first
+          // element even when it is -inf or NaN, so every output has a valid index.
+          for (int64_t c = 0; c < C; ++c)
+            if (v[c] > o[c] || a[c] < 0) {
+              o[c] = v[c];
+              a[c] = static_cast<int32_t>(base + c);
+            }
+        }
+    }
+  }
+}
+
+// dinp[argmax[i]] += dout[i] within each sample; everything else is zero.
+void maxpool2d_backward(float* dinp, const float* dout, const int32_t* argmax, const PoolShape& s) {
+  const int64_t plane = s.H * s.W * s.C, per_out = s.OH * s.OW * s.C;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+  for (int64_t n = 0; n < s.N; ++n) {
+    float* di = dinp + n * plane;
+    std::memset(di, 0, sizeof(float) * plane);
+    const float* d = dout + n * per_out;
+    const int32_t* a = argmax + n * per_out;
+    for (int64_t i = 0; i < per_out; ++i) di[a[i]] += d[i];
+  }
+}
+
+// out[n, oh, ow, c] = mean of the real (unpadded) elements under the window.
+void avgpool2d_forward(float* out, const float* inp, const PoolShape& s) {
+  const int64_t C = s.C, rows = s.N * s.OH;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = r / s.OH, oh = r % s.OH;
+    const float* img = inp + n * s.H * s.W * C;
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      float* o = out + (r * s.OW + ow) * C;
+      const Clip w = clip_window(s, oh, ow);
+      for (int64_t c = 0; c < C; ++c) o[c] = 0.f;
+      for (int64_t ih = w.h0; ih < w.h1; ++ih)
+        for (int64_t iw = w.w0; iw < w.w1; ++iw) {
+          const float* v = img + (ih * s.W + iw) * C;
+          for (int64_t c = 0; c < C; ++c) o[c] += v[c];
+        }
+      const float inv = 1.f / static_cast<float>((w.h1 - w.h0) * (w.w1 - w.w0));
+      for (int64_t c = 0; c < C; ++c) o[c] *= inv;
+    }
+  }
+}
+
+// "o = sum(window) / count" gives dinp[window] += dout / count for each real element.
+void avgpool2d_backward(float* dinp, const float* dout, const PoolShape& s) {
+  const int64_t C = s.C, plane = s.H * s.W * C;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+  for (int64_t n = 0; n < s.N; ++n) {
+    float* img = dinp + n * plane;
+    std::memset(img, 0, sizeof(float) * plane);
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const float* d = dout + ((n * s.OH + oh) * s.OW + ow) * C;
+        const Clip w = clip_window(s, oh, ow);
+        const float inv = 1.f / static_cast<float>((w.h1 - w.h0) * (w.w1 - w.w0));
+        for (int64_t ih = w.h0; ih < w.h1; ++ih)
+          for (int64_t iw = w.w0; iw < w.w1; ++iw) {
+            float* v = img + (ih * s.W + iw) * C;
+            for (int64_t c = 0; c < C; ++c) v[c] += d[c] * inv;
+          }
+      }
+  }
+}
+
+}  // namespace pycnn

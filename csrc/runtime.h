@@ -1,0 +1,38 @@
+// Process-wide runtime state shared by the kernels: the thread count, which SIMD
+// instruction sets this CPU has (for run-time dispatch), and grow-only scratch buffers.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace pycnn {
+
+// Threads used by every parallel kernel. Starts at omp_get_max_threads() (so it honours
+// OMP_NUM_THREADS); 1 in the serial build.
+int get_num_threads();
+void set_num_threads(int n);
+bool openmp_enabled();
+std::string openmp_version();
+
+// Instruction-set levels the kernels can dispatch to, best first.
+enum class Isa { baseline = 0, avx2 = 1, avx512 = 2 };
+Isa detected_isa();   // what this CPU supports (and this build can use)
+Isa active_isa();     // what the kernels use now (detected, unless capped)
+void set_isa_cap(Isa cap);  // tests force the baseline path through this
+const char* isa_name(Isa isa);
+
+// Activations that can be fused into conv2d / dense. Backward uses the *output* y:
+// relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2.
+enum class Activation { linear = 0, relu = 1, sigmoid = 2, tanh = 3 };
+
+// Aligned scratch memory, one arena per thread slot, reused across calls so that training
+// steps do not allocate. slot 0 .. get_num_threads()-1 belong to OpenMP threads; callers
+// outside a parallel region use slot kSerialSlot. Contents are undefined on return.
+constexpr int kSerialSlot = 0;
+float* scratch(int slot, std::size_t count, int which = 0);
+
+// y = act(y) in place, and dy *= act'(y) in place (y is the activation's output).
+void apply_activation(float* y, int64_t n, Activation act);
+void activation_grad_inplace(float* dy, const float* y, int64_t n, Activation act);
+
+}  // namespace pycnn

@@ -1,0 +1,47 @@
+"""pycnn: small, fast convolutional neural networks on the CPU.
+
+C++/OpenMP kernels (NHWC float32) under a Keras-style API::
+
+    import pycnn
+    from pycnn import layers
+
+    model = pycnn.Sequential([
+        layers.Input((32, 32, 3)),
+        layers.Conv2D(6, 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ])
+"""
+from __future__ import annotations
+
+import os as _os
+
+# OpenMP threads that spin while idle collapse when another process competes for the
+# cores, so idle threads sleep unless the user chose otherwise. libgomp reads this when
+# it is loaded, which happens when _core is imported just below.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import _core  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def build_info() -> dict:
+    """What the native core was compiled with: version, compiler, OpenMP, SIMD levels, CUDA."""
+    return dict(_core.build_info())
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every kernel uses (default: OMP_NUM_THREADS or all cores)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads() expected a positive integer. Received: n={n!r}.")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads kernels use."""
+    return _core.get_num_threads()
+
+
+__all__ = ["build_info", "set_num_threads", "get_num_threads", "__version__"]

@@ -1,0 +1,184 @@
+"""Session state and small helpers shared by layers, models and the trainer.
+
+* One module-level NumPy ``Generator`` drives weight initialisation, shuffling in ``fit``
+  and dropout masks; :func:`set_random_seed` replaces it, so a seed makes runs repeatable.
+* Per-type name counters give Keras-style automatic names (``conv2d``, ``conv2d_1``, ...);
+  :func:`clear_session` resets them, like ``keras.backend.clear_session()``.
+* Argument normalisers used by every layer (``kernel_size=3`` -> ``(3, 3)``, padding
+  strings) and the input converter that turns user arrays into C-contiguous float32.
+"""
+from __future__ import annotations
+
+import random as _random
+import re
+from typing import Any, Iterable, Optional, Sequence, Tuple
+
+import numpy as np
+
+_rng: np.random.Generator = np.random.default_rng()
+_name_counters: dict[str, int] = {}
+
+
+# --------------------------------------------------------------------------- session state
+
+def set_random_seed(seed: int) -> None:
+    """Make weight initialisation, shuffling and dropout repeatable.
+
+    Replaces pycnn's module-level NumPy generator with ``np.random.default_rng(seed)``
+    and, like ``keras.utils.set_random_seed``, also seeds Python's ``random`` module and
+    NumPy's legacy global generator.
+
+    Args:
+        seed: a non-negative integer.
+
+    Raises:
+        TypeError: if ``seed`` is not an integer.
+        ValueError: if ``seed`` is negative.
+    """
+    global _rng
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"set_random_seed() expected an integer seed. Received: seed={seed!r}.")
+    if seed < 0:
+        raise ValueError(f"set_random_seed() expected a non-negative integer. Received: seed={seed}.")
+    seed = int(seed)
+    _rng = np.random.default_rng(seed)
+    _random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def get_rng() -> np.random.Generator:
+    """The generator pycnn draws initial weights, shuffles and dropout masks from."""
+    return _rng
+
+
+def clear_session() -> None:
+    """Reset the automatic layer and model names (the next Conv2D is ``conv2d`` again)."""
+    _name_counters.clear()
+
+
+def unique_name(prefix: str) -> str:
+    """``prefix`` the first time, then ``prefix_1``, ``prefix_2``... (Keras naming)."""
+    count = _name_counters.get(prefix, 0)
+    _name_counters[prefix] = count + 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+def snake_case(class_name: str) -> str:
+    """``MaxPooling2D`` -> ``max_pooling2d``, ``Conv2D`` -> ``conv2d`` (Keras's rule)."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def normalize_tuple(value: Any, n: int, arg: str, owner: str) -> Tuple[int, ...]:
+    """An int or a sequence of ``n`` positive ints -> tuple of ``n`` ints.
+
+    Raises:
+        ValueError: with the STYLE.md message when a value is not a positive integer.
+    """
+    if _is_int(value):
+        values = (int(value),) * n
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            values = None
+        if values is None or len(values) != n or not all(_is_int(v) for v in values):
+            raise ValueError(
+                f"The '{arg}' argument of {owner} must be an int or a tuple of {n} positive integers. "
+                f"Received: {arg}={value!r}.")
+        values = tuple(int(v) for v in values)
+    if min(values) < 1:
+        raise ValueError(
+            f"The '{arg}' argument of {owner} must be a tuple of {n} positive integers. "
+            f"Received: {arg}={value!r}.")
+    return values
+
+
+def normalize_padding(value: Any, owner: str) -> str:
+    """'valid' or 'same' (any case) -> lower-case string."""
+    if isinstance(value, str) and value.lower() in ("valid", "same"):
+        return value.lower()
+    raise ValueError(
+        f"Invalid value for argument 'padding' of {owner}: expected 'valid' or 'same'. "
+        f"Received: padding={value!r}.")
+
+
+def positive_int(value: Any, arg: str, owner: str) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(
+            f"Invalid value for argument '{arg}' of {owner}: expected a positive integer. "
+            f"Received: {arg}={value!r}.")
+    return int(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+# --------------------------------------------------------------------------- arrays
+
+def shape_str(shape: Iterable[Optional[int]]) -> str:
+    """Tuple text as Keras prints it: ``(None, 22, 22, 32)``, ``(None,)``."""
+    dims = tuple(None if d is None else int(d) for d in shape)
+    return repr(dims)
+
+
+def as_float32(x: Any, who: str, arg: str = "x") -> np.ndarray:
+    """Any real numeric array-like -> C-contiguous float32 (no copy when it already is).
+
+    Integer inputs (e.g. uint8 images) are converted, never rescaled: divide by 255
+    yourself, as the lecture does.
+
+    Raises:
+        TypeError: for complex, object, string or otherwise non-numeric data.
+    """
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{who} expected a real numeric array for '{arg}' (it is converted to float32). "
+            f"Received: {arg}.dtype={arr.dtype}.")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_real_array(x: Any, who: str, arg: str) -> np.ndarray:
+    """``np.asarray(x)``, refusing non-numeric dtypes, without converting (fit converts per batch)."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{who} expected a real numeric array for '{arg}'. Received: {arg}.dtype={arr.dtype}.")
+    return arr
+
+
+def to_categorical(y: Any, num_classes: Optional[int] = None) -> np.ndarray:
+    """Integer class vector -> one-hot float32 matrix, like ``keras.utils.to_categorical``.
+
+    Args:
+        y: integer labels of shape (N,) or (N, 1).
+        num_classes: number of classes; defaults to ``max(y) + 1``.
+
+    Returns:
+        float32 array of shape (N, num_classes).
+    """
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.dtype.kind not in "iu":
+        if labels.dtype.kind != "f" or not np.all(labels == np.round(labels)):
+            raise ValueError(f"to_categorical() expected integer class indices. Received: y.dtype={labels.dtype}.")
+        labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"to_categorical() expected non-negative labels. Received: min(y)={labels.min()}.")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    elif labels.size and labels.max() >= num_classes:
+        raise ValueError(
+            f"to_categorical() expected labels below num_classes={num_classes}. Received: max(y)={labels.max()}.")
+    out = np.zeros(labels.shape + (num_classes,), dtype=np.float32)
+    np.put_along_axis(out, labels[..., None].astype(np.intp), 1.0, axis=-1)
+    return out
+
+
+def batch_slices(n: int, batch_size: int) -> Sequence[slice]:
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]

@@ -1,0 +1,49 @@
+"""Shared pytest configuration: build info in the report header, seeded RNG, SIMD-level fixture."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+# The tests import the NumPy oracle as `import reference`; make that work whether pytest is
+# run from the repository root or from tests/, and whether or not tests/ is a package.
+_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+
+def pytest_report_header(config):
+    try:
+        import pycnn
+    except Exception as exc:  # the header must not hide the real import error the tests will show
+        return f"pycnn: not importable ({type(exc).__name__}: {exc})"
+    info = pycnn.build_info()
+    return "pycnn build_info: " + ", ".join(f"{k}={v}" for k, v in info.items())
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh generator with a fixed seed for every test, so each test is reproducible alone."""
+    return np.random.default_rng(20240607)
+
+
+@pytest.fixture(params=["native", "baseline"])
+def isa(request):
+    """Runs a test on the CPU's best SIMD path and again on the portable baseline path.
+
+    set_isa() is a cap: 'avx512' lets the kernels use the best level this CPU and build
+    support, which is the state every other test expects, so it is restored afterwards.
+    """
+    from pycnn import _core
+
+    if request.param == "baseline":
+        _core.set_isa("baseline")
+        assert _core.get_isa() == "baseline"
+    else:
+        _core.set_isa("avx512")
+    try:
+        yield request.param
+    finally:
+        _core.set_isa("avx512")
