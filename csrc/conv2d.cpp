@@ -7,6 +7,12 @@
 //   backward: dweight[K, F]  = col^T @ g,   dcol = g @ weight^T,  dinp = col2im(dcol)
 // where K = KH*KW*C and g = dout * act'(out).
 //
+// Stride-1 layers with few input channels (C <= 4, e.g. the RGB input layer) take a direct
+// path instead (conv2d_direct_impl.h): im2col would blow the input up KH*KW times for very
+// little arithmetic. It converts each sample to zero-padded planar form, convolves with
+// vectors along the output width, and computes the input gradient as the forward
+// convolution of the padded gradient with the rotated kernel.
+//
 // Parallelism: samples are cut into groups of `nb` (so that a group has >= ~256 output rows);
 // when there are at least as many groups as threads, each thread handles whole groups
 // (im2col, GEMM and epilogue stay in its cache; weight gradients go to per-thread partial
@@ -17,6 +23,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "conv2d_direct.h"
 #include "gemm.h"
 
 #ifdef PYCNN_OPENMP
@@ -135,10 +142,147 @@ void bias_activation(float* out, const float* bias, int64_t rows, int64_t F, Act
   apply_activation(out, rows * F, act);
 }
 
+bool use_direct(const ConvShape& s) { return s.SH == 1 && s.SW == 1 && s.C <= 4 && s.OW >= 8; }
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Geometry of the planar buffers of the direct path for one sample.
+struct DirectPlan {
+  DirectKernels dk;
+  int64_t OWp;        // output width rounded up to the kernel's block
+  int64_t x_rows, ldx;  // padded input planes [C][x_rows][ldx]
+  int64_t W_p;        // input width rounded up (output width of the input-gradient convolution)
+  int64_t g_rows, ldg;  // padded gradient planes [F][g_rows][ldg] for the input gradient
+  int64_t g_top, g_left;  // where gradient (0, 0) sits in those planes
+};
+
+DirectPlan plan_direct(const ConvShape& s) {
+  DirectPlan p{};
+  p.dk = direct_kernels(active_isa());
+  p.OWp = round_up(s.OW, p.dk.block);
+  p.x_rows = s.OH + s.KH - 1;
+  p.ldx = p.OWp + s.KW - 1;
+  p.W_p = round_up(s.W, p.dk.block);
+  p.g_rows = s.H + s.KH - 1;
+  p.g_top = s.KH - 1 - s.PT;
+  p.g_left = s.KW - 1 - s.PL;
+  p.ldg = std::max(p.W_p + s.KW - 1, p.g_left + p.OWp);
+  return p;
+}
+
+// xp[c][PT + ih][PL + iw] = img[ih][iw][c], zero elsewhere.
+void pad_planar_input(float* xp, const float* img, const ConvShape& s, const DirectPlan& p) {
+  std::memset(xp, 0, sizeof(float) * s.C * p.x_rows * p.ldx);
+  for (int64_t ih = 0; ih < s.H; ++ih)
+    for (int64_t iw = 0; iw < s.W; ++iw) {
+      const float* px = img + (ih * s.W + iw) * s.C;
+      for (int64_t c = 0; c < s.C; ++c) xp[(c * p.x_rows + s.PT + ih) * p.ldx + s.PL + iw] = px[c];
+    }
+}
+
+void conv2d_forward_direct(float* out, const float* inp, const float* weight, const float* bias,
+                           const ConvShape& s, Activation act) {
+  const DirectPlan p = plan_direct(s);
+  const int64_t F = s.F, P = s.OH * s.OW;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+  for (int64_t n = 0; n < s.N; ++n) {
+    const int t = thread_id();
+    float* xp = scratch(t, static_cast<std::size_t>(s.C * p.x_rows * p.ldx), 0);
+    float* yp = scratch(t, static_cast<std::size_t>(F * s.OH * p.OWp), 1);
+    pad_planar_input(xp, inp + n * s.H * s.W * s.C, s, p);
+    p.dk.forward(yp, p.OWp, xp, p.ldx, p.x_rows, weight, s.C, F, s.KH, s.KW, s.OH, p.OWp);
+    float* o = out + n * P * F;
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        float* px = o + (oh * s.OW + ow) * F;
+        for (int64_t f = 0; f < F; ++f) px[f] = yp[(f * s.OH + oh) * p.OWp + ow] + (bias ? bias[f] : 0.f);
+      }
+    apply_activation(o, P * F, act);
+  }
+}
+
+void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                            const float* weight, const float* out, const ConvShape& s, Activation act) {
+  const DirectPlan p = plan_direct(s);
+  const int64_t C = s.C, F = s.F, K = s.KH * s.KW * C, P = s.OH * s.OW;
+  // The input gradient is the forward convolution of the padded gradient with the kernel
+  // rotated by 180 degrees and its channel axes swapped: wrot[kh][kw][f][c] = w[KH-1-kh][KW-1-kw][c][f].
+  float* wrot = nullptr;
+  if (dinp) {
+    wrot = scratch(kSerialSlot, static_cast<std::size_t>(K * F), 7);
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t f = 0; f < F; ++f)
+            wrot[((kh * s.KW + kw) * F + f) * C + c] =
+                weight[(((s.KH - 1 - kh) * s.KW + (s.KW - 1 - kw)) * C + c) * F + f];
+  }
+  const int T = get_num_threads();
+  float* partial[256];
+  bool used[256] = {};
+  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F + F), 4);
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(T)
+#endif
+  for (int64_t n = 0; n < s.N; ++n) {
+    const int t = thread_id();
+    float* dw = partial[t];
+    float* db = dw + K * F;
+    if (!used[t]) {
+      std::memset(dw, 0, sizeof(float) * (K * F + F));
+      used[t] = true;
+    }
+    float* xp = scratch(t, static_cast<std::size_t>(C * p.x_rows * p.ldx), 0);
+    float* gp = scratch(t, static_cast<std::size_t>(F * p.g_rows * p.ldg), 6);
+    pad_planar_input(xp, inp + n * s.H * s.W * C, s, p);
+    // gp[f][g_top + oh][g_left + ow] = dout * act'(out), zero elsewhere; dbias sums it.
+    std::memset(gp, 0, sizeof(float) * F * p.g_rows * p.ldg);
+    const float* d = dout + n * P * F;
+    const float* y = out ? out + n * P * F : nullptr;
+    float gpix[4096];
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t at = (oh * s.OW + ow) * F;
+        for (int64_t f0 = 0; f0 < F; f0 += 4096) {
+          const int64_t len = std::min<int64_t>(4096, F - f0);
+          std::memcpy(gpix, d + at + f0, sizeof(float) * len);
+          if (y) activation_grad_inplace(gpix, y + at + f0, len, act);
+          for (int64_t f = 0; f < len; ++f) {
+            gp[((f0 + f) * p.g_rows + p.g_top + oh) * p.ldg + p.g_left + ow] = gpix[f];
+            db[f0 + f] += gpix[f];
+          }
+        }
+      }
+    p.dk.dweight(dw, xp, p.ldx, p.x_rows, gp + p.g_top * p.ldg + p.g_left, p.ldg, p.g_rows, C, F, s.KH, s.KW,
+                 s.OH, p.OWp);
+    if (dinp) {
+      float* dxp = scratch(t, static_cast<std::size_t>(C * s.H * p.W_p), 1);
+      p.dk.forward(dxp, p.W_p, gp, p.ldg, p.g_rows, wrot, F, C, s.KH, s.KW, s.H, p.W_p);
+      float* di = dinp + n * s.H * s.W * C;
+      for (int64_t ih = 0; ih < s.H; ++ih)
+        for (int64_t iw = 0; iw < s.W; ++iw)
+          for (int64_t c = 0; c < C; ++c) di[(ih * s.W + iw) * C + c] = dxp[(c * s.H + ih) * p.W_p + iw];
+    }
+  }
+  const int64_t total = K * F + F;
+  for (int64_t i = 0; i < total; ++i) {
+    float sum = 0.f;
+    for (int t = 0; t < T; ++t)
+      if (used[t]) sum += partial[t][i];
+    if (i < K * F)
+      dweight[i] = sum;
+    else if (dbias)
+      dbias[i - K * F] = sum;
+  }
+}
+
 }  // namespace
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, const ConvShape& s,
                     Activation act) {
+  if (use_direct(s)) return conv2d_forward_direct(out, inp, weight, bias, s, act);
   const int64_t K = s.KH * s.KW * s.C, P = s.OH * s.OW;
   const bool pointwise = is_pointwise(s);
   const Grouping g = plan_groups(s);
@@ -162,6 +306,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
 
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, const float* out, const ConvShape& s, Activation act) {
+  if (use_direct(s)) return conv2d_backward_direct(dinp, dweight, dbias, dout, inp, weight, out, s, act);
   const int64_t K = s.KH * s.KW * s.C, P = s.OH * s.OW, F = s.F;
   const bool pointwise = is_pointwise(s);
   const Grouping g = plan_groups(s);

@@ -22,7 +22,37 @@ import os as _os
 # it is loaded, which happens when _core is imported just below.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import _core  # noqa: E402
+
+
+def _load_core():
+    """Import the compiled module, also when this package is the source checkout.
+
+    Running from the repository root puts the source tree's pycnn/ (which has no compiled
+    module unless built in place) ahead of the installed one; then the installed package's
+    directory is added to this package's search path so `pip install .` works from anywhere.
+    """
+    try:
+        from . import _core as core
+        return core
+    except ImportError as err:
+        import glob
+        import sys
+
+        here = _os.path.dirname(_os.path.abspath(__file__))
+        for entry in sys.path:
+            candidate = _os.path.join(_os.path.abspath(entry or "."), "pycnn")
+            if candidate != here and glob.glob(_os.path.join(candidate, "_core*")):
+                __path__.append(candidate)  # noqa: F821 (package __path__)
+                from . import _core as core
+                return core
+        raise ImportError(
+            f"pycnn's compiled core (pycnn._core) was not found next to {here}. Build and install "
+            "the package with `pip install .`, or run `bash .ci/dev-build.sh` for an in-tree "
+            f"development build. Original error: {err}"
+        ) from err
+
+
+_core = _load_core()
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,45 @@
+// Instantiates the direct-convolution kernels of conv2d_direct_impl.h once per instruction
+// set. Each copy is compiled under its own `#pragma GCC target`, so one portable binary
+// carries AVX-512, AVX2+FMA and baseline code; conv2d.cpp picks one at run time.
+#include <cstdint>
+
+#define PYCNN_DIRECT_NS portable
+#define PYCNN_DIRECT_VEC 16
+#include "conv2d_direct_impl.h"
+#undef PYCNN_DIRECT_NS
+#undef PYCNN_DIRECT_VEC
+
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define PYCNN_DIRECT_NS avx2
+#define PYCNN_DIRECT_VEC 32
+#include "conv2d_direct_impl.h"
+#undef PYCNN_DIRECT_NS
+#undef PYCNN_DIRECT_VEC
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define PYCNN_DIRECT_NS avx512
+#define PYCNN_DIRECT_VEC 64
+#include "conv2d_direct_impl.h"
+#undef PYCNN_DIRECT_NS
+#undef PYCNN_DIRECT_VEC
+#pragma GCC pop_options
+#define PYCNN_DIRECT_HAVE_X86 1
+#endif
+
+#include "conv2d_direct.h"
+
+namespace pycnn {
+
+DirectKernels direct_kernels(Isa isa) {
+#ifdef PYCNN_DIRECT_HAVE_X86
+  if (isa == Isa::avx512) return {avx512::V * avx512::R, avx512::V, avx512::forward, avx512::dweight};
+  if (isa == Isa::avx2) return {avx2::V * avx2::R, avx2::V, avx2::forward, avx2::dweight};
+#endif
+  return {portable::V * portable::R, portable::V, portable::forward, portable::dweight};
+}
+
+}  // namespace pycnn
