@@ -11,6 +11,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <mutex>
 #include <cctype>
 #include <optional>
 #include <sstream>
@@ -54,6 +55,16 @@ std::string cat(const Parts&... parts) {
   (os << ... << parts);
   return os.str();
 }
+
+// Kernels share per-thread scratch arenas (runtime.h) and already use every core, so calls
+// from several Python threads (the GIL is released) run one after another.
+struct KernelLock {
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  std::lock_guard<std::mutex> guard{mutex()};
+};
 
 [[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
 [[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
@@ -233,6 +244,7 @@ FArray conv2d_forward_py(const py::object& inp_obj, const py::object& weight_obj
   const float* pb = bias ? bias->data() : nullptr;
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::conv2d_forward(po, pi, pw, pb, s, act);
   }
   return out;
@@ -260,6 +272,7 @@ py::tuple conv2d_backward_py(const py::object& dout_obj, const py::object& inp_o
   const float *pdo = dout.data(), *pi = inp.data(), *pw = weight.data(), *po = out ? out->data() : nullptr;
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::conv2d_backward(pdi, pdw, pdb, pdo, pi, pw, po, s, act);
   }
   py::object di = dinp ? py::object(*dinp) : py::none();
@@ -318,6 +331,7 @@ py::tuple maxpool2d_forward_py(const py::object& inp_obj, const py::object& pool
   const float* pi = inp.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::maxpool2d_forward(po, pa, pi, s);
   }
   return py::make_tuple(out, argmax);
@@ -336,21 +350,25 @@ FArray maxpool2d_backward_py(const py::object& dout_obj, const py::object& argma
   auto argmax = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(a);
   if (!argmax) type_error(cat(fn, "() could not convert 'argmax' to an int32 array."));
   check_grad_shape(argmax, oshape, fn, "argmax");
-  // Each index must lie in its sample and in its own channel, or the scatter would write
-  // out of bounds or silently to the wrong place.
+  // Every index must lie inside its sample, or the scatter would write out of bounds.
   const int32_t* pa = argmax.data();
   const int64_t plane = s.H * s.W * s.C, count = s.N * s.OH * s.OW * s.C;
-  for (int64_t i = 0; i < count; ++i) {
-    if (pa[i] < 0 || pa[i] >= plane || pa[i] % s.C != i % s.C)
-      value_error(cat(fn, "() received an 'argmax' entry that is not a valid input index for input_shape (",
-                      s.N, ", ", s.H, ", ", s.W, ", ", s.C, "): argmax.flat[", i, "]=", pa[i],
-                      ". Pass the argmax returned by maxpool2d_forward for the same input."));
-  }
+  int64_t bad = -1;
+  for (int64_t i = 0; i < count; ++i)
+    if (pa[i] < 0 || pa[i] >= plane) {
+      bad = i;
+      break;
+    }
+  if (bad >= 0)
+    value_error(cat(fn, "() received an 'argmax' entry that is not a valid input index for input_shape (", s.N, ", ",
+                    s.H, ", ", s.W, ", ", s.C, "): argmax.flat[", bad, "]=", pa[bad],
+                    ". Pass the argmax returned by maxpool2d_forward for the same input."));
   FArray dinp = empty_f({s.N, s.H, s.W, s.C});
   float* pdi = dinp.mutable_data();
   const float* pdo = dout.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::maxpool2d_backward(pdi, pdo, pa, s);
   }
   return dinp;
@@ -366,6 +384,7 @@ FArray avgpool2d_forward_py(const py::object& inp_obj, const py::object& pool_si
   const float* pi = inp.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::avgpool2d_forward(po, pi, s);
   }
   return out;
@@ -382,6 +401,7 @@ FArray avgpool2d_backward_py(const py::object& dout_obj, const py::object& input
   const float* pdo = dout.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::avgpool2d_backward(pdi, pdo, s);
   }
   return dinp;
@@ -412,6 +432,7 @@ FArray softmax_forward_py(const py::object& inp_obj) {
   const float* pi = inp.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::softmax_forward(po, pi, rc.first, rc.second);
   }
   return out;
@@ -428,6 +449,7 @@ FArray softmax_backward_py(const py::object& dout_obj, const py::object& out_obj
   const float *pdo = dout.data(), *po = out.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::softmax_backward(pdi, pdo, po, rc.first, rc.second);
   }
   return dinp;
@@ -460,6 +482,7 @@ py::tuple softmax_crossentropy_forward_py(const py::object& logits_obj, const py
   const int64_t* pl = labels.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     loss = pycnn::softmax_crossentropy_forward(pp, pz, pl, rows, cols);
   }
   return py::make_tuple(loss, probs);
@@ -481,6 +504,7 @@ FArray softmax_crossentropy_backward_py(const py::object& probs_obj, const py::o
   const int64_t* pl = labels.data();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::softmax_crossentropy_backward(pd, pp, pl, rows, cols, scale);
   }
   return dlogits;
@@ -514,6 +538,7 @@ FArray dense_forward_py(const py::object& inp_obj, const py::object& weight_obj,
   const float *pi = inp.data(), *pw = weight.data(), *pb = bias ? bias->data() : nullptr;
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::dense_forward(po, pi, pw, pb, N, IN, OUT, act);
   }
   return out;
@@ -540,6 +565,7 @@ py::tuple dense_backward_py(const py::object& dout_obj, const py::object& inp_ob
   const float *pdo = dout.data(), *pi = inp.data(), *pw = weight.data(), *po = out ? out->data() : nullptr;
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     pycnn::dense_backward(pdi, pdw, pdb, pdo, pi, pw, po, N, IN, OUT, act);
   }
   py::object di = dinp ? py::object(*dinp) : py::none();
@@ -560,6 +586,7 @@ FArray unary(const py::object& inp_obj, UnaryKernel kernel, const char* fn) {
   int64_t n = inp.size();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     kernel(po, pi, n);
   }
   return out;
@@ -575,6 +602,7 @@ FArray unary_grad(const py::object& dout_obj, const py::object& out_obj, GradKer
   int64_t n = out.size();
   {
     py::gil_scoped_release release;
+    KernelLock lock;
     kernel(pdi, pdo, po, n);
   }
   return dinp;

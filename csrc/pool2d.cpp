@@ -37,21 +37,23 @@ void maxpool2d_forward(float* out, int32_t* argmax, const float* inp, const Pool
       float* o = out + (r * s.OW + ow) * C;
       int32_t* a = argmax + (r * s.OW + ow) * C;
       const Clip w = clip_window(s, oh, ow);
+      // Start from the window's first element, then replace only on a strictly greater
+      // value: ties keep the first maximum in scan order. Branch-free so it vectorises
+      // over channels.
+      const int64_t first = (w.h0 * s.W + w.w0) * C;
       for (int64_t c = 0; c < C; ++c) {
-        o[c] = -std::numeric_limits<float>::infinity();
-        a[c] = -1;
+        o[c] = img[first + c];
+        a[c] = static_cast<int32_t>(first + c);
       }
       for (int64_t ih = w.h0; ih < w.h1; ++ih)
-        for (int64_t iw = w.w0; iw < w.w1; ++iw) {
-          const int64_t base = (ih * s.W + iw) * C;
+        for (int64_t iw = (ih == w.h0 ? w.w0 + 1 : w.w0); iw < w.w1; ++iw) {
+          const int32_t base = static_cast<int32_t>((ih * s.W + iw) * C);
           const float* v = img + base;
-          // Strict '>' keeps the first maximum in scan order; a[c] < 0 takes the first
-          // element even when it is -inf or NaN, so every output has a valid index.
-          for (int64_t c = 0; c < C; ++c)
-            if (v[c] > o[c] || a[c] < 0) {
-              o[c] = v[c];
-              a[c] = static_cast<int32_t>(base + c);
-            }
+          for (int32_t c = 0; c < static_cast<int32_t>(C); ++c) {
+            const int32_t take = -static_cast<int32_t>(v[c] > o[c]);  // all ones when greater
+            o[c] = v[c] > o[c] ? v[c] : o[c];
+            a[c] = (a[c] & ~take) | ((base + c) & take);
+          }
         }
     }
   }
