@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <mutex>
 #include <cctype>
+#include <cstdlib>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -647,6 +648,9 @@ void set_isa_py(const std::string& name) {
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
+  // PYCNN_NO_MALLOC_TUNING=1 leaves the C allocator's settings alone.
+  const char* no_tuning = std::getenv("PYCNN_NO_MALLOC_TUNING");
+  if (!no_tuning || std::string(no_tuning) != "1") pycnn::tune_allocator();
   m.doc() = "pycnn native kernels (NHWC float32). See pycnn.ops for the documented Python surface.";
   m.def("build_info", &build_info, "What was compiled in: version, compiler, OpenMP, ISA levels, CUDA.");
   m.def("set_num_threads", &set_num_threads_py, py::arg("n"), "Threads used by every kernel.");

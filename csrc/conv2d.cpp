@@ -189,8 +189,8 @@ void conv2d_forward_direct(float* out, const float* inp, const float* weight, co
 #endif
   for (int64_t n = 0; n < s.N; ++n) {
     const int t = thread_id();
-    float* xp = scratch(t, static_cast<std::size_t>(s.C * p.x_rows * p.ldx), 0);
-    float* yp = scratch(t, static_cast<std::size_t>(F * s.OH * p.OWp), 1);
+    float* xp = scratch(t, static_cast<std::size_t>(s.C * p.x_rows * p.ldx), kScratchCol);
+    float* yp = scratch(t, static_cast<std::size_t>(F * s.OH * p.OWp), kScratchOut);
     pad_planar_input(xp, inp + n * s.H * s.W * s.C, s, p);
     p.dk.forward(yp, p.OWp, xp, p.ldx, p.x_rows, weight, s.C, F, s.KH, s.KW, s.OH, p.OWp);
     float* o = out + n * P * F;
@@ -211,7 +211,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
   // rotated by 180 degrees and its channel axes swapped: wrot[kh][kw][f][c] = w[KH-1-kh][KW-1-kw][c][f].
   float* wrot = nullptr;
   if (dinp) {
-    wrot = scratch(kSerialSlot, static_cast<std::size_t>(K * F), 7);
+    wrot = scratch(kSerialSlot, static_cast<std::size_t>(K * F), kScratchRotated);
     for (int64_t kh = 0; kh < s.KH; ++kh)
       for (int64_t kw = 0; kw < s.KW; ++kw)
         for (int64_t c = 0; c < C; ++c)
@@ -222,7 +222,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
   const int T = get_num_threads();
   float* partial[256];
   bool used[256] = {};
-  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F + F), 4);
+  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F + F), kScratchPartial);
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
@@ -234,31 +234,29 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
       std::memset(dw, 0, sizeof(float) * (K * F + F));
       used[t] = true;
     }
-    float* xp = scratch(t, static_cast<std::size_t>(C * p.x_rows * p.ldx), 0);
-    float* gp = scratch(t, static_cast<std::size_t>(F * p.g_rows * p.ldg), 6);
+    float* xp = scratch(t, static_cast<std::size_t>(C * p.x_rows * p.ldx), kScratchCol);
+    float* gp = scratch(t, static_cast<std::size_t>(F * p.g_rows * p.ldg), kScratchPadGrad);
     pad_planar_input(xp, inp + n * s.H * s.W * C, s, p);
     // gp[f][g_top + oh][g_left + ow] = dout * act'(out), zero elsewhere; dbias sums it.
     std::memset(gp, 0, sizeof(float) * F * p.g_rows * p.ldg);
     const float* d = dout + n * P * F;
     const float* y = out ? out + n * P * F : nullptr;
-    float gpix[4096];
+    float* gs = scratch(t, static_cast<std::size_t>(P * F), kScratchGrad);
+    std::memcpy(gs, d, sizeof(float) * P * F);
+    if (y) activation_grad_inplace(gs, y, P * F, act);
     for (int64_t oh = 0; oh < s.OH; ++oh)
       for (int64_t ow = 0; ow < s.OW; ++ow) {
-        const int64_t at = (oh * s.OW + ow) * F;
-        for (int64_t f0 = 0; f0 < F; f0 += 4096) {
-          const int64_t len = std::min<int64_t>(4096, F - f0);
-          std::memcpy(gpix, d + at + f0, sizeof(float) * len);
-          if (y) activation_grad_inplace(gpix, y + at + f0, len, act);
-          for (int64_t f = 0; f < len; ++f) {
-            gp[((f0 + f) * p.g_rows + p.g_top + oh) * p.ldg + p.g_left + ow] = gpix[f];
-            db[f0 + f] += gpix[f];
-          }
+        const float* gpx = gs + (oh * s.OW + ow) * F;
+        float* dst = gp + (p.g_top + oh) * p.ldg + p.g_left + ow;
+        for (int64_t f = 0; f < F; ++f) {
+          dst[f * p.g_rows * p.ldg] = gpx[f];
+          db[f] += gpx[f];
         }
       }
     p.dk.dweight(dw, xp, p.ldx, p.x_rows, gp + p.g_top * p.ldg + p.g_left, p.ldg, p.g_rows, C, F, s.KH, s.KW,
                  s.OH, p.OWp);
     if (dinp) {
-      float* dxp = scratch(t, static_cast<std::size_t>(C * s.H * p.W_p), 1);
+      float* dxp = scratch(t, static_cast<std::size_t>(C * s.H * p.W_p), kScratchOut);
       p.dk.forward(dxp, p.W_p, gp, p.ldg, p.g_rows, wrot, F, C, s.KH, s.KW, s.H, p.W_p);
       float* di = dinp + n * s.H * s.W * C;
       for (int64_t ih = 0; ih < s.H; ++ih)
@@ -294,7 +292,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
     const float* img = inp + n0 * s.H * s.W * s.C;
     const float* col = img;
     if (!pointwise) {
-      float* buf = scratch(thread_id(), static_cast<std::size_t>(nb * P * K), 0);
+      float* buf = scratch(thread_id(), static_cast<std::size_t>(nb * P * K), kScratchCol);
       im2col(buf, img, nb, s);
       col = buf;
     }
@@ -314,7 +312,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   // g = dout * act'(out): the gradient w.r.t. the pre-activation.
   const float* grad = dout;
   if (act != Activation::linear) {
-    float* buf = scratch(kSerialSlot, static_cast<std::size_t>(s.N * P * F), 5);
+    float* buf = scratch(kSerialSlot, static_cast<std::size_t>(s.N * P * F), kScratchGrad);
     const int64_t total = s.N * P * F, chunk = 1 << 14;
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(get_num_threads())
@@ -331,8 +329,8 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   const int T = g.threads;
   float* partial[256];
   bool used[256] = {};
-  for (int t = 0; t < T; ++t) partial[t] = g.outer_parallel ? scratch(t, static_cast<std::size_t>(K * F + F), 4) : nullptr;
-  if (!g.outer_parallel) partial[0] = scratch(kSerialSlot, static_cast<std::size_t>(K * F + F), 4);
+  for (int t = 0; t < T; ++t) partial[t] = g.outer_parallel ? scratch(t, static_cast<std::size_t>(K * F + F), kScratchPartial) : nullptr;
+  if (!g.outer_parallel) partial[0] = scratch(kSerialSlot, static_cast<std::size_t>(K * F + F), kScratchPartial);
 
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (g.outer_parallel)
@@ -344,7 +342,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     const float* gr = grad + n0 * P * F;
     const float* col = img;
     if (!pointwise) {
-      float* buf = scratch(thread_id(), static_cast<std::size_t>(rows * K), 0);
+      float* buf = scratch(thread_id(), static_cast<std::size_t>(rows * K), kScratchCol);
       im2col(buf, img, nb, s);
       col = buf;
     }
@@ -362,7 +360,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
       if (pointwise) {
         sgemm(rows, K, F, gr, F, 1, weight, 1, F, di, K, 1, false, !g.outer_parallel);
       } else {
-        float* dcol = scratch(thread_id(), static_cast<std::size_t>(rows * K), 1);
+        float* dcol = scratch(thread_id(), static_cast<std::size_t>(rows * K), kScratchOut);
         sgemm(rows, K, F, gr, F, 1, weight, 1, F, dcol, K, 1, false, !g.outer_parallel);
         col2im(di, dcol, nb, s);
       }

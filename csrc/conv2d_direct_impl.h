@@ -100,10 +100,20 @@ static void dweight_block(float* dw, const float* x, int64_t ldx, int64_t xplane
 void dweight(float* dw, const float* x, int64_t ldx, int64_t x_rows, const float* g, int64_t ldg, int64_t g_rows,
              int64_t C, int64_t F, int64_t KH, int64_t KW, int64_t OH, int64_t OWp) {
   const int64_t xplane = x_rows * ldx, gplane = g_rows * ldg;
+#define PYCNN_DW_BLOCK(FB) dweight_block<FB>(dw, x, ldx, xplane, g, ldg, gplane, C, F, KH, KW, OH, OWp, f0)
   int64_t f0 = 0;
-  for (; f0 + 8 <= F; f0 += 8) dweight_block<8>(dw, x, ldx, xplane, g, ldg, gplane, C, F, KH, KW, OH, OWp, f0);
-  for (; f0 + 4 <= F; f0 += 4) dweight_block<4>(dw, x, ldx, xplane, g, ldg, gplane, C, F, KH, KW, OH, OWp, f0);
-  for (; f0 < F; ++f0) dweight_block<1>(dw, x, ldx, xplane, g, ldg, gplane, C, F, KH, KW, OH, OWp, f0);
+  for (; f0 + 8 <= F; f0 += 8) PYCNN_DW_BLOCK(8);
+  switch (F - f0) {
+    case 7: PYCNN_DW_BLOCK(7); break;
+    case 6: PYCNN_DW_BLOCK(6); break;
+    case 5: PYCNN_DW_BLOCK(5); break;
+    case 4: PYCNN_DW_BLOCK(4); break;
+    case 3: PYCNN_DW_BLOCK(3); break;
+    case 2: PYCNN_DW_BLOCK(2); break;
+    case 1: PYCNN_DW_BLOCK(1); break;
+    default: break;
+  }
+#undef PYCNN_DW_BLOCK
 }
 
 }  // namespace PYCNN_DIRECT_NS

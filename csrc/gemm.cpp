@@ -194,8 +194,8 @@ void gemm_serial(const KernelSpec& ks, int64_t M, int64_t N, int64_t K, const fl
   const int64_t MC = std::max<int64_t>(mr, (kMCTarget / mr) * mr);
   const int slot = current_slot();
   const int64_t kc_max = std::min(kKC, K);
-  float* Ap = scratch(slot, static_cast<std::size_t>(((std::min(MC, M) + mr - 1) / mr) * mr * kc_max), 2);
-  float* Bp = scratch(slot, static_cast<std::size_t>(((std::min(kNC, N) + nr - 1) / nr) * nr * kc_max), 3);
+  float* Ap = scratch(slot, static_cast<std::size_t>(((std::min(MC, M) + mr - 1) / mr) * mr * kc_max), kScratchPackA);
+  float* Bp = scratch(slot, static_cast<std::size_t>(((std::min(kNC, N) + nr - 1) / nr) * nr * kc_max), kScratchPackB);
   alignas(64) float tile[8 * 32];  // largest MR x NR; edge tiles and strided C go through it
 
   for (int64_t jc = 0; jc < N; jc += kNC) {

@@ -7,6 +7,10 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #ifdef PYCNN_OPENMP
 #include <omp.h>
 #endif
@@ -18,7 +22,7 @@ std::atomic<int> g_threads{0};  // 0 = not initialised yet
 std::atomic<int> g_isa_cap{static_cast<int>(Isa::avx512)};
 
 constexpr int kMaxSlots = 256;
-constexpr int kMaxWhich = 8;
+constexpr int kMaxWhich = kScratchKinds;
 struct Buffer {
   float* data = nullptr;
   std::size_t capacity = 0;
@@ -98,7 +102,7 @@ const char* isa_name(Isa isa) {
   }
 }
 
-float* scratch(int slot, std::size_t count, int which) {
+float* scratch(int slot, std::size_t count, Scratch which) {
   if (slot < 0 || slot >= kMaxSlots || which < 0 || which >= kMaxWhich) std::abort();
   Buffer& b = g_scratch[slot][which];
   if (b.capacity < count) {
@@ -113,6 +117,13 @@ float* scratch(int slot, std::size_t count, int which) {
     b.capacity = bytes / sizeof(float);
   }
   return b.data;
+}
+
+void tune_allocator() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 void apply_activation(float* y, int64_t n, Activation act) {

@@ -29,7 +29,24 @@ enum class Activation { linear = 0, relu = 1, sigmoid = 2, tanh = 3 };
 // steps do not allocate. slot 0 .. get_num_threads()-1 belong to OpenMP threads; callers
 // outside a parallel region use slot kSerialSlot. Contents are undefined on return.
 constexpr int kSerialSlot = 0;
-float* scratch(int slot, std::size_t count, int which = 0);
+// What each of a slot's buffers holds; one kernel never uses the same buffer for two things.
+enum Scratch {
+  kScratchCol = 0,       // im2col rows / padded planar input
+  kScratchOut = 1,       // dcol rows / planar outputs
+  kScratchPackA = 2,     // GEMM packed A block
+  kScratchPackB = 3,     // GEMM packed B panel
+  kScratchPartial = 4,   // per-thread partial weight gradients
+  kScratchGrad = 5,      // gradient times activation derivative
+  kScratchPadGrad = 6,   // padded planar gradient (direct conv) / dense activation gradient
+  kScratchRotated = 7,   // rotated kernel (direct conv input gradient)
+  kScratchKinds = 8
+};
+float* scratch(int slot, std::size_t count, Scratch which);
+
+// Keeps freed memory in the process heap instead of returning it to the OS after every
+// call (glibc only; a no-op elsewhere). Training allocates and frees the same few-megabyte
+// arrays every step, and fresh pages from the OS cost a page fault each on first touch.
+void tune_allocator();
 
 // y = act(y) in place, and dy *= act'(y) in place (y is the activation's output).
 void apply_activation(float* y, int64_t n, Activation act);
