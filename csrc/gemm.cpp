@@ -116,17 +116,56 @@ __attribute__((target("avx512f"))) void ukernel_avx512(int64_t kc, const float* 
     _mm512_storeu_ps(c + 16, rows[i][1]);
   }
 }
+
+// 12 x 16: for results exactly 16 (or a multiple of 16) wide, e.g. a 16-filter convolution,
+// where the 8 x 32 tile would waste half its lanes.
+__attribute__((target("avx512f"))) void ukernel_avx512_12x16(int64_t kc, const float* Ap, const float* Bp, float* C,
+                                                             int64_t ldc, bool accumulate) {
+  __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps(), c3 = _mm512_setzero_ps();
+  __m512 c4 = _mm512_setzero_ps(), c5 = _mm512_setzero_ps(), c6 = _mm512_setzero_ps(), c7 = _mm512_setzero_ps();
+  __m512 c8 = _mm512_setzero_ps(), c9 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b = _mm512_loadu_ps(Bp);
+    c0 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[0]), b, c0);
+    c1 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[1]), b, c1);
+    c2 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[2]), b, c2);
+    c3 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[3]), b, c3);
+    c4 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[4]), b, c4);
+    c5 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[5]), b, c5);
+    c6 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[6]), b, c6);
+    c7 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[7]), b, c7);
+    c8 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[8]), b, c8);
+    c9 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[9]), b, c9);
+    c10 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[10]), b, c10);
+    c11 = _mm512_fmadd_ps(_mm512_set1_ps(Ap[11]), b, c11);
+    Ap += 12;
+    Bp += 16;
+  }
+  __m512 rows[12] = {c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11};
+  for (int i = 0; i < 12; ++i) {
+    float* c = C + i * ldc;
+    if (accumulate) rows[i] = _mm512_add_ps(rows[i], _mm512_loadu_ps(c));
+    _mm512_storeu_ps(c, rows[i]);
+  }
+}
 #endif
 
-KernelSpec pick_kernel() {
+// The micro-kernels this CPU can run (up to two shapes per ISA).
+int available_kernels(KernelSpec* out) {
 #ifdef PYCNN_X86_DISPATCH
   switch (active_isa()) {
-    case Isa::avx512: return {8, 32, ukernel_avx512};
-    case Isa::avx2: return {6, 16, ukernel_avx2};
+    case Isa::avx512:
+      out[0] = {8, 32, ukernel_avx512};
+      out[1] = {12, 16, ukernel_avx512_12x16};
+      return 2;
+    case Isa::avx2:
+      out[0] = {6, 16, ukernel_avx2};
+      return 1;
     default: break;
   }
 #endif
-  return {4, 16, ukernel_portable<4, 16>};
+  out[0] = {4, 16, ukernel_portable<4, 16>};
+  return 1;
 }
 
 constexpr int64_t kKC = 256;       // depth of a packed panel: a KC x NR sliver of B stays in L1
@@ -196,7 +235,7 @@ void gemm_serial(const KernelSpec& ks, int64_t M, int64_t N, int64_t K, const fl
   const int64_t kc_max = std::min(kKC, K);
   float* Ap = scratch(slot, static_cast<std::size_t>(((std::min(MC, M) + mr - 1) / mr) * mr * kc_max), kScratchPackA);
   float* Bp = scratch(slot, static_cast<std::size_t>(((std::min(kNC, N) + nr - 1) / nr) * nr * kc_max), kScratchPackB);
-  alignas(64) float tile[8 * 32];  // largest MR x NR; edge tiles and strided C go through it
+  alignas(64) float tile[12 * 32];  // >= every MR x NR; edge tiles and strided C go through it
 
   for (int64_t jc = 0; jc < N; jc += kNC) {
     const int64_t nc = std::min(kNC, N - jc);
@@ -248,10 +287,21 @@ void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t
         for (int64_t j = 0; j < N; ++j) C[i * rsc + j * csc] = 0.f;
     return;
   }
-  const KernelSpec ks = pick_kernel();
-  // C^T = B^T A^T when that wastes fewer SIMD lanes (e.g. a 6-column result: vectorise over
-  // the long dimension instead of padding 6 columns to 32).
-  if (tile_efficiency(N, M, ks.mr, ks.nr) > 1.25 * tile_efficiency(M, N, ks.mr, ks.nr)) {
+  // Pick the micro-kernel and orientation that waste the fewest SIMD lanes. The transposed
+  // orientation, C^T = B^T A^T, vectorises over M instead of N (e.g. a 6-column result);
+  // it writes C through a strided scatter, hence the small penalty.
+  KernelSpec kernels[2];
+  const int nk = available_kernels(kernels);
+  KernelSpec ks = kernels[0];
+  bool transpose = false;
+  double best = -1.0;
+  for (int i = 0; i < nk; ++i) {
+    const double plain = tile_efficiency(M, N, kernels[i].mr, kernels[i].nr) * (csc == 1 ? 1.0 : 0.8);
+    const double swapped = tile_efficiency(N, M, kernels[i].mr, kernels[i].nr) * (rsc == 1 ? 1.0 : 0.8);
+    if (plain > best) best = plain, ks = kernels[i], transpose = false;
+    if (swapped > best * 1.05) best = swapped, ks = kernels[i], transpose = true;
+  }
+  if (transpose) {
     std::swap(M, N);
     std::swap(A, B);
     // A' = B^T has strides (csb, rsb); B' = A^T has strides (csa, rsa); C' = C^T.
@@ -264,7 +314,7 @@ void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t
   const bool split_rows = tiles_m >= tiles_n;
   const int64_t tiles = split_rows ? tiles_m : tiles_n;
   if (threads > tiles) threads = static_cast<int>(tiles);
-  if (static_cast<double>(M) * N * K < 64.0 * 64 * 64) threads = 1;  // not worth waking threads
+  if (static_cast<double>(M) * N * K < 1024.0 * 1024) threads = 1;  // waking threads would cost more
   if (threads <= 1) {
     gemm_serial(ks, M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
     return;
