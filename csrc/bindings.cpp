@@ -85,14 +85,15 @@ FArray as_float(const py::handle& obj, const char* fn, const char* arg) {
   return f;
 }
 
-IArray as_labels(const py::handle& obj, const char* fn, const char* arg) {
+// Integer array -> C-contiguous int64 (values are range-checked by the callers).
+IArray as_labels(const py::handle& obj, const char* fn, const char* arg, const char* what = "an integer array",
+                 const char* hint = "") {
   py::array a = py::array::ensure(obj);
   if (!a) type_error(cat(fn, "() expected an integer array for argument '", arg, "'."));
   const char kind = a.dtype().kind();
   if (kind != 'i' && kind != 'u')
-    type_error(cat(fn, "() expected integer class indices for argument '", arg,
-                   "'. Received: dtype=", std::string(py::str(a.dtype())),
-                   ". Convert with y.astype('int64') if the values are whole numbers."));
+    type_error(cat(fn, "() expected ", what, " for argument '", arg, "'. Received: dtype=",
+                   std::string(py::str(a.dtype())), ".", hint));
   IArray l = IArray::ensure(a);
   if (!l) type_error(cat(fn, "() could not convert argument '", arg, "' to an int64 array."));
   return l;
@@ -345,25 +346,22 @@ FArray maxpool2d_backward_py(const py::object& dout_obj, const py::object& argma
   std::vector<int64_t> oshape{s.N, s.OH, s.OW, s.C};
   FArray dout = as_float(dout_obj, fn, "dout");
   check_grad_shape(dout, oshape, fn, "dout");
-  py::array a = py::array::ensure(argmax_obj);
-  if (!a || a.dtype().kind() != 'i')
-    type_error(cat(fn, "() expected 'argmax' to be the int32 array returned by maxpool2d_forward."));
-  auto argmax = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(a);
-  if (!argmax) type_error(cat(fn, "() could not convert 'argmax' to an int32 array."));
-  check_grad_shape(argmax, oshape, fn, "argmax");
-  // Every index must lie inside its sample, or the scatter would write out of bounds.
-  const int32_t* pa = argmax.data();
+  // Checked as int64 before narrowing, so an out-of-range int64 index cannot wrap into range.
+  py::array given = py::array::ensure(argmax_obj);
+  if (!given || given.dtype().kind() != 'i')
+    type_error(cat(fn, "() expected 'argmax' to be the int32 array returned by maxpool2d_forward. Received: dtype=",
+                   given ? std::string(py::str(given.dtype())) : std::string("not an array"), "."));
+  IArray wide = as_labels(given, fn, "argmax");
+  check_grad_shape(wide, oshape, fn, "argmax");
+  const int64_t* pw = wide.data();
   const int64_t plane = s.H * s.W * s.C, count = s.N * s.OH * s.OW * s.C;
-  int64_t bad = -1;
   for (int64_t i = 0; i < count; ++i)
-    if (pa[i] < 0 || pa[i] >= plane) {
-      bad = i;
-      break;
-    }
-  if (bad >= 0)
-    value_error(cat(fn, "() received an 'argmax' entry that is not a valid input index for input_shape (", s.N, ", ",
-                    s.H, ", ", s.W, ", ", s.C, "): argmax.flat[", bad, "]=", pa[bad],
-                    ". Pass the argmax returned by maxpool2d_forward for the same input."));
+    if (pw[i] < 0 || pw[i] >= plane)
+      value_error(cat(fn, "() received an 'argmax' entry that is not a valid input index for input_shape (", s.N,
+                      ", ", s.H, ", ", s.W, ", ", s.C, "): argmax.flat[", i, "]=", pw[i],
+                      ". Pass the argmax returned by maxpool2d_forward for the same input."));
+  auto argmax = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(wide);
+  const int32_t* pa = argmax.data();
   FArray dinp = empty_f({s.N, s.H, s.W, s.C});
   float* pdi = dinp.mutable_data();
   const float* pdo = dout.data();
@@ -457,7 +455,7 @@ FArray softmax_backward_py(const py::object& dout_obj, const py::object& out_obj
 }
 
 IArray checked_labels(const py::object& labels_obj, int64_t rows, int64_t cols, const char* fn) {
-  IArray labels = as_labels(labels_obj, fn, "labels");
+  IArray labels = as_labels(labels_obj, fn, "labels", "integer class indices", " Convert class indices with y.astype('int64') if they are whole numbers.");
   if (labels.ndim() != 1 || labels.shape(0) != rows)
     value_error(cat(fn, "() expected 'labels' of shape (", rows, ",), one class index per row of logits. Received: labels.shape=",
                     shape_str(labels), "."));
@@ -498,7 +496,14 @@ FArray softmax_crossentropy_backward_py(const py::object& probs_obj, const py::o
   if (rows < 1 || cols < 1)
     value_error(cat(fn, "() expected non-empty probs. Received: probs.shape=", shape_str(probs), "."));
   IArray labels = checked_labels(labels_obj, rows, cols, fn);
-  float scale = scale_obj.is_none() ? 1.0f / static_cast<float>(rows) : scale_obj.cast<float>();
+  float scale = 1.0f / static_cast<float>(rows);
+  if (!scale_obj.is_none()) {
+    try {
+      scale = scale_obj.cast<float>();
+    } catch (const py::cast_error&) {
+      type_error(cat(fn, "() expected 'scale' to be a number or None. Received: scale=", std::string(py::repr(scale_obj)), "."));
+    }
+  }
   FArray dlogits = like(probs);
   float* pd = dlogits.mutable_data();
   const float* pp = probs.data();

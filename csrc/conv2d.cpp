@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "conv2d_direct.h"
 #include "gemm.h"
@@ -142,6 +143,34 @@ void bias_activation(float* out, const float* bias, int64_t rows, int64_t F, Act
   apply_activation(out, rows * F, act);
 }
 
+// acc[f] += sum_r g[r, f]. The bias gradient sums N*OH*OW terms; accumulating in double keeps
+// it accurate and independent (to float round-off) of how rows are split between threads.
+void add_column_sums(double* acc, const float* g, int64_t rows, int64_t F) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t f = 0; f < F; ++f) acc[f] += g[r * F + f];
+}
+
+// dweight = sum of the used per-thread partials (parallel over the parameter index, so each
+// thread owns its slice); dbias likewise from the double accumulators.
+void reduce_partials(float* dweight, float* dbias, float* const* partial, const bool* used, const double* bias_acc,
+                     int T, int64_t KF, int64_t F) {
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#endif
+  for (int64_t i = 0; i < KF; ++i) {
+    float sum = 0.f;
+    for (int t = 0; t < T; ++t)
+      if (used[t]) sum += partial[t][i];
+    dweight[i] = sum;
+  }
+  if (dbias)
+    for (int64_t f = 0; f < F; ++f) {
+      double sum = 0.0;
+      for (int t = 0; t < T; ++t) sum += bias_acc[t * F + f];
+      dbias[f] = static_cast<float>(sum);
+    }
+}
+
 bool use_direct(const ConvShape& s) { return s.SH == 1 && s.SW == 1 && s.C <= 4 && s.OW >= 8; }
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -222,16 +251,16 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
   const int T = get_num_threads();
   float* partial[256];
   bool used[256] = {};
-  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F + F), kScratchPartial);
+  std::vector<double> bias_acc(static_cast<std::size_t>(T * F), 0.0);
+  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F), kScratchPartial);
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
   for (int64_t n = 0; n < s.N; ++n) {
     const int t = thread_id();
     float* dw = partial[t];
-    float* db = dw + K * F;
     if (!used[t]) {
-      std::memset(dw, 0, sizeof(float) * (K * F + F));
+      std::memset(dw, 0, sizeof(float) * K * F);
       used[t] = true;
     }
     float* xp = scratch(t, static_cast<std::size_t>(C * p.x_rows * p.ldx), kScratchCol);
@@ -248,11 +277,9 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
       for (int64_t ow = 0; ow < s.OW; ++ow) {
         const float* gpx = gs + (oh * s.OW + ow) * F;
         float* dst = gp + (p.g_top + oh) * p.ldg + p.g_left + ow;
-        for (int64_t f = 0; f < F; ++f) {
-          dst[f * p.g_rows * p.ldg] = gpx[f];
-          db[f] += gpx[f];
-        }
+        for (int64_t f = 0; f < F; ++f) dst[f * p.g_rows * p.ldg] = gpx[f];
       }
+    add_column_sums(&bias_acc[t * F], gs, P, F);
     p.dk.dweight(dw, xp, p.ldx, p.x_rows, gp + p.g_top * p.ldg + p.g_left, p.ldg, p.g_rows, C, F, s.KH, s.KW,
                  s.OH, p.OWp);
     if (dinp) {
@@ -264,16 +291,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
           for (int64_t c = 0; c < C; ++c) di[(ih * s.W + iw) * C + c] = dxp[(c * s.H + ih) * p.W_p + iw];
     }
   }
-  const int64_t total = K * F + F;
-  for (int64_t i = 0; i < total; ++i) {
-    float sum = 0.f;
-    for (int t = 0; t < T; ++t)
-      if (used[t]) sum += partial[t][i];
-    if (i < K * F)
-      dweight[i] = sum;
-    else if (dbias)
-      dbias[i - K * F] = sum;
-  }
+  reduce_partials(dweight, dbias, partial, used, bias_acc.data(), T, K * F, F);
 }
 
 }  // namespace
@@ -325,15 +343,16 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     grad = buf;
   }
 
-  // Per-thread partial sums of dweight (K x F) followed by dbias (F), reduced below.
+  // Per-thread partial sums of dweight (K x F) and dbias (F), reduced below. Static
+  // scheduling keeps the summation order, and so the result, the same from run to run.
   const int T = g.threads;
   float* partial[256];
   bool used[256] = {};
-  for (int t = 0; t < T; ++t) partial[t] = g.outer_parallel ? scratch(t, static_cast<std::size_t>(K * F + F), kScratchPartial) : nullptr;
-  if (!g.outer_parallel) partial[0] = scratch(kSerialSlot, static_cast<std::size_t>(K * F + F), kScratchPartial);
+  std::vector<double> bias_acc(static_cast<std::size_t>(T * F), 0.0);
+  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F), kScratchPartial);
 
 #ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (g.outer_parallel)
+#pragma omp parallel for schedule(static) num_threads(T) if (g.outer_parallel)
 #endif
   for (int64_t gi = 0; gi < g.groups; ++gi) {
     const int t = g.outer_parallel ? thread_id() : 0;
@@ -346,13 +365,9 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
       im2col(buf, img, nb, s);
       col = buf;
     }
-    float* dw = partial[t];
-    float* db = dw + K * F;
     // dweight += col^T @ g   (col^T is K x rows: element (k, r) at col[r * K + k])
-    sgemm(K, F, rows, col, 1, K, gr, F, 1, dw, F, 1, used[t], !g.outer_parallel);
-    if (!used[t]) std::fill(db, db + F, 0.f);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t f = 0; f < F; ++f) db[f] += gr[r * F + f];
+    sgemm(K, F, rows, col, 1, K, gr, F, 1, partial[t], F, 1, used[t], !g.outer_parallel);
+    add_column_sums(&bias_acc[t * F], gr, rows, F);
     used[t] = true;
     if (dinp) {
       float* di = dinp + n0 * s.H * s.W * s.C;
@@ -367,20 +382,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     }
   }
 
-  // Reduce the partial sums. Parallel over the parameter index, so each thread owns its slice.
-  const int64_t total = K * F + F;
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads())
-#endif
-  for (int64_t i = 0; i < total; ++i) {
-    float sum = 0.f;
-    for (int t = 0; t < T; ++t)
-      if (used[t]) sum += partial[t][i];
-    if (i < K * F)
-      dweight[i] = sum;
-    else if (dbias)
-      dbias[i - K * F] = sum;
-  }
+  reduce_partials(dweight, dbias, partial, used, bias_acc.data(), T, K * F, F);
 }
 
 }  // namespace pycnn

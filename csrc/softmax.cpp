@@ -10,8 +10,9 @@
 namespace pycnn {
 namespace {
 
-// out = softmax(z) for one row; returns log(sum(exp(z - max))) + max, the row's logsumexp.
-inline float softmax_row(float* out, const float* z, int64_t cols) {
+// out = softmax(z) for one row; returns the row maximum and sets *log_sum to
+// log(sum(exp(z - max))), so logsumexp(z) = max + *log_sum without rounding the sum first.
+inline float softmax_row(float* out, const float* z, int64_t cols, float* log_sum) {
   float m = z[0];
   for (int64_t j = 1; j < cols; ++j) m = std::max(m, z[j]);
   float sum = 0.f;
@@ -21,7 +22,8 @@ inline float softmax_row(float* out, const float* z, int64_t cols) {
   }
   const float inv = 1.f / sum;
   for (int64_t j = 0; j < cols; ++j) out[j] *= inv;
-  return m + std::log(sum);
+  *log_sum = std::log(sum);
+  return m;
 }
 
 }  // namespace
@@ -30,7 +32,10 @@ void softmax_forward(float* out, const float* inp, int64_t rows, int64_t cols) {
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (rows * cols > 8192)
 #endif
-  for (int64_t r = 0; r < rows; ++r) softmax_row(out + r * cols, inp + r * cols, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    float log_sum;
+    softmax_row(out + r * cols, inp + r * cols, cols, &log_sum);
+  }
 }
 
 // "y = softmax(x)" has Jacobian dy_i/dx_j = y_i (delta_ij - y_j), so
@@ -58,8 +63,10 @@ double softmax_crossentropy_forward(float* probs, const float* logits, const int
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) reduction(+ : total) if (rows * cols > 8192)
 #endif
   for (int64_t r = 0; r < rows; ++r) {
-    const float lse = softmax_row(probs + r * cols, logits + r * cols, cols);
-    total += static_cast<double>(lse) - static_cast<double>(logits[r * cols + labels[r]]);
+    float log_sum;
+    const float m = softmax_row(probs + r * cols, logits + r * cols, cols, &log_sum);
+    // (max - z_y) is exact-ish for large logits, where max + log_sum would round first.
+    total += static_cast<double>(m - logits[r * cols + labels[r]]) + static_cast<double>(log_sum);
   }
   return total / static_cast<double>(rows);
 }
