@@ -16,7 +16,6 @@ import os
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TextIO

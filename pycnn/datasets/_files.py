@@ -34,6 +34,10 @@ class ChecksumError(CorruptDatasetError):
     """A downloaded file does not have the published checksum."""
 
 
+class MissingArchiveMembersError(CorruptDatasetError):
+    """An archive is readable but lacks files the dataset needs."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset is neither on disk nor downloadable; the message says where to put it."""
 
@@ -93,7 +97,7 @@ def decode_idx(data: bytes, name: str, expected_ndim: int) -> np.ndarray:
         expected_ndim: 3 for image files, 1 for label files.
 
     Returns:
-        A read-only-free (copied) uint8 array of the stored shape.
+        A writable uint8 array of the stored shape (a copy, not a view of ``data``).
 
     Raises:
         CorruptDatasetError: wrong magic number, dimension count or length.
@@ -204,7 +208,10 @@ def decode_cifar_python(data: bytes, name: str, num_classes: int = 10) -> tuple[
     try:
         batch = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
-        raise CorruptDatasetError(f"CIFAR-10 batch {name!r} could not be unpickled: {exc}") from exc
+        raise CorruptDatasetError(
+            f"CIFAR-10 batch {name!r} could not be unpickled ({exc}). The file is truncated, "
+            "corrupt or not a CIFAR-10 batch."
+        ) from exc
     except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise CorruptDatasetError(
             f"CIFAR-10 batch {name!r} is truncated or corrupt ({type(exc).__name__}: {exc})."
@@ -386,7 +393,8 @@ def read_tar_members(archive: Path, wanted: dict[str, str]) -> dict[str, bytes]:
         key -> member bytes, for every key.
 
     Raises:
-        CorruptDatasetError: the archive is damaged or lacks a member.
+        CorruptDatasetError: the archive is damaged.
+        MissingArchiveMembersError: it lacks a wanted member.
     """
     found: dict[str, bytes] = {}
     try:
@@ -404,7 +412,7 @@ def read_tar_members(archive: Path, wanted: dict[str, str]) -> dict[str, bytes]:
         ) from exc
     missing = [wanted[k] for k in wanted if k not in found]
     if missing:
-        raise CorruptDatasetError(
+        raise MissingArchiveMembersError(
             f"Archive {str(archive)!r} expected members {missing}. They are missing; the "
             "archive is incomplete or not the right dataset."
         )

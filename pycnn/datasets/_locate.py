@@ -106,9 +106,9 @@ def _fetch_all(spec: DownloadSpec, cache: Path) -> None:
         else:
             raise DatasetNotFoundError(
                 f"The {spec.title} dataset is not on this machine and could not be downloaded "
-                f"({'; '.join(errors)}). Download it yourself and put {spec.layout_hint}, "
-                f"relative to the cache folder {str(cache)!r} (or to a folder named by the "
-                "PYCNN_DATA_DIR environment variable), or pass path= to load_data()."
+                f"({'; '.join(errors)}). Download it yourself and place {spec.layout_hint} "
+                f"in the cache folder {str(cache)!r} or in a folder named by the PYCNN_DATA_DIR "
+                "environment variable, or pass path= to load_data()."
             )
 
 

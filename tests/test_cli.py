@@ -1,0 +1,215 @@
+"""The command line (python -m pycnn): argument errors, info, summary, and tiny training
+runs whose saved weights, curves and history are checked (evaluate must reproduce the
+test scores train printed)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataset_fixtures import write_cifar_bin, write_idx_dataset
+
+import pycnn
+from pycnn.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = os.environ.get("PYCNN_DATA_DIR")
+LENET_CIFAR_PARAMS = "83,126"   # 456 + 2416 + 69240 + 10164 + 850
+LENET_MNIST_PARAMS = "61,706"   # 156 + 2416 + 48120 + 10164 + 850 (d2l.ai's LeNet count)
+TEST_LINE = re.compile(r"^Test loss: (\d+\.\d{4}) - test accuracy: (\d\.\d{4})", re.M)
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYCNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("PYCNN_DATA_DIR", raising=False)
+    monkeypatch.setenv("PYCNN_DATASETS_URL", "http://127.0.0.1:9")  # discard port: no network
+    threads = pycnn.get_num_threads()
+    yield
+    pycnn.set_num_threads(threads)  # --threads changes a process-wide setting
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """A CIFAR-10 binary fixture: 5 x 120 training and 120 test images."""
+    write_cifar_bin(tmp_path / "data" / "cifar-10-batches-bin", np.random.default_rng(5), n=120)
+    return tmp_path / "data"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ----------------------------------------------------------------------------- arguments
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], r"argument --epochs: expected a positive integer\. Received: 0"),
+    (["train", "--batch-size", "ten"], r"argument --batch-size: expected a positive integer\. Received: 'ten'"),
+    (["train", "--dataset", "svhn"], r"argument --dataset: expected one of cifar10, fashion_mnist, mnist\. Received: 'svhn'"),
+    (["train", "--learning-rate", "-0.1"], r"argument --learning-rate: expected a positive number\. Received: -0\.1"),
+    (["train", "--optimizer", "adagrad"], r"argument --optimizer: invalid choice: 'adagrad'"),
+    (["train", "--verbose", "3"], r"argument --verbose: invalid choice: 3"),
+    (["train", "--seed", "-1"], r"argument --seed: expected a non-negative integer\. Received: -1"),
+    (["evaluate"], r"the following arguments are required: --weights"),
+    (["summary", "--input-shape", "32,32"], r"argument --input-shape: expected height,width,channels"),
+    ([], r"the following arguments are required"),
+])
+def test_argument_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_info(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert re.match(r"pycnn \d+\.\d+\.\d+ \| .* \| SIMD \w+ .*\| threads \d+", out)
+    for key in ("compiler:", "openmp:", "isa_active:", "num_threads:", "numpy:"):
+        assert key in out
+
+
+@pytest.mark.parametrize("argv, params, last_shape", [
+    (["--model", "lenet"], LENET_CIFAR_PARAMS, "(None, 10)"),
+    (["--input-shape", "28,28,1"], LENET_MNIST_PARAMS, "(None, 10)"),
+    (["--dataset", "fashion-mnist", "--num-classes", "7"], "61,451", "(None, 7)"),
+])
+def test_summary(capsys, argv, params, last_shape):
+    code, out, _ = run(capsys, "summary", *argv)
+    assert code == 0
+    assert f"Total params: {params}" in out
+    assert last_shape in out
+
+
+# ----------------------------------------------------------------------------- train / evaluate
+
+def test_train_saves_weights_curves_history_and_evaluate_reproduces(capsys, tmp_path, cifar_dir):
+    weights, curves, history = tmp_path / "lenet.npz", tmp_path / "curves.png", tmp_path / "h.json"
+    code, out, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--epochs", "2",
+                         "--limit-train", "512", "--limit-test", "100", "--batch-size", "64",
+                         "--seed", "3", "--threads", "1", "--verbose", "2", "--save", str(weights),
+                         "--plot", str(curves), "--history", str(history))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("pycnn ") and "threads 1" in lines[0]
+    assert "Dataset cifar10: 512 of 600 training and 100 of 120 test images, shape (32, 32, 3), 10 classes" in out
+    assert f"Total params: {LENET_CIFAR_PARAMS}" in out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert "val_accuracy" in out
+    test_loss, test_acc = map(float, TEST_LINE.search(out).groups())
+    assert re.search(r"^Seconds per epoch: \d+\.\d\d \(mean of 2;", out, re.M)
+    assert f"Saved weights to {weights}" in out and weights.stat().st_size > 83126 * 4
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads(history.read_text())
+    assert len(record["history"]["loss"]) == 2 and len(record["history"]["val_accuracy"]) == 2
+    assert len(record["seconds_per_epoch"]) == 2
+    assert record["history"]["val_accuracy"][-1] == pytest.approx(test_acc, abs=1e-4)
+    assert record["test_loss"] == pytest.approx(test_loss, abs=1e-4)
+
+    code, out, err = run(capsys, "evaluate", "--data-dir", str(cifar_dir), "--weights", str(weights),
+                         "--limit-test", "100", "--verbose", "0")
+    assert code == 0, err
+    assert "Dataset cifar10: 100 of 120 test images" in out
+    assert TEST_LINE.search(out).groups() == (f"{test_loss:.4f}", f"{test_acc:.4f}")
+
+
+def test_train_with_augmentation_runs_every_epoch(capsys, tmp_path, cifar_dir):
+    history = tmp_path / "h.json"
+    code, out, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--epochs", "2", "--augment",
+                         "--limit-train", "256", "--limit-test", "64", "--seed", "1", "--verbose", "2",
+                         "--optimizer", "sgd", "--learning-rate", "0.05", "--history", str(history))
+    assert code == 0, err
+    assert "Augmentation: random crops with 4-pixel zero padding and horizontal flips" in out
+    # One fit() per epoch (fresh crops each time) must still count epochs as 1/2, 2/2.
+    assert re.findall(r"^Epoch \d+/\d+$", out, re.M) == ["Epoch 1/2", "Epoch 2/2"]
+    assert re.search(r"^Seconds per epoch: .*\(mean of 2;", out, re.M)
+    record = json.loads(history.read_text())
+    assert len(record["history"]["loss"]) == 2 and len(record["history"]["val_loss"]) == 2
+    assert record["args"]["optimizer"] == "sgd" and record["args"]["learning_rate"] == 0.05
+    assert all(np.isfinite(record["history"]["loss"]))
+
+
+def test_train_mnist_family_adds_channel_axis(capsys, tmp_path):
+    write_idx_dataset(tmp_path / "fashion-mnist", np.random.default_rng(2), n_train=96, n_test=32)
+    code, out, err = run(capsys, "train", "--dataset", "fashion_mnist", "--data-dir", str(tmp_path),
+                         "--epochs", "1", "--batch-size", "32", "--verbose", "0")
+    assert code == 0, err
+    assert "Dataset fashion_mnist: 96 of 96 training and 32 of 32 test images, shape (28, 28, 1)" in out
+    assert f"Total params: {LENET_MNIST_PARAMS}" in out
+    assert TEST_LINE.search(out)
+
+
+def test_same_seed_same_result(capsys, cifar_dir):
+    outs = []
+    for _ in range(2):
+        code, out, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--epochs", "1",
+                             "--limit-train", "128", "--limit-test", "64", "--seed", "11", "--verbose", "0",
+                             "--augment")
+        assert code == 0, err
+        outs.append(TEST_LINE.search(out).groups())
+    assert outs[0] == outs[1]
+
+
+def test_missing_data_and_weights_are_clear_errors(capsys, tmp_path, cifar_dir):
+    code, out, err = run(capsys, "train", "--data-dir", str(tmp_path / "empty"), "--epochs", "1")
+    assert code == 1
+    assert re.search(r"pycnn: error: load_data\(\) expected the CIFAR-10 dataset at path=.*empty", err)
+    assert "Epoch" not in out
+    code, _, err = run(capsys, "evaluate", "--data-dir", str(cifar_dir), "--weights", str(tmp_path / "no.npz"))
+    assert code == 1
+    assert "evaluate expected a weights file. Received: --weights" in err and "--save FILE" in err
+
+
+def test_plot_without_matplotlib_fails_before_training(capsys, monkeypatch, cifar_dir, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, out, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--epochs", "1",
+                         "--plot", str(tmp_path / "c.png"))
+    assert code == 1
+    assert "needs matplotlib" in err and "pip install matplotlib" in err
+    assert "Epoch" not in out and not (tmp_path / "c.png").exists()
+
+
+def test_python_dash_m_entry_point(tmp_path, cifar_dir):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "pycnn", "train", "--data-dir", str(cifar_dir),
+                           "--epochs", "1", "--limit-train", "128", "--limit-test", "64",
+                           "--verbose", "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stdout  # the progress bar writes no carriage returns into a pipe
+    assert TEST_LINE.search(proc.stdout)
+    proc = subprocess.run([sys.executable, "-m", "pycnn", "summary", "--model", "resnet50"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "Unknown model: expected one of lenet" in proc.stderr
+
+
+@pytest.mark.skipif(not REAL_DATA or not Path(REAL_DATA).is_dir(),
+                    reason="PYCNN_DATA_DIR is unset or missing (set PYCNN_DATA_DIR=../shared/data)")
+def test_train_on_real_cifar_slice(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--model", "lenet", "--dataset", "cifar10", "--data-dir",
+                         REAL_DATA, "--limit-train", "512", "--limit-test", "256", "--epochs", "1",
+                         "--seed", "0", "--verbose", "2")
+    assert code == 0, err
+    assert "Dataset cifar10: 512 of 50000 training and 256 of 10000 test images" in out
+    loss, acc = map(float, TEST_LINE.search(out).groups())
+    assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+
+
+def test_plot_history_direct(tmp_path):
+    pytest.importorskip("matplotlib")
+    from pycnn.plotting import plot_history
+
+    out = plot_history({"loss": [2.0, 1.5], "val_loss": [1.9, 1.7]}, tmp_path / "loss.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match=r"expected a history with at least one 'loss' value\. "
+                                         r"Received: keys=\['accuracy'\]"):
+        plot_history({"accuracy": [0.5]}, tmp_path / "x.png")
+    with pytest.raises(TypeError, match=r"expected a History object or a dict"):
+        plot_history([1.0], tmp_path / "x.png")
