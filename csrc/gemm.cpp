@@ -337,4 +337,61 @@ void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t
 #endif
 }
 
+GemmShape gemm_shape_for(int64_t M, int64_t N) {
+  KernelSpec kernels[2];
+  const int nk = available_kernels(kernels);
+  GemmShape best{kernels[0].mr, kernels[0].nr, 0, -1.0};
+  for (int i = 0; i < nk; ++i) {
+    const double e = tile_efficiency(M, N, kernels[i].mr, kernels[i].nr);
+    if (e > best.efficiency) best = {kernels[i].mr, kernels[i].nr, i, e};
+  }
+  return best;
+}
+
+void gemm_pack_a(float* Ap, const float* A, int64_t rsa, int64_t csa, int64_t M, int64_t K, const GemmShape& g) {
+  pack_a(Ap, A, rsa, csa, M, K, g.mr);
+}
+
+void gemm_pack_b(float* Bp, const float* B, int64_t rsb, int64_t csb, int64_t K, int64_t N, const GemmShape& g) {
+  pack_b(Bp, B, rsb, csb, K, N, g.nr);
+}
+
+void gemm_packed(const GemmShape& g, int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float* C,
+                 int64_t ldc, bool accumulate) {
+  KernelSpec kernels[2];
+  available_kernels(kernels);
+  const KernelSpec ks = kernels[g.kernel];
+  const int64_t mr = ks.mr, nr = ks.nr;
+  const int64_t MC = std::max<int64_t>(mr, (kMCTarget / mr) * mr);
+  alignas(64) float tile[12 * 32];
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, sizeof(float) * N);
+    return;
+  }
+  for (int64_t pc = 0; pc < K; pc += kKC) {
+    const int64_t kc = std::min(kKC, K - pc);
+    const bool acc = accumulate || pc > 0;
+    for (int64_t ic = 0; ic < M; ic += MC) {
+      const int64_t mc = std::min(MC, M - ic);
+      for (int64_t jr = 0; jr < N; jr += nr) {
+        const int64_t ncols = std::min(nr, N - jr);
+        const float* b = Bp + ((jr / nr) * K + pc) * nr;
+        for (int64_t ir = ic; ir < ic + mc; ir += mr) {
+          const int64_t nrows = std::min(mr, M - ir);
+          const float* a = Ap + ((ir / mr) * K + pc) * mr;
+          float* c = C + ir * ldc + jr;
+          if (nrows == mr && ncols == nr) {
+            ks.fn(kc, a, b, c, ldc, acc);
+          } else {
+            ks.fn(kc, a, b, tile, nr, false);
+            for (int64_t i = 0; i < nrows; ++i)
+              for (int64_t j = 0; j < ncols; ++j) c[i * ldc + j] = (acc ? c[i * ldc + j] : 0.f) + tile[i * nr + j];
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace pycnn

@@ -39,7 +39,10 @@ enum Scratch {
   kScratchGrad = 5,      // gradient times activation derivative
   kScratchPadGrad = 6,   // padded planar gradient (direct conv) / dense activation gradient
   kScratchRotated = 7,   // rotated kernel (direct conv input gradient)
-  kScratchKinds = 8
+  kScratchPackedA = 8,   // a fully packed GEMM A operand (gemm.h)
+  kScratchPackedB = 9,   // a fully packed GEMM B operand
+  kScratchPackedW = 10,  // weights packed once per call, shared by all threads
+  kScratchKinds = 11
 };
 float* scratch(int slot, std::size_t count, Scratch which);
 
