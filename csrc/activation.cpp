@@ -14,7 +14,7 @@ void relu_forward(float* out, const float* inp, int64_t n) {
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
 #endif
-  for (int64_t i = 0; i < n; ++i) out[i] = inp[i] > 0.f ? inp[i] : 0.f;
+  for (int64_t i = 0; i < n; ++i) out[i] = inp[i] < 0.f ? 0.f : inp[i];  // keeps NaN
 }
 
 // "y = max(x, 0)": dx = dy where y > 0, else 0 (the derivative at 0 is taken as 0, as Keras does).

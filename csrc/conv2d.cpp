@@ -247,7 +247,7 @@ void add_column_sums(double* acc, const float* g, int64_t rows, int64_t F) {
 void reduce_partials(float* dweight, float* dbias, float* const* partial, const bool* used, const double* bias_acc,
                      int T, int64_t KF, int64_t F) {
 #ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (KF * T > (1 << 16))
 #endif
   for (int64_t i = 0; i < KF; ++i) {
     float sum = 0.f;
@@ -261,6 +261,17 @@ void reduce_partials(float* dweight, float* dbias, float* const* partial, const 
       for (int t = 0; t < T; ++t) sum += bias_acc[t * F + f];
       dbias[f] = static_cast<float>(sum);
     }
+}
+
+// The gradient w.r.t. the pre-activation for `count` values starting at `offset`:
+// dout itself when the activation is linear, else dout * act'(out) in thread t's scratch.
+const float* preactivation_grad(const float* dout, const float* out, int64_t offset, int64_t count, Activation act,
+                                int t) {
+  if (act == Activation::linear) return dout + offset;
+  float* g = scratch(t, static_cast<std::size_t>(count), kScratchGrad);
+  std::memcpy(g, dout + offset, sizeof(float) * count);
+  activation_grad_inplace(g, out + offset, count, act);
+  return g;
 }
 
 bool use_direct(const ConvShape& s) { return s.SH == 1 && s.SW == 1 && s.C <= 4 && s.OW >= 8; }
@@ -362,9 +373,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
     std::memset(gp, 0, sizeof(float) * F * p.g_rows * p.ldg);
     const float* d = dout + n * P * F;
     const float* y = out ? out + n * P * F : nullptr;
-    float* gs = scratch(t, static_cast<std::size_t>(P * F), kScratchGrad);
-    std::memcpy(gs, d, sizeof(float) * P * F);
-    if (y) activation_grad_inplace(gs, y, P * F, act);
+    const float* gs = preactivation_grad(dout, out, n * P * F, P * F, act, t);
     for (int64_t oh = 0; oh < s.OH; ++oh)
       for (int64_t ow = 0; ow < s.OW; ++ow) {
         const float* gpx = gs + (oh * s.OW + ow) * F;
@@ -439,22 +448,6 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   const bool pointwise = is_pointwise(s);
   const Grouping g = plan_groups(s);
 
-  // g = dout * act'(out): the gradient w.r.t. the pre-activation.
-  const float* grad = dout;
-  if (act != Activation::linear) {
-    float* buf = scratch(kSerialSlot, static_cast<std::size_t>(s.N * P * F), kScratchGrad);
-    const int64_t total = s.N * P * F, chunk = 1 << 14;
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads())
-#endif
-    for (int64_t c0 = 0; c0 < total; c0 += chunk) {
-      const int64_t len = std::min(chunk, total - c0);
-      std::memcpy(buf + c0, dout + c0, sizeof(float) * len);
-      activation_grad_inplace(buf + c0, out + c0, len, act);
-    }
-    grad = buf;
-  }
-
   // Per-thread partial sums of dweight (K x F) and dbias (F), reduced below. Static
   // scheduling keeps the summation order, and so the result, the same from run to run.
   const int T = g.threads;
@@ -479,7 +472,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       const int t = thread_id();
       const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
-      const float* gr = grad + n0 * P * F;
+      const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, t);
       float* colt = scratch(t, static_cast<std::size_t>(gemm_packed_a_size(gs_dw, K, rows)), kScratchPackedA);
       im2col_packed_cols(colt, inp + n0 * s.H * s.W * s.C, nb, s, gs_dw.mr);
       float* gb = scratch(t, static_cast<std::size_t>(gemm_packed_b_size(gs_dw, rows, F)), kScratchPackedB);
@@ -506,7 +499,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     const int t = g.outer_parallel ? thread_id() : 0;
     const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
     const float* img = inp + n0 * s.H * s.W * s.C;
-    const float* gr = grad + n0 * P * F;
+    const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, thread_id());
     const float* col = img;
     if (!pointwise) {
       float* buf = scratch(thread_id(), static_cast<std::size_t>(rows * K), kScratchCol);

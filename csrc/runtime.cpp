@@ -130,7 +130,7 @@ void apply_activation(float* y, int64_t n, Activation act) {
   switch (act) {
     case Activation::linear: return;
     case Activation::relu:
-      for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
+      for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.f ? 0.f : y[i];  // keeps NaN, as NumPy and Keras do
       return;
     case Activation::sigmoid:
       for (int64_t i = 0; i < n; ++i) y[i] = 1.f / (1.f + std::exp(-y[i]));

@@ -180,5 +180,3 @@ def to_categorical(y: Any, num_classes: Optional[int] = None) -> np.ndarray:
     return out
 
 
-def batch_slices(n: int, batch_size: int) -> Sequence[slice]:
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]

@@ -1,0 +1,264 @@
+"""Training callbacks with Keras's hooks and semantics.
+
+``fit`` calls, in order: ``on_train_begin``, then per epoch ``on_epoch_begin(epoch)``,
+per batch ``on_batch_begin(batch)`` / ``on_batch_end(batch, logs)`` (logs hold the
+running ``loss`` and ``accuracy`` of the epoch so far), ``on_epoch_end(epoch, logs)``
+(logs hold the epoch's ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``), and
+finally ``on_train_end``. ``epoch`` and ``batch`` are 0-based. A callback stops training
+by setting ``self.model.stop_training = True``; ``fit`` checks it after every batch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+Logs = Optional[Dict[str, float]]
+
+
+class Callback:
+    """Base class; override any of the hooks. ``self.model`` is set by ``fit``."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.params: Dict[str, Any] = {}
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: Dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        pass
+
+    def on_train_end(self, logs: Logs = None) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        pass
+
+    def on_batch_begin(self, batch: int, logs: Logs = None) -> None:
+        pass
+
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
+        pass
+
+
+class History(Callback):
+    """Records the epoch logs: ``history.history['loss']`` is the list of epoch losses.
+
+    ``fit`` returns one; ``history.epoch`` lists the (0-based) epochs that ran.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: Dict[str, List[float]] = {}
+        self.epoch: List[int] = []
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self.epoch = []
+        self.history = {}
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+def _resolve_mode(mode: str, monitor: str, owner: str) -> str:
+    if not isinstance(mode, str) or mode.lower() not in ("auto", "min", "max"):
+        raise ValueError(f"Invalid value for argument 'mode' of {owner}: expected 'auto', 'min' or 'max'. "
+                         f"Received: mode={mode!r}.")
+    mode = mode.lower()
+    if mode == "auto":
+        mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+    return mode
+
+
+def _check_monitor(monitor: Any, owner: str) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise ValueError(f"Invalid value for argument 'monitor' of {owner}: expected a metric name such as "
+                         f"'val_loss'. Received: monitor={monitor!r}.")
+    return monitor
+
+
+def _monitor_value(logs: Logs, monitor: str, owner: str) -> Optional[float]:
+    value = (logs or {}).get(monitor)
+    if value is None:
+        warnings.warn(f"{owner} is monitoring '{monitor}', which is not in the epoch logs. Available: "
+                      f"{', '.join(sorted(logs or {})) or 'none'}. Pass validation_data or validation_split "
+                      "to fit() to get 'val_loss'.", RuntimeWarning, stacklevel=3)
+    return value
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored quantity stops improving (Keras semantics).
+
+    After each epoch the counter ``wait`` grows by one unless the value improved on the
+    best so far by more than ``min_delta``; training stops once ``wait >= patience``
+    (never after the first epoch).
+
+    Args:
+        monitor: a key of the epoch logs ('val_loss', 'val_accuracy', 'loss', ...).
+        min_delta: smallest change that counts as an improvement (absolute value used).
+        patience: epochs without improvement before stopping.
+        verbose: 1 prints a line when stopping.
+        mode: 'min', 'max' or 'auto' (max for accuracies, min otherwise).
+        baseline: training stops unless the value beats this within ``patience`` epochs.
+        restore_best_weights: when stopping, restore the weights of the best epoch.
+        start_from_epoch: epochs to wait before starting to monitor.
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: Optional[float] = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0) -> None:
+        super().__init__()
+        owner = "EarlyStopping"
+        self.monitor = _check_monitor(monitor, owner)
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+            raise ValueError(f"Invalid value for argument 'patience' of {owner}: expected a non-negative integer. "
+                             f"Received: patience={patience!r}.")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float, np.number)):
+            raise ValueError(f"Invalid value for argument 'min_delta' of {owner}: expected a number. "
+                             f"Received: min_delta={min_delta!r}.")
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        self.verbose = verbose
+        self.mode = _resolve_mode(mode, self.monitor, owner)
+        self.baseline = baseline
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+        self.stopped_epoch = 0
+        self.best_epoch = 0
+        self.wait = 0
+        self.best: float = math.inf
+        self.best_weights: Optional[List[np.ndarray]] = None
+
+    def _improved(self, value: float, reference: Optional[float]) -> bool:
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        value = _monitor_value(logs, self.monitor, "EarlyStopping")
+        if value is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._improved(value, self.best):
+            self.best = value
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improved(value, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs: Logs = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            if self.restore_best_weights:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+
+
+class ModelCheckpoint(Callback):
+    """Save the weights (or the whole model) after every epoch, or only when it improves.
+
+    Args:
+        filepath: where to save; may contain ``str.format`` fields filled from the epoch
+            (1-based) and the logs, e.g. ``'ckpt-{epoch:02d}-{val_loss:.2f}.npz'``.
+        monitor: log key compared when ``save_best_only`` (default 'val_loss').
+        verbose: 1 prints a line per save.
+        save_best_only: save only when ``monitor`` improves on the best so far.
+        save_weights_only: True writes ``model.save_weights`` (the .npz described there);
+            False writes ``model.save`` (weights plus the architecture).
+        mode: 'min', 'max' or 'auto'.
+    """
+
+    def __init__(self, filepath: Any, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
+                 save_weights_only: bool = True, mode: str = "auto") -> None:
+        super().__init__()
+        owner = "ModelCheckpoint"
+        if not isinstance(filepath, (str, os.PathLike)):
+            raise ValueError(f"Invalid value for argument 'filepath' of {owner}: expected a path. "
+                             f"Received: filepath={filepath!r}.")
+        self.filepath = os.fspath(filepath)
+        self.monitor = _check_monitor(monitor, owner)
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _resolve_mode(mode, self.monitor, owner)
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = _monitor_value(logs, self.monitor, "ModelCheckpoint")
+            if value is None:
+                return
+            better = value < self.best if self.mode == "min" else value > self.best
+            if not better:
+                if self.verbose > 0:
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose > 0:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {value:.5f}, "
+                      f"saving model to {path}")
+            self.best = value
+        elif self.verbose > 0:
+            print(f"Epoch {epoch + 1}: saving model to {path}")
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch loss is NaN or infinite."""
+
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training", file=sys.stdout)
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+
+    def __init__(self, on_epoch_begin: Optional[Callable] = None, on_epoch_end: Optional[Callable] = None,
+                 on_batch_begin: Optional[Callable] = None, on_batch_end: Optional[Callable] = None,
+                 on_train_begin: Optional[Callable] = None, on_train_end: Optional[Callable] = None) -> None:
+        super().__init__()
+        for hook, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
+                         ("on_batch_begin", on_batch_begin), ("on_batch_end", on_batch_end),
+                         ("on_train_begin", on_train_begin), ("on_train_end", on_train_end)):
+            if fn is not None:
+                setattr(self, hook, fn)

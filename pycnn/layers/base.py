@@ -1,0 +1,298 @@
+"""The ``Layer`` base class shared by every pycnn layer.
+
+Life cycle (the same as Keras):
+
+1. ``__init__`` validates and normalises the arguments and picks an automatic name
+   (``conv2d``, ``conv2d_1``, ...; see :func:`pycnn.utils.clear_session`).
+2. ``build(input_shape)`` creates the weights once the input shape is known. Shapes
+   include the batch axis as ``None``: ``(None, 32, 32, 3)``. A model builds its layers
+   when they are added (if it knows its input shape); a lone layer builds on first call.
+3. ``layer(x, training=False)`` runs forward on a float32 NHWC array (anything real is
+   converted to float32) and caches what backward needs.
+4. ``layer.backward(dout)`` returns the gradient w.r.t. the input of the last forward
+   (through the layer's activation) and stores the parameter gradients that
+   ``get_gradients()`` returns, in the order and shapes of ``get_weights()``.
+
+Subclasses implement ``_create_weights``, ``compute_output_shape``, ``_call`` and
+``_backward``; the base class does naming, shape checks and the weight bookkeeping.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import initializers, utils
+
+Shape = Tuple[Optional[int], ...]
+
+
+class Layer:
+    """Base class: a named, lazily built transformation with a forward and a backward.
+
+    Args:
+        name: the layer's name; default is the snake-case class name made unique
+            (``dense``, ``dense_1``...).
+        input_shape: shape of one sample (no batch axis), accepted on a model's first
+            layer as in Keras, e.g. ``Conv2D(64, 3, input_shape=(224, 224, 1))``.
+        trainable: when False the optimizer leaves the weights alone and ``summary()``
+            counts them as non-trainable.
+    """
+
+    #: Number of input dimensions including the batch axis (None: any, at least 2).
+    _input_ndim: Optional[int] = None
+    _default_name: Optional[str] = None
+
+    def __init__(self, name: Optional[str] = None, input_shape: Optional[Sequence[Optional[int]]] = None,
+                 trainable: bool = True) -> None:
+        cls = type(self).__name__
+        if name is None:
+            name = utils.unique_name(self._default_name or utils.snake_case(cls))
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"Invalid value for argument 'name' of {cls}: expected a non-empty string. "
+                             f"Received: name={name!r}.")
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise ValueError(f"Invalid value for argument 'trainable' of {cls}: expected True or False. "
+                             f"Received: trainable={trainable!r}.")
+        self.name: str = name
+        self.trainable: bool = bool(trainable)
+        self.built: bool = False
+        self.input_shape: Optional[Shape] = None
+        self._input_shape_arg: Optional[Shape] = (
+            None if input_shape is None else _sample_shape(input_shape, "input_shape", cls))
+        self._param_names: List[str] = []
+        self._params: List[np.ndarray] = []
+        self._grads: List[Optional[np.ndarray]] = []
+        self._cache: Optional[Dict[str, Any]] = None
+        self._out_shape: Optional[Tuple[int, ...]] = None
+
+    # ----------------------------------------------------------------- shapes and build
+
+    @property
+    def batch_input_shape(self) -> Optional[Shape]:
+        """``(None,) + input_shape`` when the layer was given ``input_shape=``, else None."""
+        return None if self._input_shape_arg is None else (None,) + self._input_shape_arg
+
+    def build(self, input_shape: Sequence[Optional[int]]) -> None:
+        """Create the weights for inputs of ``input_shape`` (batch axis included, may be None).
+
+        Raises:
+            ValueError: if the shape does not suit the layer (wrong rank, undefined
+                dimension the weights depend on, output size zero or negative).
+        """
+        shape = _full_shape(input_shape, self.name)
+        self._check_ndim(shape)
+        self.compute_output_shape(shape)  # raises when an output dimension would be < 1
+        if self.built:
+            self._check_input(shape)  # weights exist: the new shape must suit them
+        else:
+            self._param_names, self._params = [], []
+            self._create_weights(shape)
+            self._grads = [None] * len(self._params)
+        self.input_shape = shape
+        self.built = True
+
+    def _create_weights(self, input_shape: Shape) -> None:
+        """Subclasses with weights call ``_add_weight`` here."""
+
+    def _add_weight(self, name: str, shape: Tuple[int, ...], initializer: Any) -> np.ndarray:
+        values = initializers.initialize(initializer, shape)
+        self._param_names.append(name)
+        self._params.append(values)
+        return values
+
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
+        """Output shape for ``input_shape`` (batch axis included); pure arithmetic."""
+        return tuple(input_shape)
+
+    @property
+    def output_shape(self) -> Shape:
+        """Output shape for the shape the layer was built with, e.g. ``(None, 28, 28, 6)``."""
+        if not self.built:
+            raise RuntimeError(f"Layer '{self.name}' has not been built yet, so it has no output shape. "
+                               "Call it on an input, add it to a model with a known input shape, "
+                               "or call build(input_shape) first.")
+        return self.compute_output_shape(self.input_shape)
+
+    def _check_ndim(self, shape: Shape) -> None:
+        ndim = self._input_ndim
+        if ndim is not None and len(shape) != ndim:
+            hint = ""
+            if ndim == 4 and len(shape) == 3:
+                hint = (" Images need a channel axis: reshape grayscale (N, H, W) data to (N, H, W, 1), "
+                        "e.g. x[..., None].")
+            raise ValueError(f"Layer '{self.name}' expected a {ndim}-D input (N, H, W, C), but received input "
+                             f"with shape {utils.shape_str(shape)}.{hint}")
+        if ndim is None and len(shape) < 2:
+            raise ValueError(f"Layer '{self.name}' expected an input with a batch axis and at least one more "
+                             f"axis, but received input with shape {utils.shape_str(shape)}.")
+
+    def _check_input(self, shape: Shape) -> None:
+        """Checks a concrete input against the built layer (channels, features)."""
+
+    # ----------------------------------------------------------------- forward / backward
+
+    def __call__(self, x: Any, training: bool = False) -> np.ndarray:
+        """Forward pass.
+
+        Args:
+            x: array of shape (N, ...) (NHWC for conv and pooling layers); real numeric
+                dtypes are converted to float32 without rescaling.
+            training: enables training-only behaviour (dropout).
+
+        Returns:
+            float32 array of shape ``compute_output_shape(x.shape)``.
+        """
+        return self._forward(x, training=training)
+
+    def _forward(self, x: Any, training: bool = False, logits: bool = False) -> np.ndarray:
+        x = utils.as_float32(x, f"Layer '{self.name}'")
+        shape = x.shape
+        if not self.built:
+            self.build((None,) + shape[1:])
+        self._check_ndim(shape)
+        self._check_input(shape)
+        self.compute_output_shape(shape)
+        out = self._call(x, bool(training), bool(logits))
+        self._out_shape = out.shape
+        return out
+
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
+        """Forward on a checked float32 input; ``logits=True`` skips a final softmax."""
+        raise NotImplementedError
+
+    def backward(self, dout: Any, need_input_grad: bool = True) -> Optional[np.ndarray]:
+        """Backward pass through the last forward.
+
+        Args:
+            dout: gradient of the loss w.r.t. this layer's output (shape of that output).
+            need_input_grad: False skips the input gradient (the model does this for its
+                first layer during training) and returns None.
+
+        Returns:
+            The gradient w.r.t. the layer's input, float32 of the input's shape, or None.
+
+        Raises:
+            RuntimeError: if no forward pass has been run.
+            ValueError: if ``dout`` does not have the forward output's shape.
+        """
+        if self._cache is None:
+            raise RuntimeError(f"Layer '{self.name}' has no forward pass to differentiate: "
+                               "call the layer on an input before backward().")
+        dout = utils.as_float32(dout, f"Layer '{self.name}'.backward()", "dout")
+        if dout.shape != self._out_shape:
+            raise ValueError(f"Layer '{self.name}'.backward() expected 'dout' with the forward output's shape "
+                             f"{self._out_shape}. Received: dout.shape={dout.shape}.")
+        return self._backward(dout, bool(need_input_grad))
+
+    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- weights
+
+    @property
+    def weights(self) -> List[np.ndarray]:
+        """The live weight arrays (the optimizer updates them in place)."""
+        return list(self._params)
+
+    @property
+    def trainable_weights(self) -> List[np.ndarray]:
+        return list(self._params) if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> List[np.ndarray]:
+        return [] if self.trainable else list(self._params)
+
+    @property
+    def weight_names(self) -> List[str]:
+        """Names of the weights in ``get_weights()`` order, e.g. ``['kernel', 'bias']``."""
+        return list(self._param_names)
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of the weights, Keras order and shapes (``[kernel, bias]``)."""
+        return [p.copy() for p in self._params]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Copy ``weights`` (Keras order and shapes) into the layer.
+
+        Raises:
+            RuntimeError: if the layer has not been built.
+            ValueError: if the number of arrays or any shape differs; the message names
+                the layer, the weight, the expected and the received shape.
+        """
+        if not self.built:
+            raise RuntimeError(f"Layer '{self.name}' has not been built yet, so its weights do not exist. "
+                               "Call it on an input or call build(input_shape) before set_weights().")
+        weights = list(weights)
+        if len(weights) != len(self._params):
+            raise ValueError(f"Layer '{self.name}' expected a list of {len(self._params)} weight arrays "
+                             f"{self._param_names}. Received: a list of {len(weights)} arrays.")
+        arrays = []
+        for pname, param, value in zip(self._param_names, self._params, weights):
+            arr = utils.check_real_array(value, f"Layer '{self.name}'.set_weights()", pname)
+            if arr.shape != param.shape:
+                raise ValueError(f"Layer '{self.name}' expected weight '{pname}' with shape {param.shape}. "
+                                 f"Received: shape={arr.shape}.")
+            arrays.append(arr)
+        for param, arr in zip(self._params, arrays):
+            param[...] = arr  # in place: optimizer state is keyed by these arrays
+
+    def get_gradients(self) -> List[Optional[np.ndarray]]:
+        """Gradients from the last backward(), in ``get_weights()`` order and shapes."""
+        return list(self._grads)
+
+    def count_params(self) -> int:
+        """Number of scalars in the weights.
+
+        Raises:
+            RuntimeError: if the layer has not been built.
+        """
+        if not self.built:
+            raise RuntimeError(f"Layer '{self.name}' has not been built yet, so its number of parameters is "
+                               "unknown. Call it on an input or call build(input_shape) first.")
+        return int(sum(p.size for p in self._params))
+
+    # ----------------------------------------------------------------- config
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments; ``type(layer)(**config)`` makes an equivalent fresh layer."""
+        config: Dict[str, Any] = {"name": self.name, "trainable": self.trainable}
+        if self._input_shape_arg is not None:
+            config["input_shape"] = self._input_shape_arg
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Layer":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _sample_shape(shape: Any, arg: str, owner: str) -> Shape:
+    """A per-sample shape: an int or a sequence of positive ints / None."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    ok = dims is not None and len(dims) >= 1 and all(
+        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1) for d in dims)
+    if not ok:
+        raise ValueError(f"The '{arg}' argument of {owner} must be a tuple of positive integers or None "
+                         f"(one sample, no batch axis), e.g. (28, 28, 1). Received: {arg}={shape!r}.")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+def _full_shape(shape: Any, name: str) -> Shape:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    ok = dims is not None and len(dims) >= 1 and all(
+        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1) for d in dims)
+    if not ok:
+        raise ValueError(f"Layer '{name}'.build() expected a shape tuple including the batch axis, "
+                         f"e.g. (None, 28, 28, 1). Received: input_shape={shape!r}.")
+    return tuple(None if d is None else int(d) for d in dims)

@@ -1,0 +1,232 @@
+"""Optimizers with Keras 3's update rules, applied in place with vectorised NumPy.
+
+``optimizer.apply_gradients([(grad, var), ...])`` updates each float32 ``var`` array in
+place (the layers' weight arrays) and keeps per-variable state (momentum, moments)
+keyed by the variable, so weights must be updated in place, never replaced
+(``Layer.set_weights`` copies into the existing arrays).
+
+* ``SGD``: ``v = momentum * v - lr * g``; ``w += v`` (or, with Nesterov,
+  ``w += momentum * v - lr * g``); plain ``w -= lr * g`` when momentum is 0.
+* ``Adam``: ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+  ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``; ``w -= lr_t m / (sqrt(v) + eps)``.
+* ``RMSprop``: ``v = rho v + (1 - rho) g^2``; ``w -= lr g / sqrt(v + eps)`` (Keras 3 puts eps
+  inside the root here, unlike Adam).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Tuple, Union
+
+import numpy as np
+
+
+def _number(value: Any, arg: str, owner: str, low: float, high: float = math.inf, low_open: bool = False,
+            high_open: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open or high == math.inf else "]"
+        high_text = "inf" if high == math.inf else f"{high:g}"
+        raise ValueError(f"Invalid value for argument '{arg}' of {owner}: expected a number in "
+                         f"{lo}{low:g}, {high_text}{hi}. Received: {arg}={value!r}.")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: owns the learning rate, the step counter and per-variable slots.
+
+    Args:
+        learning_rate: a positive float; may be changed between steps
+            (``optimizer.learning_rate = 1e-4``).
+    """
+
+    name = "optimizer"
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+        self.iterations = 0
+        self._slots: Dict[int, Tuple[np.ndarray, List[np.ndarray]]] = {}
+
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._learning_rate = _number(value, "learning_rate", type(self).__name__, 0.0, low_open=True)
+
+    def _slot(self, var: np.ndarray, count: int) -> List[np.ndarray]:
+        entry = self._slots.get(id(var))
+        if entry is None or entry[0] is not var:
+            entry = (var, [np.zeros_like(var) for _ in range(count)])
+            self._slots[id(var)] = entry
+        return entry[1]
+
+    def apply_gradients(self, grads_and_vars: Iterable[Tuple[np.ndarray, np.ndarray]]) -> None:
+        """One optimisation step: update every ``var`` in place from its ``grad``.
+
+        Pairs whose gradient is None are skipped.
+
+        Raises:
+            TypeError: if a variable is not a float32 NumPy array (it could not be
+                updated in place).
+            ValueError: if a gradient's shape differs from its variable's.
+        """
+        pairs = [(g, v) for g, v in grads_and_vars if g is not None]
+        for g, v in pairs:
+            if not isinstance(v, np.ndarray) or v.dtype != np.float32:
+                raise TypeError(f"{type(self).__name__}.apply_gradients() expected float32 NumPy variables "
+                                f"(updated in place). Received: a variable of type {type(v).__name__}"
+                                f"{' and dtype ' + str(v.dtype) if isinstance(v, np.ndarray) else ''}.")
+            if np.shape(g) != v.shape:
+                raise ValueError(f"{type(self).__name__}.apply_gradients() expected each gradient to have its "
+                                 f"variable's shape. Received: gradient shape={np.shape(g)}, "
+                                 f"variable shape={v.shape}.")
+        self.iterations += 1
+        for g, v in pairs:
+            self._update(np.asarray(g, dtype=np.float32), v)
+
+    def _update(self, g: np.ndarray, w: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"learning_rate": self.learning_rate}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as in Keras.
+
+    Args:
+        learning_rate: step size (default 0.01).
+        momentum: in [0, 1]; 0 is plain SGD.
+        nesterov: use Nesterov momentum.
+    """
+
+    name = "sgd"
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(learning_rate)
+        self.momentum = _number(momentum, "momentum", "SGD", 0.0, 1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"Invalid value for argument 'nesterov' of SGD: expected True or False. "
+                             f"Received: nesterov={nesterov!r}.")
+        self.nesterov = bool(nesterov)
+
+    def _update(self, g: np.ndarray, w: np.ndarray) -> None:
+        lr = np.float32(self.learning_rate)
+        if self.momentum == 0.0:
+            w -= lr * g
+            return
+        (v,) = self._slot(w, 1)
+        mom = np.float32(self.momentum)
+        v *= mom
+        v -= lr * g
+        if self.nesterov:
+            w += mom * v - lr * g
+        else:
+            w += v
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam with Keras 3's bias correction folded into the step size.
+
+    Args:
+        learning_rate: default 0.001.
+        beta_1: decay of the first moment, in [0, 1).
+        beta_2: decay of the second moment, in [0, 1).
+        epsilon: added to sqrt(v) (default 1e-7, Keras's value).
+    """
+
+    name = "adam"
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7) -> None:
+        super().__init__(learning_rate)
+        self.beta_1 = _number(beta_1, "beta_1", "Adam", 0.0, 1.0, high_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", "Adam", 0.0, 1.0, high_open=True)
+        self.epsilon = _number(epsilon, "epsilon", "Adam", 0.0)
+
+    def _update(self, g: np.ndarray, w: np.ndarray) -> None:
+        m, v, scratch = self._slot(w, 3)
+        t = self.iterations
+        b1, b2 = self.beta_1, self.beta_2
+        alpha = np.float32(self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
+        m *= np.float32(b1)
+        m += np.float32(1.0 - b1) * g
+        v *= np.float32(b2)
+        np.multiply(g, g, out=scratch)
+        scratch *= np.float32(1.0 - b2)
+        v += scratch
+        np.sqrt(v, out=scratch)
+        scratch += np.float32(self.epsilon)
+        np.divide(m, scratch, out=scratch)
+        scratch *= alpha
+        w -= scratch
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    """RMSprop without momentum, as in Keras (``rho=0.9``, ``epsilon=1e-7``).
+
+    Args:
+        learning_rate: default 0.001.
+        rho: decay of the mean square, in [0, 1).
+        epsilon: added to v under the square root.
+    """
+
+    name = "rmsprop"
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7) -> None:
+        super().__init__(learning_rate)
+        self.rho = _number(rho, "rho", "RMSprop", 0.0, 1.0, high_open=True)
+        self.epsilon = _number(epsilon, "epsilon", "RMSprop", 0.0)
+
+    def _update(self, g: np.ndarray, w: np.ndarray) -> None:
+        v, scratch = self._slot(w, 2)
+        v *= np.float32(self.rho)
+        np.multiply(g, g, out=scratch)
+        scratch *= np.float32(1.0 - self.rho)
+        v += scratch
+        np.add(v, np.float32(self.epsilon), out=scratch)
+        np.sqrt(scratch, out=scratch)
+        np.divide(g, scratch, out=scratch)
+        scratch *= np.float32(self.learning_rate)
+        w -= scratch
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
+
+
+_ALIASES = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def get(identifier: Union[str, Optimizer]) -> Optimizer:
+    """An optimizer from a name ('adam', 'sgd', 'rmsprop': Keras defaults) or an instance.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for anything else.
+    """
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key in _ALIASES:
+            return _ALIASES[key]()
+        raise ValueError(f"Unknown optimizer. Expected one of {', '.join(repr(k) for k in _ALIASES)} or a "
+                         f"pycnn.optimizers.Optimizer instance. Received: optimizer={identifier!r}.")
+    raise TypeError(f"An optimizer must be a name or a pycnn.optimizers.Optimizer instance. "
+                    f"Received: optimizer={identifier!r}.")
