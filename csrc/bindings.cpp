@@ -23,6 +23,7 @@
 #include "activation.h"
 #include "conv2d.h"
 #include "dense.h"
+#include "optimizer.h"
 #include "pool2d.h"
 #include "runtime.h"
 #include "softmax.h"
@@ -614,6 +615,53 @@ FArray unary_grad(const py::object& dout_obj, const py::object& out_obj, GradKer
   return dinp;
 }
 
+// ---------------------------------------------------------------------------- optimizers
+
+// A variable updated in place must already be a writeable, C-contiguous float32 array:
+// converting it would update a copy and silently lose the step.
+py::array_t<float> inplace_float(const py::handle& obj, const char* fn, const char* arg, size_t i) {
+  if (!py::isinstance<py::array>(obj))
+    type_error(cat(fn, "() expected ", arg, "[", i, "] to be a NumPy float32 array (updated in place). Received: ",
+                   std::string(py::str(py::type::of(obj).attr("__name__"))), "."));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (a.dtype().kind() != 'f' || a.itemsize() != 4)
+    type_error(cat(fn, "() expected ", arg, "[", i, "] to be float32 (updated in place). Received: dtype=",
+                   std::string(py::str(a.dtype())), "."));
+  if (!(a.flags() & py::array::c_style) || !a.writeable())
+    value_error(cat(fn, "() expected ", arg, "[", i, "] to be a writeable C-contiguous array (updated in place)."));
+  return py::reinterpret_borrow<py::array_t<float>>(a);
+}
+
+void adam_update_py(const py::list& weights, const py::list& grads, const py::list& ms, const py::list& vs,
+                    float alpha, float beta_1, float beta_2, float epsilon) {
+  const char* fn = "adam_update";
+  const size_t count = weights.size();
+  if (grads.size() != count || ms.size() != count || vs.size() != count)
+    value_error(cat(fn, "() expected lists of equal length. Received: len(weights)=", count, ", len(grads)=",
+                    grads.size(), ", len(m)=", ms.size(), ", len(v)=", vs.size(), "."));
+  struct Job {
+    float *w, *m, *v;
+    const float* g;
+    int64_t n;
+  };
+  std::vector<Job> jobs;
+  std::vector<FArray> keep;  // converted gradients stay alive until the kernels ran
+  for (size_t i = 0; i < count; ++i) {
+    auto w = inplace_float(weights[i], fn, "weights", i);
+    auto m = inplace_float(ms[i], fn, "m", i);
+    auto v = inplace_float(vs[i], fn, "v", i);
+    FArray g = as_float(grads[i], fn, "grads");
+    if (m.size() != w.size() || v.size() != w.size() || g.size() != w.size())
+      value_error(cat(fn, "() expected weights[", i, "], grads[", i, "], m[", i, "] and v[", i,
+                      "] to have the same size. Received: ", w.size(), ", ", g.size(), ", ", m.size(), ", ", v.size(), "."));
+    jobs.push_back({w.mutable_data(), m.mutable_data(), v.mutable_data(), g.data(), static_cast<int64_t>(w.size())});
+    keep.push_back(g);
+  }
+  py::gil_scoped_release release;
+  KernelLock lock;
+  for (const Job& j : jobs) pycnn::adam_update(j.w, j.m, j.v, j.g, j.n, alpha, beta_1, beta_2, epsilon);
+}
+
 // ---------------------------------------------------------------------------- runtime
 
 py::dict build_info() {
@@ -695,6 +743,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("dense_backward", &dense_backward_py, py::arg("dout"), py::arg("inp"), py::arg("weight"),
         py::arg("out") = py::none(), py::arg("activation") = "linear", py::arg("has_bias") = true,
         py::arg("need_dinp") = true, "-> (dinp (N, in) or None, dweight (in, out), dbias (out,) or None).");
+  m.def("adam_update", &adam_update_py, py::arg("weights"), py::arg("grads"), py::arg("m"), py::arg("v"),
+        py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
+        "In place, for each i: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= alpha m / (sqrt(v) + eps).");
   m.def("relu_forward", [](const py::object& x) { return unary(x, pycnn::relu_forward, "relu_forward"); }, py::arg("inp"));
   m.def("relu_backward", [](const py::object& d, const py::object& y) { return unary_grad(d, y, pycnn::relu_backward, "relu_backward"); },
         py::arg("dout"), py::arg("out"));
