@@ -23,6 +23,7 @@
 #include "activation.h"
 #include "conv2d.h"
 #include "dense.h"
+#include "network.h"
 #include "optimizer.h"
 #include "pool2d.h"
 #include "runtime.h"
@@ -662,6 +663,185 @@ void adam_update_py(const py::list& weights, const py::list& grads, const py::li
   for (const Job& j : jobs) pycnn::adam_update(j.w, j.m, j.v, j.g, j.n, alpha, beta_1, beta_2, epsilon);
 }
 
+// ---------------------------------------------------------------------------- whole network
+
+// Layers are tuples, validated against the shape flowing through them:
+//   ("conv2d", weight, bias|None, dweight|None, dbias|None, strides, padding, activation)
+//   ("maxpool2d", pool_size, strides|None, padding)      ("avgpool2d", pool_size, strides|None, padding)
+//   ("flatten",)     ("dense", weight, bias|None, dweight|None, dbias|None, activation)
+//   ("activation", name)
+// dweight/dbias are writeable float32 arrays of the parameters' shapes (training), or None.
+struct ParsedNetwork {
+  std::vector<pycnn::NetLayer> layers;
+  std::vector<py::object> keep;  // converted arrays referenced by raw pointers
+  std::vector<int64_t> out_shape;  // per sample
+};
+
+std::string dims_str(const std::vector<int64_t>& d) {
+  std::ostringstream os;
+  os << "(None";
+  for (int64_t v : d) os << ", " << v;
+  os << ")";
+  return os.str();
+}
+
+ParsedNetwork parse_network(const py::list& layers, std::vector<int64_t> shape, bool train, const char* fn) {
+  ParsedNetwork net;
+  if (layers.size() == 0) value_error(cat(fn, "() expected at least one layer."));
+  for (size_t i = 0; i < layers.size(); ++i) {
+    py::tuple spec;
+    try {
+      spec = layers[i].cast<py::tuple>();
+    } catch (const py::cast_error&) {
+      type_error(cat(fn, "() expected layers[", i, "] to be a tuple."));
+    }
+    if (spec.size() == 0) value_error(cat(fn, "() received an empty tuple for layers[", i, "]."));
+    const std::string kind = spec[0].cast<std::string>();
+    auto need = [&](size_t n) {
+      if (spec.size() != n)
+        value_error(cat(fn, "() expected layers[", i, "] ('", kind, "') to have ", n, " items. Received: ", spec.size(), "."));
+    };
+    pycnn::NetLayer L{};
+    FArray weight_array;  // the layer's weight, once params() has read it
+    int64_t in_size = 1;
+    for (int64_t v : shape) in_size *= v;
+    L.in_size = in_size;
+    auto params = [&](size_t wi, std::vector<int64_t> wshape, int64_t bias_len) {
+      FArray w = as_float(spec[wi], fn, "weight");
+      bool ok = w.ndim() == static_cast<py::ssize_t>(wshape.size());
+      for (size_t k = 0; ok && k < wshape.size(); ++k) ok = wshape[k] < 0 || w.shape(k) == wshape[k];
+      if (!ok)
+        value_error(cat(fn, "() layers[", i, "] ('", kind, "') has a weight of shape ", shape_str(w),
+                        " that does not fit its input of shape ", dims_str(shape), "."));
+      L.weight = w.data();
+      L.weight_size = w.size();
+      net.keep.push_back(w);
+      weight_array = w;
+      int64_t out_len = w.shape(w.ndim() - 1);
+      if (!spec[wi + 1].is_none()) {
+        auto b = optional_bias(spec[wi + 1], out_len, fn);
+        L.bias = b->data();
+        L.bias_size = b->size();
+        net.keep.push_back(*b);
+      }
+      if (train && !spec[wi + 2].is_none()) {
+        auto dw = inplace_float(spec[wi + 2], fn, "dweight", i);
+        if (dw.size() != L.weight_size) value_error(cat(fn, "() layers[", i, "]: dweight must match the weight's size."));
+        L.dweight = dw.mutable_data();
+        net.keep.push_back(dw);
+        if (L.bias) {
+          if (spec[wi + 3].is_none()) value_error(cat(fn, "() layers[", i, "]: dbias is required with a bias."));
+          auto db = inplace_float(spec[wi + 3], fn, "dbias", i);
+          if (db.size() != L.bias_size) value_error(cat(fn, "() layers[", i, "]: dbias must match the bias's size."));
+          L.dbias = db.mutable_data();
+          net.keep.push_back(db);
+        }
+      }
+      return out_len;
+    };
+    if (kind == "conv2d") {
+      need(8);
+      if (shape.size() != 3) value_error(cat(fn, "() layers[", i, "] ('conv2d') needs (H, W, C) input. Received: ", dims_str(shape), "."));
+      const int64_t F = params(1, {-1, -1, shape[2], -1}, 0);
+      pycnn::ConvShape& c = L.conv;
+      c.N = 1; c.H = shape[0]; c.W = shape[1]; c.C = shape[2]; c.F = F;
+      c.KH = weight_array.shape(0); c.KW = weight_array.shape(1);
+      auto st = positive_pair(spec[5], fn, "strides");
+      c.SH = st.first; c.SW = st.second;
+      bool same = parse_padding(spec[6].cast<std::string>(), fn);
+      Window win = window_geometry(c.H, c.W, c.KH, c.KW, c.SH, c.SW, same, fn,
+                                   cat("layers[", i, "] input shape=", dims_str(shape)));
+      c.OH = win.OH; c.OW = win.OW; c.PT = win.PT; c.PL = win.PL;
+      L.kind = pycnn::NetKind::conv2d;
+      L.act = parse_activation(spec[7].cast<std::string>(), fn);
+      shape = {c.OH, c.OW, F};
+    } else if (kind == "maxpool2d" || kind == "avgpool2d") {
+      need(4);
+      if (shape.size() != 3) value_error(cat(fn, "() layers[", i, "] ('", kind, "') needs (H, W, C) input. Received: ", dims_str(shape), "."));
+      pycnn::PoolShape& p = L.pool;
+      p.N = 1; p.H = shape[0]; p.W = shape[1]; p.C = shape[2];
+      auto ps = positive_pair(spec[1], fn, "pool_size");
+      p.KH = ps.first; p.KW = ps.second;
+      auto st = spec[2].is_none() ? ps : positive_pair(spec[2], fn, "strides");
+      p.SH = st.first; p.SW = st.second;
+      bool same = parse_padding(spec[3].cast<std::string>(), fn);
+      Window win = window_geometry(p.H, p.W, p.KH, p.KW, p.SH, p.SW, same, fn,
+                                   cat("layers[", i, "] input shape=", dims_str(shape)));
+      p.OH = win.OH; p.OW = win.OW; p.PT = win.PT; p.PL = win.PL;
+      L.kind = kind == "maxpool2d" ? pycnn::NetKind::maxpool2d : pycnn::NetKind::avgpool2d;
+      shape = {p.OH, p.OW, p.C};
+    } else if (kind == "flatten") {
+      need(1);
+      L.kind = pycnn::NetKind::flatten;
+      shape = {in_size};
+    } else if (kind == "dense") {
+      need(6);
+      if (shape.size() != 1) value_error(cat(fn, "() layers[", i, "] ('dense') needs flat input. Received: ", dims_str(shape), "."));
+      const int64_t OUT = params(1, {shape[0], -1}, 0);
+      L.kind = pycnn::NetKind::dense;
+      L.act = parse_activation(spec[5].cast<std::string>(), fn);
+      shape = {OUT};
+    } else if (kind == "activation") {
+      need(2);
+      L.kind = pycnn::NetKind::activation;
+      L.act = parse_activation(spec[1].cast<std::string>(), fn);
+    } else {
+      value_error(cat(fn, "() does not know layer kind '", kind, "' (layers[", i, "])."));
+    }
+    L.out_size = 1;
+    for (int64_t v : shape) L.out_size *= v;
+    net.layers.push_back(L);
+  }
+  net.out_shape = shape;
+  return net;
+}
+
+std::vector<int64_t> sample_shape(const FArray& x, const char* fn) {
+  if (x.ndim() < 2 || x.shape(0) < 1)
+    value_error(cat(fn, "() expected a non-empty batch 'x' of shape (N, ...). Received: x.shape=", shape_str(x), "."));
+  return std::vector<int64_t>(x.shape() + 1, x.shape() + x.ndim());
+}
+
+py::tuple network_train_step_py(const py::object& x_obj, const py::object& labels_obj, const py::list& layers) {
+  const char* fn = "network_train_step";
+  FArray x = as_float(x_obj, fn, "x");
+  ParsedNetwork net = parse_network(layers, sample_shape(x, fn), true, fn);
+  if (net.out_shape.size() != 1)
+    value_error(cat(fn, "() expected the network to end in (N, classes) logits. Received output shape ",
+                    dims_str(net.out_shape), "."));
+  const int64_t N = x.shape(0), classes = net.out_shape[0];
+  IArray labels = checked_labels(labels_obj, N, classes, fn);
+  const float* px = x.data();
+  const int64_t* pl = labels.data();
+  double loss;
+  int64_t correct = 0;
+  {
+    py::gil_scoped_release release;
+    KernelLock lock;
+    loss = pycnn::network_train_step(net.layers, px, pl, N, classes, &correct);
+  }
+  return py::make_tuple(loss, correct);
+}
+
+FArray network_predict_py(const py::object& x_obj, const py::list& layers, bool softmax) {
+  const char* fn = "network_predict";
+  FArray x = as_float(x_obj, fn, "x");
+  ParsedNetwork net = parse_network(layers, sample_shape(x, fn), false, fn);
+  std::vector<py::ssize_t> oshape{x.shape(0)};
+  for (int64_t v : net.out_shape) oshape.push_back(v);
+  if (softmax && net.out_shape.back() < 1) value_error(cat(fn, "() needs a non-empty last axis for softmax."));
+  FArray out(oshape);
+  float* po = out.mutable_data();
+  const float* px = x.data();
+  const int64_t N = x.shape(0);
+  {
+    py::gil_scoped_release release;
+    KernelLock lock;
+    pycnn::network_predict(net.layers, px, N, po, softmax ? net.out_shape.back() : 0);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------- runtime
 
 py::dict build_info() {
@@ -746,6 +926,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("adam_update", &adam_update_py, py::arg("weights"), py::arg("grads"), py::arg("m"), py::arg("v"),
         py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         "In place, for each i: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= alpha m / (sqrt(v) + eps).");
+  m.def("network_train_step", &network_train_step_py, py::arg("x"), py::arg("labels"), py::arg("layers"),
+        "Forward, mean softmax cross-entropy against integer labels, and backward of a whole network in one "
+        "call; writes every dweight/dbias. Returns (mean loss, number of correct argmax predictions).");
+  m.def("network_predict", &network_predict_py, py::arg("x"), py::arg("layers"), py::arg("softmax") = false,
+        "Forward of a whole network; softmax over the last axis of the output when asked.");
   m.def("relu_forward", [](const py::object& x) { return unary(x, pycnn::relu_forward, "relu_forward"); }, py::arg("inp"));
   m.def("relu_backward", [](const py::object& d, const py::object& y) { return unary_grad(d, y, pycnn::relu_backward, "relu_backward"); },
         py::arg("dout"), py::arg("out"));

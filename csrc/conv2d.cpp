@@ -268,7 +268,7 @@ void reduce_partials(float* dweight, float* dbias, float* const* partial, const 
 const float* preactivation_grad(const float* dout, const float* out, int64_t offset, int64_t count, Activation act,
                                 int t) {
   if (act == Activation::linear) return dout + offset;
-  float* g = scratch(t, static_cast<std::size_t>(count), kScratchGrad);
+  float* g = scratch(slot_base() + t, static_cast<std::size_t>(count), kScratchGrad);
   std::memcpy(g, dout + offset, sizeof(float) * count);
   activation_grad_inplace(g, out + offset, count, act);
   return g;
@@ -321,8 +321,8 @@ void conv2d_forward_direct(float* out, const float* inp, const float* weight, co
 #endif
   for (int64_t n = 0; n < s.N; ++n) {
     const int t = thread_id();
-    float* xp = scratch(t, static_cast<std::size_t>(s.C * p.x_rows * p.ldx), kScratchCol);
-    float* yp = scratch(t, static_cast<std::size_t>(F * s.OH * p.OWp), kScratchOut);
+    float* xp = scratch(slot_base() + t, static_cast<std::size_t>(s.C * p.x_rows * p.ldx), kScratchCol);
+    float* yp = scratch(slot_base() + t, static_cast<std::size_t>(F * s.OH * p.OWp), kScratchOut);
     pad_planar_input(xp, inp + n * s.H * s.W * s.C, s, p);
     p.dk.forward(yp, p.OWp, xp, p.ldx, p.x_rows, weight, s.C, F, s.KH, s.KW, s.OH, p.OWp);
     float* o = out + n * P * F;
@@ -343,7 +343,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
   // rotated by 180 degrees and its channel axes swapped: wrot[kh][kw][f][c] = w[KH-1-kh][KW-1-kw][c][f].
   float* wrot = nullptr;
   if (dinp) {
-    wrot = scratch(kSerialSlot, static_cast<std::size_t>(K * F), kScratchRotated);
+    wrot = scratch(slot_base(), static_cast<std::size_t>(K * F), kScratchRotated);
     for (int64_t kh = 0; kh < s.KH; ++kh)
       for (int64_t kw = 0; kw < s.KW; ++kw)
         for (int64_t c = 0; c < C; ++c)
@@ -355,7 +355,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
   float* partial[256];
   bool used[256] = {};
   std::vector<double> bias_acc(static_cast<std::size_t>(T * F), 0.0);
-  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F), kScratchPartial);
+  for (int t = 0; t < T; ++t) partial[t] = scratch(slot_base() + t, static_cast<std::size_t>(K * F), kScratchPartial);
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
@@ -366,8 +366,8 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
       std::memset(dw, 0, sizeof(float) * K * F);
       used[t] = true;
     }
-    float* xp = scratch(t, static_cast<std::size_t>(C * p.x_rows * p.ldx), kScratchCol);
-    float* gp = scratch(t, static_cast<std::size_t>(F * p.g_rows * p.ldg), kScratchPadGrad);
+    float* xp = scratch(slot_base() + t, static_cast<std::size_t>(C * p.x_rows * p.ldx), kScratchCol);
+    float* gp = scratch(slot_base() + t, static_cast<std::size_t>(F * p.g_rows * p.ldg), kScratchPadGrad);
     pad_planar_input(xp, inp + n * s.H * s.W * C, s, p);
     // gp[f][g_top + oh][g_left + ow] = dout * act'(out), zero elsewhere; dbias sums it.
     std::memset(gp, 0, sizeof(float) * F * p.g_rows * p.ldg);
@@ -384,7 +384,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
     p.dk.dweight(dw, xp, p.ldx, p.x_rows, gp + p.g_top * p.ldg + p.g_left, p.ldg, p.g_rows, C, F, s.KH, s.KW,
                  s.OH, p.OWp);
     if (dinp) {
-      float* dxp = scratch(t, static_cast<std::size_t>(C * s.H * p.W_p), kScratchOut);
+      float* dxp = scratch(slot_base() + t, static_cast<std::size_t>(C * s.H * p.W_p), kScratchOut);
       p.dk.forward(dxp, p.W_p, gp, p.ldg, p.g_rows, wrot, F, C, s.KH, s.KW, s.H, p.W_p);
       float* di = dinp + n * s.H * s.W * C;
       for (int64_t ih = 0; ih < s.H; ++ih)
@@ -406,8 +406,8 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
   // Usual case: threads own groups of samples; the weights are packed once and each group's
   // im2col is written straight into the GEMM's packed layout.
   const GemmShape gs = gemm_shape_for(g.nb * P, s.F);
-  if (g.outer_parallel && !pointwise && gs.efficiency >= 0.7) {
-    float* wp = scratch(kSerialSlot, static_cast<std::size_t>(gemm_packed_b_size(gs, K, s.F)), kScratchPackedW);
+  if ((g.outer_parallel || get_num_threads() == 1) && !pointwise && gs.efficiency >= 0.7) {
+    float* wp = scratch(slot_base(), static_cast<std::size_t>(gemm_packed_b_size(gs, K, s.F)), kScratchPackedW);
     gemm_pack_b(wp, weight, s.F, 1, K, s.F, gs);
     const std::vector<float> zeros(static_cast<std::size_t>(s.C), 0.f);
 #ifdef PYCNN_OPENMP
@@ -415,7 +415,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
 #endif
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
-      float* ap = scratch(thread_id(), static_cast<std::size_t>(gemm_packed_a_size(gs, rows, K)), kScratchPackedA);
+      float* ap = scratch(slot_base() + thread_id(), static_cast<std::size_t>(gemm_packed_a_size(gs, rows, K)), kScratchPackedA);
       im2col_packed_rows(ap, inp + n0 * s.H * s.W * s.C, nb, s, gs.mr, zeros.data());
       float* o = out + n0 * P * s.F;
       gemm_packed(gs, rows, s.F, K, ap, wp, o, s.F, false);
@@ -431,7 +431,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
     const float* img = inp + n0 * s.H * s.W * s.C;
     const float* col = img;
     if (!pointwise) {
-      float* buf = scratch(thread_id(), static_cast<std::size_t>(nb * P * K), kScratchCol);
+      float* buf = scratch(slot_base() + thread_id(), static_cast<std::size_t>(nb * P * K), kScratchCol);
       im2col(buf, img, nb, s);
       col = buf;
     }
@@ -454,16 +454,17 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   float* partial[256];
   bool used[256] = {};
   std::vector<double> bias_acc(static_cast<std::size_t>(T * F), 0.0);
-  for (int t = 0; t < T; ++t) partial[t] = scratch(t, static_cast<std::size_t>(K * F), kScratchPartial);
+  for (int t = 0; t < T; ++t) partial[t] = scratch(slot_base() + t, static_cast<std::size_t>(K * F), kScratchPartial);
 
   // Usual case, as in forward: per-group products on packed operands, weights packed once.
   //   dweight (K x F) += col^T @ g     A = col^T written by im2col_packed_cols, B = g
   //   dcol (rows x K)  = g @ weight^T  A = g, B = weight^T packed once
   const GemmShape gs_dw = gemm_shape_for(K, F), gs_dx = gemm_shape_for(g.nb * P, K);
-  if (g.outer_parallel && !pointwise && gs_dw.efficiency >= 0.7 && gs_dx.efficiency >= 0.7) {
+  if ((g.outer_parallel || get_num_threads() == 1) && !pointwise && gs_dw.efficiency >= 0.7 &&
+      gs_dx.efficiency >= 0.7) {
     float* wtp = nullptr;
     if (dinp) {
-      wtp = scratch(kSerialSlot, static_cast<std::size_t>(gemm_packed_b_size(gs_dx, F, K)), kScratchPackedW);
+      wtp = scratch(slot_base(), static_cast<std::size_t>(gemm_packed_b_size(gs_dx, F, K)), kScratchPackedW);
       gemm_pack_b(wtp, weight, 1, F, F, K, gs_dx);
     }
 #ifdef PYCNN_OPENMP
@@ -473,17 +474,17 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
       const int t = thread_id();
       const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
       const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, t);
-      float* colt = scratch(t, static_cast<std::size_t>(gemm_packed_a_size(gs_dw, K, rows)), kScratchPackedA);
+      float* colt = scratch(slot_base() + t, static_cast<std::size_t>(gemm_packed_a_size(gs_dw, K, rows)), kScratchPackedA);
       im2col_packed_cols(colt, inp + n0 * s.H * s.W * s.C, nb, s, gs_dw.mr);
-      float* gb = scratch(t, static_cast<std::size_t>(gemm_packed_b_size(gs_dw, rows, F)), kScratchPackedB);
+      float* gb = scratch(slot_base() + t, static_cast<std::size_t>(gemm_packed_b_size(gs_dw, rows, F)), kScratchPackedB);
       gemm_pack_b(gb, gr, F, 1, rows, F, gs_dw);
       gemm_packed(gs_dw, K, F, rows, colt, gb, partial[t], F, used[t]);
       add_column_sums(&bias_acc[t * F], gr, rows, F);
       used[t] = true;
       if (dinp) {
-        float* ga = scratch(t, static_cast<std::size_t>(gemm_packed_a_size(gs_dx, rows, F)), kScratchPackedA);
+        float* ga = scratch(slot_base() + t, static_cast<std::size_t>(gemm_packed_a_size(gs_dx, rows, F)), kScratchPackedA);
         gemm_pack_a(ga, gr, F, 1, rows, F, gs_dx);
-        float* dcol = scratch(t, static_cast<std::size_t>(rows * K), kScratchOut);
+        float* dcol = scratch(slot_base() + t, static_cast<std::size_t>(rows * K), kScratchOut);
         gemm_packed(gs_dx, rows, K, F, ga, wtp, dcol, K, false);
         col2im(dinp + n0 * s.H * s.W * s.C, dcol, nb, s);
       }
@@ -502,7 +503,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, thread_id());
     const float* col = img;
     if (!pointwise) {
-      float* buf = scratch(thread_id(), static_cast<std::size_t>(rows * K), kScratchCol);
+      float* buf = scratch(slot_base() + thread_id(), static_cast<std::size_t>(rows * K), kScratchCol);
       im2col(buf, img, nb, s);
       col = buf;
     }
@@ -516,7 +517,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
       if (pointwise) {
         sgemm(rows, K, F, gr, F, 1, weight, 1, F, di, K, 1, false, !g.outer_parallel);
       } else {
-        float* dcol = scratch(thread_id(), static_cast<std::size_t>(rows * K), kScratchOut);
+        float* dcol = scratch(slot_base() + thread_id(), static_cast<std::size_t>(rows * K), kScratchOut);
         sgemm(rows, K, F, gr, F, 1, weight, 1, F, dcol, K, 1, false, !g.outer_parallel);
         col2im(di, dcol, nb, s);
       }

@@ -24,7 +24,7 @@ void dense_backward(float* dinp, float* dweight, float* dbias, const float* dout
                     const float* weight, const float* out, int64_t N, int64_t IN, int64_t OUT, Activation act) {
   const float* g = dout;
   if (act != Activation::linear) {
-    float* buf = scratch(kSerialSlot, static_cast<std::size_t>(N * OUT), kScratchPadGrad);
+    float* buf = scratch(slot_base(), static_cast<std::size_t>(N * OUT), kScratchPadGrad);
     std::memcpy(buf, dout, sizeof(float) * N * OUT);
     activation_grad_inplace(buf, out, N * OUT, act);
     g = buf;

@@ -221,9 +221,9 @@ void pack_b(float* Bp, const float* B, int64_t rsb, int64_t csb, int64_t kc, int
 
 int current_slot() {
 #ifdef PYCNN_OPENMP
-  return omp_get_thread_num();
+  return slot_base() + omp_get_thread_num();
 #else
-  return kSerialSlot;
+  return slot_base();
 #endif
 }
 

@@ -30,9 +30,25 @@ struct Buffer {
 // One buffer per (thread slot, purpose). A slot is only ever touched by the thread that
 // owns it, so no locking is needed.
 Buffer g_scratch[kMaxSlots][kMaxWhich];
+
+thread_local int tl_slot_base = 0;
+thread_local bool tl_serial = false;
 }  // namespace
 
+int slot_base() { return tl_slot_base; }
+
+SerialKernels::SerialKernels(int slot) : saved_base_(tl_slot_base), saved_serial_(tl_serial) {
+  tl_slot_base = slot;
+  tl_serial = true;
+}
+
+SerialKernels::~SerialKernels() {
+  tl_slot_base = saved_base_;
+  tl_serial = saved_serial_;
+}
+
 int get_num_threads() {
+  if (tl_serial) return 1;
   int n = g_threads.load(std::memory_order_relaxed);
   if (n == 0) {
 #ifdef PYCNN_OPENMP

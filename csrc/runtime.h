@@ -14,6 +14,25 @@ void set_num_threads(int n);
 bool openmp_enabled();
 std::string openmp_version();
 
+// Scratch slot of thread 0 of the current team: 0, except while a SerialKernels guard is
+// alive on this thread. Kernels index their scratch with slot_base() + team thread index.
+int slot_base();
+
+// Makes the kernels called on this thread run serially (get_num_threads() == 1) with
+// scratch slots from `slot` up: lets a caller run one kernel sequence per thread inside its
+// own parallel region (network.cpp) without the threads sharing scratch.
+class SerialKernels {
+ public:
+  explicit SerialKernels(int slot);
+  ~SerialKernels();
+  SerialKernels(const SerialKernels&) = delete;
+  SerialKernels& operator=(const SerialKernels&) = delete;
+
+ private:
+  int saved_base_;
+  bool saved_serial_;
+};
+
 // Instruction-set levels the kernels can dispatch to, best first.
 enum class Isa { baseline = 0, avx2 = 1, avx512 = 2 };
 Isa detected_isa();   // what this CPU supports (and this build can use)
@@ -27,8 +46,7 @@ enum class Activation { linear = 0, relu = 1, sigmoid = 2, tanh = 3 };
 
 // Aligned scratch memory, one arena per thread slot, reused across calls so that training
 // steps do not allocate. slot 0 .. get_num_threads()-1 belong to OpenMP threads; callers
-// outside a parallel region use slot kSerialSlot. Contents are undefined on return.
-constexpr int kSerialSlot = 0;
+// outside a parallel region use slot_base(). Contents are undefined on return.
 // What each of a slot's buffers holds; one kernel never uses the same buffer for two things.
 enum Scratch {
   kScratchCol = 0,       // im2col rows / padded planar input
@@ -42,7 +60,12 @@ enum Scratch {
   kScratchPackedA = 8,   // a fully packed GEMM A operand (gemm.h)
   kScratchPackedB = 9,   // a fully packed GEMM B operand
   kScratchPackedW = 10,  // weights packed once per call, shared by all threads
-  kScratchKinds = 11
+  kScratchNetActs = 11,  // network.cpp: every layer's output for a thread's samples
+  kScratchNetGrad = 12,  // network.cpp: two gradient buffers used in turn
+  kScratchNetParams = 13,  // network.cpp: a thread's weight gradients
+  kScratchNetIndex = 14,   // network.cpp: max-pooling argmax (int32 stored in float-sized cells)
+  kScratchNetFrozen = 15,  // network.cpp: discarded weight gradients of frozen layers
+  kScratchKinds = 16
 };
 float* scratch(int slot, std::size_t count, Scratch which);
 

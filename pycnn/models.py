@@ -49,6 +49,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _core, _native
 from . import callbacks as callbacks_module
 from . import layers as layers_module
 from . import losses as losses_module
@@ -421,7 +422,34 @@ class Sequential:
             hits = pred.argmax(axis=1) == np.asarray(y).reshape(-1, k).argmax(axis=1)
         return int(hits.sum()), int(hits.size)
 
+    def _native_train_spec(self, yb: np.ndarray) -> Optional[list]:
+        """Layer tuples for a one-call native training step, when the model allows it.
+
+        Needs sparse integer labels with a softmax (or from_logits) cross-entropy on a
+        (N, classes) output, and layers that all have a native twin.
+        """
+        loss = self.loss
+        if not (_native.enabled() and isinstance(loss, losses_module.SparseCategoricalCrossentropy)):
+            return None
+        last = self._layers[-1] if self._layers else None
+        softmax_last = getattr(last, "activation", None) == "softmax"
+        if not (loss.from_logits or softmax_last) or (loss.from_logits and softmax_last):
+            return None
+        if len(self.compute_output_shape(self._batch_input_shape)) != 2 or yb.ndim != 2 or yb.shape[1] != 1:
+            return None
+        return _native.network_spec(self._layers, train=True, training=True, logits=True)
+
     def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> Tuple[float, int, int]:
+        spec = self._native_train_spec(yb)
+        if spec is not None:
+            loss, correct = _core.network_train_step(xb, yb.reshape(-1), spec)
+            _native.publish_gradients(self._layers)
+            pairs = [(g, w) for layer in self._layers if layer.trainable
+                     for g, w in zip(layer.get_gradients(), layer.weights)]
+            self.optimizer.apply_gradients(pairs)
+            if not self.metrics_names:
+                return float(loss), 0, 0
+            return float(loss), int(correct), int(xb.shape[0])
         fused = self._fused()
         out = self._forward(xb, training=True, logits=fused)
         loss, dout = self._loss_and_grad(yb, out, fused, need_grad=True)
@@ -432,9 +460,21 @@ class Sequential:
         correct, count = self._correct(yb, out) if self.metrics_names else (0, 0)
         return loss, correct, count
 
+    def _inference(self, xb: np.ndarray, logits: bool = False) -> np.ndarray:
+        """Forward in inference mode: one native call when every layer has a native twin."""
+        if _native.enabled() and self._layers:
+            softmax_last = getattr(self._layers[-1], "activation", None) == "softmax"
+            spec = _native.network_spec(self._layers, train=False, training=False, logits=softmax_last)
+            if spec is not None:
+                try:
+                    return _core.network_predict(xb, spec, softmax=softmax_last and not logits)
+                except ValueError:
+                    pass  # e.g. an input size the layer tuples do not fit: layer by layer explains it
+        return self._forward(xb, training=False, logits=logits)
+
     def _test_step(self, xb: np.ndarray, yb: np.ndarray) -> Tuple[float, int, int]:
         fused = self._fused()
-        out = self._forward(xb, training=False, logits=fused)
+        out = self._inference(xb, logits=fused)
         loss, _ = self._loss_and_grad(yb, out, fused, need_grad=False)
         correct, count = self._correct(yb, out) if self.metrics_names else (0, 0)
         return loss, correct, count
@@ -615,7 +655,7 @@ class Sequential:
         outputs = []
         for step, start in enumerate(range(0, n, batch_size), start=1):
             xb = utils.as_float32(x[start:start + batch_size], "predict()")
-            outputs.append(self._forward(xb, training=False))
+            outputs.append(self._inference(xb))
             if bar is not None:
                 bar.update(step, finalize=step == steps)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)

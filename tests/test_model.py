@@ -167,6 +167,7 @@ def _gradients_through_softmax_jacobian(model, x, y):
 
 
 def test_fused_training_step_matches_the_chained_gradient(monkeypatch):
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")  # the layer-by-layer path; tests/test_native_network.py covers the other
     model = small_cnn()
     x = np.random.default_rng(2).standard_normal((6, 8, 8, 3)).astype(np.float32)
     y = np.array([0, 1, 2, 3, 1, 0])
@@ -212,6 +213,7 @@ def test_fused_path_for_an_activation_softmax_layer_and_categorical_targets(monk
 
 
 def test_first_layer_skips_its_input_gradient(monkeypatch):
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")  # the native step's first_param rule: test_native_network.py
     seen = []
     real = _core.conv2d_backward
 

@@ -1,0 +1,167 @@
+"""The one-call native network step (csrc/network.cpp) against the layer-by-layer path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pycnn
+from pycnn import _core, layers, optimizers
+from pycnn.models import Sequential
+
+
+def lenet(seed=0):
+    pycnn.set_random_seed(seed)
+    return pycnn.models.lenet(input_shape=(32, 32, 3), num_classes=10)
+
+
+def assorted(seed=0):
+    """Every native layer kind: strides, 'same' with an even kernel, avg pooling that does not
+    tile, an Activation layer, a no-op Dropout, sigmoid/tanh, no bias."""
+    pycnn.set_random_seed(seed)
+    return Sequential([
+        layers.Input((13, 11, 2)),
+        layers.Conv2D(5, (4, 3), strides=(2, 1), padding="same", activation="tanh"),
+        layers.AveragePooling2D((2, 3), strides=(1, 2), padding="same"),
+        layers.Conv2D(7, 3, activation="sigmoid", use_bias=False),
+        layers.MaxPooling2D(2, strides=1),
+        layers.Activation("relu"),
+        layers.Flatten(),
+        layers.Dropout(0.0),
+        layers.Dense(9, activation="relu"),
+        layers.Dense(4, activation="softmax"),
+    ])
+
+
+def one_sgd_step(model, x, y, native, monkeypatch, loss="sparse_categorical_crossentropy"):
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "1" if native else "0")
+    model.compile(optimizer=optimizers.SGD(learning_rate=1.0), loss=loss, metrics=["accuracy"])
+    before = model.get_weights()
+    loss_value, acc = model.train_on_batch(x, y)
+    grads = [b - a for a, b in zip(model.get_weights(), before)]  # w_new = w - 1.0 * g
+    model.set_weights(before)
+    return loss_value, acc, grads
+
+
+@pytest.mark.parametrize("build, shape, classes", [(lenet, (32, 32, 32, 3), 10), (assorted, (9, 13, 11, 2), 4)])
+def test_native_step_matches_layer_by_layer(build, shape, classes, monkeypatch):
+    model = build()
+    rng = np.random.default_rng(1)
+    x = rng.random(shape, dtype=np.float32)
+    y = rng.integers(0, classes, shape[0])
+    calls = {"n": 0}
+    real = _core.network_train_step
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "network_train_step", counting)
+    loss_n, acc_n, grads_n = one_sgd_step(model, x, y, True, monkeypatch)
+    assert calls["n"] == 1
+    loss_l, acc_l, grads_l = one_sgd_step(model, x, y, False, monkeypatch)
+    assert calls["n"] == 1
+    assert loss_n == pytest.approx(loss_l, rel=1e-5)
+    assert acc_n == acc_l
+    for gn, gl in zip(grads_n, grads_l):
+        scale = np.abs(gl).max() + 1e-12
+        np.testing.assert_allclose(gn, gl, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_native_step_with_logits_loss(monkeypatch):
+    pycnn.set_random_seed(3)
+    model = Sequential([layers.Input((6, 6, 1)), layers.Conv2D(3, 3, activation="relu"), layers.Flatten(),
+                        layers.Dense(5)])
+    x = np.random.default_rng(2).standard_normal((8, 6, 6, 1)).astype(np.float32)
+    y = np.arange(8) % 5
+    loss = pycnn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    native = one_sgd_step(model, x, y, True, monkeypatch, loss=loss)
+    layered = one_sgd_step(model, x, y, False, monkeypatch, loss=loss)
+    assert native[0] == pytest.approx(layered[0], rel=1e-5)
+    for gn, gl in zip(native[2], layered[2]):
+        np.testing.assert_allclose(gn, gl, rtol=1e-4, atol=1e-6)
+
+
+def test_predict_and_evaluate_match_layer_by_layer(monkeypatch):
+    model = lenet(4)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(5)
+    x = rng.random((70, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, 70)
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "1")
+    p_native, e_native = model.predict(x, batch_size=32), model.evaluate(x, y, batch_size=32)
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")
+    p_layer, e_layer = model.predict(x, batch_size=32), model.evaluate(x, y, batch_size=32)
+    np.testing.assert_allclose(p_native, p_layer, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(e_native, e_layer, rtol=1e-5)
+
+
+def test_native_step_one_and_two_threads_agree(monkeypatch):
+    x = np.random.default_rng(6).random((16, 32, 32, 3), dtype=np.float32)
+    y = np.arange(16) % 10
+    saved = pycnn.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            pycnn.set_num_threads(threads)
+            results.append(one_sgd_step(lenet(7), x, y, True, monkeypatch))
+    finally:
+        pycnn.set_num_threads(saved)
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    for g1, g2 in zip(results[0][2], results[1][2]):
+        np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-6 * (np.abs(g1).max() + 1e-12))
+
+
+def test_dropout_in_training_falls_back_to_layer_by_layer(monkeypatch):
+    pycnn.set_random_seed(8)
+    model = Sequential([layers.Input((4, 4, 1)), layers.Flatten(), layers.Dropout(0.5),
+                        layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("Dropout(0.5) has no native twin; training must run layer by layer")
+
+    monkeypatch.setattr(_core, "network_train_step", forbidden)
+    x = np.ones((5, 4, 4, 1), np.float32)
+    assert np.isfinite(model.train_on_batch(x, np.array([0, 1, 2, 0, 1])))
+
+
+def lenet_tuples(grads=True):
+    rng = np.random.default_rng(0)
+    w1, b1 = rng.standard_normal((5, 5, 3, 6)).astype(np.float32), np.zeros(6, np.float32)
+    w2, b2 = rng.standard_normal((1176, 10)).astype(np.float32), np.zeros(10, np.float32)
+    g = [np.zeros_like(a) for a in (w1, b1, w2, b2)] if grads else [None] * 4
+    return [("conv2d", w1, b1, g[0], g[1], 1, "same", "relu"), ("maxpool2d", 2, None, "valid"), ("flatten",),
+            ("dense", w2, b2, g[2], g[3], "linear")]
+
+
+def test_network_binding_validates_everything():
+    x = np.zeros((2, 28, 28, 3), np.float32)
+    y = np.array([1, 2])
+    good = lenet_tuples()
+    loss, correct = _core.network_train_step(x, y, good)
+    assert np.isfinite(loss) and 0 <= correct <= 2
+    bad_channels = list(good)
+    bad_channels[0] = ("conv2d", np.zeros((5, 5, 4, 6), np.float32)) + good[0][2:]
+    with pytest.raises(ValueError, match=r"network_train_step\(\) layers\[0\] \('conv2d'\) has a weight of shape"):
+        _core.network_train_step(x, y, bad_channels)
+    with pytest.raises(ValueError, match="does not know layer kind 'lstm'"):
+        _core.network_train_step(x, y, [("lstm",)] + good[1:])
+    float64_grad = list(good)
+    float64_grad[3] = good[3][:3] + (np.zeros((1176, 10)),) + good[3][4:]
+    with pytest.raises(TypeError, match=r"dweight\[3\] to be float32 \(updated in place\)"):
+        _core.network_train_step(x, y, float64_grad)
+    strided = list(good)
+    strided[3] = good[3][:3] + (np.zeros((1176, 20), np.float32)[:, ::2],) + good[3][4:]
+    with pytest.raises(ValueError, match="writeable C-contiguous"):
+        _core.network_train_step(x, y, strided)
+    with pytest.raises(ValueError, match=r"class indices in \[0, 10\)"):
+        _core.network_train_step(x, np.array([1, 10]), good)
+    with pytest.raises(ValueError, match=r"end in \(N, classes\) logits"):
+        _core.network_train_step(x, y, good[:2])
+    with pytest.raises(ValueError, match="computed output size would be zero"):
+        _core.network_train_step(np.zeros((2, 1, 1, 3), np.float32), y, [good[1]])
+    with pytest.raises(ValueError, match=r"layers\[0\] \(.conv2d.\) to have 8 items. Received: 7"):
+        _core.network_train_step(x, y, [good[0][:7]] + good[1:])
+    out = _core.network_predict(x, lenet_tuples(grads=False), softmax=True)
+    assert out.shape == (2, 10)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
