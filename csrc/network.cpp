@@ -159,26 +159,19 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
         float* dinp = need_dinp ? g_next : nullptr;
         float* dw = param_offset[i] >= 0 ? mygrads + param_offset[i] : nullptr;
         float* db = (dw && L.bias) ? dw + L.weight_size : nullptr;
+        if (!dw && dinp && (L.kind == NetKind::conv2d || L.kind == NetKind::dense))
+          // Frozen layer inside the network: only its input gradient is needed; the weight
+          // gradient, which the kernels always write, lands in scratch.
+          dw = scratch(base + t, static_cast<std::size_t>(L.weight_size), kScratchNetFrozen);
         switch (L.kind) {
           case NetKind::conv2d: {
             ConvShape s = L.conv;
             s.N = nb;
-            if (dw) {
-              conv2d_backward(dinp, dw, db, g, in, L.weight, tb.outputs[i], s, L.act);
-            } else if (dinp) {
-              // Frozen layer: its input gradient only; the weight gradient lands in scratch.
-              float* unused = scratch(base + t, static_cast<std::size_t>(L.weight_size), kScratchNetFrozen);
-              conv2d_backward(dinp, unused, nullptr, g, in, L.weight, tb.outputs[i], s, L.act);
-            }
+            if (dw) conv2d_backward(dinp, dw, db, g, in, L.weight, tb.outputs[i], s, L.act);
             break;
           }
           case NetKind::dense:
-            if (dw) {
-              dense_backward(dinp, dw, db, g, in, L.weight, tb.outputs[i], nb, L.in_size, L.out_size, L.act);
-            } else if (dinp) {
-              float* unused = scratch(base + t, static_cast<std::size_t>(L.weight_size), kScratchNetFrozen);
-              dense_backward(dinp, unused, nullptr, g, in, L.weight, tb.outputs[i], nb, L.in_size, L.out_size, L.act);
-            }
+            if (dw) dense_backward(dinp, dw, db, g, in, L.weight, tb.outputs[i], nb, L.in_size, L.out_size, L.act);
             break;
           case NetKind::maxpool2d: {
             PoolShape s = L.pool;

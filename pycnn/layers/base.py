@@ -296,3 +296,17 @@ def _full_shape(shape: Any, name: str) -> Shape:
         raise ValueError(f"Layer '{name}'.build() expected a shape tuple including the batch axis, "
                          f"e.g. (None, 28, 28, 1). Received: input_shape={shape!r}.")
     return tuple(None if d is None else int(d) for d in dims)
+
+
+class KernelLayer(Layer):
+    """A layer whose weights are ``[kernel]`` or ``[kernel, bias]`` (Conv2D, Dense)."""
+
+    use_bias: bool = True
+
+    @property
+    def kernel(self) -> np.ndarray:
+        return self._params[0]
+
+    @property
+    def bias(self) -> Optional[np.ndarray]:
+        return self._params[1] if self.use_bias else None

@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import _core, activations, initializers, utils
-from .base import Layer, Shape
+from .base import KernelLayer, Layer, Shape
 
 
 def conv_output_length(length: Optional[int], k: int, s: int, padding: str) -> Optional[int]:
@@ -35,7 +35,7 @@ def window_output_shape(layer: Layer, input_shape: Shape, window: Tuple[int, int
     return (n, oh, ow, channels)
 
 
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """2-D convolution (cross-correlation) with a fused activation, like ``keras.layers.Conv2D``.
 
     ``out[n, i, j, f] = act(bias[f] + sum_{kh, kw, c} x[n, i*SH + kh - PT, j*SW + kw - PL, c]
@@ -89,14 +89,6 @@ class Conv2D(Layer):
             raise ValueError(f"Invalid value for argument 'dilation_rate' of {owner}: pycnn supports only "
                              f"dilation_rate=1. Received: dilation_rate={dilation_rate!r}.")
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-
-    @property
-    def kernel(self) -> np.ndarray:
-        return self._params[0]
-
-    @property
-    def bias(self) -> Optional[np.ndarray]:
-        return self._params[1] if self.use_bias else None
 
     def _channels(self, input_shape: Shape) -> int:
         if input_shape[-1] is None:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Union
 import numpy as np
 
 from .. import _core, activations, initializers, utils
-from .base import Layer, Shape, _sample_shape
+from .base import KernelLayer, Layer, Shape, _sample_shape
 
 
 class InputLayer(Layer):
@@ -53,7 +53,7 @@ class InputLayer(Layer):
 Input = InputLayer
 
 
-class Dense(Layer):
+class Dense(KernelLayer):
     """Fully connected layer ``out = act(x @ kernel + bias)``, like ``keras.layers.Dense``.
 
     Applies to the last axis: input ``(N, ..., in)`` -> output ``(N, ..., units)``
@@ -90,14 +90,6 @@ class Dense(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer", owner)
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer", owner)
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-
-    @property
-    def kernel(self) -> np.ndarray:
-        return self._params[0]
-
-    @property
-    def bias(self) -> Optional[np.ndarray]:
-        return self._params[1] if self.use_bias else None
 
     def _create_weights(self, input_shape: Shape) -> None:
         if input_shape[-1] is None:
