@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random as _random
 import re
-from typing import Any, Iterable, Optional, Sequence, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
 import numpy as np
 
