@@ -1,11 +1,15 @@
-// Instantiates the direct-convolution kernels of conv2d_direct_impl.h once per instruction
-// set. Each copy is compiled under its own `#pragma GCC target`, so one portable binary
-// carries AVX-512, AVX2+FMA and baseline code; conv2d.cpp picks one at run time.
+// Instantiates the direct-convolution kernels of conv2d_direct_impl.h and conv2d_vf_impl.h
+// once per instruction set. Each copy is compiled under its own `#pragma GCC target`, so one
+// portable binary carries AVX-512, AVX2+FMA and baseline code; conv2d.cpp picks one at run
+// time.
 #include <cstdint>
+
+#include "conv2d_direct.h"
 
 #define PYCNN_DIRECT_NS portable
 #define PYCNN_DIRECT_VEC 16
 #include "conv2d_direct_impl.h"
+#include "conv2d_vf_impl.h"
 #undef PYCNN_DIRECT_NS
 #undef PYCNN_DIRECT_VEC
 
@@ -15,6 +19,7 @@
 #define PYCNN_DIRECT_NS avx2
 #define PYCNN_DIRECT_VEC 32
 #include "conv2d_direct_impl.h"
+#include "conv2d_vf_impl.h"
 #undef PYCNN_DIRECT_NS
 #undef PYCNN_DIRECT_VEC
 #pragma GCC pop_options
@@ -24,13 +29,12 @@
 #define PYCNN_DIRECT_NS avx512
 #define PYCNN_DIRECT_VEC 64
 #include "conv2d_direct_impl.h"
+#include "conv2d_vf_impl.h"
 #undef PYCNN_DIRECT_NS
 #undef PYCNN_DIRECT_VEC
 #pragma GCC pop_options
 #define PYCNN_DIRECT_HAVE_X86 1
 #endif
-
-#include "conv2d_direct.h"
 
 namespace pycnn {
 
@@ -40,6 +44,16 @@ DirectKernels direct_kernels(Isa isa) {
   if (isa == Isa::avx2) return {avx2::V * avx2::R, avx2::V, avx2::forward, avx2::dweight};
 #endif
   return {portable::V * portable::R, portable::V, portable::forward, portable::dweight};
+}
+
+OverFKernels overf_kernels(Isa isa) {
+#define PYCNN_OVERF(ns) {ns::overf::V, ns::overf::V * ns::overf::kMaxFV, ns::overf::forward, ns::overf::dweight}
+#ifdef PYCNN_DIRECT_HAVE_X86
+  if (isa == Isa::avx512) return PYCNN_OVERF(avx512);
+  if (isa == Isa::avx2) return PYCNN_OVERF(avx2);
+#endif
+  return PYCNN_OVERF(portable);
+#undef PYCNN_OVERF
 }
 
 }  // namespace pycnn

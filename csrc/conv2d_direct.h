@@ -1,4 +1,6 @@
-// Run-time selected direct stride-1 convolution kernels (see conv2d_direct_impl.h).
+// Run-time selected direct convolution kernels: planar stride-1 kernels vectorised along the
+// output width (conv2d_direct_impl.h) and NHWC kernels vectorised over the output channels
+// (conv2d_vf_impl.h).
 #pragma once
 #include <cstdint>
 
@@ -16,5 +18,25 @@ struct DirectKernels {
 };
 
 DirectKernels direct_kernels(Isa isa);
+
+// Geometry of one group of N samples for the over-F kernels (layouts in conv2d_vf_impl.h):
+// x is (N, Hp, Wp, C), zero-padded so that every window of the (OH, OW) output is inside;
+// only rows [row_lo, row_hi) and columns [col_lo, col_hi) of each sample may be nonzero.
+struct VfGeom {
+  int64_t N, Hp, Wp, C, F, KH, KW, SH, SW, OH, OW;
+  int64_t row_lo, row_hi, col_lo, col_hi;
+};
+
+struct OverFKernels {
+  int64_t vec;     // floats per vector; F must be a multiple of it
+  int64_t fblock;  // channel block width of the channel-blocked operands (conv2d_vf_impl.h)
+  // out (N, OH, OW, F) = bias + x (*) w; wb is w (KH, KW, C, F) channel-blocked; bias (F) may be null.
+  void (*forward)(float* out, const float* x, const float* wb, const float* bias, const VfGeom& s);
+  // dw (KH, KW, C, F) = sum over the group of x windows (x) g, += if accumulate; gb is
+  // g (N, OH, OW, F) channel-blocked.
+  void (*dweight)(float* dw, const float* x, const float* gb, const VfGeom& s, bool accumulate);
+};
+
+OverFKernels overf_kernels(Isa isa);
 
 }  // namespace pycnn

@@ -49,17 +49,17 @@ enum class Activation { linear = 0, relu = 1, sigmoid = 2, tanh = 3 };
 // outside a parallel region use slot_base(). Contents are undefined on return.
 // What each of a slot's buffers holds; one kernel never uses the same buffer for two things.
 enum Scratch {
-  kScratchCol = 0,       // im2col rows / padded planar input
+  kScratchCol = 0,       // im2col rows / padded planar or NHWC input (direct convs)
   kScratchOut = 1,       // dcol rows / planar outputs
   kScratchPackA = 2,     // GEMM packed A block
   kScratchPackB = 3,     // GEMM packed B panel
   kScratchPartial = 4,   // per-thread partial weight gradients
   kScratchGrad = 5,      // gradient times activation derivative
-  kScratchPadGrad = 6,   // padded planar gradient (direct conv) / dense activation gradient
+  kScratchPadGrad = 6,   // padded planar or NHWC gradient (direct convs) / dense activation gradient
   kScratchRotated = 7,   // rotated kernel (direct conv input gradient)
   kScratchPackedA = 8,   // a fully packed GEMM A operand (gemm.h)
-  kScratchPackedB = 9,   // a fully packed GEMM B operand
-  kScratchPackedW = 10,  // weights packed once per call, shared by all threads
+  kScratchPackedB = 9,   // a fully packed GEMM B operand / channel-blocked gradient (over-F conv)
+  kScratchPackedW = 10,  // weights packed (or channel-blocked) once per call, shared by all threads
   kScratchNetActs = 11,  // network.cpp: every layer's output for a thread's samples
   kScratchNetGrad = 12,  // network.cpp: two gradient buffers used in turn
   kScratchNetParams = 13,  // network.cpp: a thread's weight gradients

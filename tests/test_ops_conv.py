@@ -54,6 +54,19 @@ CASES = [
     case(2, 11, 13, 67, 3, 3, 131, 1, "same", note="odd-channels"),
     case(3, 15, 17, 48, 3, 3, 96, 2, "same", note="stride2-wide"),
     case(1, 5, 6, 520, 3, 3, 8, 1, "same", note="K>4096-gemm-NC-panel"),
+    # F a multiple of the vector width (16 floats on AVX-512, 4 on the baseline path): the
+    # direct NHWC path vectorised over output channels. Channel blocks of 3 and 4+1 vectors,
+    # pixel tiles within a row (with a short last tile) and across rows (OW smaller than a
+    # tile), the input gradient through the rotated kernel (stride 1, C a multiple of the
+    # vector width, also with C split into several channel blocks) and through GEMM + col2im.
+    case(2, 7, 9, 24, 3, 3, 48, 1, "same", note="overf-3-vectors"),
+    case(2, 11, 15, 32, 5, 3, 80, 1, "valid", note="overf-4+1-vectors-row-tail"),
+    case(3, 9, 6, 16, 3, 3, 32, 1, "valid", note="overf-tiles-across-rows"),
+    case(2, 6, 7, 128, 3, 3, 16, 1, "same", note="overf-dinp-C-blocks"),
+    case(2, 7, 9, 16, 4, 4, 16, 1, "same", note="overf-even-kernel-asym-pad"),
+    case(2, 9, 10, 8, 3, 2, 32, (2, 1), "same", note="overf-rect-strides-padded"),
+    case(2, 5, 7, 16, 1, 1, 32, 1, "valid", note="overf-1x1"),
+    case(1, 4, 4, 32, 3, 3, 64, 1, "valid", note="overf-batch1-out2x2"),
 ]
 ARGS = "N,H,W,C,KH,KW,F,strides,padding"
 
@@ -90,6 +103,7 @@ ACT_CASES = [
     case(2, 7, 6, 3, 3, 3, 4, 1, "same"),
     case(2, 10, 13, 3, 4, 4, 5, 1, "same", note="direct"),
     case(3, 9, 8, 24, 3, 2, 40, 2, "valid"),
+    case(2, 8, 9, 16, 3, 3, 32, 1, "same", note="overf"),
 ]
 
 

@@ -1,0 +1,337 @@
+// Direct NHWC convolution vectorised over the output channels ("over F"), written once with
+// GCC vector extensions and compiled per instruction set by conv2d_direct.cpp (included
+// several times under different `#pragma GCC target`s and namespaces). Deliberately free
+// of std:: calls so that nothing inline is shared between the per-ISA copies.
+//
+// Buffers (float, row-major, one group of N samples):
+//   x    (N, Hp, Wp, C)    input, zero-padded so that every window lies inside it:
+//                          Hp >= (OH - 1) * SH + KH, Wp >= (OW - 1) * SW + KW; zero outside
+//                          rows [row_lo, row_hi) and columns [col_lo, col_hi)
+//   wb   (KH, KW, C, F)    weights, channel-blocked (below)
+//   out  (N, OH, OW, F)    NHWC output
+//   gb   (N, OH, OW, F)    gradient w.r.t. the pre-activation output, channel-blocked (dweight)
+//   dw   (KH, KW, C, F)    weight gradient
+// F must be a multiple of V. "Channel-blocked" means the F columns are cut into blocks of
+// kMaxFV * V (the last block may be narrower, fw = F - f0) and each block is stored whole,
+// rows x fw, one after the other: element (row, f) of block f0 is at rows * f0 + row * fw +
+// (f - f0). A kernel pass over one block then walks contiguous memory (in plain (rows, F)
+// order, rows F floats apart would fall into a fraction of the L1 cache sets).
+// One window row (kw, c) is contiguous in x for any stride: x[ih, ow * SW + kw, c] sits at
+// (ih * Wp + ow * SW) * C + (kw * C + c), and its weight row is w[kh, kw, c] = w[kh * KW * C +
+// (kw * C + c)]; the kernels loop over j = kw * C + c.
+//
+// forward: a tile of R consecutive output pixels x FV vectors of output channels keeps
+//   R * FV accumulators; for each (kh, j) it loads FV weight vectors and broadcasts one
+//   input value per pixel. A row's last R' < R pixels take the same tile with R = R'.
+// dweight: a tile of KB consecutive window elements j x FV vectors of channels keeps
+//   KB * FV accumulators; for each output pixel it loads FV gradient vectors once and
+//   broadcasts KB input values.
+// Both are cache-blocked so that the operand reused by every tile (a chunk of the weights,
+// a chunk of gradient rows) stays in L1.
+#ifndef PYCNN_DIRECT_NS
+#error "include through conv2d_direct.cpp"
+#endif
+
+namespace pycnn {
+namespace PYCNN_DIRECT_NS {
+namespace overf {
+
+constexpr int V = PYCNN_DIRECT_VEC / 4;
+typedef float vec __attribute__((vector_size(PYCNN_DIRECT_VEC)));
+typedef float vecu __attribute__((vector_size(PYCNN_DIRECT_VEC), aligned(4)));
+
+static inline vec loadu(const float* p) { return *reinterpret_cast<const vecu*>(p); }
+static inline void storeu(float* p, vec v) { *reinterpret_cast<vecu*>(p) = v; }
+
+// Tile sizes. Registers needed: R * FV accumulators + FV weight vectors + a broadcast (and,
+// without FMA, a product). AVX-512 has 32 vector registers, AVX2 and SSE 16.
+#if PYCNN_DIRECT_VEC == 64
+constexpr int kMaxFV = 4;
+constexpr int tile_rows(int fv) { return fv == 4 ? 6 : fv == 3 ? 8 : 12; }
+#elif PYCNN_DIRECT_VEC == 32
+constexpr int kMaxFV = 3;
+constexpr int tile_rows(int fv) { return fv == 3 ? 4 : fv == 2 ? 6 : 12; }
+#else
+constexpr int kMaxFV = 2;
+constexpr int tile_rows(int fv) { return fv == 2 ? 5 : 10; }
+#endif
+
+// The weights of one FV-vector channel block are used in chunks of at most kL1Floats / (FV * V)
+// window elements, so that a chunk stays in L1 while every pixel of the group streams past
+// it (and likewise the gradient rows of a chunk of pixels in dweight). Accumulators are
+// reloaded from the output once per chunk.
+constexpr int64_t kL1Floats = 8192;  // 32 KiB of a 48 KiB L1
+
+// A chunk of the (kh, j) window: kh in [kh0, kh0 + nkh), j in [j0, j0 + len).
+struct Chunks {
+  int64_t khc, jc;  // rows per chunk (when a chunk holds whole rows), elements per chunk
+};
+
+static inline Chunks plan_chunks(int64_t KH, int64_t KWC, int64_t max_elems) {
+  Chunks c;
+  if (KWC <= max_elems) {
+    const int64_t rows = max_elems / KWC;
+    const int64_t pieces = (KH + rows - 1) / rows;
+    c.khc = (KH + pieces - 1) / pieces;
+    c.jc = KWC;
+  } else {
+    const int64_t pieces = (KWC + max_elems - 1) / max_elems;
+    c.khc = 1;
+    c.jc = (KWC + pieces - 1) / pieces;
+  }
+  return c;
+}
+
+// ---- forward ----------------------------------------------------------------------------
+// o[r * F + v * V ..] (+)= sum_{kh < nkh, j < len} x[xo[r] + kh * xrow + j] * w[kh * wrow + j * fw + v * V ..]
+// for r < R, v < FV, starting from the values in o (accumulate) or else from b (null: zero);
+// o, x, w and b already point at the tile's first pixel, window element and channel, and
+// xo[r] is pixel r's offset in x (GCC keeps the R offsets in registers).
+template <int R, int FV>
+static inline void forward_tile(float* o, const float* x, const int64_t* xo, const float* w, const float* b,
+                                int64_t nkh, int64_t len, int64_t xrow, int64_t wrow, int64_t F, bool accumulate) {
+  constexpr int fw = FV * V;
+  vec acc[R][FV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < FV; ++v) acc[r][v] = vec{};
+  for (int64_t kh = 0; kh < nkh; ++kh) {
+    const float* xk = x + kh * xrow;
+    const float* wk = w + kh * wrow;
+    for (int64_t j = 0; j < len; ++j) {
+      vec wv[FV];
+      for (int v = 0; v < FV; ++v) wv[v] = loadu(wk + j * fw + v * V);
+      for (int r = 0; r < R; ++r) {
+        const float xs = xk[xo[r] + j];
+        for (int v = 0; v < FV; ++v) acc[r][v] += xs * wv[v];
+      }
+    }
+  }
+  // The accumulators start at zero (a branch on where they start from makes GCC keep them
+  // in memory around the loop) and what they start from is added here.
+  if (accumulate) {
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < FV; ++v) storeu(o + r * F + v * V, loadu(o + r * F + v * V) + acc[r][v]);
+  } else if (b) {
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < FV; ++v) storeu(o + r * F + v * V, loadu(b + v * V) + acc[r][v]);
+  } else {
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < FV; ++v) storeu(o + r * F + v * V, acc[r][v]);
+  }
+}
+
+// A last tile of n < R pixels: forward_tile<n, FV> chosen by recursion on RT.
+template <int RT, int FV>
+struct ForwardTail {
+  static inline void run(int64_t n, float* o, const float* x, const int64_t* xo, const float* w, const float* b,
+                         int64_t nkh, int64_t len, int64_t xrow, int64_t wrow, int64_t F, bool accumulate) {
+    if (n == RT)
+      forward_tile<RT, FV>(o, x, xo, w, b, nkh, len, xrow, wrow, F, accumulate);
+    else
+      ForwardTail<RT - 1, FV>::run(n, o, x, xo, w, b, nkh, len, xrow, wrow, F, accumulate);
+  }
+};
+template <int FV>
+struct ForwardTail<0, FV> {
+  static inline void run(int64_t, float*, const float*, const int64_t*, const float*, const float*, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, bool) {}
+};
+
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Output channels [f0, f0 + FV * V) of every pixel of the group; w is that channel block.
+// Tiles are R consecutive pixels of one output row (the row's last tile may be shorter), or,
+// when rows are shorter than R, R consecutive pixels of the group across rows.
+// Window rows and columns outside the band [row_lo, row_hi) x [col_lo, col_hi) of x (all
+// zeros) are skipped where every pixel of a tile would only read zeros there: this is what
+// makes the input gradient of a 'valid' convolution, computed from a heavily padded
+// gradient, cost about what the forward costs.
+template <int FV>
+static void forward_channels(float* out, const float* x, const float* w, const float* bias, const VfGeom& s,
+                             int64_t f0) {
+  constexpr int R = tile_rows(FV);
+  constexpr int64_t fw = FV * V;
+  const int64_t KWC = s.KW * s.C, xrow = s.Wp * s.C, wrow = KWC * fw, F = s.F;
+  const int64_t P = s.N * s.OH * s.OW;
+  const float* b = bias ? bias + f0 : nullptr;
+  const Chunks ch = plan_chunks(s.KH, KWC, kL1Floats / fw);
+  for (int64_t kh0 = 0; kh0 < s.KH; kh0 += ch.khc) {
+    const int64_t kh1 = imin(s.KH, kh0 + ch.khc);
+    for (int64_t j0 = 0; j0 < KWC; j0 += ch.jc) {
+      const int64_t j1 = imin(KWC, j0 + ch.jc);
+      // The first chunk writes every output (bias, or zero, plus its part); later ones add.
+      const bool first = kh0 == 0 && j0 == 0;
+      // One tile: pixels p0 .. p0 + rt - 1 at offsets xo in x, their window origins spanning
+      // rows [ih_min, ih_max] and columns [iw_min, iw_max] within their samples.
+      auto tile = [&](int64_t p0, int64_t rt, const int64_t* xo, int64_t ih_min, int64_t ih_max, int64_t iw_min,
+                      int64_t iw_max) {
+        const int64_t kha = imax(kh0, s.row_lo - ih_max), khb = imin(kh1, s.row_hi - ih_min);
+        const int64_t ja = imax(j0, (s.col_lo - iw_max) * s.C), jb = imin(j1, (s.col_hi - iw_min) * s.C);
+        const bool empty = khb <= kha || jb <= ja;
+        if (empty && !first) return;
+        const int64_t nkh = empty ? 0 : khb - kha, len = empty ? 0 : jb - ja;
+        const float* xt = empty ? x : x + kha * xrow + ja;
+        const float* wt = empty ? w : w + kha * wrow + ja * fw;
+        float* o = out + p0 * F + f0;
+        if (rt == R)
+          forward_tile<R, FV>(o, xt, xo, wt, b, nkh, len, xrow, wrow, F, !first);
+        else
+          ForwardTail<R - 1, FV>::run(rt, o, xt, xo, wt, b, nkh, len, xrow, wrow, F, !first);
+      };
+      int64_t xo[R];
+      if (s.OW >= R) {
+        for (int64_t q = 0; q < s.N * s.OH; ++q) {
+          const int64_t n = q / s.OH, ih = (q % s.OH) * s.SH;
+          for (int64_t ow = 0; ow < s.OW; ow += R) {
+            const int64_t rt = imin(R, s.OW - ow);
+            for (int64_t r = 0; r < rt; ++r) xo[r] = (n * s.Hp + ih) * xrow + (ow + r) * s.SW * s.C;
+            tile(q * s.OW + ow, rt, xo, ih, ih, ow * s.SW, (ow + rt - 1) * s.SW);
+          }
+        }
+      } else {
+        int64_t n = 0, oh = 0, ow = 0;  // pixel p0
+        for (int64_t p0 = 0; p0 < P; p0 += R) {
+          const int64_t rt = imin(R, P - p0);
+          int64_t ih_min = s.Hp, ih_max = 0, iw_min = s.Wp, iw_max = 0;
+          for (int64_t r = 0; r < rt; ++r) {
+            const int64_t ih = oh * s.SH, iw = ow * s.SW;
+            xo[r] = (n * s.Hp + ih) * xrow + iw * s.C;
+            ih_min = imin(ih_min, ih);
+            ih_max = imax(ih_max, ih);
+            iw_min = imin(iw_min, iw);
+            iw_max = imax(iw_max, iw);
+            if (++ow == s.OW) {
+              ow = 0;
+              if (++oh == s.OH) {
+                oh = 0;
+                ++n;
+              }
+            }
+          }
+          tile(p0, rt, xo, ih_min, ih_max, iw_min, iw_max);
+        }
+      }
+    }
+  }
+}
+
+// out (N, OH, OW, F) = bias + x (*) wb, without activation; bias may be null.
+void forward(float* out, const float* x, const float* wb, const float* bias, const VfGeom& s) {
+  const int64_t FVs = s.F / V, K = s.KH * s.KW * s.C;
+  int64_t fv = 0;
+  for (; fv + kMaxFV <= FVs; fv += kMaxFV) forward_channels<kMaxFV>(out, x, wb + K * fv * V, bias, s, fv * V);
+  const float* w = wb + K * fv * V;
+  switch (FVs - fv) {
+#if PYCNN_DIRECT_VEC == 64
+    case 3: forward_channels<3>(out, x, w, bias, s, fv * V); break;
+#endif
+#if PYCNN_DIRECT_VEC >= 32
+    case 2: forward_channels<2>(out, x, w, bias, s, fv * V); break;
+#endif
+    case 1: forward_channels<1>(out, x, w, bias, s, fv * V); break;
+    default: break;
+  }
+}
+
+// ---- weight gradient ----------------------------------------------------------------------
+// The group's output pixels are taken in chunks of at most kChunkPixels / FV (the chunk's
+// gradient rows stay in L1 while every window element streams past them); xoff[p] is the
+// offset in x of pixel p's window origin, so one flat loop covers pixels of many rows.
+constexpr int64_t kChunkPixels = kL1Floats / V;
+
+// dw[kb * F + v * V ..] (+)= sum_{p < np} x[xoff[p] + kb] * g[p * fw + v * V ..]
+// for kb < KB, v < FV; dw, x and g already point at the tile's first window element, channel
+// and pixel.
+template <int KB, int FV>
+static inline void dweight_tile(float* dw, const float* x, const float* g, const int64_t* xoff, int64_t np,
+                                int64_t F, bool accumulate) {
+  constexpr int fw = FV * V;
+  vec acc[KB][FV];
+  for (int kb = 0; kb < KB; ++kb)
+    for (int v = 0; v < FV; ++v) acc[kb][v] = vec{};
+  for (int64_t p = 0; p < np; ++p) {
+    vec gv[FV];
+    for (int v = 0; v < FV; ++v) gv[v] = loadu(g + p * fw + v * V);
+    const float* xs = x + xoff[p];
+    for (int kb = 0; kb < KB; ++kb) {
+      const float xv = xs[kb];
+      for (int v = 0; v < FV; ++v) acc[kb][v] += xv * gv[v];
+    }
+  }
+  for (int kb = 0; kb < KB; ++kb)
+    for (int v = 0; v < FV; ++v) {
+      float* d = dw + kb * F + v * V;
+      storeu(d, accumulate ? loadu(d) + acc[kb][v] : acc[kb][v]);
+    }
+}
+
+template <int KT, int FV>
+struct DweightTail {
+  static inline void run(int64_t n, float* dw, const float* x, const float* g, const int64_t* xoff, int64_t np,
+                         int64_t F, bool accumulate) {
+    if (n == KT)
+      dweight_tile<KT, FV>(dw, x, g, xoff, np, F, accumulate);
+    else
+      DweightTail<KT - 1, FV>::run(n, dw, x, g, xoff, np, F, accumulate);
+  }
+};
+template <int FV>
+struct DweightTail<0, FV> {
+  static inline void run(int64_t, float*, const float*, const float*, const int64_t*, int64_t, int64_t, bool) {}
+};
+
+// Channels [f0, f0 + FV * V) of dw; g is that channel block of the gradient.
+template <int FV>
+static void dweight_channels(float* dw, const float* x, const float* g, const VfGeom& s, int64_t f0, bool accumulate) {
+  constexpr int KB = tile_rows(FV);
+  constexpr int64_t fw = FV * V;
+  const int64_t KWC = s.KW * s.C, xrow = s.Wp * s.C, xstep = s.SW * s.C, F = s.F, P = s.N * s.OH * s.OW;
+  const int64_t pieces = (P + kChunkPixels / FV - 1) / (kChunkPixels / FV), pc = (P + pieces - 1) / pieces;
+  int64_t xoff[kChunkPixels];
+  int64_t n = 0, oh = 0, ow = 0;  // pixel p0
+  for (int64_t p0 = 0; p0 < P; p0 += pc) {
+    const int64_t np = imin(pc, P - p0);
+    for (int64_t p = 0; p < np; ++p) {
+      xoff[p] = (n * s.Hp + oh * s.SH) * xrow + ow * xstep;
+      if (++ow == s.OW) {
+        ow = 0;
+        if (++oh == s.OH) {
+          oh = 0;
+          ++n;
+        }
+      }
+    }
+    const bool acc = accumulate || p0 > 0;
+    const float* gc = g + p0 * fw;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const float* xk = x + kh * xrow;
+      float* dk = dw + kh * KWC * F + f0;
+      int64_t j = 0;
+      for (; j + KB <= KWC; j += KB) dweight_tile<KB, FV>(dk + j * F, xk + j, gc, xoff, np, F, acc);
+      if (j < KWC) DweightTail<KB - 1, FV>::run(KWC - j, dk + j * F, xk + j, gc, xoff, np, F, acc);
+    }
+  }
+}
+
+// dw (KH, KW, C, F) = (accumulate: +=) sum over the group of x window (x) gb.
+void dweight(float* dw, const float* x, const float* gb, const VfGeom& s, bool accumulate) {
+  const int64_t FVs = s.F / V, P = s.N * s.OH * s.OW;
+  int64_t fv = 0;
+  for (; fv + kMaxFV <= FVs; fv += kMaxFV) dweight_channels<kMaxFV>(dw, x, gb + P * fv * V, s, fv * V, accumulate);
+  const float* g = gb + P * fv * V;
+  switch (FVs - fv) {
+#if PYCNN_DIRECT_VEC == 64
+    case 3: dweight_channels<3>(dw, x, g, s, fv * V, accumulate); break;
+#endif
+#if PYCNN_DIRECT_VEC >= 32
+    case 2: dweight_channels<2>(dw, x, g, s, fv * V, accumulate); break;
+#endif
+    case 1: dweight_channels<1>(dw, x, g, s, fv * V, accumulate); break;
+    default: break;
+  }
+}
+
+}  // namespace overf
+}  // namespace PYCNN_DIRECT_NS
+}  // namespace pycnn
