@@ -69,30 +69,55 @@ void forward(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t src
   }
 }
 
-template <int FB>
+// KWB neighbouring kernel columns x FB filters of accumulators: each gradient vector is
+// loaded once and used KWB times, each input vector once and used FB times.
+template <int FB, int KWB>
 static void dweight_block(float* dw, const float* x, int64_t ldx, int64_t xplane, const float* g, int64_t ldg,
                           int64_t gplane, int64_t C, int64_t F, int64_t KH, int64_t KW, int64_t OH, int64_t OWp,
-                          int64_t f0) {
+                          int64_t f0, int64_t kw0) {
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t kh = 0; kh < KH; ++kh)
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        vf acc[FB];
-        for (int f = 0; f < FB; ++f) acc[f] = vf{};
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          const float* xrow = x + c * xplane + (oh + kh) * ldx + kw;
-          const float* grow = g + f0 * gplane + oh * ldg;
-          for (int64_t ow = 0; ow < OWp; ow += V) {
-            const vf xv = loadu(xrow + ow);
-            for (int f = 0; f < FB; ++f) acc[f] += xv * loadu(grow + f * gplane + ow);
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      vf acc[KWB][FB];
+      for (int k = 0; k < KWB; ++k)
+        for (int f = 0; f < FB; ++f) acc[k][f] = vf{};
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const float* xrow = x + c * xplane + (oh + kh) * ldx + kw0;
+        const float* grow = g + f0 * gplane + oh * ldg;
+        for (int64_t ow = 0; ow < OWp; ow += V) {
+          vf gv[FB];
+          for (int f = 0; f < FB; ++f) gv[f] = loadu(grow + f * gplane + ow);
+          for (int k = 0; k < KWB; ++k) {
+            const vf xv = loadu(xrow + ow + k);
+            for (int f = 0; f < FB; ++f) acc[k][f] += xv * gv[f];
           }
         }
-        float* out = dw + ((kh * KW + kw) * C + c) * F + f0;
+      }
+      for (int k = 0; k < KWB; ++k) {
+        float* out = dw + ((kh * KW + kw0 + k) * C + c) * F + f0;
         for (int f = 0; f < FB; ++f) {
           float sum = 0.f;
-          for (int l = 0; l < V; ++l) sum += acc[f][l];
+          for (int l = 0; l < V; ++l) sum += acc[k][f][l];
           out[f] += sum;
         }
       }
+    }
+}
+
+template <int FB>
+static void dweight_filters(float* dw, const float* x, int64_t ldx, int64_t xplane, const float* g, int64_t ldg,
+                            int64_t gplane, int64_t C, int64_t F, int64_t KH, int64_t KW, int64_t OH, int64_t OWp,
+                            int64_t f0) {
+#define PYCNN_DW_KW(KWB) dweight_block<FB, KWB>(dw, x, ldx, xplane, g, ldg, gplane, C, F, KH, KW, OH, OWp, f0, kw0)
+  int64_t kw0 = 0;
+  for (; kw0 + 5 <= KW; kw0 += 5) PYCNN_DW_KW(5);
+  switch (KW - kw0) {
+    case 4: PYCNN_DW_KW(4); break;
+    case 3: PYCNN_DW_KW(3); break;
+    case 2: PYCNN_DW_KW(2); break;
+    case 1: PYCNN_DW_KW(1); break;
+    default: break;
+  }
+#undef PYCNN_DW_KW
 }
 
 // dw (KH, KW, C, F) += sum over output pixels of x window * g; g planes [F][OH][ldg] are zero
@@ -100,20 +125,16 @@ static void dweight_block(float* dw, const float* x, int64_t ldx, int64_t xplane
 void dweight(float* dw, const float* x, int64_t ldx, int64_t x_rows, const float* g, int64_t ldg, int64_t g_rows,
              int64_t C, int64_t F, int64_t KH, int64_t KW, int64_t OH, int64_t OWp) {
   const int64_t xplane = x_rows * ldx, gplane = g_rows * ldg;
-#define PYCNN_DW_BLOCK(FB) dweight_block<FB>(dw, x, ldx, xplane, g, ldg, gplane, C, F, KH, KW, OH, OWp, f0)
+#define PYCNN_DW_F(FB) dweight_filters<FB>(dw, x, ldx, xplane, g, ldg, gplane, C, F, KH, KW, OH, OWp, f0)
   int64_t f0 = 0;
-  for (; f0 + 8 <= F; f0 += 8) PYCNN_DW_BLOCK(8);
+  for (; f0 + 4 <= F; f0 += 4) PYCNN_DW_F(4);
   switch (F - f0) {
-    case 7: PYCNN_DW_BLOCK(7); break;
-    case 6: PYCNN_DW_BLOCK(6); break;
-    case 5: PYCNN_DW_BLOCK(5); break;
-    case 4: PYCNN_DW_BLOCK(4); break;
-    case 3: PYCNN_DW_BLOCK(3); break;
-    case 2: PYCNN_DW_BLOCK(2); break;
-    case 1: PYCNN_DW_BLOCK(1); break;
+    case 3: PYCNN_DW_F(3); break;
+    case 2: PYCNN_DW_F(2); break;
+    case 1: PYCNN_DW_F(1); break;
     default: break;
   }
-#undef PYCNN_DW_BLOCK
+#undef PYCNN_DW_F
 }
 
 }  // namespace PYCNN_DIRECT_NS
