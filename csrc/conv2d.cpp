@@ -249,26 +249,42 @@ void add_column_sums(double* acc, const float* g, int64_t rows, int64_t F) {
     for (int64_t f = 0; f < F; ++f) acc[f] += g[r * F + f];
 }
 
-// dweight = sum of the used per-thread partials (parallel over the parameter index, so each
-// thread owns its slice); dbias likewise from the double accumulators.
-void reduce_partials(float* dweight, float* dbias, float* const* partial, const bool* used, const double* bias_acc,
-                     int T, int64_t KF, int64_t F) {
+// Per-thread partial weight gradients (K*F floats in each thread's scratch) and bias sums
+// (double, see add_column_sums). parts.used[t] says whether thread t has written its partial yet:
+// its first product assigns, later ones accumulate.
+struct GradPartials {
+  int T;
+  int64_t KF, F;
+  float* partial[256];
+  bool used[256] = {};
+  std::vector<double> bias;
+
+  GradPartials(int threads, int64_t kf, int64_t f)
+      : T(threads), KF(kf), F(f), bias(static_cast<std::size_t>(threads * f), 0.0) {
+    for (int t = 0; t < T; ++t) partial[t] = scratch(slot_base() + t, static_cast<std::size_t>(KF), kScratchPartial);
+  }
+  double* bias_of(int t) { return &bias[static_cast<std::size_t>(t * F)]; }
+
+  // dweight = sum of the used partials (parallel over the parameter index, so each thread
+  // owns its slice); dbias likewise from the double sums.
+  void reduce(float* dweight, float* dbias) const {
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (KF * T > (1 << 16))
 #endif
-  for (int64_t i = 0; i < KF; ++i) {
-    float sum = 0.f;
-    for (int t = 0; t < T; ++t)
-      if (used[t]) sum += partial[t][i];
-    dweight[i] = sum;
-  }
-  if (dbias)
-    for (int64_t f = 0; f < F; ++f) {
-      double sum = 0.0;
-      for (int t = 0; t < T; ++t) sum += bias_acc[t * F + f];
-      dbias[f] = static_cast<float>(sum);
+    for (int64_t i = 0; i < KF; ++i) {
+      float sum = 0.f;
+      for (int t = 0; t < T; ++t)
+        if (used[t]) sum += partial[t][i];
+      dweight[i] = sum;
     }
-}
+    if (dbias)
+      for (int64_t f = 0; f < F; ++f) {
+        double sum = 0.0;
+        for (int t = 0; t < T; ++t) sum += bias[static_cast<std::size_t>(t * F + f)];
+        dbias[f] = static_cast<float>(sum);
+      }
+  }
+};
 
 // The gradient w.r.t. the pre-activation for `count` values starting at `offset`:
 // dout itself when the activation is linear, else dout * act'(out) in thread t's scratch.
@@ -359,19 +375,16 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
                 weight[(((s.KH - 1 - kh) * s.KW + (s.KW - 1 - kw)) * C + c) * F + f];
   }
   const int T = get_num_threads();
-  float* partial[256];
-  bool used[256] = {};
-  std::vector<double> bias_acc(static_cast<std::size_t>(T * F), 0.0);
-  for (int t = 0; t < T; ++t) partial[t] = scratch(slot_base() + t, static_cast<std::size_t>(K * F), kScratchPartial);
+  GradPartials parts(T, K * F, F);
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
   for (int64_t n = 0; n < s.N; ++n) {
     const int t = thread_id();
-    float* dw = partial[t];
-    if (!used[t]) {
+    float* dw = parts.partial[t];
+    if (!parts.used[t]) {
       std::memset(dw, 0, sizeof(float) * K * F);
-      used[t] = true;
+      parts.used[t] = true;
     }
     float* xp = scratch(slot_base() + t, static_cast<std::size_t>(C * p.x_rows * p.ldx), kScratchCol);
     float* gp = scratch(slot_base() + t, static_cast<std::size_t>(F * p.g_rows * p.ldg), kScratchPadGrad);
@@ -385,7 +398,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
         float* dst = gp + (p.g_top + oh) * p.ldg + p.g_left + ow;
         for (int64_t f = 0; f < F; ++f) dst[f * p.g_rows * p.ldg] = gpx[f];
       }
-    add_column_sums(&bias_acc[t * F], gs, P, F);
+    add_column_sums(parts.bias_of(t), gs, P, F);
     p.dk.dweight(dw, xp, p.ldx, p.x_rows, gp + p.g_top * p.ldg + p.g_left, p.ldg, p.g_rows, C, F, s.KH, s.KW,
                  s.OH, p.OWp);
     if (dinp) {
@@ -397,7 +410,7 @@ void conv2d_backward_direct(float* dinp, float* dweight, float* dbias, const flo
           for (int64_t c = 0; c < C; ++c) di[(ih * s.W + iw) * C + c] = dxp[(c * s.H + ih) * p.W_p + iw];
     }
   }
-  reduce_partials(dweight, dbias, partial, used, bias_acc.data(), T, K * F, F);
+  parts.reduce(dweight, dbias);
 }
 
 // ---- Direct convolution over F (conv2d_vf_impl.h) ----------------------------------------
@@ -524,10 +537,7 @@ void conv2d_backward_overf(float* dinp, float* dweight, float* dbias, const floa
   const int64_t Hg = s.H + s.KH - 1, Wg = s.W + s.KW - 1;
 
   const int T = g.threads;
-  float* partial[256];
-  bool used[256] = {};
-  std::vector<double> bias_acc(static_cast<std::size_t>(T * F), 0.0);
-  for (int t = 0; t < T; ++t) partial[t] = scratch(slot_base() + t, static_cast<std::size_t>(K * F), kScratchPartial);
+  GradPartials parts(T, K * F, F);
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
@@ -539,9 +549,9 @@ void conv2d_backward_overf(float* dinp, float* dweight, float* dbias, const floa
     const float* x = overf_input(inp + n0 * s.H * s.W * C, nb, s, t, &geo);
     const float* gb = channel_blocked(scratch(slot_base() + t, static_cast<std::size_t>(rows * F), kScratchPackedB), gr,
                                       rows, F, k.fblock);
-    k.dweight(partial[t], x, gb, geo, used[t]);
-    used[t] = true;
-    if (dbias) add_column_sums(&bias_acc[t * F], gr, rows, F);
+    k.dweight(parts.partial[t], x, gb, geo, parts.used[t]);
+    parts.used[t] = true;
+    if (dbias) add_column_sums(parts.bias_of(t), gr, rows, F);
     float* di = dinp ? dinp + n0 * s.H * s.W * C : nullptr;
     if (dinp_direct) {
       float* gp = scratch(slot_base() + t, static_cast<std::size_t>(nb * Hg * Wg * F), kScratchPadGrad);
@@ -558,7 +568,7 @@ void conv2d_backward_overf(float* dinp, float* dweight, float* dbias, const floa
       col2im(di, dcol, nb, s);
     }
   }
-  reduce_partials(dweight, dbias, partial, used, bias_acc.data(), T, K * F, F);
+  parts.reduce(dweight, dbias);
 }
 
 }  // namespace
@@ -621,10 +631,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   // Per-thread partial sums of dweight (K x F) and dbias (F), reduced below. Static
   // scheduling keeps the summation order, and so the result, the same from run to run.
   const int T = g.threads;
-  float* partial[256];
-  bool used[256] = {};
-  std::vector<double> bias_acc(static_cast<std::size_t>(T * F), 0.0);
-  for (int t = 0; t < T; ++t) partial[t] = scratch(slot_base() + t, static_cast<std::size_t>(K * F), kScratchPartial);
+  GradPartials parts(T, K * F, F);
 
   // Usual case, as in forward: per-group products on packed operands, weights packed once.
   //   dweight (K x F) += col^T @ g     A = col^T written by im2col_packed_cols, B = g
@@ -648,9 +655,9 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
       im2col_packed_cols(colt, inp + n0 * s.H * s.W * s.C, nb, s, gs_dw.mr);
       float* gb = scratch(slot_base() + t, static_cast<std::size_t>(gemm_packed_b_size(gs_dw, rows, F)), kScratchPackedB);
       gemm_pack_b(gb, gr, F, 1, rows, F, gs_dw);
-      gemm_packed(gs_dw, K, F, rows, colt, gb, partial[t], F, used[t]);
-      add_column_sums(&bias_acc[t * F], gr, rows, F);
-      used[t] = true;
+      gemm_packed(gs_dw, K, F, rows, colt, gb, parts.partial[t], F, parts.used[t]);
+      add_column_sums(parts.bias_of(t), gr, rows, F);
+      parts.used[t] = true;
       if (dinp) {
         float* ga =
           scratch(slot_base() + t, static_cast<std::size_t>(gemm_packed_a_size(gs_dx, rows, F)), kScratchPackedA);
@@ -660,7 +667,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         col2im(dinp + n0 * s.H * s.W * s.C, dcol, nb, s);
       }
     }
-    reduce_partials(dweight, dbias, partial, used, bias_acc.data(), T, K * F, F);
+    parts.reduce(dweight, dbias);
     return;
   }
 
@@ -679,9 +686,9 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
       col = buf;
     }
     // dweight += col^T @ g   (col^T is K x rows: element (k, r) at col[r * K + k])
-    sgemm(K, F, rows, col, 1, K, gr, F, 1, partial[t], F, 1, used[t], !g.outer_parallel);
-    add_column_sums(&bias_acc[t * F], gr, rows, F);
-    used[t] = true;
+    sgemm(K, F, rows, col, 1, K, gr, F, 1, parts.partial[t], F, 1, parts.used[t], !g.outer_parallel);
+    add_column_sums(parts.bias_of(t), gr, rows, F);
+    parts.used[t] = true;
     if (dinp) {
       float* di = dinp + n0 * s.H * s.W * s.C;
       // dcol = g @ weight^T   (weight^T is F x K: element (f, k) at weight[k * F + f])
@@ -695,7 +702,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
     }
   }
 
-  reduce_partials(dweight, dbias, partial, used, bias_acc.data(), T, K * F, F);
+  parts.reduce(dweight, dbias);
 }
 
 }  // namespace pycnn
