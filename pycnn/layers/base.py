@@ -273,29 +273,30 @@ def _sample_shape(shape: Any, arg: str, owner: str) -> Shape:
     """A per-sample shape: an int or a sequence of positive ints / None."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        dims = None
-    ok = dims is not None and len(dims) >= 1 and all(
-        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1) for d in dims)
-    if not ok:
+    dims = _dims_or_none(shape)
+    if dims is None:
         raise ValueError(f"The '{arg}' argument of {owner} must be a tuple of positive integers or None "
                          f"(one sample, no batch axis), e.g. (28, 28, 1). Received: {arg}={shape!r}.")
-    return tuple(None if d is None else int(d) for d in dims)
+    return dims
 
 
 def _full_shape(shape: Any, name: str) -> Shape:
+    dims = _dims_or_none(shape)
+    if dims is None:
+        raise ValueError(f"Layer '{name}'.build() expected a shape tuple including the batch axis, "
+                         f"e.g. (None, 28, 28, 1). Received: input_shape={shape!r}.")
+    return dims
+
+
+def _dims_or_none(shape: Any) -> Optional[Shape]:
+    """``shape`` as a tuple of positive ints / None, or None if it is not one."""
     try:
         dims = tuple(shape)
     except TypeError:
-        dims = None
-    ok = dims is not None and len(dims) >= 1 and all(
+        return None
+    ok = len(dims) >= 1 and all(
         d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1) for d in dims)
-    if not ok:
-        raise ValueError(f"Layer '{name}'.build() expected a shape tuple including the batch axis, "
-                         f"e.g. (None, 28, 28, 1). Received: input_shape={shape!r}.")
-    return tuple(None if d is None else int(d) for d in dims)
+    return tuple(None if d is None else int(d) for d in dims) if ok else None
 
 
 class KernelLayer(Layer):
