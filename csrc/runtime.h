@@ -65,7 +65,8 @@ enum Scratch {
   kScratchNetParams = 13,  // network.cpp: a thread's weight gradients
   kScratchNetIndex = 14,   // network.cpp: max-pooling argmax (int32 stored in float-sized cells)
   kScratchNetFrozen = 15,  // network.cpp: discarded weight gradients of frozen layers
-  kScratchKinds = 16
+  kScratchNetChunk = 16,   // network.cpp: weight gradients of a thread's later sample chunks
+  kScratchKinds = 17
 };
 float* scratch(int slot, std::size_t count, Scratch which);
 

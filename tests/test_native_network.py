@@ -42,7 +42,9 @@ def one_sgd_step(model, x, y, native, monkeypatch, loss="sparse_categorical_cros
     return loss_value, acc, grads
 
 
-@pytest.mark.parametrize("build, shape, classes", [(lenet, (32, 32, 32, 3), 10), (assorted, (9, 13, 11, 2), 4)])
+# Batch 200: each thread runs its samples in several chunks (csrc/network.cpp, kChunkBytes).
+@pytest.mark.parametrize("build, shape, classes", [(lenet, (32, 32, 32, 3), 10), (lenet, (200, 32, 32, 3), 10),
+                                                   (assorted, (9, 13, 11, 2), 4)])
 def test_native_step_matches_layer_by_layer(build, shape, classes, monkeypatch):
     model = build()
     rng = np.random.default_rng(1)
