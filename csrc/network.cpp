@@ -257,11 +257,10 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
 
 void network_predict(const std::vector<NetLayer>& layers, const float* x, int64_t N, float* out,
                      int64_t softmax_cols) {
-  const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N)));
   const int base = slot_base();
   const int64_t out_size = layers.back().out_size;
 #ifdef PYCNN_OPENMP
-#pragma omp parallel num_threads(T)
+#pragma omp parallel num_threads(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N))))
 #endif
   {
     const int t = team_index(), team = team_size();
