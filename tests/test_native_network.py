@@ -167,3 +167,23 @@ def test_network_binding_validates_everything():
     out = _core.network_predict(x, lenet_tuples(grads=False), softmax=True)
     assert out.shape == (2, 10)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_native_step_through_a_frozen_middle_layer(monkeypatch):
+    """A frozen layer between trainable ones still passes its input gradient back."""
+    rng = np.random.default_rng(9)
+    x = rng.random((12, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, 12)
+    results = []
+    for native in (True, False):
+        model = lenet(10)
+        model.layers[2].trainable = False  # conv2d_1, between conv2d and the dense layers
+        results.append(one_sgd_step(model, x, y, native, monkeypatch))
+    (loss_n, _, grads_n), (loss_l, _, grads_l) = results
+    assert loss_n == pytest.approx(loss_l, rel=1e-5)
+    assert len(grads_n) == len(grads_l)
+    for gn, gl in zip(grads_n, grads_l):
+        np.testing.assert_allclose(gn, gl, rtol=1e-4, atol=1e-5 * (np.abs(gl).max() + 1e-12))
+    frozen_kernel_index = 2  # weights: conv2d kernel, bias, conv2d_1 kernel, bias, ...
+    assert not np.any(grads_n[frozen_kernel_index]) and not np.any(grads_n[frozen_kernel_index + 1])
+    assert np.any(grads_n[0])  # the first conv, behind the frozen one, still learns
