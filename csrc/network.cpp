@@ -19,9 +19,18 @@ namespace {
 // kChunkBytes (LeNet: 44 samples), at least kMinChunk: measured on LeNet at batch 256, chunks
 // of 32-48 samples ran about 10% faster than one pass over 128 samples per thread, chunks of
 // 8-24 slower (more calls, more gradient sums). Each extra chunk adds one pass over the
-// weight gradients, hence the floor for models with many parameters.
+// weight gradients, hence the floor for models with many parameters. Chunks also bound the
+// scratch memory of a large batch (predict on 10,000 images needs 10,000 samples' output,
+// not their activations).
 constexpr int64_t kChunkBytes = 4 << 20;
 constexpr int64_t kMinChunk = 32;
+
+// Samples per chunk: every layer's output for one sample plus `extra` floats per sample.
+int64_t chunk_size(const std::vector<NetLayer>& layers, int64_t extra) {
+  int64_t per_sample = extra;
+  for (const NetLayer& L : layers) per_sample += L.out_size;
+  return std::max<int64_t>(kMinChunk, kChunkBytes / (std::max<int64_t>(per_sample, 1) * 4));
+}
 
 int team_index() {
 #ifdef PYCNN_OPENMP
@@ -133,9 +142,7 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
   std::vector<int64_t> correct_part(T, 0);
   std::vector<float*> grads(T, nullptr);
   const float scale = 1.f / static_cast<float>(N);
-  int64_t per_sample = 2 * max_size;  // floats of activations and gradients one sample needs
-  for (const NetLayer& L : layers) per_sample += L.out_size;
-  const int64_t chunk = std::max<int64_t>(kMinChunk, kChunkBytes / (per_sample * 4));
+  const int64_t chunk = chunk_size(layers, 2 * max_size);
 
 #ifdef PYCNN_OPENMP
 #pragma omp parallel num_threads(T)
@@ -259,6 +266,7 @@ void network_predict(const std::vector<NetLayer>& layers, const float* x, int64_
                      int64_t softmax_cols) {
   const int base = slot_base();
   const int64_t out_size = layers.back().out_size;
+  const int64_t chunk = chunk_size(layers, 0);
 #ifdef PYCNN_OPENMP
 #pragma omp parallel num_threads(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N))))
 #endif
@@ -266,15 +274,15 @@ void network_predict(const std::vector<NetLayer>& layers, const float* x, int64_
     const int t = team_index(), team = team_size();
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);
-    const int64_t nb = n1 - n0;
-    if (nb > 0) {
-      SerialKernels serial(base + t);
+    SerialKernels serial(base + t);
+    for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
+      const int64_t cb = std::min(chunk, n1 - c0);
       ThreadBuffers tb;
-      const float* y = forward_share(layers, x, n0, nb, base + t, &tb);
+      const float* y = forward_share(layers, x, c0, cb, base + t, &tb);
       if (softmax_cols > 0)
-        softmax_forward(out + n0 * out_size, y, nb * out_size / softmax_cols, softmax_cols);
+        softmax_forward(out + c0 * out_size, y, cb * out_size / softmax_cols, softmax_cols);
       else
-        std::memcpy(out + n0 * out_size, y, sizeof(float) * nb * out_size);
+        std::memcpy(out + c0 * out_size, y, sizeof(float) * cb * out_size);
     }
   }
 }

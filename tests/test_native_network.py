@@ -95,6 +95,12 @@ def test_predict_and_evaluate_match_layer_by_layer(monkeypatch):
     p_layer, e_layer = model.predict(x, batch_size=32), model.evaluate(x, y, batch_size=32)
     np.testing.assert_allclose(p_native, p_layer, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(e_native, e_layer, rtol=1e-5)
+    # One batch of 200: each thread runs several chunks (csrc/network.cpp, kChunkBytes).
+    big = rng.random((200, 32, 32, 3), dtype=np.float32)
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "1")
+    p_native = model.predict(big, batch_size=200)
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")
+    np.testing.assert_allclose(p_native, model.predict(big, batch_size=200), rtol=1e-5, atol=1e-6)
 
 
 def test_native_step_one_and_two_threads_agree(monkeypatch):
