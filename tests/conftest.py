@@ -29,18 +29,21 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20240607)
 
 
-@pytest.fixture(params=["native", "baseline"])
+@pytest.fixture(params=["native", "avx2", "baseline"])
 def isa(request):
-    """Runs a test on the CPU's best SIMD path and again on the portable baseline path.
+    """Runs a test on the CPU's best SIMD path, on the AVX2 path (when the CPU has AVX2 and
+    something better, so that it is not the same run twice) and on the portable baseline.
 
     set_isa() is a cap: 'avx512' lets the kernels use the best level this CPU and build
     support, which is the state every other test expects, so it is restored afterwards.
     """
     from pycnn import _core
 
-    if request.param == "baseline":
-        _core.set_isa("baseline")
-        assert _core.get_isa() == "baseline"
+    if request.param == "avx2" and _core.build_info()["isa_detected"] != "avx512":
+        pytest.skip("the AVX2 path is the native path (or unavailable) on this CPU")
+    if request.param in ("baseline", "avx2"):
+        _core.set_isa(request.param)
+        assert _core.get_isa() == request.param
     else:
         _core.set_isa("avx512")
     try:
