@@ -802,10 +802,53 @@ std::vector<int64_t> sample_shape(const FArray& x, const char* fn) {
   return std::vector<int64_t>(x.shape() + 1, x.shape() + x.ndim());
 }
 
-py::tuple network_train_step_py(const py::object& x_obj, const py::object& labels_obj, const py::list& layers) {
+// adam = (alpha, beta_1, beta_2, epsilon, weights, m, v): flat lists over the trainable
+// parameters in layer order (kernel, then bias), updated in place in the same native call.
+void attach_adam(ParsedNetwork* net, const py::tuple& adam, pycnn::AdamStep* step, const char* fn) {
+  if (adam.size() != 7)
+    value_error(cat(fn, "() expected adam=(alpha, beta_1, beta_2, epsilon, weights, m, v). Received a tuple of ",
+                    adam.size(), " items."));
+  *step = {adam[0].cast<float>(), adam[1].cast<float>(), adam[2].cast<float>(), adam[3].cast<float>()};
+  py::list ws = adam[4].cast<py::list>(), ms = adam[5].cast<py::list>(), vs = adam[6].cast<py::list>();
+  size_t k = 0;
+  for (pycnn::NetLayer& L : net->layers) {
+    if (!L.dweight) continue;
+    for (int part = 0; part < 2; ++part) {
+      if (part == 1 && !L.bias) continue;
+      if (k >= ws.size() || k >= ms.size() || k >= vs.size())
+        value_error(cat(fn, "() expected one adam weight, m and v per trainable parameter. Received: ", ws.size(),
+                        ", ", ms.size(), " and ", vs.size(), "."));
+      auto w = inplace_float(ws[k], fn, "adam weights", k);
+      auto m = inplace_float(ms[k], fn, "adam m", k);
+      auto v = inplace_float(vs[k], fn, "adam v", k);
+      const float* expected = part == 0 ? L.weight : L.bias;
+      const int64_t size = part == 0 ? L.weight_size : L.bias_size;
+      if (w.data() != expected)
+        value_error(cat(fn, "() expected adam weights[", k, "] to be the same array as the layer's parameter."));
+      if (m.size() != size || v.size() != size)
+        value_error(cat(fn, "() expected adam m[", k, "] and v[", k, "] of ", size, " values. Received: ", m.size(),
+                        " and ", v.size(), "."));
+      (part == 0 ? L.weight_rw : L.bias_rw) = w.mutable_data();
+      (part == 0 ? L.m_weight : L.m_bias) = m.mutable_data();
+      (part == 0 ? L.v_weight : L.v_bias) = v.mutable_data();
+      net->keep.push_back(w);
+      net->keep.push_back(m);
+      net->keep.push_back(v);
+      ++k;
+    }
+  }
+  if (k != ws.size())
+    value_error(cat(fn, "() expected ", k, " adam parameters (one per trainable kernel and bias). Received: ",
+                    ws.size(), "."));
+}
+
+py::tuple network_train_step_py(const py::object& x_obj, const py::object& labels_obj, const py::list& layers,
+                                const py::object& adam) {
   const char* fn = "network_train_step";
   FArray x = as_float(x_obj, fn, "x");
   ParsedNetwork net = parse_network(layers, sample_shape(x, fn), true, fn);
+  pycnn::AdamStep step{};
+  if (!adam.is_none()) attach_adam(&net, adam.cast<py::tuple>(), &step, fn);
   if (net.out_shape.size() != 1)
     value_error(cat(fn, "() expected the network to end in (N, classes) logits. Received output shape ",
                     dims_str(net.out_shape), "."));
@@ -818,7 +861,7 @@ py::tuple network_train_step_py(const py::object& x_obj, const py::object& label
   {
     py::gil_scoped_release release;
     KernelLock lock;
-    loss = pycnn::network_train_step(net.layers, px, pl, N, classes, &correct);
+    loss = pycnn::network_train_step(net.layers, px, pl, N, classes, &correct, adam.is_none() ? nullptr : &step);
   }
   return py::make_tuple(loss, correct);
 }
@@ -927,8 +970,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         "In place, for each i: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= alpha m / (sqrt(v) + eps).");
   m.def("network_train_step", &network_train_step_py, py::arg("x"), py::arg("labels"), py::arg("layers"),
+        py::arg("adam") = py::none(),
         "Forward, mean softmax cross-entropy against integer labels, and backward of a whole network in one "
-        "call; writes every dweight/dbias. Returns (mean loss, number of correct argmax predictions).");
+        "call; writes every dweight/dbias. adam=(alpha, beta_1, beta_2, epsilon, weights, m, v) also applies "
+        "that Adam step in place. Returns (mean loss, number of correct argmax predictions).");
   m.def("network_predict", &network_predict_py, py::arg("x"), py::arg("layers"), py::arg("softmax") = false,
         "Forward of a whole network; softmax over the last axis of the output when asked.");
   m.def("relu_forward", [](const py::object& x) { return unary(x, pycnn::relu_forward, "relu_forward"); }, py::arg("inp"));

@@ -6,6 +6,7 @@
 
 #include "activation.h"
 #include "dense.h"
+#include "optimizer.h"
 #include "softmax.h"
 
 #ifdef PYCNN_OPENMP
@@ -122,7 +123,7 @@ const float* forward_share(const std::vector<NetLayer>& layers, const float* x, 
 }  // namespace
 
 double network_train_step(const std::vector<NetLayer>& layers, const float* x, const int64_t* labels, int64_t N,
-                          int64_t classes, int64_t* correct) {
+                          int64_t classes, int64_t* correct, const AdamStep* adam) {
   // Offsets of each parameterised layer's gradients in a thread's gradient buffer.
   std::vector<int64_t> param_offset(layers.size(), -1);
   int64_t params = 0;
@@ -248,6 +249,13 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
           float sum = 0.f;
           for (int u = 0; u < team; ++u) sum += grads[u][off + j];
           dst[j] = sum;
+        }
+        if (adam) {
+          float* w = part == 0 ? L.weight_rw : L.bias_rw;
+          float* m = part == 0 ? L.m_weight : L.m_bias;
+          float* v = part == 0 ? L.v_weight : L.v_bias;
+          adam_update(w + lo, m + lo, v + lo, dst + lo, hi - lo, adam->alpha, adam->beta_1, adam->beta_2,
+                      adam->epsilon);
         }
       }
     }

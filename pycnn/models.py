@@ -442,11 +442,18 @@ class Sequential:
     def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> Tuple[float, int, int]:
         spec = self._native_train_spec(yb)
         if spec is not None:
-            loss, correct = _core.network_train_step(xb, yb.reshape(-1), spec)
-            _native.publish_gradients(self._layers)
-            pairs = [(g, w) for layer in self._layers if layer.trainable
-                     for g, w in zip(layer.get_gradients(), layer.weights)]
-            self.optimizer.apply_gradients(pairs)
+            if type(self.optimizer) is optimizers_module.Adam:
+                # The update runs inside the same native call, thread by thread.
+                variables = [w for layer in self._layers if layer.trainable for w in layer.weights]
+                loss, correct = _core.network_train_step(xb, yb.reshape(-1), spec,
+                                                         adam=self.optimizer.fused_step_args(variables))
+                _native.publish_gradients(self._layers)
+            else:
+                loss, correct = _core.network_train_step(xb, yb.reshape(-1), spec)
+                _native.publish_gradients(self._layers)
+                pairs = [(g, w) for layer in self._layers if layer.trainable
+                         for g, w in zip(layer.get_gradients(), layer.weights)]
+                self.optimizer.apply_gradients(pairs)
             if not self.metrics_names:
                 return float(loss), 0, 0
             return float(loss), int(correct), int(xb.shape[0])

@@ -173,6 +173,16 @@ class Adam(Optimizer):
         _core.adam_update([w for _, w in pairs], [g for g, _ in pairs], [s[0] for s in slots],
                           [s[1] for s in slots], alpha, b1, b2, self.epsilon)
 
+    def fused_step_args(self, variables: List[np.ndarray]) -> tuple:
+        """Count one step and return ``_core.network_train_step``'s ``adam`` argument, which
+        applies this update inside the native training step (same rule as ``_update_all``)."""
+        self.iterations += 1
+        t = self.iterations
+        b1, b2 = self.beta_1, self.beta_2
+        alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        slots = [self._slot(w, 3) for w in variables]
+        return (alpha, b1, b2, self.epsilon, list(variables), [s[0] for s in slots], [s[1] for s in slots])
+
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         m, v, scratch = self._slot(w, 3)
         t = self.iterations

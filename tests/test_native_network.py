@@ -193,3 +193,43 @@ def test_native_step_through_a_frozen_middle_layer(monkeypatch):
     frozen_kernel_index = 2  # weights: conv2d kernel, bias, conv2d_1 kernel, bias, ...
     assert not np.any(grads_n[frozen_kernel_index]) and not np.any(grads_n[frozen_kernel_index + 1])
     assert np.any(grads_n[0])  # the first conv, behind the frozen one, still learns
+
+
+def test_fused_adam_matches_layer_by_layer_adam(monkeypatch):
+    """Adam applied inside the native step gives the weights the separate update gives."""
+    rng = np.random.default_rng(11)
+    x = rng.random((40, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, 40)
+    weights = []
+    for native in (True, False):
+        monkeypatch.setenv("PYCNN_NATIVE_STEP", "1" if native else "0")
+        model = lenet(12)
+        model.layers[2].trainable = False
+        model.compile(optimizer=optimizers.Adam(learning_rate=1e-2), loss="sparse_categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        assert model.optimizer.iterations == 3
+        weights.append(model.get_weights())
+    for wn, wl in zip(*weights):
+        np.testing.assert_allclose(wn, wl, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_adam_argument_is_validated():
+    x = np.zeros((2, 28, 28, 3), np.float32)
+    y = np.array([1, 2])
+    good = lenet_tuples()
+    params = [good[0][1], good[0][2], good[3][1], good[3][2]]
+    zeros = [np.zeros_like(p) for p in params]
+    _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params, zeros, [z.copy() for z in zeros]))
+    with pytest.raises(ValueError, match=r"expected 4 adam parameters"):
+        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params + [params[0]], zeros + [zeros[0]],
+                                                   zeros + [zeros[0]]))
+    with pytest.raises(ValueError, match=r"adam weights\[0\] to be the same array"):
+        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, [params[0].copy()] + params[1:], zeros,
+                                                   zeros))
+    with pytest.raises(ValueError, match=r"adam m\[1\] and v\[1\] of 6 values"):
+        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params, zeros[:1] + [np.zeros(5, np.float32)]
+                                                   + zeros[2:], zeros))
+    with pytest.raises(TypeError, match=r"adam m\[0\] to be float32"):
+        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params, [zeros[0].astype(np.float64)]
+                                                   + zeros[1:], zeros))
