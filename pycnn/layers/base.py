@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import initializers, utils
+from .. import _core, activations, initializers, utils
 
 Shape = Tuple[Optional[int], ...]
 
@@ -300,9 +300,28 @@ def _dims_or_none(shape: Any) -> Optional[Shape]:
 
 
 class KernelLayer(Layer):
-    """A layer whose weights are ``[kernel]`` or ``[kernel, bias]`` (Conv2D, Dense)."""
+    """A layer whose weights are ``[kernel]`` or ``[kernel, bias]`` (Conv2D, Dense), with an
+    activation the kernel applies itself, except softmax, which runs as a separate op."""
 
     use_bias: bool = True
+    activation: str = "linear"
+
+    @property
+    def _fused_activation(self) -> str:
+        """The part of the activation the conv2d/dense kernel applies."""
+        return self.activation if self.activation in activations.FUSED else "linear"
+
+    def _softmax_forward(self, out: np.ndarray, logits: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Applies a softmax activation, unless the loss fuses it (``logits``); returns
+        ``(output, softmax output to keep for backward or None)``."""
+        if self.activation == "softmax" and not logits:
+            out = _core.softmax_forward(out)
+            return out, out
+        return out, None
+
+    @staticmethod
+    def _softmax_backward(dout: np.ndarray, softmax_out: Optional[np.ndarray]) -> np.ndarray:
+        return dout if softmax_out is None else _core.softmax_backward(dout, softmax_out)
 
     @property
     def kernel(self) -> np.ndarray:

@@ -116,21 +116,17 @@ class Conv2D(KernelLayer):
                              f"received input with shape {utils.shape_str(shape)}.")
 
     def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        act = self.activation
-        fused = act if act in activations.FUSED else "linear"
+        fused = self._fused_activation
         out = _core.conv2d_forward(x, self.kernel, self.bias, strides=self.strides, padding=self.padding,
                                    activation=fused)
-        softmax_out = None
-        if act == "softmax" and not logits:
-            out = softmax_out = _core.softmax_forward(out)
+        out, softmax_out = self._softmax_forward(out, logits)
         self._cache = {"x": x, "out": out if fused != "linear" else None, "softmax_out": softmax_out,
                        "fused": fused}
         return out
 
     def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
         cache = self._cache
-        if cache["softmax_out"] is not None:
-            dout = _core.softmax_backward(dout, cache["softmax_out"])
+        dout = self._softmax_backward(dout, cache["softmax_out"])
         dinp, dkernel, dbias = _core.conv2d_backward(
             dout, cache["x"], self.kernel, out=cache["out"], strides=self.strides, padding=self.padding,
             activation=cache["fused"], has_bias=self.use_bias, need_dinp=need_input_grad)

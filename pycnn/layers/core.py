@@ -114,22 +114,17 @@ class Dense(KernelLayer):
                              f"received input with shape {utils.shape_str(shape)}.")
 
     def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        act = self.activation
-        fused = act if act in activations.FUSED else "linear"
+        fused = self._fused_activation
         x2 = x.reshape(-1, x.shape[-1])
         out = _core.dense_forward(x2, self.kernel, self.bias, activation=fused)
-        softmax_out = None
-        if act == "softmax" and not logits:
-            out = softmax_out = _core.softmax_forward(out)
+        out, softmax_out = self._softmax_forward(out, logits)
         self._cache = {"x": x2, "shape": x.shape, "out": out if fused != "linear" else None,
                        "softmax_out": softmax_out, "fused": fused}
         return out.reshape(x.shape[:-1] + (self.units,))
 
     def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
         cache = self._cache
-        dout = dout.reshape(-1, self.units)
-        if cache["softmax_out"] is not None:
-            dout = _core.softmax_backward(dout, cache["softmax_out"])
+        dout = self._softmax_backward(dout.reshape(-1, self.units), cache["softmax_out"])
         dinp, dkernel, dbias = _core.dense_backward(
             dout, cache["x"], self.kernel, out=cache["out"], activation=cache["fused"], has_bias=self.use_bias,
             need_dinp=need_input_grad)
