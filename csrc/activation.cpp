@@ -1,5 +1,8 @@
 // Element-wise activations, forward and backward. Backward uses the forward output y.
 #include "activation.h"
+#include "network.h"
+
+#include <cstring>
 
 #include <cmath>
 
@@ -54,5 +57,34 @@ void tanh_backward(float* dinp, const float* dout, const float* out, int64_t n) 
 #endif
   for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (1.f - out[i] * out[i]);
 }
+
+// ---------------------------------------------------------------------------- network step
+
+// strs (activation): 'relu', 'sigmoid', 'tanh' or 'linear', element-wise, any shape.
+namespace {
+
+std::vector<int64_t> activation_net_parse(NetNode& node, const NetArgs& args) {
+  net_expect_inputs(args, 1);
+  net_expect_counts(args, 0, 0, 1);
+  node.act = net_activation(args, args.strs[0]);
+  return args.in_shapes[0];
+}
+
+const float* activation_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
+  std::memcpy(out, in[0], sizeof(float) * nb * node.out_size);
+  apply_activation(out, nb * node.out_size, node.act);
+  return out;
+}
+
+void activation_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
+                             const float* const*, const float* out, const int32_t*, int64_t nb) {
+  std::memcpy(dinp[0], dout, sizeof(float) * nb * node.out_size);
+  activation_grad_inplace(dinp[0], out, nb * node.out_size, node.act);
+}
+
+}  // namespace
+
+extern const NetOp activation_net_op = {"activation", activation_net_parse, activation_net_forward,
+                                        activation_net_backward};
 
 }  // namespace pycnn

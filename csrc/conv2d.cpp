@@ -26,6 +26,7 @@
 // sums reduced at the end). Otherwise (batch smaller than the thread count) groups run one
 // after another and the GEMMs themselves run in parallel.
 #include "conv2d.h"
+#include "network.h"
 
 #include <algorithm>
 #include <cstring>
@@ -704,5 +705,54 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
   parts.reduce(dweight, dbias);
 }
+
+// ---------------------------------------------------------------------------- network step
+
+// params (weight (KH, KW, C, F), bias (F) or None), ints (SH, SW), strs (padding, activation);
+// input (H, W, C) -> (OH, OW, F).
+namespace {
+
+std::vector<int64_t> conv2d_net_parse(NetNode& node, const NetArgs& args) {
+  net_expect_inputs(args, 1);
+  net_expect_counts(args, 2, 2, 2);
+  const std::vector<int64_t>& in = args.in_shapes[0];
+  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
+  const std::vector<int64_t>& w = args.param_shapes[0];
+  if (!args.params[0] || w.size() != 4 || w[2] != in[2] || w[0] < 1 || w[1] < 1 || w[3] < 1)
+    net_error(args, "has a weight of shape " + net_shape_str(w) +
+                        " that does not fit its input of shape " + net_dims_str(in) + ".");
+  if (args.params[1] && (args.param_shapes[1].size() != 1 || args.param_shapes[1][0] != w[3]))
+    net_error(args, "expected a bias of shape (" + std::to_string(w[3]) + ",).");
+  ConvShape& c = node.conv;
+  c.N = 1; c.H = in[0]; c.W = in[1]; c.C = in[2]; c.F = w[3]; c.KH = w[0]; c.KW = w[1];
+  c.SH = args.ints[0]; c.SW = args.ints[1];
+  if (c.SH < 1 || c.SW < 1) net_error(args, "expected positive strides.");
+  const bool same = net_padding_same(args, args.strs[0]);
+  int64_t after;
+  if (!window_output_size(c.H, c.KH, c.SH, same, &c.OH, &c.PT, &after) ||
+      !window_output_size(c.W, c.KW, c.SW, same, &c.OW, &c.PL, &after))
+    net_error(args, "computed output size would be zero or negative for input shape " + net_dims_str(in) + ".");
+  node.act = net_activation(args, args.strs[1]);
+  return {c.OH, c.OW, c.F};
+}
+
+const float* conv2d_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
+  ConvShape s = node.conv;
+  s.N = nb;
+  conv2d_forward(out, in[0], node.param[0], node.param[1], s, node.act);
+  return out;
+}
+
+void conv2d_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout,
+                         const float* const* in, const float* out, const int32_t*, int64_t nb) {
+  ConvShape s = node.conv;
+  s.N = nb;
+  conv2d_backward(dinp[0], dparam[0], node.param[1] ? dparam[1] : nullptr, dout, in[0], node.param[0], out, s,
+                  node.act);
+}
+
+}  // namespace
+
+extern const NetOp conv2d_net_op = {"conv2d", conv2d_net_parse, conv2d_net_forward, conv2d_net_backward};
 
 }  // namespace pycnn

@@ -1,11 +1,11 @@
-// Native execution of a whole Sequential network (see network.h).
+// Native execution of a whole network graph (see network.h).
 #include "network.h"
 
 #include <algorithm>
 #include <cstring>
+#include <sstream>
+#include <stdexcept>
 
-#include "activation.h"
-#include "dense.h"
 #include "optimizer.h"
 #include "softmax.h"
 
@@ -14,6 +14,124 @@
 #endif
 
 namespace pycnn {
+
+// Every op family's entries, defined next to its kernels. Adding an op family adds its
+// NetOp here and nothing else in this file.
+extern const NetOp conv2d_net_op, maxpool2d_net_op, avgpool2d_net_op, dense_net_op, activation_net_op,
+    flatten_net_op, reshape_net_op, identity_net_op;
+
+const NetOp* find_net_op(const std::string& kind) {
+  static const NetOp* const ops[] = {&conv2d_net_op,     &maxpool2d_net_op, &avgpool2d_net_op, &dense_net_op,
+                                     &activation_net_op, &flatten_net_op,   &reshape_net_op,   &identity_net_op};
+  for (const NetOp* op : ops)
+    if (kind == op->kind) return op;
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------- parse helpers
+
+void net_error(const NetArgs& args, const std::string& what) { throw std::invalid_argument(args.where + " " + what); }
+
+std::string net_dims_str(const std::vector<int64_t>& dims) {
+  std::ostringstream os;
+  os << "(None";
+  for (int64_t v : dims) os << ", " << v;
+  os << ")";
+  return os.str();
+}
+
+std::string net_shape_str(const std::vector<int64_t>& dims) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < dims.size(); ++i) os << dims[i] << (i + 1 < dims.size() ? ", " : dims.size() == 1 ? "," : "");
+  os << ")";
+  return os.str();
+}
+
+int64_t net_size(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t v : dims) n *= v;
+  return n;
+}
+
+void net_expect_inputs(const NetArgs& args, size_t n) {
+  const size_t got = args.in_shapes.size();
+  if (n == 0 && got < 2) net_error(args, "expected at least 2 inputs. Received: " + std::to_string(got) + ".");
+  if (n > 0 && got != n)
+    net_error(args, "expected " + std::to_string(n) + " input(s). Received: " + std::to_string(got) + ".");
+}
+
+void net_expect_counts(const NetArgs& args, size_t params, size_t ints, size_t strs) {
+  if (args.params.size() != params || args.ints.size() != ints || args.strs.size() != strs)
+    net_error(args, "expected " + std::to_string(params) + " params, " + std::to_string(ints) + " ints and " +
+                        std::to_string(strs) + " strs. Received: " + std::to_string(args.params.size()) + ", " +
+                        std::to_string(args.ints.size()) + " and " + std::to_string(args.strs.size()) + ".");
+}
+
+Activation net_activation(const NetArgs& args, const std::string& name) {
+  if (name == "linear" || name.empty()) return Activation::linear;
+  if (name == "relu") return Activation::relu;
+  if (name == "sigmoid") return Activation::sigmoid;
+  if (name == "tanh") return Activation::tanh;
+  net_error(args, "expected activation 'linear', 'relu', 'sigmoid' or 'tanh'. Received: activation='" + name + "'.");
+}
+
+bool net_padding_same(const NetArgs& args, const std::string& padding) {
+  if (padding == "same") return true;
+  if (padding == "valid") return false;
+  net_error(args, "expected padding 'valid' or 'same'. Received: padding='" + padding + "'.");
+}
+
+// ---------------------------------------------------------------------------- graph analysis
+
+void Network::finalize() {
+  const int K = num_inputs;
+  const int values = K + static_cast<int>(nodes.size());
+  auto value_size = [&](int v) { return v < K ? input_sizes[v] : nodes[v - K].out_size; };
+  max_size = 1;
+  for (int v = 0; v < values; ++v) max_size = std::max(max_size, value_size(v));
+  // A value needs a gradient when a trained parameter lies on some path into it (so a frozen
+  // layer still passes its input gradient on when something before it trains).
+  needs_grad.assign(values, 0);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const NetNode& n = nodes[i];
+    bool g = false;
+    for (int p = 0; p < n.nparams; ++p) g = g || n.dparam[p] != nullptr;
+    for (int v : n.inputs) g = g || needs_grad[v];
+    needs_grad[K + i] = g;
+  }
+  // Gradient buffers: one slot per value whose gradient is live, reused once the value's
+  // producer has run its backward (a chain needs two slots, as a ping-pong).
+  grad_slot.assign(values, -1);
+  first_write.assign(nodes.size(), {});
+  std::vector<int> free_slots;
+  grad_slots = 0;
+  auto take = [&]() {
+    if (!free_slots.empty()) {
+      int s = free_slots.back();
+      free_slots.pop_back();
+      return s;
+    }
+    return grad_slots++;
+  };
+  if (needs_grad[values - 1]) grad_slot[values - 1] = take();
+  for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i) {
+    const NetNode& n = nodes[i];
+    first_write[i].assign(n.inputs.size(), 0);
+    const int v = K + i;
+    if (grad_slot[v] < 0) continue;  // no gradient reaches this node
+    for (size_t j = 0; j < n.inputs.size(); ++j) {
+      const int u = n.inputs[j];
+      if (!needs_grad[u]) continue;
+      if (grad_slot[u] < 0) {
+        grad_slot[u] = take();
+        first_write[i][j] = 1;
+      }
+    }
+    free_slots.push_back(grad_slot[v]);
+  }
+}
+
 namespace {
 
 // A thread runs its samples in chunks whose activations and gradients take about
@@ -26,10 +144,10 @@ namespace {
 constexpr int64_t kChunkBytes = 4 << 20;
 constexpr int64_t kMinChunk = 32;
 
-// Samples per chunk: every layer's output for one sample plus `extra` floats per sample.
-int64_t chunk_size(const std::vector<NetLayer>& layers, int64_t extra) {
+// Samples per chunk: every node's output for one sample plus `extra` floats per sample.
+int64_t chunk_size(const Network& net, int64_t extra) {
   int64_t per_sample = extra;
-  for (const NetLayer& L : layers) per_sample += L.out_size;
+  for (const NetNode& n : net.nodes) per_sample += n.view ? 0 : n.out_size;
   return std::max<int64_t>(kMinChunk, kChunkBytes / (std::max<int64_t>(per_sample, 1) * 4));
 }
 
@@ -55,87 +173,73 @@ void share(int64_t N, int t, int T, int64_t* n0, int64_t* n1) {
   *n1 = N * (t + 1) / T;
 }
 
-// Forward of layer L on nb samples: in -> out (out may alias `in` for flatten).
-const float* layer_forward(const NetLayer& L, const float* in, float* out, int32_t* argmax, int64_t nb) {
-  switch (L.kind) {
-    case NetKind::conv2d: {
-      ConvShape s = L.conv;
-      s.N = nb;
-      conv2d_forward(out, in, L.weight, L.bias, s, L.act);
-      return out;
-    }
-    case NetKind::maxpool2d: {
-      PoolShape s = L.pool;
-      s.N = nb;
-      maxpool2d_forward(out, argmax, in, s);
-      return out;
-    }
-    case NetKind::avgpool2d: {
-      PoolShape s = L.pool;
-      s.N = nb;
-      avgpool2d_forward(out, in, s);
-      return out;
-    }
-    case NetKind::flatten: return in;  // NHWC is already row-major (N, H*W*C)
-    case NetKind::dense:
-      dense_forward(out, in, L.weight, L.bias, nb, L.in_size, L.out_size, L.act);
-      return out;
-    case NetKind::activation:
-      std::memcpy(out, in, sizeof(float) * nb * L.in_size);
-      apply_activation(out, nb * L.in_size, L.act);
-      return out;
-  }
-  return out;
-}
-
-struct ThreadBuffers {
-  std::vector<const float*> outputs;  // per layer, for this thread's samples
-  std::vector<int32_t*> argmax;
+// Where a chunk's values live: the inputs' rows, then each node's output (or its view).
+struct ChunkValues {
+  std::vector<const float*> value;
+  std::vector<int32_t*> aux;
 };
 
-// Runs the forward of all layers for samples [n0, n1); returns the last output.
-const float* forward_share(const std::vector<NetLayer>& layers, const float* x, int64_t n0, int64_t nb, int slot,
-                           ThreadBuffers* tb) {
-  int64_t total = 0, index_total = 0;
-  for (const NetLayer& L : layers) {
-    total += L.out_size;
-    if (L.kind == NetKind::maxpool2d) index_total += L.out_size;
+// Runs every node's forward on samples [c0, c0 + nb); returns the last node's output.
+const float* forward_chunk(const Network& net, const std::vector<const float*>& x, int64_t c0, int64_t nb, int slot,
+                           ChunkValues* cv) {
+  int64_t total = 0, aux_total = 0;
+  for (const NetNode& n : net.nodes) {
+    total += n.view ? 0 : n.out_size;
+    aux_total += n.aux_size;
   }
-  float* acts = scratch(slot, static_cast<std::size_t>(total * nb), kScratchNetActs);
-  // int32 and float have the same size; the argmax cells are only ever read as int32.
-  int32_t* index = reinterpret_cast<int32_t*>(scratch(slot, static_cast<std::size_t>(index_total * nb + 1), kScratchNetIndex));
-  const float* in = x + n0 * layers.front().in_size;
-  tb->outputs.assign(layers.size(), nullptr);
-  tb->argmax.assign(layers.size(), nullptr);
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const NetLayer& L = layers[i];
-    if (L.kind == NetKind::maxpool2d) {
-      tb->argmax[i] = index;
-      index += L.out_size * nb;
+  float* acts = scratch(slot, static_cast<std::size_t>(total * nb + 1), kScratchNetActs);
+  // int32 and float have the same size; the aux cells are only ever read as int32.
+  int32_t* aux = reinterpret_cast<int32_t*>(
+      scratch(slot, static_cast<std::size_t>(aux_total * nb + 1), kScratchNetIndex));
+  const int K = net.num_inputs;
+  cv->value.assign(K + net.nodes.size(), nullptr);
+  cv->aux.assign(net.nodes.size(), nullptr);
+  for (int k = 0; k < K; ++k) cv->value[k] = x[k] + c0 * net.input_sizes[k];
+  std::vector<const float*> in;
+  for (size_t i = 0; i < net.nodes.size(); ++i) {
+    const NetNode& n = net.nodes[i];
+    in.clear();
+    for (int v : n.inputs) in.push_back(cv->value[v]);
+    if (n.aux_size) {
+      cv->aux[i] = aux;
+      aux += n.aux_size * nb;
     }
-    in = layer_forward(L, in, acts, tb->argmax[i], nb);
-    tb->outputs[i] = in;
-    acts += L.out_size * nb;
+    cv->value[K + i] = n.op->forward(n, in.data(), acts, cv->aux[i], nb);
+    if (!n.view) acts += n.out_size * nb;
   }
-  return in;
+  return cv->value.back();
 }
+
+// Offsets of each node's parameter gradients in a thread's flat gradient buffer.
+struct ParamLayout {
+  std::vector<std::vector<int64_t>> offset;  // per node, per param; -1: not trained
+  int64_t total = 0;
+  explicit ParamLayout(const Network& net) : offset(net.nodes.size()) {
+    for (size_t i = 0; i < net.nodes.size(); ++i) {
+      const NetNode& n = net.nodes[i];
+      offset[i].assign(n.nparams, -1);
+      for (int p = 0; p < n.nparams; ++p)
+        if (n.dparam[p]) {
+          offset[i][p] = total;
+          total += n.param_size[p];
+        }
+    }
+  }
+};
 
 }  // namespace
 
-double network_train_step(const std::vector<NetLayer>& layers, const float* x, const int64_t* labels, int64_t N,
+double network_train_step(const Network& net, const std::vector<const float*>& x, const int64_t* labels, int64_t N,
                           int64_t classes, int64_t* correct, const AdamStep* adam) {
-  // Offsets of each parameterised layer's gradients in a thread's gradient buffer.
-  std::vector<int64_t> param_offset(layers.size(), -1);
-  int64_t params = 0;
-  int first_param = -1;
-  for (size_t i = 0; i < layers.size(); ++i)
-    if (layers[i].dweight) {
-      param_offset[i] = params;
-      params += layers[i].weight_size + layers[i].bias_size;
-      if (first_param < 0) first_param = static_cast<int>(i);
-    }
-  int64_t max_size = layers.front().in_size;
-  for (const NetLayer& L : layers) max_size = std::max(max_size, L.out_size);
+  const ParamLayout layout(net);
+  const int64_t params = layout.total;
+  const int K = net.num_inputs;
+  int64_t frozen_size = 1;  // per parameter: scratch for the gradients of frozen ones, never read
+  for (const NetNode& n : net.nodes)
+    for (int p = 0; p < n.nparams; ++p) frozen_size = std::max(frozen_size, n.param_size[p]);
+  auto frozen = [&](int slot, int p) {
+    return scratch(slot, static_cast<std::size_t>(kMaxNodeParams * frozen_size), kScratchNetFrozen) + p * frozen_size;
+  };
 
   const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N)));
   const int base = slot_base();
@@ -143,7 +247,8 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
   std::vector<int64_t> correct_part(T, 0);
   std::vector<float*> grads(T, nullptr);
   const float scale = 1.f / static_cast<float>(N);
-  const int64_t chunk = chunk_size(layers, 2 * max_size);
+  const int64_t slots = net.grad_slots + 1;  // + one for contributions to a value already written
+  const int64_t chunk = chunk_size(net, slots * net.max_size);
 
 #ifdef PYCNN_OPENMP
 #pragma omp parallel num_threads(T)
@@ -159,12 +264,15 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
     // The thread's samples go through in chunks of `chunk`, so that a chunk's activations
     // stay in cache; the chunks' weight gradients are summed into mygrads.
     auto run_chunk = [&](int64_t c0, int64_t cb, float* dst) {
-      ThreadBuffers tb;
-      const float* logits = forward_share(layers, x, c0, cb, base + t, &tb);
-      float* gbuf = scratch(base + t, static_cast<std::size_t>(2 * max_size * cb), kScratchNetGrad);
-      float* g = gbuf;                       // gradient w.r.t. the current layer's output
-      float* g_next = gbuf + max_size * cb;  // its input gradient goes here
-      // Fused softmax + cross-entropy: probabilities into g, then g = (p - onehot) / N.
+      ChunkValues cv;
+      const float* logits = forward_chunk(net, x, c0, cb, base + t, &cv);
+      float* gbuf = scratch(base + t, static_cast<std::size_t>(slots * net.max_size * cb), kScratchNetGrad);
+      auto slot_ptr = [&](int s) { return gbuf + s * net.max_size * cb; };
+      float* spare = slot_ptr(net.grad_slots);
+      const int last = K + static_cast<int>(net.nodes.size()) - 1;
+      // Fused softmax + cross-entropy: probabilities, then (p - onehot) / N as the gradient
+      // of the logits (when nothing trains there is no gradient slot: use the spare one).
+      float* g = net.grad_slot[last] >= 0 ? slot_ptr(net.grad_slot[last]) : spare;
       loss_part[t] += softmax_crossentropy_forward(g, logits, labels + c0, cb, classes) * static_cast<double>(cb);
       int64_t hits = 0;
       for (int64_t r = 0; r < cb; ++r) {
@@ -172,51 +280,60 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
         hits += (std::max_element(z, z + classes) - z) == labels[c0 + r];
       }
       correct_part[t] += hits;
+      if (net.grad_slot[last] < 0) return;
       softmax_crossentropy_backward(g, g, labels + c0, cb, classes, scale);
-      for (int i = static_cast<int>(layers.size()) - 1; i >= std::max(first_param, 0); --i) {
-        const NetLayer& L = layers[i];
-        const float* in = i > 0 ? tb.outputs[i - 1] : x + c0 * layers.front().in_size;
-        const bool need_dinp = i > first_param;
-        float* dinp = need_dinp ? g_next : nullptr;
-        float* dw = param_offset[i] >= 0 ? dst + param_offset[i] : nullptr;
-        float* db = (dw && L.bias) ? dw + L.weight_size : nullptr;
-        if (!dw && dinp && (L.kind == NetKind::conv2d || L.kind == NetKind::dense))
-          // Frozen layer inside the network: only its input gradient is needed; the weight
-          // gradient, which the kernels always write, lands in scratch.
-          dw = scratch(base + t, static_cast<std::size_t>(L.weight_size), kScratchNetFrozen);
-        switch (L.kind) {
-          case NetKind::conv2d: {
-            ConvShape s = L.conv;
-            s.N = cb;
-            if (dw) conv2d_backward(dinp, dw, db, g, in, L.weight, tb.outputs[i], s, L.act);
-            break;
+      std::vector<const float*> in;
+      std::vector<float*> dinp, dparam;
+      for (int i = static_cast<int>(net.nodes.size()) - 1; i >= 0; --i) {
+        const NetNode& n = net.nodes[i];
+        const int v = K + i;
+        if (net.grad_slot[v] < 0) continue;
+        in.clear();
+        dinp.assign(n.inputs.size(), nullptr);
+        dparam.assign(n.nparams, nullptr);
+        int pending = -1;  // the one input whose contribution goes to `spare` first
+        bool any = false;
+        for (size_t j = 0; j < n.inputs.size(); ++j) {
+          const int u = n.inputs[j];
+          in.push_back(cv.value[u]);
+          if (!net.needs_grad[u]) continue;
+          any = true;
+          if (net.first_write[i][j]) {
+            dinp[j] = slot_ptr(net.grad_slot[u]);
+          } else if (pending < 0) {
+            dinp[j] = spare;
+            pending = static_cast<int>(j);
           }
-          case NetKind::dense:
-            if (dw) dense_backward(dinp, dw, db, g, in, L.weight, tb.outputs[i], cb, L.in_size, L.out_size, L.act);
-            break;
-          case NetKind::maxpool2d: {
-            PoolShape s = L.pool;
-            s.N = cb;
-            if (dinp) maxpool2d_backward(dinp, g, tb.argmax[i], s);
-            break;
-          }
-          case NetKind::avgpool2d: {
-            PoolShape s = L.pool;
-            s.N = cb;
-            if (dinp) avgpool2d_backward(dinp, g, s);
-            break;
-          }
-          case NetKind::flatten:
-            if (dinp) std::memcpy(dinp, g, sizeof(float) * cb * L.in_size);
-            break;
-          case NetKind::activation:
-            if (dinp) {
-              std::memcpy(dinp, g, sizeof(float) * cb * L.in_size);
-              activation_grad_inplace(dinp, tb.outputs[i], cb * L.in_size, L.act);
-            }
-            break;
         }
-        if (dinp) std::swap(g, g_next);
+        bool trains = false;
+        for (int p = 0; p < n.nparams; ++p) {
+          if (!n.param[p]) continue;
+          if (layout.offset[i][p] >= 0) {
+            dparam[p] = dst + layout.offset[i][p];
+            trains = true;
+          } else {
+            dparam[p] = frozen(base + t, p);
+          }
+        }
+        if (!any && !trains) continue;
+        const float* dout = slot_ptr(net.grad_slot[v]);
+        n.op->backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], cb);
+        // Contributions to values that already hold a gradient: added through `spare`, one
+        // input at a time (a node reading the same value twice, e.g. Add(x, x), loops here).
+        for (size_t j = 0; j < n.inputs.size(); ++j) {
+          const int u = n.inputs[j];
+          if (!net.needs_grad[u] || net.first_write[i][j]) continue;
+          if (static_cast<int>(j) != pending) {
+            std::fill(dinp.begin(), dinp.end(), nullptr);
+            dinp[j] = spare;
+            for (int p = 0; p < n.nparams; ++p)
+              if (n.param[p]) dparam[p] = frozen(base + t, p);
+            n.op->backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], cb);
+          }
+          float* target = slot_ptr(net.grad_slot[u]);
+          const int64_t count = cb * n.in_sizes[j];
+          for (int64_t e = 0; e < count; ++e) target[e] += spare[e];
+        }
       }
     };
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
@@ -229,34 +346,27 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
         for (int64_t i = 0; i < params; ++i) mygrads[i] += part[i];
       }
     }
-    if (nb == 0) {
-      std::memset(mygrads, 0, sizeof(float) * params);
-    }
+    if (nb == 0) std::memset(mygrads, 0, sizeof(float) * params);
 #ifdef PYCNN_OPENMP
 #pragma omp barrier
 #endif
     // Sum the threads' gradients; each thread owns a slice of every parameter array.
-    for (size_t i = 0; i < layers.size(); ++i) {
-      if (param_offset[i] < 0) continue;
-      const NetLayer& L = layers[i];
-      for (int part = 0; part < 2; ++part) {
-        float* dst = part == 0 ? L.dweight : L.dbias;
-        const int64_t size = part == 0 ? L.weight_size : L.bias_size;
-        const int64_t off = param_offset[i] + (part == 0 ? 0 : L.weight_size);
-        if (!dst || size == 0) continue;
+    for (size_t i = 0; i < net.nodes.size(); ++i) {
+      const NetNode& n = net.nodes[i];
+      for (int p = 0; p < n.nparams; ++p) {
+        const int64_t off = layout.offset[i][p];
+        if (off < 0) continue;
+        float* dst = n.dparam[p];
+        const int64_t size = n.param_size[p];
         const int64_t lo = size * t / team, hi = size * (t + 1) / team;
         for (int64_t j = lo; j < hi; ++j) {
           float sum = 0.f;
           for (int u = 0; u < team; ++u) sum += grads[u][off + j];
           dst[j] = sum;
         }
-        if (adam) {
-          float* w = part == 0 ? L.weight_rw : L.bias_rw;
-          float* m = part == 0 ? L.m_weight : L.m_bias;
-          float* v = part == 0 ? L.v_weight : L.v_bias;
-          adam_update(w + lo, m + lo, v + lo, dst + lo, hi - lo, adam->alpha, adam->beta_1, adam->beta_2,
-                      adam->epsilon);
-        }
+        if (adam && n.param_rw[p])
+          adam_update(n.param_rw[p] + lo, n.adam_m[p] + lo, n.adam_v[p] + lo, dst + lo, hi - lo, adam->alpha,
+                      adam->beta_1, adam->beta_2, adam->epsilon);
       }
     }
   }
@@ -270,11 +380,11 @@ double network_train_step(const std::vector<NetLayer>& layers, const float* x, c
   return loss / static_cast<double>(N);
 }
 
-void network_predict(const std::vector<NetLayer>& layers, const float* x, int64_t N, float* out,
+void network_predict(const Network& net, const std::vector<const float*>& x, int64_t N, float* out,
                      int64_t softmax_cols) {
   const int base = slot_base();
-  const int64_t out_size = layers.back().out_size;
-  const int64_t chunk = chunk_size(layers, 0);
+  const int64_t out_size = net.nodes.back().out_size;
+  const int64_t chunk = chunk_size(net, 0);
 #ifdef PYCNN_OPENMP
 #pragma omp parallel num_threads(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N))))
 #endif
@@ -285,8 +395,8 @@ void network_predict(const std::vector<NetLayer>& layers, const float* x, int64_
     SerialKernels serial(base + t);
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
       const int64_t cb = std::min(chunk, n1 - c0);
-      ThreadBuffers tb;
-      const float* y = forward_share(layers, x, c0, cb, base + t, &tb);
+      ChunkValues cv;
+      const float* y = forward_chunk(net, x, c0, cb, base + t, &cv);
       if (softmax_cols > 0)
         softmax_forward(out + c0 * out_size, y, cb * out_size / softmax_cols, softmax_cols);
       else

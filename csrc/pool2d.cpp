@@ -2,6 +2,7 @@
 // scans its window row-major and vectorises over channels (the contiguous axis). Windows
 // are clipped to the image, so 'same' padding never contributes a value.
 #include "pool2d.h"
+#include "network.h"
 
 #include <algorithm>
 #include <cstring>
@@ -120,5 +121,68 @@ void avgpool2d_backward(float* dinp, const float* dout, const PoolShape& s) {
       }
   }
 }
+
+// ---------------------------------------------------------------------------- network step
+
+// ints (KH, KW, SH, SW), strs (padding); input (H, W, C) -> (OH, OW, C). Max pooling keeps
+// its argmax as the node's aux.
+namespace {
+
+std::vector<int64_t> pool2d_net_parse(NetNode& node, const NetArgs& args) {
+  net_expect_inputs(args, 1);
+  net_expect_counts(args, 0, 4, 1);
+  const std::vector<int64_t>& in = args.in_shapes[0];
+  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
+  PoolShape& p = node.pool;
+  p.N = 1; p.H = in[0]; p.W = in[1]; p.C = in[2];
+  p.KH = args.ints[0]; p.KW = args.ints[1]; p.SH = args.ints[2]; p.SW = args.ints[3];
+  if (p.KH < 1 || p.KW < 1 || p.SH < 1 || p.SW < 1) net_error(args, "expected a positive pool size and strides.");
+  const bool same = net_padding_same(args, args.strs[0]);
+  int64_t after;
+  if (!window_output_size(p.H, p.KH, p.SH, same, &p.OH, &p.PT, &after) ||
+      !window_output_size(p.W, p.KW, p.SW, same, &p.OW, &p.PL, &after))
+    net_error(args, "computed output size would be zero or negative for input shape " + net_dims_str(in) + ".");
+  return {p.OH, p.OW, p.C};
+}
+
+std::vector<int64_t> maxpool2d_net_parse(NetNode& node, const NetArgs& args) {
+  std::vector<int64_t> out = pool2d_net_parse(node, args);
+  node.aux_size = net_size(out);
+  return out;
+}
+
+const float* maxpool2d_net_forward(const NetNode& node, const float* const* in, float* out, int32_t* aux, int64_t nb) {
+  PoolShape s = node.pool;
+  s.N = nb;
+  maxpool2d_forward(out, aux, in[0], s);
+  return out;
+}
+
+void maxpool2d_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
+                            const float* const*, const float*, const int32_t* aux, int64_t nb) {
+  PoolShape s = node.pool;
+  s.N = nb;
+  maxpool2d_backward(dinp[0], dout, aux, s);
+}
+
+const float* avgpool2d_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
+  PoolShape s = node.pool;
+  s.N = nb;
+  avgpool2d_forward(out, in[0], s);
+  return out;
+}
+
+void avgpool2d_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
+                            const float* const*, const float*, const int32_t*, int64_t nb) {
+  PoolShape s = node.pool;
+  s.N = nb;
+  avgpool2d_backward(dinp[0], dout, s);
+}
+
+}  // namespace
+
+extern const NetOp maxpool2d_net_op = {"maxpool2d", maxpool2d_net_parse, maxpool2d_net_forward,
+                                       maxpool2d_net_backward};
+extern const NetOp avgpool2d_net_op = {"avgpool2d", pool2d_net_parse, avgpool2d_net_forward, avgpool2d_net_backward};
 
 }  // namespace pycnn

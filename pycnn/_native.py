@@ -50,36 +50,35 @@ def network_spec(layers: Sequence[Any], train: bool, training: bool, logits: boo
     for i, layer in enumerate(layers):
         if isinstance(layer, InputLayer):
             continue
+        inputs = (len(spec),)  # a chain: node k reads value k (the input, then node k-1's output)
         if isinstance(layer, (Conv2D, Dense)):
             act = layer.activation
             if act == "softmax" and i == last and logits:
                 act = "linear"
             if act not in activations.FUSED:
                 return None
-            if isinstance(layer, Dense) and len(layer.input_shape) != 2:
-                return None  # Dense over the last axis of an image: layer by layer
-            grads: List[Optional[np.ndarray]] = [None, None]
+            grads = None
             if train and layer.trainable:
                 buffers = _gradient_buffers(layer)
-                grads = buffers + [None] * (2 - len(buffers))
+                grads = tuple(buffers) + (None,) * (2 - len(buffers))
+            params = (layer.kernel, layer.bias)
             if isinstance(layer, Conv2D):
-                spec.append(("conv2d", layer.kernel, layer.bias, grads[0], grads[1], layer.strides,
-                             layer.padding, act))
+                spec.append(("conv2d", inputs, params, grads, tuple(layer.strides), (layer.padding, act)))
             else:
-                spec.append(("dense", layer.kernel, layer.bias, grads[0], grads[1], act))
+                spec.append(("dense", inputs, params, grads, (), (act,)))
         elif isinstance(layer, MaxPooling2D):
-            spec.append(("maxpool2d", layer.pool_size, layer.strides, layer.padding))
+            spec.append(("maxpool2d", inputs, (), None, tuple(layer.pool_size) + tuple(layer.strides), (layer.padding,)))
         elif isinstance(layer, AveragePooling2D):
-            spec.append(("avgpool2d", layer.pool_size, layer.strides, layer.padding))
+            spec.append(("avgpool2d", inputs, (), None, tuple(layer.pool_size) + tuple(layer.strides), (layer.padding,)))
         elif isinstance(layer, Flatten):
-            spec.append(("flatten",))
+            spec.append(("flatten", inputs, (), None, (), ()))
         elif isinstance(layer, Activation):
             act = layer.activation
             if act == "softmax" and i == last and logits:
                 continue
             if act not in activations.FUSED:
                 return None
-            spec.append(("activation", act))
+            spec.append(("activation", inputs, (), None, (), (act,)))
         elif isinstance(layer, Dropout):
             if training and layer.rate > 0.0:
                 return None

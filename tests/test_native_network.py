@@ -134,12 +134,19 @@ def test_dropout_in_training_falls_back_to_layer_by_layer(monkeypatch):
 
 
 def lenet_tuples(grads=True):
+    """Node tuples (kind, inputs, params, grads, ints, strs) of a small chain."""
     rng = np.random.default_rng(0)
     w1, b1 = rng.standard_normal((5, 5, 3, 6)).astype(np.float32), np.zeros(6, np.float32)
     w2, b2 = rng.standard_normal((1176, 10)).astype(np.float32), np.zeros(10, np.float32)
     g = [np.zeros_like(a) for a in (w1, b1, w2, b2)] if grads else [None] * 4
-    return [("conv2d", w1, b1, g[0], g[1], 1, "same", "relu"), ("maxpool2d", 2, None, "valid"), ("flatten",),
-            ("dense", w2, b2, g[2], g[3], "linear")]
+    return [("conv2d", (0,), (w1, b1), (g[0], g[1]), (1, 1), ("same", "relu")),
+            ("maxpool2d", (1,), (), None, (2, 2, 2, 2), ("valid",)), ("flatten", (2,), (), None, (), ()),
+            ("dense", (3,), (w2, b2), (g[2], g[3]), (), ("linear",))]
+
+
+def replace(node, **fields):
+    names = ("kind", "inputs", "params", "grads", "ints", "strs")
+    return tuple(fields.get(n, v) for n, v in zip(names, node))
 
 
 def test_network_binding_validates_everything():
@@ -148,18 +155,16 @@ def test_network_binding_validates_everything():
     good = lenet_tuples()
     loss, correct = _core.network_train_step(x, y, good)
     assert np.isfinite(loss) and 0 <= correct <= 2
-    bad_channels = list(good)
-    bad_channels[0] = ("conv2d", np.zeros((5, 5, 4, 6), np.float32)) + good[0][2:]
-    with pytest.raises(ValueError, match=r"network_train_step\(\) layers\[0\] \('conv2d'\) has a weight of shape"):
+    bad_channels = [replace(good[0], params=(np.zeros((5, 5, 4, 6), np.float32), good[0][2][1]))] + good[1:]
+    with pytest.raises(ValueError, match=r"network_train_step\(\) layers\[0\] \('conv2d'\) has a weight of shape "
+                                         r"\(5, 5, 4, 6\) that does not fit its input of shape \(None, 28, 28, 3\)"):
         _core.network_train_step(x, y, bad_channels)
     with pytest.raises(ValueError, match="does not know layer kind 'lstm'"):
-        _core.network_train_step(x, y, [("lstm",)] + good[1:])
-    float64_grad = list(good)
-    float64_grad[3] = good[3][:3] + (np.zeros((1176, 10)),) + good[3][4:]
+        _core.network_train_step(x, y, [("lstm", (0,), (), None, (), ())] + good[1:])
+    float64_grad = good[:3] + [replace(good[3], grads=(np.zeros((1176, 10)), good[3][3][1]))]
     with pytest.raises(TypeError, match=r"dweight\[3\] to be float32 \(updated in place\)"):
         _core.network_train_step(x, y, float64_grad)
-    strided = list(good)
-    strided[3] = good[3][:3] + (np.zeros((1176, 20), np.float32)[:, ::2],) + good[3][4:]
+    strided = good[:3] + [replace(good[3], grads=(np.zeros((1176, 20), np.float32)[:, ::2], good[3][3][1]))]
     with pytest.raises(ValueError, match="writeable C-contiguous"):
         _core.network_train_step(x, y, strided)
     with pytest.raises(ValueError, match=r"class indices in \[0, 10\)"):
@@ -167,9 +172,16 @@ def test_network_binding_validates_everything():
     with pytest.raises(ValueError, match=r"end in \(N, classes\) logits"):
         _core.network_train_step(x, y, good[:2])
     with pytest.raises(ValueError, match="computed output size would be zero"):
-        _core.network_train_step(np.zeros((2, 1, 1, 3), np.float32), y, [good[1]])
-    with pytest.raises(ValueError, match=r"layers\[0\] \(.conv2d.\) to have 8 items. Received: 7"):
-        _core.network_train_step(x, y, [good[0][:7]] + good[1:])
+        _core.network_train_step(np.zeros((2, 1, 1, 3), np.float32), y, [replace(good[1], inputs=(0,))])
+    with pytest.raises(ValueError, match=r"layers\[0\] to be \(kind, inputs, params, grads, ints, strs\). "
+                                         r"Received a tuple of 5"):
+        _core.network_train_step(x, y, [good[0][:5]] + good[1:])
+    with pytest.raises(ValueError, match=r"layers\[1\] \('maxpool2d'\) reads value 2, but only values 0 \.\. 1"):
+        _core.network_train_step(x, y, [good[0], replace(good[1], inputs=(2,))] + good[2:])
+    with pytest.raises(TypeError, match=r"layers\[0\]'s strs to hold strings"):
+        _core.network_train_step(x, y, [replace(good[0], strs=("same", 3))] + good[1:])
+    with pytest.raises(ValueError, match=r"expected 2 params, 2 ints and 2 strs. Received: 2, 1 and 2"):
+        _core.network_train_step(x, y, [replace(good[0], ints=(1,))] + good[1:])
     out = _core.network_predict(x, lenet_tuples(grads=False), softmax=True)
     assert out.shape == (2, 10)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
@@ -218,7 +230,7 @@ def test_fused_adam_argument_is_validated():
     x = np.zeros((2, 28, 28, 3), np.float32)
     y = np.array([1, 2])
     good = lenet_tuples()
-    params = [good[0][1], good[0][2], good[3][1], good[3][2]]
+    params = [good[0][2][0], good[0][2][1], good[3][2][0], good[3][2][1]]
     zeros = [np.zeros_like(p) for p in params]
     _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params, zeros, [z.copy() for z in zeros]))
     with pytest.raises(ValueError, match=r"expected 4 adam parameters"):
