@@ -25,62 +25,34 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 
-def _load_core():
-    """Import the compiled module, also when this package is the source checkout.
-
-    Running from the repository root puts the source tree's pycnn/ (which has no compiled
-    module unless built in place) ahead of the installed one; then the installed package's
-    directory is added to this package's search path so `pip install .` works from anywhere.
-    """
-    try:
-        from . import _core as core
-        return core
-    except ImportError as err:
-        import glob
-        import sys
-
-        here = _os.path.dirname(_os.path.abspath(__file__))
-        for entry in sys.path:
-            candidate = _os.path.join(_os.path.abspath(entry or "."), "pycnn")
-            if candidate != here and glob.glob(_os.path.join(candidate, "_core*")):
-                __path__.append(candidate)  # noqa: F821 (package __path__)
-                from . import _core as core
-                return core
-        raise ImportError(
-            f"pycnn's compiled core (pycnn._core) was not found next to {here}. Build and install "
-            "the package with `pip install .`, or run `bash .ci/dev-build.sh` for an in-tree "
-            f"development build. Original error: {err}"
-        ) from err
-
-
-_core = _load_core()
+from . import ops as _ops  # noqa: E402  (loads the compiled core; the only module that imports it)
 
 __version__ = "0.1.0"
 
-from . import (activations, augment, callbacks, datasets, initializers, layers, losses,  # noqa: E402
+from . import (activations, augment, callbacks, datasets, image, initializers, layers, losses,  # noqa: E402
                models, optimizers, plotting, utils)
 from .layers import Input  # noqa: E402
-from .models import Sequential, load_model  # noqa: E402
+from .models import Model, Sequential, load_model  # noqa: E402
 from .utils import set_random_seed  # noqa: E402
 
 
 def build_info() -> dict:
     """What the native core was compiled with: version, compiler, OpenMP, SIMD levels, CUDA."""
-    return dict(_core.build_info())
+    return dict(_ops.build_info())
 
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads every kernel uses (default: OMP_NUM_THREADS or all cores)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads() expected a positive integer. Received: n={n!r}.")
-    _core.set_num_threads(n)
+    _ops.set_num_threads(n)
 
 
 def get_num_threads() -> int:
     """The number of threads kernels use."""
-    return _core.get_num_threads()
+    return _ops.get_num_threads()
 
 
-__all__ = ["build_info", "set_num_threads", "get_num_threads", "__version__", "Sequential", "Input",
+__all__ = ["build_info", "set_num_threads", "get_num_threads", "__version__", "Sequential", "Model", "Input",
            "load_model", "set_random_seed", "layers", "models", "losses", "optimizers", "callbacks",
-           "activations", "initializers", "utils", "datasets", "augment", "plotting"]
+           "activations", "initializers", "utils", "datasets", "augment", "plotting", "image"]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from . import _core
+from . import ops
 from .utils import as_float32
 
 #: Activations that conv2d_forward / dense_forward can fuse into the kernel.
@@ -25,17 +25,17 @@ NAMES = FUSED + ("softmax",)
 
 def relu(x: Any) -> np.ndarray:
     """max(x, 0), element-wise. Returns float32 with the shape of ``x``."""
-    return _core.relu_forward(as_float32(x, "relu()"))
+    return ops.relu_forward(as_float32(x, "relu()"))
 
 
 def sigmoid(x: Any) -> np.ndarray:
     """1 / (1 + exp(-x)), element-wise. Returns float32 with the shape of ``x``."""
-    return _core.sigmoid_forward(as_float32(x, "sigmoid()"))
+    return ops.sigmoid_forward(as_float32(x, "sigmoid()"))
 
 
 def tanh(x: Any) -> np.ndarray:
     """Hyperbolic tangent, element-wise. Returns float32 with the shape of ``x``."""
-    return _core.tanh_forward(as_float32(x, "tanh()"))
+    return ops.tanh_forward(as_float32(x, "tanh()"))
 
 
 def softmax(x: Any) -> np.ndarray:
@@ -47,7 +47,7 @@ def softmax(x: Any) -> np.ndarray:
     Returns:
         float32 array of the same shape whose last axis sums to 1.
     """
-    return _core.softmax_forward(as_float32(x, "softmax()"))
+    return ops.softmax_forward(as_float32(x, "softmax()"))
 
 
 def linear(x: Any) -> np.ndarray:
@@ -96,5 +96,5 @@ def backward(name: str, dout: np.ndarray, out: np.ndarray) -> np.ndarray:
     if name == "linear":
         return dout
     if name == "softmax":
-        return _core.softmax_backward(dout, out)
-    return getattr(_core, f"{name}_backward")(dout, out)
+        return ops.softmax_backward(dout, out)
+    return getattr(ops, f"{name}_backward")(dout, out)

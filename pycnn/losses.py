@@ -23,7 +23,7 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
-from . import _core, utils
+from . import ops, utils
 
 EPSILON = 1e-7
 
@@ -146,7 +146,7 @@ class SparseCategoricalCrossentropy(Loss):
         labels = self._labels(y_true, p)
         rows = p.reshape(-1, p.shape[-1])
         if self.from_logits:
-            return float(_core.softmax_crossentropy_forward(rows, labels)[0])
+            return float(ops.softmax_crossentropy_forward(rows, labels)[0])
         return _probability_ce(_onehot(labels, rows.shape[1]), rows)[0]
 
     def gradient(self, y_true: Any, y_pred: Any) -> np.ndarray:
@@ -162,8 +162,8 @@ class SparseCategoricalCrossentropy(Loss):
         z = _pred(logits, self._who())
         labels = self._labels(y_true, z)
         rows = z.reshape(-1, z.shape[-1])
-        loss, probs = _core.softmax_crossentropy_forward(rows, labels)
-        dz = _core.softmax_crossentropy_backward(probs, labels)
+        loss, probs = ops.softmax_crossentropy_forward(rows, labels)
+        dz = ops.softmax_crossentropy_backward(probs, labels)
         return float(loss), dz.reshape(z.shape)
 
 
@@ -211,11 +211,11 @@ class CategoricalCrossentropy(Loss):
         z2, y2 = z.reshape(-1, k), y.reshape(-1, k)
         if np.all((y2 == 0) | (y2 == 1)) and np.all(y2.sum(axis=1) == 1):
             labels = y2.argmax(axis=1).astype(np.int64)
-            loss, probs = _core.softmax_crossentropy_forward(z2, labels)
-            return float(loss), _core.softmax_crossentropy_backward(probs, labels).reshape(z.shape)
+            loss, probs = ops.softmax_crossentropy_forward(z2, labels)
+            return float(loss), ops.softmax_crossentropy_backward(probs, labels).reshape(z.shape)
         rows = z2.shape[0]
         loss = float(-(y2 * _log_softmax(z2)).sum(dtype=np.float64) / rows)
-        probs = _core.softmax_forward(z2)
+        probs = ops.softmax_forward(z2)
         dz = (probs * y2.sum(axis=1, keepdims=True) - y2) / np.float32(rows)
         return loss, dz.astype(np.float32).reshape(z.shape)
 

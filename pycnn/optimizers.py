@@ -15,11 +15,11 @@ keyed by the variable, so weights must be updated in place, never replaced
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import ops
 
 
 def _number(value: Any, arg: str, owner: str, low: float, high: float = math.inf, low_open: bool = False,
@@ -97,6 +97,37 @@ class Optimizer:
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         raise NotImplementedError
 
+    def native_step_args(self, variables: List[np.ndarray]) -> Optional[tuple]:
+        """The ``adam`` argument of ``ops.network_train_step`` when this optimizer's update can
+        run inside the native training step (counting the step), else None: the trainer
+        then applies the gradients the step wrote with :meth:`apply_gradients`."""
+        return None
+
+    def get_slots(self, variables: Sequence[np.ndarray]) -> List[List[np.ndarray]]:
+        """Per variable, the state arrays the update keeps (empty before the first step)."""
+        out = []
+        for var in variables:
+            entry = self._slots.get(id(var))
+            out.append(list(entry[1]) if entry is not None and entry[0] is var else [])
+        return out
+
+    def set_slots(self, variables: Sequence[np.ndarray], slots: Sequence[Sequence[np.ndarray]],
+                  iterations: int) -> None:
+        """Restore the state :meth:`get_slots` returned (for the same variables' shapes)."""
+        if len(slots) != len(variables):
+            raise ValueError(f"{type(self).__name__}.set_slots() expected state for {len(variables)} variables. "
+                             f"Received: {len(slots)}.")
+        for var, arrays in zip(variables, slots):
+            for a in arrays:
+                if np.shape(a) != var.shape:
+                    raise ValueError(f"{type(self).__name__}.set_slots() expected state arrays of shape {var.shape}. "
+                                     f"Received: shape={np.shape(a)}.")
+        self._slots = {}
+        for var, arrays in zip(variables, slots):
+            if arrays:
+                self._slots[id(var)] = (var, [np.array(a, dtype=np.float32) for a in arrays])
+        self.iterations = int(iterations)
+
     def get_config(self) -> Dict[str, Any]:
         return {"learning_rate": self.learning_rate}
 
@@ -170,12 +201,14 @@ class Adam(Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         slots = [self._slot(w, 3) for _, w in pairs]
-        _core.adam_update([w for _, w in pairs], [g for g, _ in pairs], [s[0] for s in slots],
+        ops.adam_update([w for _, w in pairs], [g for g, _ in pairs], [s[0] for s in slots],
                           [s[1] for s in slots], alpha, b1, b2, self.epsilon)
 
-    def fused_step_args(self, variables: List[np.ndarray]) -> tuple:
-        """Count one step and return ``_core.network_train_step``'s ``adam`` argument, which
+    def native_step_args(self, variables: List[np.ndarray]) -> Optional[tuple]:
+        """Count one step and return ``ops.network_train_step``'s ``adam`` argument, which
         applies this update inside the native training step (same rule as ``_update_all``)."""
+        if type(self) is not Adam:
+            return None  # a subclass may change the rule the native step hard-codes
         self.iterations += 1
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
@@ -238,6 +271,9 @@ class RMSprop(Optimizer):
 
 
 _ALIASES = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+#: The names :func:`get` accepts (the CLI's --optimizer choices).
+NAMES = tuple(_ALIASES)
 
 
 def get(identifier: Union[str, Optimizer]) -> Optimizer:

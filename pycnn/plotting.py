@@ -47,26 +47,37 @@ def plot_history(history, path: str | Path, title: str | None = None, dpi: int =
         ImportError: matplotlib is missing.
         ValueError: the history has no ``loss`` values.
     """
-    values = _history_dict(history)
-    if not values.get("loss"):
-        raise ValueError("plot_history() expected a history with at least one 'loss' value. "
-                         f"Received: keys={sorted(values)}.")
+    return plot_histories({"": history}, path, title=title, dpi=dpi)
+
+
+def plot_histories(histories: Mapping[str, object], path: str | Path, title: str | None = None,
+                   dpi: int = 120) -> Path:
+    """Like :func:`plot_history` for several runs in one figure, e.g. the case study's two
+    models: ``plot_histories({"classic features": h1, "4-filter CNN": h2}, "curves.png")``.
+    Each run's name prefixes its curves' labels."""
+    runs = {name: _history_dict(h) for name, h in histories.items()}
+    for name, values in runs.items():
+        if not values.get("loss"):
+            raise ValueError("plot_history() expected a history with at least one 'loss' value. "
+                             f"Received{' for ' + repr(name) if name else ''}: keys={sorted(values)}.")
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    epochs = range(1, len(values["loss"]) + 1)
-    has_acc = bool(values.get("accuracy") or values.get("val_accuracy"))
+    has_acc = any(v.get("accuracy") or v.get("val_accuracy") for v in runs.values())
     fig = Figure(figsize=(10 if has_acc else 5, 4), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
     panels = [("loss", "Loss")] + ([("accuracy", "Accuracy")] if has_acc else [])
     for ax, (key, label) in zip(axes, panels):
-        for prefix, name, style in (("", "train", "-o"), ("val_", "test", "-s")):
-            series = values.get(prefix + key)
-            if series:
-                ax.plot(list(epochs)[: len(series)], series, style, markersize=3, label=name)
+        for run, values in runs.items():
+            epochs = list(range(1, len(values["loss"]) + 1))
+            for prefix, name, style in (("", "train", "-o"), ("val_", "test", "-s")):
+                series = values.get(prefix + key)
+                if series:
+                    ax.plot(epochs[: len(series)], series, style, markersize=3,
+                            label=f"{run} {name}" if run else name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label.lower())

@@ -6,25 +6,59 @@ Life cycle (the same as Keras):
    (``conv2d``, ``conv2d_1``, ...; see :func:`pycnn.utils.clear_session`).
 2. ``build(input_shape)`` creates the weights once the input shape is known. Shapes
    include the batch axis as ``None``: ``(None, 32, 32, 3)``. A model builds its layers
-   when they are added (if it knows its input shape); a lone layer builds on first call.
-3. ``layer(x, training=False)`` runs forward on a float32 NHWC array (anything real is
-   converted to float32) and caches what backward needs.
-4. ``layer.backward(dout)`` returns the gradient w.r.t. the input of the last forward
-   (through the layer's activation) and stores the parameter gradients that
-   ``get_gradients()`` returns, in the order and shapes of ``get_weights()``.
+   when they are added or called on symbolic tensors; a lone layer builds on first call.
+3. ``layer(x)`` on a NumPy array runs forward (float32 NHWC; real dtypes are converted);
+   on a symbolic tensor (``pycnn.Input``) it records a graph node instead
+   (pycnn/symbolic.py).
+4. ``layer.backward(dout)`` on a lone layer differentiates its last eager call and keeps
+   the parameter gradients for ``get_gradients()`` (order and shapes of ``get_weights()``).
 
-Subclasses implement ``_create_weights``, ``compute_output_shape``, ``_call`` and
-``_backward``; the base class does naming, shape checks and the weight bookkeeping.
+What a subclass implements:
+
+* ``_create_weights``, ``compute_output_shape``, ``_check_input``: shapes and weights;
+* ``_call(x, training, logits) -> (out, ctx)`` and ``_backward(ctx, dout, need_input_grad)
+  -> (dinp, weight_grads)``: forward and backward through :mod:`pycnn.ops`. ``ctx`` is what
+  backward needs from this call; it lives with the call (the model's executor keeps one per
+  node), never on the layer, so a layer can be called several times (shared weights) and
+  two threads can run one model;
+* ``native_twin(training, logits)``: the node this layer is in the one-call native step
+  (pycnn/fused_step.py, csrc/network.h), or None when it has none.
+
+Subclasses register by class name for loading (:func:`get`); no other table lists layers.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import _core, activations, initializers, utils
+from .. import activations, initializers, ops, symbolic, utils
 
 Shape = Tuple[Optional[int], ...]
+
+_REGISTRY: Dict[str, type] = {}
+
+
+def get(class_name: str) -> type:
+    """Layer class by its class name (``'Conv2D'``), for rebuilding saved models.
+
+    Raises:
+        ValueError: for a name pycnn does not define.
+    """
+    if class_name not in _REGISTRY:
+        raise ValueError(f"Unknown layer class. Expected one of {', '.join(sorted(_REGISTRY))}. "
+                         f"Received: class_name={class_name!r}.")
+    return _REGISTRY[class_name]
+
+
+class NativeTwin(NamedTuple):
+    """A layer's node in the native network step: see csrc/network.h and each op family's
+    NetOp (conv2d.cpp, pool2d.cpp, ...) for what ``kind``, ``ints`` and ``strs`` mean.
+    ``params`` are the live weight arrays in the op's order, None for an absent bias."""
+    kind: str
+    params: Tuple[Optional[np.ndarray], ...] = ()
+    ints: Tuple[int, ...] = ()
+    strs: Tuple[str, ...] = ()
 
 
 class Layer:
@@ -42,6 +76,13 @@ class Layer:
     #: Number of input dimensions including the batch axis (None: any, at least 2).
     _input_ndim: Optional[int] = None
     _default_name: Optional[str] = None
+    #: True for layers that take a list of tensors (Concatenate, Add, Multiply).
+    _multi_input: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name: Optional[str] = None, input_shape: Optional[Sequence[Optional[int]]] = None,
                  trainable: bool = True) -> None:
@@ -63,8 +104,8 @@ class Layer:
         self._param_names: List[str] = []
         self._params: List[np.ndarray] = []
         self._grads: List[Optional[np.ndarray]] = []
-        self._cache: Optional[Dict[str, Any]] = None
-        self._out_shape: Optional[Tuple[int, ...]] = None
+        self._last_call: Optional[Tuple[Any, Tuple[int, ...]]] = None  # a lone layer's (ctx, output shape)
+        self._inbound_nodes: List[symbolic.Node] = []  # one per call on symbolic tensors
 
     # ----------------------------------------------------------------- shapes and build
 
@@ -132,42 +173,56 @@ class Layer:
 
     # ----------------------------------------------------------------- forward / backward
 
-    def __call__(self, x: Any, training: bool = False) -> np.ndarray:
-        """Forward pass.
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        """Forward pass, or a graph node when ``x`` is symbolic.
 
         Args:
             x: array of shape (N, ...) (NHWC for conv and pooling layers); real numeric
-                dtypes are converted to float32 without rescaling.
+                dtypes are converted to float32 without rescaling. A KerasTensor (from
+                ``pycnn.Input`` or another layer) records a node and returns a KerasTensor.
             training: enables training-only behaviour (dropout).
 
         Returns:
             float32 array of shape ``compute_output_shape(x.shape)``.
         """
-        return self._forward(x, training=training)
-
-    def _forward(self, x: Any, training: bool = False, logits: bool = False) -> np.ndarray:
-        x = utils.as_float32(x, f"Layer '{self.name}'")
-        shape = x.shape
-        if not self.built:
-            self.build((None,) + shape[1:])
-        self._check_ndim(shape)
-        self._check_input(shape)
-        self.compute_output_shape(shape)
-        out = self._call(x, bool(training), bool(logits))
-        self._out_shape = out.shape
+        if symbolic.is_symbolic(x):
+            return symbolic.call_layer(self, x)
+        out, ctx = self._run(x, training)
+        self._last_call = (ctx, out.shape)
         return out
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        """Forward on a checked float32 input; ``logits=True`` skips a final softmax."""
+    def _run(self, x: Any, training: bool = False, logits: bool = False) -> Tuple[np.ndarray, Any]:
+        """Checked forward on concrete data: returns ``(output, ctx for _backward)``."""
+        x = utils.as_float32(x, f"Layer '{self.name}'")
+        self._shape_for((None,) + x.shape[1:] if not self.built else x.shape)
+        return self._call(x, bool(training), bool(logits))
+
+    def _shape_for(self, shape: Shape) -> Shape:
+        """Builds the layer for ``shape`` if needed, else checks ``shape`` against it; returns
+        the output shape. Raises ValueError naming the layer when the shape does not fit."""
+        shape = tuple(shape)
+        if not self.built:
+            self.build(shape)
+        else:
+            self._check_ndim(shape)
+            self._check_input(shape)
+        return self.compute_output_shape(shape)
+
+    def _symbolic_output_shape(self, shape: Any, input_names: Sequence[str]) -> Shape:
+        """Output shape of a call on symbolic inputs (names given for error messages)."""
+        return self._shape_for(shape)
+
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
+        """Forward on a checked float32 input; ``logits=True`` skips a final softmax.
+        Returns the output and what ``_backward`` needs from this call."""
         raise NotImplementedError
 
     def backward(self, dout: Any, need_input_grad: bool = True) -> Optional[np.ndarray]:
-        """Backward pass through the last forward.
+        """Backward pass through the last (eager) forward of this layer.
 
         Args:
             dout: gradient of the loss w.r.t. this layer's output (shape of that output).
-            need_input_grad: False skips the input gradient (the model does this for its
-                first layer during training) and returns None.
+            need_input_grad: False skips the input gradient and returns None.
 
         Returns:
             The gradient w.r.t. the layer's input, float32 of the input's shape, or None.
@@ -176,17 +231,27 @@ class Layer:
             RuntimeError: if no forward pass has been run.
             ValueError: if ``dout`` does not have the forward output's shape.
         """
-        if self._cache is None:
+        if self._last_call is None:
             raise RuntimeError(f"Layer '{self.name}' has no forward pass to differentiate: "
                                "call the layer on an input before backward().")
+        ctx, out_shape = self._last_call
         dout = utils.as_float32(dout, f"Layer '{self.name}'.backward()", "dout")
-        if dout.shape != self._out_shape:
+        if dout.shape != out_shape:
             raise ValueError(f"Layer '{self.name}'.backward() expected 'dout' with the forward output's shape "
-                             f"{self._out_shape}. Received: dout.shape={dout.shape}.")
-        return self._backward(dout, bool(need_input_grad))
+                             f"{out_shape}. Received: dout.shape={dout.shape}.")
+        dinp, grads = self._backward(ctx, dout, bool(need_input_grad))
+        self._grads = list(grads)
+        return dinp
 
-    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool
+                  ) -> Tuple[Any, List[np.ndarray]]:
+        """Input gradient (None when not needed) and weight gradients (``get_weights()`` order)."""
         raise NotImplementedError
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        """This layer as a node of the native network step, or None (the model then runs
+        layer by layer). ``logits``: the layer's final softmax is left out (the loss fuses it)."""
+        return None
 
     # ----------------------------------------------------------------- weights
 
@@ -315,13 +380,18 @@ class KernelLayer(Layer):
         """Applies a softmax activation, unless the loss fuses it (``logits``); returns
         ``(output, softmax output to keep for backward or None)``."""
         if self.activation == "softmax" and not logits:
-            out = _core.softmax_forward(out)
+            out = ops.softmax_forward(out)
             return out, out
         return out, None
 
     @staticmethod
     def _softmax_backward(dout: np.ndarray, softmax_out: Optional[np.ndarray]) -> np.ndarray:
-        return dout if softmax_out is None else _core.softmax_backward(dout, softmax_out)
+        return dout if softmax_out is None else ops.softmax_backward(dout, softmax_out)
+
+    def _twin_activation(self, logits: bool) -> Optional[str]:
+        """The activation the native node applies, or None when it cannot (softmax not fused)."""
+        act = "linear" if (logits and self.activation == "softmax") else self.activation
+        return act if act in activations.FUSED else None
 
     @property
     def kernel(self) -> np.ndarray:

@@ -5,8 +5,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import _core, activations, initializers, utils
-from .base import KernelLayer, Layer, Shape
+from .. import activations, initializers, ops, utils
+from .base import KernelLayer, Layer, NativeTwin, Shape
 
 
 def conv_output_length(length: Optional[int], k: int, s: int, padding: str) -> Optional[int]:
@@ -115,23 +115,26 @@ class Conv2D(KernelLayer):
             raise ValueError(f"Layer '{self.name}' expected input with {c} channels on the last axis, but "
                              f"received input with shape {utils.shape_str(shape)}.")
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
         fused = self._fused_activation
-        out = _core.conv2d_forward(x, self.kernel, self.bias, strides=self.strides, padding=self.padding,
-                                   activation=fused)
+        out = ops.conv2d_forward(x, self.kernel, self.bias, strides=self.strides, padding=self.padding,
+                                 activation=fused)
         out, softmax_out = self._softmax_forward(out, logits)
-        self._cache = {"x": x, "out": out if fused != "linear" else None, "softmax_out": softmax_out,
-                       "fused": fused}
-        return out
+        return out, (x, out if fused != "linear" else None, softmax_out, fused)
 
-    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
-        cache = self._cache
-        dout = self._softmax_backward(dout, cache["softmax_out"])
-        dinp, dkernel, dbias = _core.conv2d_backward(
-            dout, cache["x"], self.kernel, out=cache["out"], strides=self.strides, padding=self.padding,
-            activation=cache["fused"], has_bias=self.use_bias, need_dinp=need_input_grad)
-        self._grads = [dkernel, dbias] if self.use_bias else [dkernel]
-        return dinp
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
+        x, out, softmax_out, fused = ctx
+        dout = self._softmax_backward(dout, softmax_out)
+        dinp, dkernel, dbias = ops.conv2d_backward(
+            dout, x, self.kernel, out=out, strides=self.strides, padding=self.padding,
+            activation=fused, has_bias=self.use_bias, need_dinp=need_input_grad)
+        return dinp, ([dkernel, dbias] if self.use_bias else [dkernel])
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        act = self._twin_activation(logits)
+        if act is None:
+            return None
+        return NativeTwin("conv2d", (self.kernel, self.bias), tuple(self.strides), (self.padding, act))
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

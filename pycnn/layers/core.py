@@ -1,12 +1,12 @@
 """Input, Dense, Flatten, Activation and Dropout layers."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import _core, activations, initializers, utils
-from .base import KernelLayer, Layer, Shape, _sample_shape
+from .. import activations, initializers, ops, symbolic, utils
+from .base import KernelLayer, Layer, NativeTwin, Shape, _sample_shape
 
 
 class InputLayer(Layer):
@@ -38,19 +38,34 @@ class InputLayer(Layer):
     def batch_input_shape(self) -> Shape:
         return (self.batch_size,) + self.shape
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        self._cache = {}
-        return x
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
+        return x, None
 
-    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
-        return dout if need_input_grad else None
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
+        return (dout if need_input_grad else None), []
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        return NativeTwin("identity")
 
     def get_config(self) -> Dict[str, Any]:
         return {"shape": self.shape, "batch_size": self.batch_size, "name": self.name}
 
 
-#: ``keras.Input``: in pycnn an InputLayer that ``Sequential`` accepts as its first entry.
-Input = InputLayer
+def Input(shape: Sequence[Optional[int]], batch_size: Optional[int] = None,
+          name: Optional[str] = None) -> symbolic.KerasTensor:
+    """A symbolic input tensor, like ``keras.Input``: the start of a graph model.
+
+    ``x = Input((32, 32, 3))`` is a KerasTensor of shape ``(None, 32, 32, 3)``; layers called
+    on it return KerasTensors, and ``pycnn.Model(inputs=x, outputs=...)`` makes the model.
+    ``Sequential([Input((32, 32, 3)), ...])`` takes it as the model's input shape.
+
+    Args:
+        shape: shape of one sample, without the batch axis; dimensions may be None.
+        batch_size: optional fixed batch size.
+        name: the InputLayer's name (default ``input_layer``, ``input_layer_1``, ...).
+    """
+    layer = InputLayer(shape, batch_size=batch_size, name=name)
+    return symbolic.Node(layer, [], layer.batch_input_shape).output
 
 
 class Dense(KernelLayer):
@@ -113,23 +128,24 @@ class Dense(KernelLayer):
             raise ValueError(f"Layer '{self.name}' expected input with {features} features on the last axis, but "
                              f"received input with shape {utils.shape_str(shape)}.")
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
         fused = self._fused_activation
         x2 = x.reshape(-1, x.shape[-1])
-        out = _core.dense_forward(x2, self.kernel, self.bias, activation=fused)
+        out = ops.dense_forward(x2, self.kernel, self.bias, activation=fused)
         out, softmax_out = self._softmax_forward(out, logits)
-        self._cache = {"x": x2, "shape": x.shape, "out": out if fused != "linear" else None,
-                       "softmax_out": softmax_out, "fused": fused}
-        return out.reshape(x.shape[:-1] + (self.units,))
+        ctx = (x2, x.shape, out if fused != "linear" else None, softmax_out, fused)
+        return out.reshape(x.shape[:-1] + (self.units,)), ctx
 
-    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
-        cache = self._cache
-        dout = self._softmax_backward(dout.reshape(-1, self.units), cache["softmax_out"])
-        dinp, dkernel, dbias = _core.dense_backward(
-            dout, cache["x"], self.kernel, out=cache["out"], activation=cache["fused"], has_bias=self.use_bias,
-            need_dinp=need_input_grad)
-        self._grads = [dkernel, dbias] if self.use_bias else [dkernel]
-        return None if dinp is None else dinp.reshape(cache["shape"])
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
+        x2, shape, out, softmax_out, fused = ctx
+        dout = self._softmax_backward(dout.reshape(-1, self.units), softmax_out)
+        dinp, dkernel, dbias = ops.dense_backward(
+            dout, x2, self.kernel, out=out, activation=fused, has_bias=self.use_bias, need_dinp=need_input_grad)
+        return (None if dinp is None else dinp.reshape(shape)), ([dkernel, dbias] if self.use_bias else [dkernel])
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        act = self._twin_activation(logits)
+        return None if act is None else NativeTwin("dense", (self.kernel, self.bias), (), (act,))
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -150,12 +166,14 @@ class Flatten(Layer):
         rest = shape[1:]
         return (shape[0], None if any(d is None for d in rest) else int(np.prod(rest, dtype=np.int64)))
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        self._cache = {"shape": x.shape}
-        return x.reshape(x.shape[0], -1)
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
+        return x.reshape(x.shape[0], -1), x.shape
 
-    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
-        return dout.reshape(self._cache["shape"]) if need_input_grad else None
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
+        return (dout.reshape(ctx) if need_input_grad else None), []
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        return NativeTwin("flatten")
 
 
 class Activation(Layer):
@@ -177,16 +195,22 @@ class Activation(Layer):
         if len(shape) < 1:
             super()._check_ndim(shape)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
         name = "linear" if (logits and self.activation == "softmax") else self.activation
         out = activations.forward(name, x)
-        self._cache = {"name": name, "out": out}
-        return out
+        return out, (name, out)
 
-    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
         if not need_input_grad:
-            return None
-        return activations.backward(self._cache["name"], dout, self._cache["out"])
+            return None, []
+        name, out = ctx
+        return activations.backward(name, dout, out), []
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        name = "linear" if (logits and self.activation == "softmax") else self.activation
+        if name == "linear":
+            return NativeTwin("identity")
+        return NativeTwin("activation", (), (), (name,)) if name in activations.FUSED else None
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -234,21 +258,22 @@ class Dropout(Layer):
                              f"noise_shape={self.noise_shape}. Received: input shape {tuple(shape)}.")
         return tuple(s if d is None else int(d) for d, s in zip(self.noise_shape, shape))
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
         if not training or self.rate == 0.0:
-            self._cache = {"mask": None}
-            return x
+            return x, None
         rng = self._rng if self._rng is not None else utils.get_rng()
         keep = rng.random(self._mask_shape(x.shape), dtype=np.float32) >= self.rate
         mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - self.rate))
-        self._cache = {"mask": mask}
-        return x * mask
+        return x * mask, mask
 
-    def _backward(self, dout: np.ndarray, need_input_grad: bool) -> Optional[np.ndarray]:
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
         if not need_input_grad:
-            return None
-        mask = self._cache["mask"]
-        return dout if mask is None else dout * mask
+            return None, []
+        return (dout if ctx is None else dout * ctx), []
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        # The mask is drawn in Python, so training with dropout runs layer by layer.
+        return None if (training and self.rate > 0.0) else NativeTwin("identity")
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -1,0 +1,445 @@
+"""Command line: ``python -m pycnn {train,evaluate,summary,casestudy,info}`` (also the ``pycnn`` script).
+
+Examples::
+
+    python -m pycnn train --model lenet --dataset cifar10 --epochs 20 --save lenet.npz --plot curves.png
+    python -m pycnn evaluate --model lenet --dataset cifar10 --weights lenet.npz
+    python -m pycnn summary --model lenet --input-shape 32,32,3
+    python -m pycnn casestudy --data-dir ../shared/data --epochs 50
+    python -m pycnn info
+
+``train`` prints the build configuration and the model summary, trains with the progress
+bar while evaluating on the test set after every epoch (so the per-epoch test loss and
+accuracy are recorded, like ``validation_data=`` in the lecture), then prints the final
+test loss and accuracy and the seconds per epoch. Images are scaled to [0, 1] float32;
+MNIST-family images get a channel axis, and the model's input shape follows the data.
+
+``casestudy`` trains the lecture's two case-study models (classic feature extractors and
+the 4-filter CNN) on CIFAR-10 with the lecture's settings (Adam, batch 1024, 50 epochs,
+the test set as validation data), prints both test accuracies and seconds per epoch, and
+writes both learning curves into one PNG.
+
+The choices (models, datasets, optimizers) come from their registries:
+``pycnn.applications.CLASSIFIERS``, ``pycnn.datasets.NAMES``, ``pycnn.optimizers.NAMES``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import applications, optimizers
+from . import datasets as datasets_module
+from .callbacks import Callback
+
+DATASETS = datasets_module.NAMES
+INPUT_SHAPES = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
+OPTIMIZERS = optimizers.NAMES
+
+
+class CliError(Exception):
+    """A failure to report as one ``pycnn: error: ...`` line and exit status 1."""
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer. Received: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer. Received: {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number. Received: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number. Received: {text}")
+    return value
+
+
+def _input_shape(text: str) -> tuple[int, ...]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected height,width,channels as 3 positive integers, e.g. 32,32,3. Received: {text!r}")
+    return shape
+
+
+def _dataset_name(text: str) -> str:
+    name = text.lower().replace("-", "_")
+    if name not in DATASETS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DATASETS)}. Received: {text!r}")
+    return name
+
+
+# ----------------------------------------------------------------------------- models
+
+def _model_builders() -> dict[str, Callable]:
+    """Model name -> builder(input_shape, num_classes): pycnn.applications.CLASSIFIERS."""
+    return dict(applications.CLASSIFIERS)
+
+
+def _build_model(name: str, input_shape: Sequence[int], num_classes: int):
+    builders = _model_builders()
+    if name not in builders:
+        raise CliError(f"Unknown model: expected one of {', '.join(builders)}. Received: --model {name}.")
+    return builders[name](tuple(input_shape), num_classes)
+
+
+def _optimizer(name: str, learning_rate: float | None):
+    default = optimizers.get(name)
+    return default if learning_rate is None else type(default)(learning_rate=learning_rate)
+
+
+def _compile(model, optimizer) -> None:
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+# ----------------------------------------------------------------------------- output helpers
+
+def build_info_line() -> str:
+    """One line describing the native build, e.g. for the top of a training log."""
+    import pycnn
+
+    info = pycnn.build_info()
+    openmp = f"OpenMP {info.get('openmp_version')}" if info.get("openmp") else "OpenMP off"
+    compiled = ", ".join(info.get("isa_compiled", ()))
+    return (f"pycnn {info.get('version', pycnn.__version__)} | {info.get('compiler')} "
+            f"{info.get('build_type')} | {openmp} | SIMD {info.get('isa_active')} "
+            f"(compiled: {compiled}) | CUDA {'on' if info.get('cuda') else 'off'} | "
+            f"threads {pycnn.get_num_threads()}")
+
+
+def _print(*args) -> None:
+    print(*args, flush=True)
+
+
+def _load(args, need_train: bool):
+    """Load the dataset named by args, limited and scaled; returns (train, test, input_shape)."""
+    from . import datasets
+
+    try:
+        (x_train, y_train), (x_test, y_test) = datasets.load(args.dataset, args.data_dir)
+    except datasets.DatasetNotFoundError as exc:
+        raise CliError(f"{exc} On the command line, --data-dir DIR plays the role of path=.") from exc
+    except datasets.CorruptDatasetError as exc:
+        raise CliError(str(exc)) from exc
+    total_train, total_test = len(x_train), len(x_test)
+    if need_train and args.limit_train:
+        x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
+    if args.limit_test:
+        x_test, y_test = x_test[: args.limit_test], y_test[: args.limit_test]
+    input_shape = datasets.to_float(x_test[:1]).shape[1:]
+    num_classes = len(datasets.class_names(args.dataset))
+    what = (f"{len(x_train)} of {total_train} training and " if need_train else "") + \
+        f"{len(x_test)} of {total_test} test images"
+    _print(f"Dataset {args.dataset}: {what}, shape {input_shape}, {num_classes} classes")
+    train = (x_train, y_train.reshape(-1).astype(np.int64)) if need_train else None
+    test = (datasets.to_float(x_test), y_test.reshape(-1).astype(np.int64))
+    return train, test, input_shape, num_classes
+
+
+def _setup_threads(args) -> None:
+    if args.threads:
+        import pycnn
+
+        pycnn.set_num_threads(args.threads)
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_info(args) -> int:
+    import pycnn
+
+    _print(build_info_line())
+    for key, value in pycnn.build_info().items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value))
+        _print(f"{key}: {value}")
+    _print(f"python: {platform.python_version()} ({platform.machine()})")
+    _print(f"numpy: {np.__version__}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    shape = args.input_shape or INPUT_SHAPES[args.dataset]
+    model = _build_model(args.model, shape, args.num_classes)
+    model.summary()
+    return 0
+
+
+class _EpochTimer(Callback):
+    """Wall-clock seconds of every epoch (training plus the test-set evaluation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+class _StopAfterOneEpoch(Callback):
+    """Ends fit() after the epoch it started with (Keras's stop_training mechanism)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+def cmd_train(args) -> int:
+    from . import datasets, utils
+    from .augment import RandomCropFlip
+
+    if args.plot:
+        from .plotting import require_matplotlib
+
+        try:
+            require_matplotlib()  # fail before training, not after it
+        except ImportError as exc:
+            raise CliError(str(exc)) from exc
+    _setup_threads(args)
+    if args.seed is not None:
+        utils.set_random_seed(args.seed)
+    _print(build_info_line())
+    (x_train_u8, y_train), (x_test, y_test), input_shape, num_classes = _load(args, need_train=True)
+    model = _build_model(args.model, input_shape, num_classes)
+    _compile(model, _optimizer(args.optimizer, args.learning_rate))
+    model.summary()
+
+    timer = _EpochTimer()
+    history: dict[str, list[float]] = {}
+    fit_kwargs = dict(batch_size=args.batch_size, validation_data=(x_test, y_test),
+                      verbose=args.verbose, callbacks=[timer])
+    if args.augment:
+        augment = RandomCropFlip(pad=4, seed=args.seed)
+        _print("Augmentation: random crops with 4-pixel zero padding and horizontal flips, "
+               "new draws every epoch")
+        # One fit() call per epoch on freshly augmented images. epochs=args.epochs keeps
+        # the "Epoch e/E" lines right; _StopAfterOneEpoch ends each call after its epoch.
+        for epoch in range(args.epochs):
+            x_epoch = datasets.to_float(augment(x_train_u8))
+            h = model.fit(x_epoch, y_train, epochs=args.epochs, initial_epoch=epoch,
+                          **(fit_kwargs | {"callbacks": [timer, _StopAfterOneEpoch()]}))
+            for key, values in h.history.items():
+                history.setdefault(key, []).extend(values)
+    else:
+        h = model.fit(datasets.to_float(x_train_u8), y_train, epochs=args.epochs, **fit_kwargs)
+        history = {k: list(v) for k, v in h.history.items()}
+
+    # The last epoch's validation pass already scored the final weights on the test set.
+    test_loss, test_acc = float(history["val_loss"][-1]), float(history["val_accuracy"][-1])
+    _print(f"Test loss: {test_loss:.4f} - test accuracy: {test_acc:.4f}")
+    secs = timer.seconds
+    if secs:
+        _print(f"Seconds per epoch: {np.mean(secs):.2f} (mean of {len(secs)}; "
+               f"min {min(secs):.2f}, max {max(secs):.2f}; training and test evaluation)")
+    if args.save:
+        model.save_weights(args.save)
+        _print(f"Saved weights to {args.save}")
+    if args.history:
+        record = {"history": history, "seconds_per_epoch": secs, "test_loss": test_loss,
+                  "test_accuracy": test_acc, "args": {k: v for k, v in vars(args).items() if k != "func"}}
+        Path(args.history).write_text(json.dumps(record, indent=1, default=str))
+        _print(f"Saved history to {args.history}")
+    if args.plot:
+        from .plotting import plot_history
+
+        plot_history(history, args.plot,
+                     title=f"{args.model} on {args.dataset} ({len(secs) or args.epochs} epochs)")
+        _print(f"Saved curves to {args.plot}")
+    return 0
+
+
+def cmd_casestudy(args) -> int:
+    from . import utils
+
+    if args.plot:
+        from .plotting import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            raise CliError(str(exc)) from exc
+    _setup_threads(args)
+    if args.seed is not None:
+        utils.set_random_seed(args.seed)
+    args.dataset = "cifar10"
+    _print(build_info_line())
+    (x_train_u8, y_train), (x_test, y_test), input_shape, num_classes = _load(args, need_train=True)
+    x_train = datasets_module.to_float(x_train_u8)
+    _print(f"Case study: Adam, batch size {args.batch_size}, {args.epochs} epochs, test set as validation data")
+    results = {}
+    for label, build in (("classic features", applications.classic_features_model),
+                         ("4-filter CNN", applications.four_filter_cnn)):
+        model = build(input_shape, num_classes)
+        model.summary()
+        _compile(model, _optimizer("adam", None))
+        timer = _EpochTimer()
+        h = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                      validation_data=(x_test, y_test), verbose=args.verbose, callbacks=[timer])
+        results[label] = (h.history, timer.seconds)
+        _print(f"{label}: test accuracy {h.history['val_accuracy'][-1]:.4f}, test loss "
+               f"{h.history['val_loss'][-1]:.4f}, {np.mean(timer.seconds):.2f} s per epoch")
+    _print("")
+    for label, (history, secs) in results.items():
+        _print(f"{label:>16}: test accuracy {history['val_accuracy'][-1]:.4f} "
+               f"(best {max(history['val_accuracy']):.4f}), {np.mean(secs):.2f} s per epoch")
+    if args.history:
+        record = {label: {"history": {k: list(v) for k, v in history.items()}, "seconds_per_epoch": secs}
+                  for label, (history, secs) in results.items()}
+        Path(args.history).write_text(json.dumps(record, indent=1))
+        _print(f"Saved history to {args.history}")
+    if args.plot:
+        from .plotting import plot_histories
+
+        plot_histories({label: history for label, (history, _) in results.items()}, args.plot,
+                       title=f"Case study on CIFAR-10: classic features vs. 4-filter CNN ({args.epochs} epochs)")
+        _print(f"Saved curves to {args.plot}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    _setup_threads(args)
+    if not Path(args.weights).is_file():
+        raise CliError(f"evaluate expected a weights file. Received: --weights {args.weights}, "
+                       "which does not exist. Create one with `python -m pycnn train ... --save FILE`.")
+    _print(build_info_line())
+    _, (x_test, y_test), input_shape, num_classes = _load(args, need_train=False)
+    model = _build_model(args.model, input_shape, num_classes)
+    _compile(model, _optimizer("adam", None))
+    try:
+        model.load_weights(args.weights)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CliError(f"Could not load weights from {args.weights} into model {args.model!r} "
+                       f"for input shape {input_shape}: {exc}") from exc
+    t0 = time.perf_counter()
+    result = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=args.verbose)
+    seconds = time.perf_counter() - t0
+    loss, acc = (result["loss"], result["accuracy"]) if isinstance(result, dict) else result[:2]
+    _print(f"Test loss: {float(loss):.4f} - test accuracy: {float(acc):.4f} "
+           f"({len(x_test)} images, {seconds:.2f} s)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pycnn", description="Train and evaluate small CNNs with pycnn's C++ kernels.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,summary,casestudy,info}")
+    sub.required = True
+
+    def common(p, train: bool):
+        p.add_argument("--model", default="lenet", help="model to build (default: lenet)")
+        p.add_argument("--dataset", type=_dataset_name, default="cifar10",
+                       help="cifar10, fashion_mnist or mnist (default: cifar10)")
+        p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
+        p.add_argument("--threads", type=_positive_int, default=None,
+                       help="kernel threads (default: OMP_NUM_THREADS or all cores)")
+        p.add_argument("--data-dir", default=None,
+                       help="folder holding the dataset (default: $PYCNN_DATA_DIR, then the cache, "
+                            "then a download)")
+        p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                       help="0 silent, 1 progress bar, 2 one line per epoch (default: 1)")
+        p.add_argument("--limit-test", type=_positive_int, default=None,
+                       help="use only the first N test images")
+        if train:
+            p.add_argument("--limit-train", type=_positive_int, default=None,
+                           help="use only the first N training images")
+
+    p = sub.add_parser("train", help="train a model and report test accuracy")
+    common(p, train=True)
+    p.add_argument("--epochs", type=_positive_int, default=20, help="default: 20")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
+    p.add_argument("--learning-rate", type=_positive_float, default=None,
+                   help="default: the optimizer's Keras default (adam 0.001, sgd 0.01)")
+    p.add_argument("--augment", action="store_true",
+                   help="random 4-pixel-padded crops and horizontal flips each epoch")
+    p.add_argument("--seed", type=_non_negative_int, default=None,
+                   help="seed weights, shuffling and augmentation")
+    p.add_argument("--save", default=None, metavar="FILE.npz", help="save the trained weights")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="save loss and accuracy curves (needs matplotlib)")
+    p.add_argument("--history", default=None, metavar="FILE.json",
+                   help="save per-epoch metrics, epoch times and final test scores as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate saved weights on the test set")
+    common(p, train=False)
+    p.add_argument("--weights", required=True, metavar="FILE.npz", help="weights saved by train --save")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
+    p.add_argument("--model", default="lenet", help="model to build (default: lenet)")
+    p.add_argument("--input-shape", type=_input_shape, default=None, metavar="H,W,C",
+                   help="default: the dataset's image shape")
+    p.add_argument("--dataset", type=_dataset_name, default="cifar10",
+                   help="picks the input shape when --input-shape is not given (default: cifar10)")
+    p.add_argument("--num-classes", type=_positive_int, default=10, help="default: 10")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("casestudy", help="the lecture's case study: classic features vs. a 4-filter CNN")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding CIFAR-10 (default: $PYCNN_DATA_DIR, then the cache, then a download)")
+    p.add_argument("--epochs", type=_positive_int, default=50, help="default: 50 (the lecture's)")
+    p.add_argument("--batch-size", type=_positive_int, default=1024, help="default: 1024 (the lecture's)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="kernel threads (default: OMP_NUM_THREADS or all cores)")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+                   help="0 silent, 1 progress bar, 2 one line per epoch (default: 2)")
+    p.add_argument("--limit-train", type=_positive_int, default=None, help="use only the first N training images")
+    p.add_argument("--limit-test", type=_positive_int, default=None, help="use only the first N test images")
+    p.add_argument("--seed", type=_non_negative_int, default=None, help="seed weights and shuffling")
+    p.add_argument("--plot", default="casestudy.png", metavar="FILE.png",
+                   help="both models' learning curves (default: casestudy.png; needs matplotlib)")
+    p.add_argument("--history", default=None, metavar="FILE.json", help="save both histories as JSON")
+    p.set_defaults(func=cmd_casestudy)
+
+    p = sub.add_parser("info", help="print how the native core was built")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m pycnn`` and the ``pycnn`` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"pycnn: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("pycnn: interrupted", file=sys.stderr, flush=True)
+        return 130
+

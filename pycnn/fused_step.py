@@ -1,0 +1,84 @@
+"""A model's graph as the one-call native step (csrc/network.h).
+
+Training layer by layer crosses into C++ and wakes the OpenMP threads once per layer and
+direction; ``ops.network_train_step`` runs forward, the fused softmax cross-entropy and
+backward of the whole graph in one call, each thread taking a share of the batch. This
+module turns a :class:`pycnn.functional.Graph` into that call's node tuples
+``(kind, inputs, params, grads, ints, strs)``: each layer gives its own twin
+(``Layer.native_twin``), so no table here lists layer types. When some layer has none,
+:func:`plan` returns None and the model runs layer by layer, with the same results up to
+float32 summation order.
+
+Set ``PYCNN_NATIVE_STEP=0`` to always run layer by layer.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, List, NamedTuple, Optional
+
+import numpy as np
+
+
+class Plan(NamedTuple):
+    nodes: list                 # node tuples for ops.network_train_step / network_predict
+    trained: List[np.ndarray]   # the trained weights, in the order the step meets them
+    layers: list                # the layers whose gradient buffers the step writes
+
+
+def enabled() -> bool:
+    return os.environ.get("PYCNN_NATIVE_STEP", "1") != "0"
+
+
+def _gradient_buffers(layer: Any) -> List[np.ndarray]:
+    """Persistent float32 arrays the native step writes the layer's gradients into."""
+    buffers = getattr(layer, "_native_grads", None)
+    if buffers is None or len(buffers) != len(layer.weights) or \
+            any(b.shape != p.shape for b, p in zip(buffers, layer.weights)):
+        buffers = [np.empty_like(p) for p in layer.weights]
+        layer._native_grads = buffers
+    return buffers
+
+
+def plan(graph: Any, train: bool, training: bool, logits: bool) -> Optional[Plan]:
+    """The native step's plan for ``graph``, or None when it cannot run natively.
+
+    Args:
+        graph: a model's Graph (one output, produced by its last node).
+        train: give trainable layers gradient buffers (for ``network_train_step``).
+        training: forward in training mode (Dropout with rate > 0 then has no twin).
+        logits: the output layer's softmax is left out (the caller applies it, or fuses it
+            into the loss).
+    """
+    if not enabled() or not graph.nodes or len(graph.outputs) != 1:
+        return None
+    last = len(graph.nodes) - 1
+    if graph.outputs[0] != graph.num_inputs + last:
+        return None
+    nodes: list = []
+    trained: List[np.ndarray] = []
+    layers: list = []
+    seen: set = set()
+    for i, node in enumerate(graph.nodes):
+        layer = node.layer
+        if layer.weights:
+            if id(layer) in seen:
+                return None  # the step writes one gradient per node: shared weights run layer by layer
+            seen.add(id(layer))
+        twin = layer.native_twin(training, logits and i == last)
+        if twin is None:
+            return None
+        grads = None
+        if train and layer.trainable and layer.weights:
+            buffers = _gradient_buffers(layer)
+            by_param = {id(p): b for p, b in zip(layer.weights, buffers)}
+            grads = tuple(None if p is None else by_param[id(p)] for p in twin.params)
+            trained.extend(p for p in twin.params if p is not None)
+            layers.append(layer)
+        nodes.append((twin.kind, tuple(node.inputs), tuple(twin.params), grads, tuple(twin.ints), tuple(twin.strs)))
+    return Plan(nodes, trained, layers)
+
+
+def publish_gradients(p: Plan) -> None:
+    """After a native step, make ``get_gradients()`` return the buffers it wrote."""
+    for layer in p.layers:
+        layer._grads = list(_gradient_buffers(layer))

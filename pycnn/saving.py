@@ -1,0 +1,358 @@
+"""Model files: weights, architecture and optimizer state in one ``.npz``, written atomically.
+
+Layout
+------
+An uncompressed NumPy ``.npz`` archive (the name is used as given), read with
+``allow_pickle=False``, holding:
+
+* ``layer_{i:02d}_{name}/{weight}``: one float32 array per weight, e.g.
+  ``layer_00_conv2d/kernel`` (KH, KW, C, F) and ``layer_00_conv2d/bias`` (F,), where ``i``
+  is the layer's position in ``model.layers`` and ``weight`` is ``kernel`` or ``bias``;
+* ``__pycnn_manifest__``: a 0-d unicode array holding JSON::
+
+      {"format": "pycnn.weights", "version": 1, "model": "lenet",
+       "input_shape": [null, 32, 32, 3],
+       "layers": [{"index": 0, "name": "conv2d", "class": "Conv2D",
+                   "weights": [{"name": "kernel", "key": "layer_00_conv2d/kernel",
+                                "shape": [5, 5, 3, 6]}, ...]}, ...]}
+
+``model.save_weights(path)`` writes just that. ``model.save(path)`` adds
+
+* ``"model_class"``: ``"Sequential"`` or ``"Functional"``, and ``"config"``: the model's
+  ``get_config()`` (layer classes and arguments; for a graph also every layer call and the
+  tensors it reads), from which :func:`load_model` rebuilds the model through the layer
+  registry (:func:`pycnn.layers.get`) -- nothing is unpickled;
+* when the model is compiled, ``"compile"``: the optimizer's and the loss's class and
+  arguments and the metrics, and ``"optimizer_state"``: the step count and, per weight
+  (``model.weights`` order), the keys of its optimizer slots, stored as
+  ``optimizer/{k:03d}/{slot}`` arrays. A model saved, loaded and trained further follows the
+  same trajectory as one never saved.
+
+Files are written atomically (a temporary file in the same folder, fsync, then
+``os.replace``). ``load_weights`` pairs the layers that have weights in order, checks every
+class and shape before assigning anything, and refuses a mismatching file with a message
+naming the layer and both shapes; layer names may differ (they depend on how many layers
+a session has created). A file of another format version, or a damaged one, is refused
+with a message that says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from . import layers as layers_module
+from . import losses as losses_module
+from . import optimizers as optimizers_module
+
+MANIFEST_KEY = "__pycnn_manifest__"
+WEIGHTS_FORMAT = "pycnn.weights"
+FORMAT_VERSION = 1
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# ----------------------------------------------------------------------------- configs
+
+def sequential_config(model: Any) -> Dict[str, Any]:
+    layer_configs = []
+    if model._input_layer is not None:
+        layer_configs.append({"class_name": "InputLayer", "config": model._input_layer.get_config()})
+    for layer in model.layers:
+        layer_configs.append({"class_name": type(layer).__name__, "config": layer.get_config()})
+    shape = model._batch_input_shape
+    return {"name": model.name, "layers": layer_configs, "build_input_shape": None if shape is None else list(shape)}
+
+
+def sequential_from_config(config: Dict[str, Any]) -> Any:
+    from .sequential import Sequential
+    model = Sequential(name=config.get("name"))
+    for entry in config["layers"]:
+        layer_cls = layers_module.get(entry["class_name"])
+        model.add(layer_cls.from_config(dict(entry["config"])))
+    shape = config.get("build_input_shape")
+    if shape is not None and model._batch_input_shape is None:
+        model.build(tuple(shape))
+    return model
+
+
+def functional_config(model: Any) -> Dict[str, Any]:
+    """Layers in ``model.layers`` order; nodes in execution order, each naming its layer and
+    the tensors it reads as ``[layer name, call index]`` (an Input's tensor is call 0)."""
+    graph = model._graph()
+    ref_of_value: List[List[Any]] = [[t.node.layer.name, 0] for t in model.inputs]
+    calls: Dict[int, int] = {}
+    nodes = []
+    for node in graph.nodes:
+        call = calls.get(id(node.layer), 0)
+        calls[id(node.layer)] = call + 1
+        nodes.append({"layer": node.layer.name, "inputs": [list(ref_of_value[j]) for j in node.inputs]})
+        ref_of_value.append([node.layer.name, call])
+    return {"name": model.name,
+            "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in model.layers],
+            "nodes": nodes,
+            "inputs": [list(ref_of_value[k]) for k in range(graph.num_inputs)],
+            "outputs": [list(ref_of_value[v]) for v in graph.outputs],
+            "single_output": bool(model._single_output)}
+
+
+def functional_from_config(config: Dict[str, Any]) -> Any:
+    from .functional import Model
+    from .layers.core import Input, InputLayer
+    by_name: Dict[str, Any] = {}
+    tensors: Dict[Tuple[str, int], Any] = {}
+    for entry in config["layers"]:
+        cls = layers_module.get(entry["class_name"])
+        cfg = dict(entry["config"])
+        if cls is InputLayer:
+            tensors[(cfg["name"], 0)] = Input(**cfg)
+        else:
+            by_name[cfg["name"]] = cls.from_config(cfg)
+    calls: Dict[str, int] = {}
+    for node in config["nodes"]:
+        layer = by_name[node["layer"]]
+        args = [tensors[(n, int(i))] for n, i in node["inputs"]]
+        call = calls.get(layer.name, 0)
+        calls[layer.name] = call + 1
+        tensors[(layer.name, call)] = layer(args if layer._multi_input else args[0])
+    inputs = [tensors[(n, int(i))] for n, i in config["inputs"]]
+    outputs = [tensors[(n, int(i))] for n, i in config["outputs"]]
+    return Model(inputs=inputs, outputs=outputs[0] if config.get("single_output", True) else outputs,
+                 name=config.get("name"))
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _manifest(model: Any) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    arrays: Dict[str, np.ndarray] = {}
+    entries = []
+    for i, layer in enumerate(model.layers):
+        weights = []
+        for pname, param in zip(layer.weight_names, layer.weights):
+            key = f"layer_{i:02d}_{layer.name}/{pname}"
+            arrays[key] = param
+            weights.append({"name": pname, "key": key, "shape": list(param.shape)})
+        entries.append({"index": i, "name": layer.name, "class": type(layer).__name__, "weights": weights})
+    shape = model.input_shape
+    if isinstance(shape, list):
+        input_shape: Any = [list(s) for s in shape]
+    else:
+        input_shape = None if shape is None else list(shape)
+    manifest = {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION, "model": model.name,
+                "input_shape": input_shape, "layers": entries}
+    return manifest, arrays
+
+
+def save_weights(model: Any, path: PathLike) -> None:
+    """Write every weight of ``model`` to ``path`` atomically (layout: module docstring).
+
+    Raises:
+        RuntimeError: if the model has not been built.
+    """
+    model._require_built("the weights")
+    manifest, arrays = _manifest(model)
+    _write_npz(os.fspath(path), manifest, arrays)
+
+
+def save_model(model: Any, path: PathLike) -> None:
+    """Write architecture, weights and (when compiled) optimizer state; see the module docstring.
+
+    Callable initialisers are not stored (they do not matter once weights are loaded).
+    """
+    from .sequential import Sequential
+    model._require_built("the weights")
+    manifest, arrays = _manifest(model)
+    manifest["model_class"] = "Sequential" if isinstance(model, Sequential) else "Functional"
+    manifest["config"] = _jsonable(model.get_config())
+    if model.compiled:
+        manifest["compile"] = {
+            "optimizer": {"class_name": type(model.optimizer).__name__, "config": model.optimizer.get_config()},
+            "loss": {"class_name": type(model.loss).__name__, "config": model.loss.get_config()},
+            "metrics": list(model.metrics_names)}
+        slot_keys = []
+        for k, slots in enumerate(model.optimizer.get_slots(model.weights)):
+            keys = []
+            for s, arr in enumerate(slots):
+                key = f"optimizer/{k:03d}/{s}"
+                arrays[key] = arr
+                keys.append(key)
+            slot_keys.append(keys)
+        manifest["optimizer_state"] = {"iterations": int(model.optimizer.iterations), "slots": slot_keys}
+    _write_npz(os.fspath(path), manifest, arrays)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if not callable(v)}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _write_npz(path: str, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{MANIFEST_KEY: np.array(json.dumps(manifest))}, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _read_npz(path: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No weights file at '{path}'.")
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # truncated or foreign files
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except unreadable as exc:
+        raise ValueError(f"'{path}' is not a readable pycnn weights file ({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"'{path}' is not a pycnn weights file: it holds a single array, not an .npz archive.")
+    with loaded as data:
+        if MANIFEST_KEY not in data.files:
+            raise ValueError(f"'{path}' is not a pycnn weights file: it has no '{MANIFEST_KEY}' entry. "
+                             "Write weights with model.save_weights().")
+        try:
+            manifest = json.loads(str(data[MANIFEST_KEY]))
+            arrays = {k: data[k] for k in data.files if k != MANIFEST_KEY}
+        except unreadable as exc:
+            raise ValueError(f"'{path}' is not a readable pycnn weights file ({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != WEIGHTS_FORMAT or "layers" not in manifest:
+        raise ValueError(f"'{path}' is not a pycnn weights file: its manifest has no format '{WEIGHTS_FORMAT}'.")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ValueError(f"'{path}' is a pycnn file of format version {manifest.get('version')!r}; this pycnn "
+                         f"reads version {FORMAT_VERSION}. Save it again with the pycnn that reads it.")
+    return manifest, arrays
+
+
+def load_weights(model: Any, path: PathLike) -> None:
+    """Load weights written by ``save_weights`` (or ``save``) into ``model``.
+
+    An unbuilt Sequential model is first built with the input shape stored in the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a pycnn weights file, or its layers/shapes do not match this
+            model (nothing is changed then); the message names the layer and shapes.
+    """
+    path = os.fspath(path)
+    manifest, arrays = _read_npz(path)
+    if not model.built or getattr(model, "_batch_input_shape", True) is None:
+        shape = manifest.get("input_shape")
+        if shape is None or (shape and isinstance(shape[0], list)):
+            raise RuntimeError(f"Model '{model.name}' has not been built and '{path}' stores no input shape. "
+                               "Build the model first.")
+        model.build(tuple(shape))
+    _assign(model, manifest, arrays, path)
+
+
+def _assign(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray], path: str) -> None:
+    prefix = f"Cannot load weights from '{path}' into model '{model.name}'"
+    file_layers = [entry for entry in manifest["layers"] if entry["weights"]]
+    model_layers = [layer for layer in model.layers if layer.weights]
+    if len(file_layers) != len(model_layers):
+        raise ValueError(
+            f"{prefix}: the file has weights for {len(file_layers)} layers "
+            f"({', '.join(e['name'] + ' (' + e['class'] + ')' for e in file_layers)}), but the model has "
+            f"{len(model_layers)} layers with weights "
+            f"({', '.join(l.name + ' (' + type(l).__name__ + ')' for l in model_layers)}).")
+    assignments = []
+    for entry, layer in zip(file_layers, model_layers):
+        cls = type(layer).__name__
+        if entry["class"] != cls:
+            raise ValueError(f"{prefix}: the model's layer '{layer.name}' is a {cls}, but the matching layer "
+                             f"in the file, '{entry['name']}', is a {entry['class']}.")
+        file_names = [w["name"] for w in entry["weights"]]
+        if file_names != layer.weight_names:
+            raise ValueError(f"{prefix}: layer '{layer.name}' ({cls}) has weights {layer.weight_names}, but the "
+                             f"file's layer '{entry['name']}' has {file_names} (use_bias differs?).")
+        for w, param in zip(entry["weights"], layer.weights):
+            if w["key"] not in arrays:
+                raise ValueError(f"{prefix}: the file is missing the array '{w['key']}' its manifest lists.")
+            value = arrays[w["key"]]
+            if value.shape != param.shape:
+                raise ValueError(f"{prefix}: layer '{layer.name}' ({cls}) expects {w['name']} of shape "
+                                 f"{param.shape}, but the file's layer '{entry['name']}' has {w['name']} of "
+                                 f"shape {value.shape}.")
+            assignments.append((param, value))
+    for param, value in assignments:
+        param[...] = value
+
+
+def load_model(path: PathLike, compile: bool = True) -> Any:
+    """Rebuild a model written by ``model.save`` and load its weights.
+
+    Args:
+        path: the file.
+        compile: when the file was saved from a compiled model, compile the rebuilt one the
+            same way and restore the optimizer's state (so training continues where it
+            stopped); False returns it uncompiled.
+
+    Raises:
+        ValueError: if the file holds only weights (written by ``save_weights``), is damaged,
+            is of another format version, or names a layer, optimizer or loss pycnn lacks.
+    """
+    path = os.fspath(path)
+    manifest, arrays = _read_npz(path)
+    if "config" not in manifest:
+        raise ValueError(f"'{path}' holds weights only (written by save_weights()), not an architecture. Build the "
+                         "model in code and call model.load_weights(path).")
+    model_class = manifest.get("model_class", "Sequential")
+    try:
+        if model_class == "Sequential":
+            model = sequential_from_config(manifest["config"])
+        elif model_class == "Functional":
+            model = functional_from_config(manifest["config"])
+        else:
+            raise ValueError(f"unknown model class {model_class!r}")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"Cannot rebuild the model stored in '{path}': {type(exc).__name__}: {exc}") from exc
+    if not model.built or getattr(model, "_batch_input_shape", True) is None:
+        if manifest.get("input_shape") is None:
+            raise ValueError(f"'{path}' stores no input shape for model '{model.name}'.")
+        model.build(tuple(manifest["input_shape"]))
+    _assign(model, manifest, arrays, path)
+    if compile and "compile" in manifest:
+        _restore_compile(model, manifest, arrays, path)
+    return model
+
+
+def _restore_compile(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray], path: str) -> None:
+    spec = manifest["compile"]
+    try:
+        optimizer = _instance(optimizers_module, optimizers_module.Optimizer, spec["optimizer"])
+        loss = _instance(losses_module, losses_module.Loss, spec["loss"])
+        metrics = list(spec.get("metrics") or [])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"Cannot restore the training setup stored in '{path}': {type(exc).__name__}: {exc}") from exc
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics or None)
+    state = manifest.get("optimizer_state")
+    if state is not None:
+        slot_keys = state.get("slots", [])
+        if len(slot_keys) != len(model.weights) or any(k not in arrays for keys in slot_keys for k in keys):
+            raise ValueError(f"'{path}' has optimizer state that does not match its model's "
+                             f"{len(model.weights)} weights.")
+        optimizer.set_slots(model.weights, [[arrays[k] for k in keys] for keys in slot_keys],
+                            int(state.get("iterations", 0)))
+
+
+def _instance(module: Any, base: type, spec: Dict[str, Any]) -> Any:
+    cls = getattr(module, spec["class_name"], None)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"unknown {base.__name__.lower()} class {spec['class_name']!r}")
+    return cls(**spec.get("config", {}))
