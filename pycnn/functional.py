@@ -47,6 +47,8 @@ class Graph:
         self.input_shapes = [tuple(s) for s in input_shapes]
         self.nodes = list(nodes)
         self.outputs = list(outputs)
+        self._shapes: Dict[Tuple[Shape, ...], List[Shape]] = {}  # value_shapes, by input shapes
+        self.plans: Dict[Any, Any] = {}  # fused_step plans, by what they depend on
 
     @property
     def num_inputs(self) -> int:
@@ -61,16 +63,24 @@ class Graph:
         return None if node is None else node.layer
 
     def value_shapes(self, input_shapes: Sequence[Shape]) -> List[Shape]:
-        """The shape of every value for inputs of ``input_shapes``; raises the layers' errors."""
+        """The shape of every value for inputs of ``input_shapes``; raises the layers' errors.
+        (Memoised: a graph's layers are built, so the answer for given shapes never changes.)"""
+        key = tuple(tuple(s) for s in input_shapes)
+        known = self._shapes.get(key)
+        if known is not None:
+            return list(known)
         shapes = [tuple(s) for s in input_shapes]
         for node in self.nodes:
             args = [shapes[j] for j in node.inputs] if node.layer._multi_input else shapes[node.inputs[0]]
             shapes.append(node.layer._shape_for(args))
-        return shapes
+        if len(self._shapes) < 64:
+            self._shapes[key] = shapes
+        return list(shapes)
 
-    def needs_grad(self) -> List[bool]:
-        """Per value: whether it depends on a trainable weight (backward must reach it)."""
-        needs = [False] * self.num_inputs
+    def needs_grad(self, inputs: bool = False) -> List[bool]:
+        """Per value: whether it depends on a trainable weight (or, with ``inputs``, on an
+        input): whether backward must reach it."""
+        needs = [bool(inputs)] * self.num_inputs
         for node in self.nodes:
             layer = node.layer
             needs.append(bool(layer.trainable and layer.weights) or any(needs[j] for j in node.inputs))
@@ -127,16 +137,19 @@ def run_forward(graph: Graph, xs: Sequence[np.ndarray], training: bool, logits: 
     return [values[o] for o in graph.outputs], (Trace(ctxs) if keep_trace else None)
 
 
-def run_backward(graph: Graph, trace: Trace, dout: np.ndarray, output_index: int = 0
+def run_backward(graph: Graph, trace: Trace, dout: np.ndarray, output_index: int = 0,
+                 input_grads: Optional[List[Optional[np.ndarray]]] = None
                  ) -> Dict[int, Tuple[Layer, List[np.ndarray]]]:
     """Backpropagates ``dout`` (gradient w.r.t. output ``output_index``) through the trace.
 
     Returns ``{id(layer): (layer, weight gradients)}`` for every trainable layer with
     weights, each summed over the layer's calls. Nodes no trainable weight depends on are
     skipped, and a node computes its input gradient only when something upstream needs it.
+    ``input_grads``: a list to receive the gradient w.r.t. each model input (None where the
+    output does not depend on it); asking for it makes backward run down to the inputs.
     """
     k = graph.num_inputs
-    needs = graph.needs_grad()
+    needs = graph.needs_grad(inputs=input_grads is not None)
     grads: List[Optional[np.ndarray]] = [None] * (k + len(graph.nodes))
     grads[graph.outputs[output_index]] = dout
     per_layer: Dict[int, Tuple[Layer, List[np.ndarray]]] = {}
@@ -164,6 +177,8 @@ def run_backward(graph: Graph, trace: Trace, dout: np.ndarray, output_index: int
             for j, d in zip(node.inputs, pieces):
                 if needs[j] and d is not None:
                     grads[j] = d if grads[j] is None else grads[j] + d
+    if input_grads is not None:
+        input_grads[:] = grads[:k]
     return per_layer
 
 
@@ -455,8 +470,8 @@ def _walk(inputs: List[KerasTensor], outputs: List[KerasTensor], model_name: str
         first_visit.setdefault(id(node.layer), len(first_visit))
         if node.is_input:
             if id(node) not in input_nodes:
-                raise ValueError(f"Graph disconnected in model '{model_name}': the output depends on "
-                                 f"{tensor!r}, which is not one of the model's inputs "
+                raise ValueError(f"Graph disconnected in model '{model_name}': the output depends on the input "
+                                 f"'{tensor.name}' {utils.shape_str(tensor.shape)}, which is not one of the model's inputs "
                                  f"{[t.name for t in inputs]}. Pass it in Model(inputs=[...]).")
             finished.add(id(node))
             return

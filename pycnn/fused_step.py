@@ -22,7 +22,7 @@ import numpy as np
 class Plan(NamedTuple):
     nodes: list                 # node tuples for ops.network_train_step / network_predict
     trained: List[np.ndarray]   # the trained weights, in the order the step meets them
-    layers: list                # the layers whose gradient buffers the step writes
+    gradients: list             # (layer, its gradient buffers) for every layer the step writes
 
 
 def enabled() -> bool:
@@ -42,6 +42,9 @@ def _gradient_buffers(layer: Any) -> List[np.ndarray]:
 def plan(graph: Any, train: bool, training: bool, logits: bool) -> Optional[Plan]:
     """The native step's plan for ``graph``, or None when it cannot run natively.
 
+    Plans are kept on the graph (a graph's layers and their weight arrays do not change;
+    what can change between steps, ``trainable``, is part of the key).
+
     Args:
         graph: a model's Graph (one output, produced by its last node).
         train: give trainable layers gradient buffers (for ``network_train_step``).
@@ -51,6 +54,15 @@ def plan(graph: Any, train: bool, training: bool, logits: bool) -> Optional[Plan
     """
     if not enabled() or not graph.nodes or len(graph.outputs) != 1:
         return None
+    key = (train, training, logits, tuple(node.layer.trainable for node in graph.nodes))
+    if key in graph.plans:
+        return graph.plans[key]
+    result = _make_plan(graph, train, training, logits)
+    graph.plans[key] = result
+    return result
+
+
+def _make_plan(graph: Any, train: bool, training: bool, logits: bool) -> Optional[Plan]:
     last = len(graph.nodes) - 1
     if graph.outputs[0] != graph.num_inputs + last:
         return None
@@ -73,12 +85,12 @@ def plan(graph: Any, train: bool, training: bool, logits: bool) -> Optional[Plan
             by_param = {id(p): b for p, b in zip(layer.weights, buffers)}
             grads = tuple(None if p is None else by_param[id(p)] for p in twin.params)
             trained.extend(p for p in twin.params if p is not None)
-            layers.append(layer)
+            layers.append((layer, buffers))
         nodes.append((twin.kind, tuple(node.inputs), tuple(twin.params), grads, tuple(twin.ints), tuple(twin.strs)))
     return Plan(nodes, trained, layers)
 
 
 def publish_gradients(p: Plan) -> None:
     """After a native step, make ``get_gradients()`` return the buffers it wrote."""
-    for layer in p.layers:
-        layer._grads = list(_gradient_buffers(layer))
+    for layer, buffers in p.gradients:
+        layer._grads = list(buffers)

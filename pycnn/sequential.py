@@ -152,8 +152,6 @@ class Sequential(Model):
             shape = layer.compute_output_shape(shape)
         return shape
 
-    def _output_shape_for(self, input_shapes: Sequence[Shape]) -> Shape:
-        return self.compute_output_shape(input_shapes[0])
 
     def _require_built(self, what: str) -> None:
         if not self.built or self._batch_input_shape is None:

@@ -220,3 +220,40 @@ def test_plot_history_direct(tmp_path):
         plot_history({"accuracy": [0.5]}, tmp_path / "x.png")
     with pytest.raises(TypeError, match=r"expected a History object or a dict"):
         plot_history([1.0], tmp_path / "x.png")
+
+
+# ----------------------------------------------------------------------------- the case study
+
+CASE_LINE = re.compile(r"^\s*(classic features|4-filter CNN): test accuracy (\d\.\d{4}) \(best \d\.\d{4}\), "
+                       r"(\d+\.\d{2}) s per epoch$", re.M)
+
+
+def _casestudy(capsys, data_dir, tmp_path, *extra):
+    plot = str(tmp_path / "case.png") if HAVE_MATPLOTLIB else ""
+    return run(capsys, "casestudy", "--data-dir", str(data_dir), "--epochs", "2", "--batch-size", "64",
+               "--seed", "0", "--verbose", "0", "--plot", plot, "--history", str(tmp_path / "case.json"), *extra)
+
+
+def test_casestudy_on_a_fixture(capsys, cifar_dir, tmp_path):
+    code, out, err = _casestudy(capsys, cifar_dir, tmp_path)
+    assert code == 0, err
+    assert 'Model: "classic_features"' in out and 'Model: "four_filter_cnn"' in out
+    assert "Connected to" in out and "concatenate (Concatenate)" in out
+    found = CASE_LINE.findall(out)
+    assert [f[0] for f in found] == ["classic features", "4-filter CNN"]
+    record = json.loads((tmp_path / "case.json").read_text())
+    assert set(record) == {"classic features", "4-filter CNN"}
+    assert all(len(r["history"]["val_accuracy"]) == 2 and len(r["seconds_per_epoch"]) == 2 for r in record.values())
+    if HAVE_MATPLOTLIB:
+        assert (tmp_path / "case.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(not REAL_DATA or not Path(REAL_DATA).is_dir(),
+                    reason="PYCNN_DATA_DIR is unset or missing (set PYCNN_DATA_DIR=../shared/data)")
+def test_casestudy_on_a_real_cifar_slice(capsys, tmp_path):
+    code, out, err = _casestudy(capsys, REAL_DATA, tmp_path, "--limit-train", "2048", "--limit-test", "512")
+    assert code == 0, err
+    assert "Dataset cifar10: 2048 of 50000 training and 512 of 10000 test images" in out
+    accs = {name: float(acc) for name, acc, _ in CASE_LINE.findall(out)}
+    assert set(accs) == {"classic features", "4-filter CNN"}
+    assert all(acc > 0.15 for acc in accs.values()), accs  # well above chance (0.10) after 2 epochs

@@ -218,3 +218,58 @@ def test_lecture_training_snippet_runs_end_to_end(capsys):
     assert np.isfinite(test_loss) and 0.0 <= test_acc <= 1.0
     assert "2/2 - " in capsys.readouterr().out
     assert pycnn.models.Sequential is Sequential
+
+
+# --------------------------------------------------------------------------- the case study
+
+def test_case_study_runs_as_written_with_pycnn_in_place_of_keras_and_tf_image():
+    """The lecture's construct_model(), character for character; only the names ``tf`` and
+    ``keras`` point at pycnn (the "imports")."""
+    from types import SimpleNamespace
+
+    keras = SimpleNamespace(layers=pycnn.layers, models=pycnn.models, Input=pycnn.Input)
+    tf = SimpleNamespace(image=pycnn.image, reshape=np.reshape,
+                         keras=SimpleNamespace(layers=pycnn.layers, Model=pycnn.Model, Input=pycnn.Input,
+                                               losses=pycnn.losses))
+
+    def construct_model():
+        inp = keras.layers.Input(shape=[32,32,3])
+
+        # get edges
+        edges = tf.image.sobel_edges(inp)
+        edges = tf.keras.layers.Reshape((32,32,6))(edges)
+
+        dx, dy = tf.image.image_gradients(inp)
+        x = tf.keras.layers.Concatenate(axis=3)([dx, dy, edges])
+
+        x = keras.layers.MaxPooling2D(2)(x)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(128, activation='relu')(x)
+        x = keras.layers.Dense(10, activation='softmax')(x)
+
+        return tf.keras.Model(inputs=[inp], outputs=x)
+
+    rng = np.random.default_rng(0)
+    train_images = rng.integers(0, 256, (64, 32, 32, 3)).astype(np.uint8) / 255.0
+    train_labels = rng.integers(0, 10, (64, 1))
+    train_images = tf.reshape(train_images, (64, 32, 32, 3))
+    model = construct_model()
+    lines = summary_lines(model)
+    assert any("concatenate (Concatenate)" in line and "(None, 32, 32, 12)" in line for line in lines)
+    assert "Total params: 394,634" in lines
+    model.compile(optimizer='adam',
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=['accuracy'])
+    history_data = model.fit(train_images, train_labels, batch_size=32,
+                             validation_data=(train_images, train_labels), epochs=2, verbose=0)
+    assert len(history_data.history["val_accuracy"]) == 2
+
+    # The 4-filter CNN the case study compares it with, as the lecture writes it.
+    model = keras.models.Sequential()
+    model.add(tf.keras.Input(shape=(32, 32, 3)))
+    model.add(keras.layers.Conv2D(4, (3, 3), activation='relu'))
+    model.add(keras.layers.MaxPooling2D(2))
+    model.add(keras.layers.Flatten())
+    model.add(keras.layers.Dense(128, activation='relu'))
+    model.add(keras.layers.Dense(10, activation='softmax'))
+    assert "Total params: 116,730" in summary_lines(model)

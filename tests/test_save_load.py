@@ -176,3 +176,92 @@ def test_save_and_load_model_keep_the_architecture(tmp_path):
     model.save_weights(weights_only)
     with pytest.raises(ValueError, match=r"holds weights only \(written by save_weights\(\)\)"):
         models.load_model(weights_only)
+
+
+# --------------------------------------------------------------------------- whole models, graphs
+
+def _graph_model():
+    from pycnn import Model
+    inp = layers.Input((8, 8, 3), name="pixels")
+    edges = layers.Reshape((8, 8, 6))(pycnn_image().sobel_edges(inp))
+    dy, dx = pycnn_image().image_gradients(inp)
+    conv = layers.Conv2D(3, 3, padding="same", activation="relu")(inp)
+    x = layers.Concatenate(axis=3)([dx, dy, edges, layers.Add()([conv, layers.Conv2D(3, 1)(inp)])])
+    shared = layers.Dense(6, activation="tanh")
+    g = layers.GlobalAveragePooling2D()(x)
+    h = layers.Add()([shared(g), shared(layers.Dense(6)(g))])
+    return Model(inputs=[inp], outputs=layers.Dense(4, activation="softmax")(h), name="graph")
+
+
+def pycnn_image():
+    import pycnn.image
+    return pycnn.image
+
+
+def test_graph_model_round_trip(tmp_path):
+    model = _graph_model()
+    x = np.random.default_rng(4).random((6, 8, 8, 3)).astype(np.float32)
+    expected = model.predict(x)
+    path = tmp_path / "graph.npz"
+    model.save(path)
+    loaded = models.load_model(path)
+    assert type(loaded).__name__ == "Model" and loaded.name == "graph"
+    assert [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
+    assert loaded.layers[0].name == "pixels" and not loaded.compiled
+    np.testing.assert_array_equal(loaded.predict(x), expected)
+    lines_a, lines_b = [], []
+    model.summary(print_fn=lines_a.append)
+    loaded.summary(print_fn=lines_b.append)
+    assert lines_a == lines_b
+    # weights-only files load into a graph built in code
+    model.save_weights(tmp_path / "w.npz")
+    other = _graph_model()
+    other.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(other.predict(x), expected)
+
+
+@pytest.mark.parametrize("build", ["sequential", "graph"])
+def test_saved_loaded_and_trained_further_matches_never_saved(build, tmp_path):
+    utils.set_random_seed(5)
+    model = trained_lenet(4) if build == "sequential" else _graph_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(6)
+    shape = (32, 32, 3) if build == "sequential" else (8, 8, 3)
+    x, y = rng.random((48,) + shape).astype(np.float32), rng.integers(0, 4, 48)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = models.load_model(path)
+    assert loaded.compiled and type(loaded.optimizer).__name__ == "Adam"
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 3
+    for _ in range(3):
+        a = model.train_on_batch(x[:16], y[:16])
+        b = loaded.train_on_batch(x[:16], y[:16])
+        assert a == b
+    for wa, wb in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not models.load_model(path, compile=False).compiled
+
+
+def test_damaged_or_foreign_version_files_are_refused(tmp_path):
+    model = _graph_model()
+    path = tmp_path / "g.npz"
+    model.save(path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    manifest = json.loads(str(arrays["__pycnn_manifest__"]))
+    manifest["version"] = 7
+    arrays["__pycnn_manifest__"] = np.array(json.dumps(manifest))
+    np.savez(tmp_path / "v7.npz", **arrays)
+    with pytest.raises(ValueError, match=r"format version 7; this pycnn reads version 1"):
+        models.load_model(tmp_path / "v7.npz")
+    manifest["version"] = 1
+    manifest["config"]["layers"][1]["class_name"] = "LSTM"
+    arrays["__pycnn_manifest__"] = np.array(json.dumps(manifest))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"Cannot rebuild the model stored in .*Unknown layer class"):
+        models.load_model(tmp_path / "bad.npz")
+    raw = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"not a readable pycnn weights file"):
+        models.load_model(tmp_path / "cut.npz")

@@ -42,7 +42,10 @@ class _Merge(Layer):
         return self.compute_output_shape(shapes)
 
     def _symbolic_output_shape(self, shapes: Any, input_names: Sequence[str]) -> Shape:
-        return self._checked_output_shape(self._shape_list(shapes), input_names)
+        out = self._checked_output_shape(self._shape_list(shapes), input_names)
+        if not self.built:
+            self.build(shapes)
+        return out
 
     def compute_output_shape(self, input_shape: Any) -> Shape:
         return self._checked_output_shape(self._shape_list(input_shape), None)
