@@ -5,6 +5,7 @@
 #include "activation.h"
 #include "conv2d.h"
 #include "dense.h"
+#include "image.h"
 #include "optimizer.h"
 #include "pool2d.h"
 #include "softmax.h"
@@ -426,9 +427,87 @@ void adam_update_py(const py::list& weights, const py::list& grads, const py::li
   for (const Job& j : jobs) pycnn::adam_update(j.w, j.m, j.v, j.g, j.n, alpha, beta_1, beta_2, epsilon);
 }
 
+// ---------------------------------------------------------------------------- images
+
+struct ImageDims {
+  int64_t N, H, W, C;
+};
+
+ImageDims image_dims(const FArray& a, const char* fn, const char* arg, bool five_d) {
+  expect_ndim(a, five_d ? 5 : 4, fn, arg, five_d ? "(N, H, W, C, 2)" : "(N, H, W, C)");
+  ImageDims d{a.shape(0), a.shape(1), a.shape(2), a.shape(3)};
+  if (d.N < 1 || d.H < 1 || d.W < 1 || d.C < 1 || (five_d && a.shape(4) != 2))
+    value_error(cat(fn, "() expected '", arg, "' with every dimension >= 1", five_d ? " and a last axis of 2" : "",
+                    ". Received: ", arg, ".shape=", shape_str(a), "."));
+  return d;
+}
+
+void require_sobel_size(const ImageDims& d, const FArray& a, const char* fn, const char* arg) {
+  if (d.H < 2 || d.W < 2)
+    value_error(cat(fn, "() needs images of at least 2x2 pixels (the reflect padding mirrors one pixel). Received: ",
+                    arg, ".shape=", shape_str(a), "."));
+}
+
+int image_axis(int axis, const char* fn) {
+  if (axis != 0 && axis != 1)
+    value_error(cat(fn, "() expected axis 0 (dy, along H) or 1 (dx, along W). Received: axis=", axis, "."));
+  return axis;
+}
+
+FArray sobel_edges_forward_py(const py::object& inp_obj) {
+  const char* fn = "sobel_edges_forward";
+  FArray inp = as_float(inp_obj, fn, "inp");
+  ImageDims d = image_dims(inp, fn, "inp", false);
+  require_sobel_size(d, inp, fn, "inp");
+  FArray out = empty_f({d.N, d.H, d.W, d.C, 2});
+  float* po = out.mutable_data();
+  const float* pi = inp.data();
+  release_and_run([&] { pycnn::sobel_edges_forward(po, pi, d.N, d.H, d.W, d.C); });
+  return out;
+}
+
+FArray sobel_edges_backward_py(const py::object& dout_obj) {
+  const char* fn = "sobel_edges_backward";
+  FArray dout = as_float(dout_obj, fn, "dout");
+  ImageDims d = image_dims(dout, fn, "dout", true);
+  require_sobel_size(d, dout, fn, "dout");
+  FArray dinp = empty_f({d.N, d.H, d.W, d.C});
+  float* pg = dinp.mutable_data();
+  const float* pd = dout.data();
+  release_and_run([&] { pycnn::sobel_edges_backward(pg, pd, d.N, d.H, d.W, d.C); });
+  return dinp;
+}
+
+FArray image_gradient_py(const py::object& x_obj, int axis, bool backward) {
+  const char* fn = backward ? "image_gradient_backward" : "image_gradient_forward";
+  const char* arg = backward ? "dout" : "inp";
+  FArray x = as_float(x_obj, fn, arg);
+  ImageDims d = image_dims(x, fn, arg, false);
+  axis = image_axis(axis, fn);
+  FArray out = empty_f({d.N, d.H, d.W, d.C});
+  float* po = out.mutable_data();
+  const float* px = x.data();
+  release_and_run([&] {
+    if (backward)
+      pycnn::image_gradient_backward(po, px, d.N, d.H, d.W, d.C, axis);
+    else
+      pycnn::image_gradient_forward(po, px, d.N, d.H, d.W, d.C, axis);
+  });
+  return out;
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
+  m.def("sobel_edges_forward", &sobel_edges_forward_py, py::arg("inp"),
+        "inp (N, H, W, C), H, W >= 2 -> (N, H, W, C, 2): [dy, dx] Sobel responses on the REFLECT-padded image "
+        "(tf.image.sobel_edges).");
+  m.def("sobel_edges_backward", &sobel_edges_backward_py, py::arg("dout"), "dout (N, H, W, C, 2) -> dinp (N, H, W, C).");
+  m.def("image_gradient_forward", [](const py::object& x, int axis) { return image_gradient_py(x, axis, false); },
+        py::arg("inp"), py::arg("axis"),
+        "inp (N, H, W, C) -> forward differences along H (axis 0, dy) or W (axis 1, dx), 0 in the last row / column.");
+  m.def("image_gradient_backward", [](const py::object& d, int axis) { return image_gradient_py(d, axis, true); },
+        py::arg("dout"), py::arg("axis"), "dout (N, H, W, C) -> dinp (N, H, W, C).");
   m.def("conv2d_forward", &conv2d_forward_py, py::arg("inp"), py::arg("weight"), py::arg("bias") = py::none(),
         py::arg("strides") = py::make_tuple(1, 1), py::arg("padding") = "valid", py::arg("activation") = "linear",
         "inp (N, H, W, C), weight (KH, KW, C, F), bias (F,) or None -> out (N, OH, OW, F) = act(conv + bias).");

@@ -124,8 +124,8 @@ void avgpool2d_backward(float* dinp, const float* dout, const PoolShape& s) {
 
 // ---------------------------------------------------------------------------- network step
 
-// ints (KH, KW, SH, SW), strs (padding); input (H, W, C) -> (OH, OW, C). Max pooling keeps
-// its argmax as the node's aux.
+// maxpool2d / avgpool2d: ints (KH, KW, SH, SW), strs (padding); input (H, W, C) ->
+// (OH, OW, C). Max pooling keeps its argmax as the node's aux.
 namespace {
 
 std::vector<int64_t> pool2d_net_parse(NetNode& node, const NetArgs& args) {
@@ -179,8 +179,33 @@ void avgpool2d_net_backward(const NetNode& node, float* const* dinp, float* cons
   avgpool2d_backward(dinp[0], dout, s);
 }
 
+// global_maxpool2d / global_avgpool2d: no ints or strs; (H, W, C) -> (C,). The 2-D pooling
+// kernels with one window covering the whole image.
+std::vector<int64_t> global_pool_net_parse(NetNode& node, const NetArgs& args) {
+  net_expect_inputs(args, 1);
+  net_expect_counts(args, 0, 0, 0);
+  const std::vector<int64_t>& in = args.in_shapes[0];
+  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
+  PoolShape& p = node.pool;
+  p.N = 1; p.H = in[0]; p.W = in[1]; p.C = in[2];
+  p.KH = p.SH = in[0]; p.KW = p.SW = in[1];
+  p.PT = p.PL = 0;
+  p.OH = p.OW = 1;
+  return {p.C};
+}
+
+std::vector<int64_t> global_maxpool2d_net_parse(NetNode& node, const NetArgs& args) {
+  std::vector<int64_t> out = global_pool_net_parse(node, args);
+  node.aux_size = out[0];
+  return out;
+}
+
 }  // namespace
 
+extern const NetOp global_maxpool2d_net_op = {"global_maxpool2d", global_maxpool2d_net_parse, maxpool2d_net_forward,
+                                              maxpool2d_net_backward};
+extern const NetOp global_avgpool2d_net_op = {"global_avgpool2d", global_pool_net_parse, avgpool2d_net_forward,
+                                              avgpool2d_net_backward};
 extern const NetOp maxpool2d_net_op = {"maxpool2d", maxpool2d_net_parse, maxpool2d_net_forward,
                                        maxpool2d_net_backward};
 extern const NetOp avgpool2d_net_op = {"avgpool2d", pool2d_net_parse, avgpool2d_net_forward, avgpool2d_net_backward};

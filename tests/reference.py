@@ -329,6 +329,143 @@ def dense_backward(dout, inp, weight, out=None, activation="linear", has_bias=Tr
     return dinp, x.T @ dz, dbias
 
 
+# ----------------------------------------------------------------------------- images (tf.image)
+
+SOBEL_DY = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64)
+SOBEL_DX = SOBEL_DY.T.copy()  # [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+
+
+def sobel_edges_forward(inp) -> np.ndarray:
+    """tf.image.sobel_edges: REFLECT-pad by one pixel, correlate each channel with the dy and
+    dx kernels; (N, H, W, C) -> (N, H, W, C, 2), last axis [dy, dx]."""
+    x = _f64(inp)
+    N, H, W, C = x.shape
+    if H < 2 or W < 2:
+        raise ValueError("sobel_edges needs H, W >= 2")
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    out = np.zeros((N, H, W, C, 2))
+    for a in range(3):
+        for b in range(3):
+            tap = xp[:, a:a + H, b:b + W, :]
+            out[..., 0] += SOBEL_DY[a, b] * tap
+            out[..., 1] += SOBEL_DX[a, b] * tap
+    return out
+
+
+def sobel_edges_backward(dout) -> np.ndarray:
+    """Adjoint of sobel_edges_forward: each tap's gradient goes to the padded pixel it read,
+    then the padding's gradient folds back onto the pixels it mirrors."""
+    d = _f64(dout)
+    N, H, W, C, _ = d.shape
+    gp = np.zeros((N, H + 2, W + 2, C))
+    for a in range(3):
+        for b in range(3):
+            gp[:, a:a + H, b:b + W, :] += SOBEL_DY[a, b] * d[..., 0] + SOBEL_DX[a, b] * d[..., 1]
+    g = gp[:, 1:H + 1, 1:W + 1, :].copy()
+    g[:, 1, :, :] += gp[:, 0, 1:W + 1, :]        # row -1 mirrors row 1
+    g[:, H - 2, :, :] += gp[:, H + 1, 1:W + 1, :]  # row H mirrors row H - 2
+    # columns, including the corners (which mirror twice)
+    col_left = gp[:, :, 0, :].copy()
+    col_right = gp[:, :, W + 1, :].copy()
+    col_left[:, 2, :] += col_left[:, 0, :]
+    col_left[:, H - 1, :] += col_left[:, H + 1, :]
+    col_right[:, 2, :] += col_right[:, 0, :]
+    col_right[:, H - 1, :] += col_right[:, H + 1, :]
+    g[:, :, 1, :] += col_left[:, 1:H + 1, :]
+    g[:, :, W - 2, :] += col_right[:, 1:H + 1, :]
+    return g
+
+
+def image_gradient_forward(inp, axis: int) -> np.ndarray:
+    """One half of tf.image.image_gradients: forward differences along H (axis 0, dy) or W
+    (axis 1, dx), zero in the last row / column."""
+    x = _f64(inp)
+    out = np.zeros_like(x)
+    if axis == 0:
+        out[:, :-1] = x[:, 1:] - x[:, :-1]
+    else:
+        out[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    return out
+
+
+def image_gradients(inp):
+    """tf.image.image_gradients: (dy, dx)."""
+    return image_gradient_forward(inp, 0), image_gradient_forward(inp, 1)
+
+
+def image_gradient_backward(dout, axis: int) -> np.ndarray:
+    d = _f64(dout)
+    g = np.zeros_like(d)
+    if axis == 0:
+        g[:, 1:] += d[:, :-1]
+        g[:, :-1] -= d[:, :-1]
+    else:
+        g[:, :, 1:] += d[:, :, :-1]
+        g[:, :, :-1] -= d[:, :, :-1]
+    return g
+
+
+# ----------------------------------------------------------------------------- merging, global pooling
+
+def concatenate_forward(inputs, axis: int) -> np.ndarray:
+    return np.concatenate([_f64(x) for x in inputs], axis=axis)
+
+
+def concatenate_backward(dout, sizes, axis: int):
+    return np.split(_f64(dout), np.cumsum(sizes)[:-1], axis=axis)
+
+
+def add_forward(inputs) -> np.ndarray:
+    return sum(_f64(x) for x in inputs)
+
+
+def add_backward(dout, count: int):
+    return [_f64(dout).copy() for _ in range(count)]
+
+
+def multiply_forward(inputs) -> np.ndarray:
+    out = np.ones_like(_f64(inputs[0]))
+    for x in inputs:
+        out = out * _f64(x)
+    return out
+
+
+def multiply_backward(dout, inputs):
+    grads = []
+    for j in range(len(inputs)):
+        g = _f64(dout).copy()
+        for k, x in enumerate(inputs):
+            if k != j:
+                g = g * _f64(x)
+        grads.append(g)
+    return grads
+
+
+def global_avgpool2d_forward(inp) -> np.ndarray:
+    return _f64(inp).mean(axis=(1, 2))
+
+
+def global_avgpool2d_backward(dout, input_shape) -> np.ndarray:
+    N, H, W, C = input_shape
+    return np.broadcast_to(_f64(dout)[:, None, None, :] / (H * W), (N, H, W, C)).copy()
+
+
+def global_maxpool2d_forward(inp) -> np.ndarray:
+    return _f64(inp).max(axis=(1, 2))
+
+
+def global_maxpool2d_backward(dout, inp) -> np.ndarray:
+    """The gradient goes to the first maximum of each channel, in row-major order."""
+    x = _f64(inp)
+    N, H, W, C = x.shape
+    g = np.zeros_like(x)
+    flat = x.reshape(N, H * W, C).argmax(axis=1)
+    for n in range(N):
+        for c in range(C):
+            g[n, flat[n, c] // W, flat[n, c] % W, c] = _f64(dout)[n, c]
+    return g
+
+
 # ----------------------------------------------------------------------------- finite differences
 
 

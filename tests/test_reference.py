@@ -364,3 +364,60 @@ def test_lecture_average_pooling_walkthrough():
     dx = ref.avgpool2d_backward(2 * (out - 1) / out.size, LECTURE_X.shape, 2, 2)
     np.testing.assert_array_equal(dx[0, :, :, 0], [[0.375, 0.375, 0.53125, 0.53125], [0.375, 0.375, 0.53125, 0.53125],
                                                    [0.59375, 0.59375, 0.5, 0.5], [0.59375, 0.59375, 0.5, 0.5]])
+
+
+# ----------------------------------------------------------------------------- images, merging, global pooling
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2, 1), (2, 3, 2, 1), (1, 4, 5, 3), (1, 2, 6, 2)])
+def test_sobel_edges_reference(shape):
+    rng = np.random.default_rng(30)
+    x = rng.standard_normal(shape)
+    out = ref.sobel_edges_forward(x)
+    # direct definition at one interior-or-edge pixel with explicit reflection
+    N, H, W, C = shape
+    r = lambda i, n: -i if i < 0 else (2 * n - 2 - i if i >= n else i)  # noqa: E731
+    for (n, y, xx, c) in [(0, 0, 0, 0), (0, H - 1, W - 1, C - 1), (N - 1, H // 2, W // 2, 0)]:
+        dy = sum(ref.SOBEL_DY[a, b] * x[n, r(y + a - 1, H), r(xx + b - 1, W), c] for a in range(3) for b in range(3))
+        dx = sum(ref.SOBEL_DX[a, b] * x[n, r(y + a - 1, H), r(xx + b - 1, W), c] for a in range(3) for b in range(3))
+        np.testing.assert_allclose(out[n, y, xx, c], [dy, dx], rtol=1e-12, atol=1e-12)
+    G = rng.standard_normal(out.shape)
+    if H == 2 and W == 2:  # rows y - 1 and y + 1 (and columns) reflect onto each other: the map is zero
+        np.testing.assert_allclose(out, 0.0, atol=1e-12)
+        np.testing.assert_allclose(ref.sobel_edges_backward(G), 0.0, atol=1e-12)
+        return
+    fd_check(lambda: float(np.sum(ref.sobel_edges_forward(x) * G)), [x], [ref.sobel_edges_backward(G)], ["x"])
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 4, 2), (1, 2, 5, 1)])
+def test_image_gradient_reference(axis, shape):
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal(shape)
+    out = ref.image_gradient_forward(x, axis)
+    if axis == 0:
+        assert np.all(out[:, -1] == 0)
+    else:
+        assert np.all(out[:, :, -1] == 0)
+    G = rng.standard_normal(out.shape)
+    fd_check(lambda: float(np.sum(ref.image_gradient_forward(x, axis) * G)), [x],
+             [ref.image_gradient_backward(G, axis)], ["x"])
+
+
+def test_merge_and_global_pool_references():
+    rng = np.random.default_rng(32)
+    a, b, c = (rng.standard_normal((2, 3, 4)) for _ in range(3))
+    G = rng.standard_normal((2, 3, 4))
+    fd_check(lambda: float(np.sum(ref.multiply_forward([a, b, c]) * G)), [a, b, c],
+             ref.multiply_backward(G, [a, b, c]), ["a", "b", "c"])
+    fd_check(lambda: float(np.sum(ref.add_forward([a, b]) * G)), [a, b], ref.add_backward(G, 2), ["a", "b"])
+    Gc = rng.standard_normal((2, 3, 7))
+    d = b[:, :, :3].copy()
+    fd_check(lambda: float(np.sum(ref.concatenate_forward([a, d], 2) * Gc)), [a, d],
+             ref.concatenate_backward(Gc, [4, 3], 2), ["a", "d"])
+    x = rng.permutation(2 * 3 * 4 * 5).reshape(2, 3, 4, 5).astype(np.float64)  # distinct: no ties
+    Gp = rng.standard_normal((2, 5))
+    fd_check(lambda: float(np.sum(ref.global_avgpool2d_forward(x) * Gp)), [x],
+             [ref.global_avgpool2d_backward(Gp, x.shape)], ["x"])
+    fd_check(lambda: float(np.sum(ref.global_maxpool2d_forward(x) * Gp)), [x],
+             [ref.global_maxpool2d_backward(Gp, x)], ["x"])

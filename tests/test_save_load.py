@@ -189,7 +189,7 @@ def _graph_model():
     x = layers.Concatenate(axis=3)([dx, dy, edges, layers.Add()([conv, layers.Conv2D(3, 1)(inp)])])
     shared = layers.Dense(6, activation="tanh")
     g = layers.GlobalAveragePooling2D()(x)
-    h = layers.Add()([shared(g), shared(layers.Dense(6)(g))])
+    h = layers.Add()([shared(g), shared(layers.Dense(15, activation="relu")(g))])
     return Model(inputs=[inp], outputs=layers.Dense(4, activation="softmax")(h), name="graph")
 
 
