@@ -1,0 +1,182 @@
+"""The native network step on graphs: concatenate, add, multiply, global pooling, Sobel
+edges and image gradients as nodes, against a float64 NumPy forward and backward.
+
+Each network starts with trainable 1x1 convolutions (so the gradients of the ops under test
+reach parameters the step reports) and ends in a dense head; the reference computes the
+loss, the logits and every parameter gradient by hand from tests/reference.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference as ref
+from pycnn import _core
+
+TOL = dict(rtol=2e-4, atol=2e-5)
+
+
+class Conv1x1:
+    """A trainable 1x1 convolution node and its float64 reference."""
+
+    def __init__(self, rng, cin, cout, reads):
+        self.w = (rng.standard_normal((1, 1, cin, cout)) * 0.5).astype(np.float32)
+        self.b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
+        self.gw, self.gb = np.zeros_like(self.w), np.zeros_like(self.b)
+        self.reads = reads
+
+    def node(self):
+        return ("conv2d", (self.reads,), (self.w, self.b), (self.gw, self.gb), (1, 1), ("valid", "linear"))
+
+    def forward(self, x):
+        return np.einsum("nhwc,cf->nhwf", x.astype(np.float64), self.w[0, 0].astype(np.float64)) + self.b
+
+    def grads(self, x, dout):
+        return (np.einsum("nhwc,nhwf->cf", x.astype(np.float64), dout)[None, None], dout.sum(axis=(0, 1, 2)))
+
+
+class Head:
+    """flatten (when needed) + dense to the logits, and the mean cross-entropy's gradients."""
+
+    def __init__(self, rng, features, classes=5):
+        self.w = (rng.standard_normal((features, classes)) * 0.2).astype(np.float32)
+        self.b = (rng.standard_normal(classes) * 0.1).astype(np.float32)
+        self.gw, self.gb = np.zeros_like(self.w), np.zeros_like(self.b)
+
+    def node(self, reads):
+        return ("dense", (reads,), (self.w, self.b), (self.gw, self.gb), (), ("linear",))
+
+    def loss_and_dfeatures(self, feats, labels):
+        logits = feats @ self.w.astype(np.float64) + self.b
+        loss, probs = ref.softmax_crossentropy_forward(logits, labels)
+        dlogits = ref.softmax_crossentropy_backward(probs, labels)
+        return logits, loss, dlogits @ self.w.T.astype(np.float64), (feats.T @ dlogits, dlogits.sum(axis=0))
+
+
+def check_step(x, labels, nodes, logits, loss, expected_grads, buffers):
+    """network_predict's logits and network_train_step's loss and gradient buffers."""
+    ref.assert_close(_core.network_predict(x, nodes), logits, **TOL, name="logits", scale_atol=True)
+    got_loss, correct = _core.network_train_step(x, labels, nodes)
+    assert abs(got_loss - loss) <= 1e-4 * max(1.0, abs(loss))
+    assert correct == int((np.argmax(logits, axis=1) == labels).sum())
+    for i, (got, want) in enumerate(zip(buffers, expected_grads)):
+        ref.assert_close(got, want, **TOL, name=f"gradient {i}", scale_atol=True)
+
+
+def test_the_lecture_arrangement_sobel_gradients_reshape_concatenate_pool(rng):
+    N, H, W, C, F = 3, 8, 6, 3, 2
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    labels = rng.integers(0, 5, N)
+    conv = Conv1x1(rng, C, F, 0)                                       # value 1
+    head = Head(rng, (H // 2) * (W // 2) * 4 * F)
+    nodes = [conv.node(),
+             ("sobel_edges", (1,), (), None, (), ()),                   # 2: (H, W, F, 2)
+             ("image_gradient", (1,), (), None, (0,), ()),              # 3
+             ("image_gradient", (1,), (), None, (1,), ()),              # 4
+             ("reshape", (2,), (), None, (H, W, 2 * F), ()),            # 5
+             ("concatenate", (3, 4, 5), (), None, (2,), ()),            # 6: (H, W, 4F)
+             ("maxpool2d", (6,), (), None, (2, 2, 2, 2), ("valid",)),   # 7
+             ("flatten", (7,), (), None, (), ()),                       # 8
+             head.node(8)]
+    a = conv.forward(x)
+    dy, dx, sob = ref.image_gradient_forward(a, 0), ref.image_gradient_forward(a, 1), ref.sobel_edges_forward(a)
+    cat = ref.concatenate_forward([dy, dx, sob.reshape(N, H, W, 2 * F)], axis=3)
+    pooled, argmax = ref.maxpool2d_forward(cat, 2)
+    logits, loss, dfeat, (dw2, db2) = head.loss_and_dfeatures(pooled.reshape(N, -1), labels)
+    dcat = ref.maxpool2d_backward(dfeat.reshape(pooled.shape), argmax, cat.shape, 2)
+    ddy, ddx, dsob = ref.concatenate_backward(dcat, [F, F, 2 * F], axis=3)
+    da = (ref.image_gradient_backward(ddy, 0) + ref.image_gradient_backward(ddx, 1)
+          + ref.sobel_edges_backward(dsob.reshape(N, H, W, F, 2)))
+    dw1, db1 = conv.grads(x, da)
+    check_step(x, labels, nodes, logits, loss, [dw1, db1, dw2, db2], [conv.gw, conv.gb, head.gw, head.gb])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2], ids=["H", "W", "C"])
+def test_concatenate_of_three_network_inputs_along_each_axis(rng, axis):
+    N, base = 2, [5, 4, 3]
+    sizes = [2, 3, 1]
+    shapes = []
+    for s in sizes:
+        shape = list(base)
+        shape[axis] = s if axis < 2 else shape[axis]
+        shapes.append(shape)
+    F = [2, 3, 1] if axis == 2 else [2, 2, 2]
+    xs = [rng.standard_normal([N] + s).astype(np.float32) for s in shapes]
+    labels = rng.integers(0, 5, N)
+    convs = [Conv1x1(rng, s[2], f, k) for k, (s, f) in enumerate(zip(shapes, F))]  # values 3, 4, 5
+    outs = [c.forward(x) for c, x in zip(convs, xs)]
+    cat = ref.concatenate_forward(outs, axis=axis + 1)
+    head = Head(rng, cat[0].size)
+    nodes = [c.node() for c in convs] + [("concatenate", (3, 4, 5), (), None, (axis,), ()),
+                                         ("flatten", (6,), (), None, (), ()), head.node(7)]
+    logits, loss, dfeat, head_grads = head.loss_and_dfeatures(cat.reshape(N, -1), labels)
+    parts = ref.concatenate_backward(dfeat.reshape(cat.shape), [o.shape[axis + 1] for o in outs], axis=axis + 1)
+    expected, buffers = [], []
+    for c, x, d in zip(convs, xs, parts):
+        expected += list(c.grads(x, d))
+        buffers += [c.gw, c.gb]
+    check_step(xs, labels, nodes, logits, loss, expected + list(head_grads), buffers + [head.gw, head.gb])
+
+
+def test_add_with_one_value_twice_and_multiply(rng):
+    N, H, W, C = 3, 4, 5, 2
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    labels = rng.integers(0, 5, N)
+    c1, c2 = Conv1x1(rng, C, 3, 0), Conv1x1(rng, C, 3, 0)               # values 1, 2
+    head = Head(rng, H * W * 3 * 2)
+    nodes = [c1.node(), c2.node(),
+             ("add", (1, 2, 1), (), None, (), ()),                      # 3 = a + b + a
+             ("multiply", (1, 3), (), None, (), ()),                    # 4 = a * (2a + b)
+             ("concatenate", (3, 4), (), None, (2,), ()),               # 5
+             ("flatten", (5,), (), None, (), ()), head.node(6)]
+    a, b = c1.forward(x), c2.forward(x)
+    s = ref.add_forward([a, b, a])
+    m = ref.multiply_forward([a, s])
+    cat = ref.concatenate_forward([s, m], axis=3)
+    logits, loss, dfeat, head_grads = head.loss_and_dfeatures(cat.reshape(N, -1), labels)
+    ds, dm = ref.concatenate_backward(dfeat.reshape(cat.shape), [3, 3], axis=3)
+    dm_a, dm_s = ref.multiply_backward(dm, [a, s])
+    ds = ds + dm_s
+    da = 2 * ds + dm_a
+    check_step(x, labels, nodes, logits, loss, [*c1.grads(x, da), *c2.grads(x, ds), *head_grads],
+               [c1.gw, c1.gb, c2.gw, c2.gb, head.gw, head.gb])
+
+
+def test_global_max_and_average_pooling(rng):
+    N, H, W, C = 4, 5, 3, 2
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    labels = rng.integers(0, 5, N)
+    conv = Conv1x1(rng, C, 4, 0)
+    head = Head(rng, 8)
+    nodes = [conv.node(), ("global_maxpool2d", (1,), (), None, (), ()), ("global_avgpool2d", (1,), (), None, (), ()),
+             ("concatenate", (2, 3), (), None, (0,), ()), head.node(4)]
+    a = conv.forward(x)
+    gmax, gavg = ref.global_maxpool2d_forward(a), ref.global_avgpool2d_forward(a)
+    logits, loss, dfeat, head_grads = head.loss_and_dfeatures(np.concatenate([gmax, gavg], axis=1), labels)
+    da = ref.global_maxpool2d_backward(dfeat[:, :4], a) + ref.global_avgpool2d_backward(dfeat[:, 4:], a.shape)
+    check_step(x, labels, nodes, logits, loss, [*conv.grads(x, da), *head_grads],
+               [conv.gw, conv.gb, head.gw, head.gb])
+
+
+def _err(nodes, x, match):
+    with pytest.raises(ValueError, match=match):
+        _core.network_predict(x, nodes)
+
+
+def test_parse_errors_name_the_node_and_the_shapes():
+    x = np.zeros((2, 4, 5, 3), np.float32)
+    dense = ("dense", (2,), (np.zeros((60, 2), np.float32), None), None, (), ("linear",))
+    _err([("flatten", (0,), (), None, (), ()), ("concatenate", (0, 1), (), None, (0,), ()), dense], x,
+         r"layers\[1\] \('concatenate'\) expected inputs with matching shapes except along axis 0\. "
+         r"Received: input shapes \(None, 4, 5, 3\), \(None, 60\)")
+    _err([("concatenate", (0, 0), (), None, (3,), ())], x, r"per-sample axis in \[0, 3\)\. Received: axis=3")
+    _err([("flatten", (0,), (), None, (), ()), ("add", (0, 1), (), None, (), ())], x,
+         r"layers\[1\] \('add'\) expected inputs of the same shape\. Received: input shapes \(None, 4, 5, 3\), "
+         r"\(None, 60\)")
+    _err([("multiply", (0, 1), (), None, (), ())], x, r"reads value 1, but only values 0 \.\. 0 exist")
+    _err([("sobel_edges", (0,), (), None, (), ())], np.zeros((2, 1, 5, 3), np.float32),
+         r"\('sobel_edges'\) needs images of at least 2x2 pixels.*\(None, 1, 5, 3\)")
+    _err([("image_gradient", (0,), (), None, (2,), ())], x, r"expected axis 0 \(dy\) or 1 \(dx\)\. Received: axis=2")
+    _err([("flatten", (0,), (), None, (), ()), ("global_avgpool2d", (1,), (), None, (), ())], x,
+         r"layers\[1\] \('global_avgpool2d'\).*\(None, 60\)")
+    _err([("image_gradient", (0,), (), None, (), ())], x, r"layers\[0\] \('image_gradient'\)")
