@@ -273,3 +273,40 @@ def test_case_study_runs_as_written_with_pycnn_in_place_of_keras_and_tf_image():
     model.add(keras.layers.Dense(128, activation='relu'))
     model.add(keras.layers.Dense(10, activation='softmax'))
     assert "Total params: 116,730" in summary_lines(model)
+
+
+def test_case_study_model_matches_keras_on_the_same_weights_and_data():
+    """Optional cross-check: the case-study graph built in Keras 3 with tf.image (wrapped in
+    Lambda layers, as Keras 3 requires), pycnn's weights copied in; predictions agree, and
+    so do three epochs of Adam without shuffling (losses and final weights)."""
+    tf = pytest.importorskip("tensorflow", reason="TensorFlow is an optional cross-check")
+    keras = tf.keras
+    from pycnn import applications
+
+    inp = keras.Input(shape=(16, 16, 3))
+    edges = keras.layers.Lambda(tf.image.sobel_edges)(inp)
+    edges = keras.layers.Reshape((16, 16, 6))(edges)
+    dy = keras.layers.Lambda(lambda t: tf.image.image_gradients(t)[0])(inp)
+    dx = keras.layers.Lambda(lambda t: tf.image.image_gradients(t)[1])(inp)
+    x = keras.layers.Concatenate(axis=3)([dy, dx, edges])
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dense(10, activation="softmax")(x)
+    theirs = keras.Model(inp, x)
+
+    ours = applications.classic_features_model(input_shape=(16, 16, 3))
+    theirs.set_weights(ours.get_weights())
+    rng = np.random.default_rng(1)
+    images = rng.random((96, 16, 16, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, 96)
+    np.testing.assert_allclose(ours.predict(images, verbose=0), theirs.predict(images, verbose=0),
+                               rtol=1e-4, atol=1e-6)
+
+    ours.compile(optimizer=pycnn.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    theirs.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    h_ours = ours.fit(images, labels, batch_size=32, epochs=3, shuffle=False, verbose=0).history["loss"]
+    h_theirs = theirs.fit(images, labels, batch_size=32, epochs=3, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(h_ours, h_theirs, rtol=2e-3)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-4)
