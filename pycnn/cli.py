@@ -49,34 +49,22 @@ class CliError(Exception):
 
 # ----------------------------------------------------------------------------- argument types
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {value}")
-    return value
+def _number_type(convert, what: str, accept):
+    """An argparse type: ``convert(text)`` that ``accept`` passes, else an error naming ``what``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}. Received: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {what}. Received: {text}")
+        return value
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer. Received: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer. Received: {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number. Received: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number. Received: {text}")
-    return value
+_positive_int = _number_type(int, "a positive integer", lambda v: v > 0)
+_non_negative_int = _number_type(int, "a non-negative integer", lambda v: v >= 0)
+_positive_float = _number_type(float, "a positive number", lambda v: 0 < v < float("inf"))
 
 
 def _input_shape(text: str) -> tuple[int, ...]:

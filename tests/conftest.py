@@ -50,3 +50,19 @@ def isa(request):
         yield request.param
     finally:
         _core.set_isa("avx512")
+
+
+@pytest.fixture
+def native_step_calls(monkeypatch):
+    """Counts calls of _core.network_train_step (the fused native step): ``calls["n"]``."""
+    from pycnn import _core
+
+    calls = {"n": 0}
+    real = _core.network_train_step
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "network_train_step", counting)
+    return calls

@@ -283,7 +283,7 @@ def test_multiple_outputs_predict_a_list():
 
 # --------------------------------------------------------------------------- the native step on graphs
 
-def test_branchy_graph_trains_through_the_native_step(monkeypatch):
+def test_branchy_graph_trains_through_the_native_step(monkeypatch, native_step_calls):
     inp = L.Input((8, 8, 3))
     edges = L.Reshape((8, 8, 6))(pycnn.image.sobel_edges(inp))
     dy, dx = pycnn.image.image_gradients(inp)
@@ -298,14 +298,7 @@ def test_branchy_graph_trains_through_the_native_step(monkeypatch):
     model = Model(inp, out)
     rng = np.random.default_rng(8)
     xs, ys = rng.random((16, 8, 8, 3), dtype=np.float32), rng.integers(0, 5, 16)
-    calls = {"n": 0}
-    real = _core.network_train_step
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_core, "network_train_step", counting)
+    calls = native_step_calls
     start = model.get_weights()
     grads = {}
     for native in ("1", "0"):

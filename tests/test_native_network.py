@@ -45,19 +45,12 @@ def one_sgd_step(model, x, y, native, monkeypatch, loss="sparse_categorical_cros
 # Batch 200: each thread runs its samples in several chunks (csrc/network.cpp, kChunkBytes).
 @pytest.mark.parametrize("build, shape, classes", [(lenet, (32, 32, 32, 3), 10), (lenet, (200, 32, 32, 3), 10),
                                                    (assorted, (9, 13, 11, 2), 4)])
-def test_native_step_matches_layer_by_layer(build, shape, classes, monkeypatch):
+def test_native_step_matches_layer_by_layer(build, shape, classes, monkeypatch, native_step_calls):
     model = build()
     rng = np.random.default_rng(1)
     x = rng.random(shape, dtype=np.float32)
     y = rng.integers(0, classes, shape[0])
-    calls = {"n": 0}
-    real = _core.network_train_step
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_core, "network_train_step", counting)
+    calls = native_step_calls
     loss_n, acc_n, grads_n = one_sgd_step(model, x, y, True, monkeypatch)
     assert calls["n"] == 1
     loss_l, acc_l, grads_l = one_sgd_step(model, x, y, False, monkeypatch)
