@@ -111,20 +111,31 @@ inline void expect_same_shape(const py::array& a, const py::array& b, const char
                     an, ".shape=", shape_str(a), ", ", bn, ".shape=", shape_str(b), "."));
 }
 
+// Window sizes and strides: an int or 2 ints (never bools), each in [1, 2^31 - 1], so that
+// no size arithmetic downstream can overflow and the error names the argument at fault.
 inline std::pair<int64_t, int64_t> positive_pair(const py::handle& obj, const char* fn, const char* arg) {
-  std::vector<int64_t> v;
-  try {
-    if (py::isinstance<py::int_>(obj) && !py::isinstance<py::bool_>(obj)) {
-      int64_t x = obj.cast<int64_t>();
-      v = {x, x};
-    } else {
-      v = obj.cast<std::vector<int64_t>>();
-    }
-  } catch (const py::cast_error&) {
-    type_error(cat(fn, "() expected '", arg, "' to be an int or a tuple of 2 ints. Received: ", arg, "=",
-                   std::string(py::repr(obj)), "."));
+  constexpr int64_t kMax = 2147483647;
+  std::vector<py::handle> items;
+  if (py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj)) {
+    for (const py::handle& item : obj) items.push_back(item);
+  } else {
+    items = {obj, obj};
   }
-  if (v.size() != 2 || v[0] < 1 || v[1] < 1)
+  std::vector<int64_t> v;
+  for (const py::handle& item : items) {
+    // Python and NumPy integers (anything with __index__), but not bools.
+    if (!PyIndex_Check(item.ptr()) || py::isinstance<py::bool_>(item) ||
+        py::isinstance(item, py::module_::import("numpy").attr("bool_")))
+      type_error(cat(fn, "() expected '", arg, "' to be an int or a tuple of 2 ints. Received: ", arg, "=",
+                     std::string(py::repr(obj)), "."));
+    const py::int_ value = py::reinterpret_steal<py::int_>(PyNumber_Index(item.ptr()));
+    if (!value) throw py::error_already_set();
+    if (!(value <= py::int_(kMax) && value >= py::int_(1)))
+      value_error(cat(fn, "() expected '", arg, "' to be positive integers of at most ", kMax, ". Received: ", arg, "=",
+                      std::string(py::repr(obj)), "."));
+    v.push_back(value.cast<int64_t>());
+  }
+  if (v.size() != 2)
     value_error(cat(fn, "() expected '", arg, "' to be a tuple of 2 positive integers. Received: ", arg, "=",
                     std::string(py::repr(obj)), "."));
   return {v[0], v[1]};
@@ -214,6 +225,9 @@ inline py::array_t<float> inplace_float(const py::handle& obj, const char* fn, c
   if (a.dtype().kind() != 'f' || a.itemsize() != 4)
     type_error(cat(fn, "() expected ", arg, "[", i, "] to be float32 (updated in place). Received: dtype=",
                    std::string(py::str(a.dtype())), "."));
+  if (a.dtype().byteorder() == '>')  // '=' native, '<' little (this build), '|' n/a
+    type_error(cat(fn, "() expected ", arg, "[", i, "] in native byte order (updated in place). Received: dtype=",
+                   std::string(py::str(a.dtype())), "; convert it with .astype(np.float32)."));
   if (!(a.flags() & py::array::c_style) || !a.writeable())
     value_error(cat(fn, "() expected ", arg, "[", i, "] to be a writeable C-contiguous array (updated in place)."));
   return py::reinterpret_borrow<py::array_t<float>>(a);

@@ -410,7 +410,9 @@ void adam_update_py(const py::list& weights, const py::list& grads, const py::li
     int64_t n;
   };
   std::vector<Job> jobs;
-  std::vector<FArray> keep;  // converted gradients stay alive until the kernels ran
+  // Every array whose pointer a job keeps stays referenced until the kernels ran: converting
+  // a later argument may run Python code (__array__) that drops the caller's references.
+  std::vector<FArray> keep;
   for (size_t i = 0; i < count; ++i) {
     auto w = inplace_float(weights[i], fn, "weights", i);
     auto m = inplace_float(ms[i], fn, "m", i);
@@ -420,7 +422,7 @@ void adam_update_py(const py::list& weights, const py::list& grads, const py::li
       value_error(cat(fn, "() expected weights[", i, "], grads[", i, "], m[", i, "] and v[", i,
                       "] to have the same size. Received: ", w.size(), ", ", g.size(), ", ", m.size(), ", ", v.size(), "."));
     jobs.push_back({w.mutable_data(), m.mutable_data(), v.mutable_data(), g.data(), static_cast<int64_t>(w.size())});
-    keep.push_back(g);
+    keep.insert(keep.end(), {FArray(w), FArray(m), FArray(v), g});
   }
   py::gil_scoped_release release;
   KernelLock lock;

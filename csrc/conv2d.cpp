@@ -45,8 +45,10 @@ bool window_output_size(int64_t in, int64_t k, int64_t s, bool same, int64_t* ou
                         int64_t* pad_after) {
   if (in < 1 || k < 1 || s < 1) return false;
   if (same) {
-    *out = (in + s - 1) / s;
-    const int64_t total = std::max<int64_t>((*out - 1) * s + k - in, 0);
+    // Written so that nothing overflows for any positive int64 sizes: (out - 1) * s < in.
+    *out = in / s + (in % s != 0);
+    const int64_t covered = in - (*out - 1) * s;  // in [1, s]
+    const int64_t total = std::max<int64_t>(k - covered, 0);
     *pad_before = total / 2;
     *pad_after = total - *pad_before;
   } else {

@@ -1,0 +1,131 @@
+"""Reproducers of what the hostile-input attack (issue 8) found, kept so they stay fixed."""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import pytest
+
+from pycnn import _core
+
+
+def test_adam_update_keeps_every_array_it_writes_alive():
+    # Converting a later argument runs __array__, which drops the caller's only references to
+    # the first weight and its moments; the binding must still hold them (else: use after free).
+    W = [np.ones(1 << 16, np.float32), np.ones(1, np.float32)]
+    M = [np.zeros(1 << 16, np.float32), np.zeros(1, np.float32)]
+    V = [np.zeros(1 << 16, np.float32), np.zeros(1, np.float32)]
+    refs = [weakref.ref(a[0]) for a in (W, M, V)]
+    seen = {}
+
+    class DropsTheOthers:
+        def __array__(self, dtype=None, copy=None):
+            W[0] = M[0] = V[0] = None
+            seen["alive"] = [r() is not None for r in refs]
+            return np.zeros(1, np.float32)
+
+    _core.adam_update(W, [np.ones(1 << 16, np.float32), DropsTheOthers()], M, V, 0.01, 0.9, 0.999, 1e-7)
+    assert seen["alive"] == [True, True, True], "the binding let go of arrays whose pointers it kept"
+    assert all(r() is None for r in refs)  # and released them after the kernel ran
+
+
+@pytest.mark.parametrize("which", ["weights", "m", "v"])
+def test_big_endian_buffers_written_in_place_are_refused(which):
+    arrays = {k: np.ones(4, np.float32) if k == "weights" else np.zeros(4, np.float32) for k in ("weights", "m", "v")}
+    arrays[which] = arrays[which].astype(">f4")
+    with pytest.raises(TypeError, match=rf"adam_update\(\) expected {which}\[0\] in native byte order.*>f4"):
+        _core.adam_update([arrays["weights"]], [np.ones(4, np.float32)], [arrays["m"]], [arrays["v"]],
+                          0.01, 0.9, 0.999, 1e-7)
+
+
+def test_big_endian_gradient_buffer_of_the_network_step_is_refused():
+    x = np.zeros((2, 3), np.float32)
+    w, b = np.zeros((3, 2), np.float32), np.zeros(2, np.float32)
+    nodes = [("dense", (0,), (w, b), (np.zeros((3, 2), ">f4"), None), (), ("linear",))]
+    with pytest.raises(TypeError, match=r"network_train_step\(\) expected dweight\[0\] in native byte order"):
+        _core.network_train_step(x, np.array([0, 1]), nodes)
+
+
+def test_big_endian_read_only_inputs_are_converted_not_misread():
+    x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(1, 2, 3, 4)
+    np.testing.assert_array_equal(_core.image_gradient_forward(x.astype(">f4"), 1), _core.image_gradient_forward(x, 1))
+
+
+def test_one_adam_step_on_native_order_weights_is_right():
+    w = np.ones(4, np.float32)
+    _core.adam_update([w], [np.ones(4, np.float32)], [np.zeros(4, np.float32)], [np.zeros(4, np.float32)],
+                      0.032, 0.9, 0.999, 1e-7)
+    # alpha is the caller's bias-corrected step size: m = 0.1, v = 0.001 after the first step.
+    np.testing.assert_allclose(w, 1 - 0.032 * 0.1 / (np.sqrt(0.001) + 1e-7), rtol=1e-5)
+
+
+HUGE = 2**63 - 1
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_huge_pool_strides_and_sizes_name_the_argument(padding):
+    x = np.ones((1, 5, 5, 1), np.float32)
+    for call, arg in [(lambda: _core.maxpool2d_forward(x, 2, HUGE, padding), "strides"),
+                      (lambda: _core.avgpool2d_forward(x, 2, (1, HUGE), padding), "strides"),
+                      (lambda: _core.maxpool2d_forward(x, HUGE, 1, padding), "pool_size"),
+                      (lambda: _core.conv2d_forward(x, np.ones((2, 2, 1, 1), np.float32), None, HUGE, padding),
+                       "strides")]:
+        with pytest.raises(ValueError, match=rf"expected '{arg}' to be positive integers of at most 2147483647"):
+            call()
+
+
+def test_bool_and_non_integer_window_arguments_are_refused():
+    x = np.ones((1, 5, 5, 1), np.float32)
+    for bad in [(True, True), True, np.bool_(True), (2, 2.0), "2"]:
+        with pytest.raises(TypeError, match="expected 'pool_size' to be an int or a tuple of 2 ints"):
+            _core.maxpool2d_forward(x, bad)
+    for bad in [(2,), (2, 2, 2), 0, (1, -1)]:
+        with pytest.raises(ValueError, match="pool_size"):
+            _core.maxpool2d_forward(x, bad)
+
+
+def test_numpy_integers_and_the_largest_stride_still_work():
+    x = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1)
+    out, _ = _core.maxpool2d_forward(x, (np.int64(2), np.int32(2)), 2**31 - 1, "same")
+    assert out.shape == (1, 1, 1, 1) and out[0, 0, 0, 0] == 6.0  # one window: rows/cols 0-1 ('same' pads 0 before)
+
+
+def test_max_pooling_propagates_nan_like_numpy():
+    import reference as ref
+
+    x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+    x[0, 1, 1, 0] = np.nan           # inside a window, not its first element
+    x[1, 0, 0, 2] = np.nan           # a window's first element
+    x[1, 2, 3, 1] = x[1, 3, 2, 1] = np.nan  # two NaNs in one window: the first wins
+    out, argmax = _core.maxpool2d_forward(x, 2)
+    want, want_argmax = ref.maxpool2d_forward(x, 2)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    assert np.isnan(out).sum() == 3
+    np.testing.assert_array_equal(out[~np.isnan(out)], want[~np.isnan(want)])
+    np.testing.assert_array_equal(argmax, want_argmax)
+
+
+@pytest.mark.parametrize("backward", ["relu_backward", "dense"])
+def test_relu_backward_propagates_nan_and_inf_gradients(backward):
+    out = np.array([[1.0, 0.0, 0.0, 2.0]], np.float32)
+    dout = np.array([[np.nan, np.nan, np.inf, 1.0]], np.float32)
+    if backward == "relu_backward":
+        d = _core.relu_backward(dout, out)
+    else:  # the fused activation inside dense's backward
+        w = np.eye(4, dtype=np.float32)
+        d = _core.dense_backward(dout, out, w, out, activation="relu")[2][None]  # dbias: dz summed over the batch
+    assert np.isnan(d[0, 0]) and np.isnan(d[0, 1]) and np.isnan(d[0, 2])  # NaN, NaN * 0, inf * 0
+    assert d[0, 3] == 1.0
+
+
+def test_the_native_step_reports_a_nan_loss_for_a_nan_input():
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    x[2, 3, 3, 0] = np.nan
+    w1, b1 = np.full((3, 3, 1, 2), 0.1, np.float32), np.zeros(2, np.float32)
+    w2, b2 = np.full((18, 3), 0.1, np.float32), np.zeros(3, np.float32)
+    nodes = [("conv2d", (0,), (w1, b1), (np.zeros_like(w1), np.zeros_like(b1)), (1, 1), ("valid", "relu")),
+             ("maxpool2d", (1,), (), None, (2, 2, 2, 2), ("valid",)), ("flatten", (2,), (), None, (), ()),
+             ("dense", (3,), (w2, b2), (np.zeros_like(w2), np.zeros_like(b2)), (), ("linear",))]
+    loss, _ = _core.network_train_step(x, np.array([0, 1, 2, 0]), nodes)
+    assert np.isnan(loss)
+    assert np.isnan(nodes[0][3][0]).any()
