@@ -33,6 +33,8 @@ py::dict build_info() {
 
 void set_num_threads_py(int n) {
   if (n < 1) value_error(cat("set_num_threads() expected a positive integer. Received: n=", n, "."));
+  if (n > 256)  // the per-thread scratch slots (runtime.cpp)
+    value_error(cat("set_num_threads() supports at most 256 threads. Received: n=", n, "."));
   pycnn::set_num_threads(n);
 }
 

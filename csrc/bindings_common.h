@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -231,6 +232,18 @@ inline py::array_t<float> inplace_float(const py::handle& obj, const char* fn, c
   if (!(a.flags() & py::array::c_style) || !a.writeable())
     value_error(cat(fn, "() expected ", arg, "[", i, "] to be a writeable C-contiguous array (updated in place)."));
   return py::reinterpret_borrow<py::array_t<float>>(a);
+}
+
+// Adam's hyper-parameters as the kernel receives them (alpha already bias-corrected): a
+// negative or non-finite value, or a beta outside [0, 1), would silently wreck the weights.
+inline void check_adam_hyper(double alpha, double beta_1, double beta_2, double epsilon, const char* fn) {
+  auto bad = [&](const char* name, double v, const char* want) {
+    value_error(cat(fn, "() expected ", name, " ", want, ". Received: ", name, "=", v, "."));
+  };
+  if (!std::isfinite(alpha) || alpha < 0) bad("alpha", alpha, "to be a finite number >= 0");
+  if (!(beta_1 >= 0 && beta_1 < 1)) bad("beta_1", beta_1, "in [0, 1)");
+  if (!(beta_2 >= 0 && beta_2 < 1)) bad("beta_2", beta_2, "in [0, 1)");
+  if (!std::isfinite(epsilon) || epsilon < 0) bad("epsilon", epsilon, "to be a finite number >= 0");
 }
 
 // The tail of every wrapper: everything Python-side has been read; run `kernel` without the

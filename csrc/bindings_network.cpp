@@ -160,6 +160,7 @@ void attach_adam(ParsedNetwork* parsed, const py::tuple& adam, pycnn::AdamStep* 
     value_error(cat(fn, "() expected adam=(alpha, beta_1, beta_2, epsilon, weights, m, v). Received a tuple of ",
                     adam.size(), " items."));
   *step = {adam[0].cast<float>(), adam[1].cast<float>(), adam[2].cast<float>(), adam[3].cast<float>()};
+  check_adam_hyper(step->alpha, step->beta_1, step->beta_2, step->epsilon, fn);
   py::list ws = adam[4].cast<py::list>(), ms = adam[5].cast<py::list>(), vs = adam[6].cast<py::list>();
   size_t k = 0;
   for (pycnn::NetNode& node : parsed->net.nodes) {

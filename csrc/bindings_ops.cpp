@@ -294,6 +294,9 @@ FArray softmax_crossentropy_backward_py(const py::object& probs_obj, const py::o
     } catch (const py::cast_error&) {
       type_error(cat(fn, "() expected 'scale' to be a number or None. Received: scale=", std::string(py::repr(scale_obj)), "."));
     }
+    if (!std::isfinite(scale))
+      value_error(cat(fn, "() expected 'scale' to be a finite float32 number. Received: scale=",
+                      std::string(py::repr(scale_obj)), "."));
   }
   FArray dlogits = like(probs);
   float* pd = dlogits.mutable_data();
@@ -400,6 +403,7 @@ FArray unary_grad(const py::object& dout_obj, const py::object& out_obj, GradKer
 void adam_update_py(const py::list& weights, const py::list& grads, const py::list& ms, const py::list& vs,
                     float alpha, float beta_1, float beta_2, float epsilon) {
   const char* fn = "adam_update";
+  check_adam_hyper(alpha, beta_1, beta_2, epsilon, fn);
   const size_t count = weights.size();
   if (grads.size() != count || ms.size() != count || vs.size() != count)
     value_error(cat(fn, "() expected lists of equal length. Received: len(weights)=", count, ", len(grads)=",
@@ -515,7 +519,7 @@ void bind_ops(py::module_& m) {
         "inp (N, H, W, C), weight (KH, KW, C, F), bias (F,) or None -> out (N, OH, OW, F) = act(conv + bias).");
   m.def("conv2d_backward", &conv2d_backward_py, py::arg("dout"), py::arg("inp"), py::arg("weight"),
         py::arg("out") = py::none(), py::arg("strides") = py::make_tuple(1, 1), py::arg("padding") = "valid",
-        py::arg("activation") = "linear", py::arg("has_bias") = true, py::arg("need_dinp") = true,
+        py::arg("activation") = "linear", py::arg("has_bias").noconvert() = true, py::arg("need_dinp").noconvert() = true,
         "dout (N, OH, OW, F) w.r.t. the activation's output; out is that output (needed unless linear) -> "
         "(dinp (N, H, W, C) or None, dweight (KH, KW, C, F), dbias (F,) or None).");
   m.def("maxpool2d_forward", &maxpool2d_forward_py, py::arg("inp"), py::arg("pool_size"),
@@ -539,8 +543,8 @@ void bind_ops(py::module_& m) {
   m.def("dense_forward", &dense_forward_py, py::arg("inp"), py::arg("weight"), py::arg("bias") = py::none(),
         py::arg("activation") = "linear", "inp (N, in), weight (in, out), bias (out,) or None -> out (N, out).");
   m.def("dense_backward", &dense_backward_py, py::arg("dout"), py::arg("inp"), py::arg("weight"),
-        py::arg("out") = py::none(), py::arg("activation") = "linear", py::arg("has_bias") = true,
-        py::arg("need_dinp") = true, "-> (dinp (N, in) or None, dweight (in, out), dbias (out,) or None).");
+        py::arg("out") = py::none(), py::arg("activation") = "linear", py::arg("has_bias").noconvert() = true,
+        py::arg("need_dinp").noconvert() = true, "-> (dinp (N, in) or None, dweight (in, out), dbias (out,) or None).");
   m.def("adam_update", &adam_update_py, py::arg("weights"), py::arg("grads"), py::arg("m"), py::arg("v"),
         py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         "In place, for each i: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= alpha m / (sqrt(v) + eps).");

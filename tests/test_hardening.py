@@ -129,3 +129,37 @@ def test_the_native_step_reports_a_nan_loss_for_a_nan_input():
     loss, _ = _core.network_train_step(x, np.array([0, 1, 2, 0]), nodes)
     assert np.isnan(loss)
     assert np.isnan(nodes[0][3][0]).any()
+
+
+def test_unvalidated_scalar_arguments_are_now_refused():
+    p = np.full((1, 2), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"expected 'scale' to be a finite float32 number. Received: scale=1e\+40"):
+        _core.softmax_crossentropy_backward(p, np.array([0]), 1e40)
+    one = lambda: [np.ones(2, np.float32)]  # noqa: E731
+    for kwargs, name in [(dict(alpha=-1.0), "alpha"), (dict(beta_1=2.0**200), "beta_1"), (dict(beta_2=1.0), "beta_2"),
+                         (dict(epsilon=float("nan")), "epsilon"), (dict(alpha=float("inf")), "alpha")]:
+        args = {**dict(alpha=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7), **kwargs}
+        with pytest.raises(ValueError, match=rf"adam_update\(\) expected {name} "):
+            _core.adam_update(one(), one(), one(), one(), **args)
+    d, x, w = np.ones((1, 2), np.float32), np.ones((1, 2), np.float32), np.ones((2, 2), np.float32)
+    for bad in (2**70, None, 1, "yes"):
+        with pytest.raises(TypeError):
+            _core.dense_backward(d, x, w, None, "linear", bad)
+    assert _core.dense_backward(d, x, w, None, "linear", np.bool_(False))[2] is None
+    with pytest.raises(ValueError, match=r"set_num_threads\(\) supports at most 256 threads. Received: n=1000000"):
+        _core.set_num_threads(10**6)
+    with pytest.raises(ValueError, match="at most 256"):
+        import pycnn
+        pycnn.set_num_threads(257)
+
+
+def test_the_native_step_checks_its_adam_hyper_parameters():
+    x = np.zeros((2, 3), np.float32)
+    w, b = np.zeros((3, 2), np.float32), np.zeros(2, np.float32)
+    gw, gb = np.zeros_like(w), np.zeros_like(b)
+    nodes = [("dense", (0,), (w, b), (gw, gb), (), ("linear",))]
+    m = [np.zeros_like(w), np.zeros_like(b)]
+    v = [np.zeros_like(w), np.zeros_like(b)]
+    with pytest.raises(ValueError, match=r"network_train_step\(\) expected beta_1 in \[0, 1\)"):
+        _core.network_train_step(x, np.array([0, 1]), nodes, adam=(0.01, 1.5, 0.999, 1e-7, [w, b], m, v))
+    assert not w.any(), "nothing may be written when the arguments are refused"
