@@ -238,7 +238,7 @@ void bind_network(py::module_& m) {
         "Forward, mean softmax cross-entropy against integer labels, and backward of a whole network (a list of "
         "(kind, inputs, params, grads, ints, strs) node tuples in topological order) in one call; x is one array "
         "or a list, one per network input. Writes every gradient buffer. adam=(alpha, beta_1, beta_2, epsilon, "
-        "weights, m, v) also applies that Adam step in place. Returns (mean loss, number of correct argmax "
+        "weights, m, v) also applies that Adam step in place, unless the loss is not finite. Returns (mean loss, number of correct argmax "
         "predictions).");
   m.def("network_predict", &network_predict_py, py::arg("x"), py::arg("layers"), py::arg("softmax") = false,
         "Forward of a whole network; softmax over the last axis of the output when asked.");

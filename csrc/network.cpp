@@ -2,6 +2,7 @@
 #include "network.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -354,6 +355,11 @@ double network_train_step(const Network& net, const std::vector<const float*>& x
 #ifdef PYCNN_OPENMP
 #pragma omp barrier
 #endif
+    // A non-finite loss means non-finite gradients: the Adam step is skipped so the weights
+    // stay those of the last finite step (every thread sees every loss_part after the barrier).
+    double total = 0.0;
+    for (int u = 0; u < T; ++u) total += loss_part[u];
+    const bool apply_adam = adam && std::isfinite(total);
     // Sum the threads' gradients; each thread owns a slice of every parameter array.
     for (size_t i = 0; i < net.nodes.size(); ++i) {
       const NetNode& n = net.nodes[i];
@@ -368,7 +374,7 @@ double network_train_step(const Network& net, const std::vector<const float*>& x
           for (int u = 0; u < team; ++u) sum += grads[u][off + j];
           dst[j] = sum;
         }
-        if (adam && n.param_rw[p])
+        if (apply_adam && n.param_rw[p])
           adam_update(n.param_rw[p] + lo, n.adam_m[p] + lo, n.adam_v[p] + lo, dst + lo, hi - lo, adam->alpha,
                       adam->beta_1, adam->beta_2, adam->epsilon);
       }

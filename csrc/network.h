@@ -123,7 +123,8 @@ struct AdamStep {
 // the logits (N, classes). Writes every dparam. Returns the mean loss; *correct counts the
 // rows whose largest logit is the label. With `adam` (may be null), each thread also applies
 // the Adam update to its slice of every parameter right after summing its gradient, in the
-// same parallel region (nodes then carry param_rw and the moments).
+// same parallel region (nodes then carry param_rw and the moments); when the loss is not
+// finite, the update is skipped and the weights are left as they were.
 double network_train_step(const Network& net, const std::vector<const float*>& x, const int64_t* labels, int64_t N,
                           int64_t classes, int64_t* correct, const AdamStep* adam = nullptr);
 

@@ -33,6 +33,7 @@ from . import (activations, augment, callbacks, datasets, image, initializers, l
                models, optimizers, plotting, utils)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
+from .trainer import NonFiniteLossError  # noqa: E402
 from .utils import set_random_seed  # noqa: E402
 
 
@@ -54,5 +55,5 @@ def get_num_threads() -> int:
 
 
 __all__ = ["build_info", "set_num_threads", "get_num_threads", "__version__", "Sequential", "Model", "Input",
-           "load_model", "set_random_seed", "layers", "models", "losses", "optimizers", "callbacks",
+           "load_model", "NonFiniteLossError", "set_random_seed", "layers", "models", "losses", "optimizers", "callbacks",
            "activations", "initializers", "utils", "datasets", "augment", "plotting", "image"]

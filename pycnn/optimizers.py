@@ -103,6 +103,10 @@ class Optimizer:
         then applies the gradients the step wrote with :meth:`apply_gradients`."""
         return None
 
+    def native_step_skipped(self) -> None:
+        """The native step refused to apply the update :meth:`native_step_args` prepared
+        (its loss was not finite): take back the step it counted."""
+
     def get_slots(self, variables: Sequence[np.ndarray]) -> List[List[np.ndarray]]:
         """Per variable, the state arrays the update keeps (empty before the first step)."""
         out = []
@@ -215,6 +219,9 @@ class Adam(Optimizer):
         alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         slots = [self._slot(w, 3) for w in variables]
         return (alpha, b1, b2, self.epsilon, list(variables), [s[0] for s in slots], [s[1] for s in slots])
+
+    def native_step_skipped(self) -> None:
+        self.iterations -= 1
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         m, v, scratch = self._slot(w, 3)

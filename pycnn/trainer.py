@@ -41,6 +41,22 @@ from . import utils
 from .progress import Progbar
 
 _ACCURACY_NAMES = ("accuracy", "acc")
+_NONFINITE_CHOICES = ("raise", "ignore")
+#: A batch loss above both this and 1000x the run's first batch loss draws one warning per fit.
+_EXPLODING_LOSS = 1e6
+
+
+class NonFiniteLossError(FloatingPointError):
+    """fit() met a batch whose loss is NaN or infinite. The step was not applied: the model
+    keeps the weights of the last finite step. ``epoch`` (0-based), ``step`` (1-based within
+    the epoch) and ``loss`` say where."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"fit() stopped: the loss of epoch {epoch + 1}, step {step} is {loss}. The model keeps the "
+                         f"weights of the last finite step (that step was not applied). Look for NaN or inf in the "
+                         f"inputs or targets of that batch, or lower the learning rate; fit(..., "
+                         f"nonfinite_loss='ignore') or a TerminateOnNaN callback lets training go on or stop quietly.")
+        self.epoch, self.step, self.loss = epoch, step, loss
 
 
 class Trainer:
@@ -202,13 +218,18 @@ class Trainer:
         if plan is not None:
             x_arg = xs[0] if len(xs) == 1 else xs
             adam = self.optimizer.native_step_args(plan.trained)
+            # A step whose loss is not finite applies no update (its gradients are not finite
+            # either): the weights stay those of the last finite step, for fit() to report.
             if adam is not None:  # the update runs inside the same native call, thread by thread
                 loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, adam=adam)
                 fused_step.publish_gradients(plan)
+                if not math.isfinite(loss):
+                    self.optimizer.native_step_skipped()
             else:
                 loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes)
                 fused_step.publish_gradients(plan)
-                self.optimizer.apply_gradients(self._gradient_pairs())
+                if math.isfinite(loss):
+                    self.optimizer.apply_gradients(self._gradient_pairs())
             if not self.metrics_names:
                 return float(loss), 0, 0
             return float(loss), int(correct), int(xs[0].shape[0])
@@ -222,7 +243,8 @@ class Trainer:
             layer._grads = [None] * len(layer.weights)  # a layer backward does not reach gets no update
         for layer, grads in run_backward(graph, trace, dout).values():
             layer._grads = grads
-        self.optimizer.apply_gradients(self._gradient_pairs())
+        if math.isfinite(loss):
+            self.optimizer.apply_gradients(self._gradient_pairs())
         correct, count = self._correct(yb, out) if self.metrics_names else (0, 0)
         return loss, correct, count
 
@@ -265,7 +287,7 @@ class Trainer:
     def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1, verbose: Union[int, str] = 1,
             callbacks: Optional[Sequence[callbacks_module.Callback]] = None, validation_split: float = 0.0,
             validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            initial_epoch: int = 0) -> callbacks_module.History:
+            initial_epoch: int = 0, nonfinite_loss: str = "raise") -> callbacks_module.History:
         """Train for ``epochs`` passes over ``(x, y)`` in shuffled mini-batches.
 
         Args:
@@ -284,6 +306,11 @@ class Trainer:
             shuffle: reshuffle the samples every epoch (seeded by
                 :func:`pycnn.utils.set_random_seed`).
             initial_epoch: epoch to start from (for resuming).
+            nonfinite_loss: what a batch with a NaN or infinite loss does (that batch's
+                update is never applied): 'raise' (default) stops with
+                :class:`NonFiniteLossError` after the batch's callbacks ran, unless one of
+                them (e.g. ``TerminateOnNaN``) stopped training; 'ignore' goes on with the
+                next batch. Not in Keras, which applies the non-finite update.
 
         Returns:
             A :class:`pycnn.callbacks.History`; ``history.history`` has per-epoch lists
@@ -292,8 +319,12 @@ class Trainer:
         Raises:
             RuntimeError: if the model is not compiled.
             ValueError / TypeError: malformed data or arguments.
+            NonFiniteLossError: a non-finite batch loss, with ``nonfinite_loss='raise'``.
         """
         self._require_compiled("fit")
+        if nonfinite_loss not in _NONFINITE_CHOICES:
+            raise ValueError(f"Invalid value for argument 'nonfinite_loss' of fit(): expected one of "
+                             f"{_NONFINITE_CHOICES}. Received: nonfinite_loss={nonfinite_loss!r}.")
         batch_size = utils.positive_int(batch_size, "batch_size", "fit()")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"Invalid value for argument 'epochs' of fit(): expected a non-negative integer. "
@@ -334,6 +365,8 @@ class Trainer:
         self.stop_training = False
         for cb in cbs:
             cb.on_train_begin()
+        first_loss: Optional[float] = None
+        warned = False
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
@@ -351,6 +384,14 @@ class Trainer:
                 for cb in cbs:
                     cb.on_batch_begin(step - 1)
                 loss, c, k = self._train_step(xb, yb)
+                if first_loss is None and math.isfinite(loss):
+                    first_loss = loss
+                if (not warned and math.isfinite(loss) and first_loss is not None
+                        and loss > max(_EXPLODING_LOSS, 1e3 * first_loss)):
+                    warned = True
+                    warnings.warn(f"fit(): the loss of epoch {epoch + 1}, step {step} is {loss:.4g}, "
+                                  f"{loss / max(first_loss, 1e-30):.3g}x the first batch's ({first_loss:.4g}): "
+                                  f"training is diverging; lower the learning rate.", RuntimeWarning, stacklevel=2)
                 m = xb[0].shape[0]
                 loss_sum += loss * m
                 seen += m
@@ -359,6 +400,8 @@ class Trainer:
                 logs = self._logs(loss_sum, seen, correct, count)
                 for cb in cbs:
                     cb.on_batch_end(step - 1, dict(logs))
+                if not math.isfinite(loss) and nonfinite_loss == "raise" and not self.stop_training:
+                    raise NonFiniteLossError(epoch, step, loss)
                 if step < steps:
                     bar.update(step, logs)
                 if self.stop_training:

@@ -163,3 +163,73 @@ def test_the_native_step_checks_its_adam_hyper_parameters():
     with pytest.raises(ValueError, match=r"network_train_step\(\) expected beta_1 in \[0, 1\)"):
         _core.network_train_step(x, np.array([0, 1]), nodes, adam=(0.01, 1.5, 0.999, 1e-7, [w, b], m, v))
     assert not w.any(), "nothing may be written when the arguments are refused"
+
+
+# ----------------------------------------------------------------------------- long runs: non-finite losses
+
+def _nan_batch_data():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6, 6, 2), dtype=np.float32)
+    y = rng.integers(0, 3, 40)
+    x[21] = np.nan  # batch 3 (1-based) of 8-sample batches
+    return x, y
+
+
+def _small_model(conv: bool, optimizer):
+    import pycnn
+    from pycnn import layers
+
+    stack = [layers.Input((6, 6, 2))]
+    if conv:
+        stack += [layers.Conv2D(3, 3, activation="relu"), layers.MaxPooling2D(2)]
+    model = pycnn.Sequential(stack + [layers.Flatten(), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_fit_stops_at_the_first_nan_loss_with_the_last_finite_weights(optimizer, native, monkeypatch):
+    import pycnn
+
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", native)
+    x, y = _nan_batch_data()
+    pycnn.set_random_seed(1)
+    model = _small_model(True, optimizer)
+    reference = _small_model(True, optimizer)
+    reference.set_weights(model.get_weights())
+    reference.fit(x[:16], y[:16], batch_size=8, epochs=1, shuffle=False, verbose=0)  # the two finite steps
+    with pytest.raises(pycnn.NonFiniteLossError, match=r"epoch 1, step 3 is nan\. The model keeps the weights") as err:
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert (err.value.epoch, err.value.step) == (0, 3)
+    assert model.optimizer.iterations == 2
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_can_ignore_nan_batches_and_terminate_on_nan_still_stops_quietly(capsys):
+    import pycnn
+
+    x, y = _nan_batch_data()
+    model = _small_model(False, "adam")
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, nonfinite_loss="ignore")
+    assert len(history.epoch) == 2 and model.optimizer.iterations == 8  # 10 batches, the two NaN ones skipped
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    model = _small_model(False, "adam")
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                        callbacks=[pycnn.callbacks.TerminateOnNaN()])
+    assert history.epoch == [0] and "Invalid loss, terminating training" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"'nonfinite_loss' of fit\(\): expected one of \('raise', 'ignore'\)"):
+        model.fit(x, y, nonfinite_loss="skip", verbose=0)
+
+
+def test_an_exploding_loss_draws_one_warning():
+    import pycnn
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6, 6, 2), dtype=np.float32), rng.integers(0, 3, 64)
+    model = _small_model(False, pycnn.optimizers.Adam(1e6))
+    with pytest.warns(RuntimeWarning, match="training is diverging") as record:
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, nonfinite_loss="ignore")
+    assert sum("diverging" in str(w.message) for w in record) == 1
