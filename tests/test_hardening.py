@@ -233,3 +233,50 @@ def test_an_exploding_loss_draws_one_warning():
     with pytest.warns(RuntimeWarning, match="training is diverging") as record:
         model.fit(x, y, batch_size=8, epochs=3, verbose=0, nonfinite_loss="ignore")
     assert sum("diverging" in str(w.message) for w in record) == 1
+
+
+# ----------------------------------------------------------------------------- files
+
+def test_a_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
+    import gzip
+    import tracemalloc
+
+    from pycnn.datasets._files import CorruptDatasetError, read_idx
+
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    header = (0x0801).to_bytes(4, "big") + (10).to_bytes(4, "big")
+    with gzip.open(path, "wb", compresslevel=9) as f:  # declares 10 labels, holds 10 + 200 MB
+        f.write(header + bytes(10))
+        zeros = bytes(1 << 20)
+        for _ in range(200):
+            f.write(zeros)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    with pytest.raises(CorruptDatasetError, match=r"with dimensions \(10,\) expected 18 bytes\. Received: 19 bytes"):
+        read_idx(path, 1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20, f"decompressed {peak} bytes for an 18-byte file"
+
+
+def test_an_idx_header_declaring_too_much_is_refused_before_reading(tmp_path):
+    from pycnn.datasets._files import CorruptDatasetError, read_idx
+
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes((0x0803).to_bytes(4, "big") + (1 << 20).to_bytes(4, "big") * 3 + bytes(100))
+    with pytest.raises(CorruptDatasetError, match=r"declares dimensions \(1048576, 1048576, 1048576\)"):
+        read_idx(path, 3)
+
+
+def test_a_well_formed_idx_file_still_reads(tmp_path):
+    import gzip
+
+    from pycnn.datasets._files import read_idx
+
+    x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    data = (0x0803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in x.shape) + x.tobytes()
+    (tmp_path / "a").write_bytes(data)
+    with gzip.open(tmp_path / "a.gz", "wb") as f:
+        f.write(data)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a", 3), x)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.gz", 3), x)

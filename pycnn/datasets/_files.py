@@ -22,6 +22,7 @@ import pickle
 import tarfile
 import zlib
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -66,23 +67,63 @@ def data_dir_from_env() -> Path | None:
 # IDX (MNIST, Fashion-MNIST)
 # --------------------------------------------------------------------------------------
 
-def read_maybe_gzip(path: Path) -> bytes:
-    """Whole content of ``path``, gunzipped when the name ends in ``.gz``.
+#: The largest IDX payload read (MNIST's training images are 47 MB): a header declaring more
+#: is refused before anything is allocated.
+MAX_IDX_BYTES = 1 << 31
+
+
+def read_maybe_gzip(path: Path, limit: Optional[int] = None) -> bytes:
+    """Content of ``path``, gunzipped when the name ends in ``.gz``.
+
+    With ``limit``, at most ``limit + 1`` bytes are decompressed, so a gzip bomb costs no
+    more memory than the file it pretends to be (the caller sees the extra byte and refuses).
 
     Raises:
         CorruptDatasetError: the gzip stream is truncated or damaged.
     """
     path = Path(path)
+    size = -1 if limit is None else limit + 1
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+                return _read_up_to(f, size)
+        with open(path, "rb") as f:
+            return _read_up_to(f, size)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise CorruptDatasetError(
             f"Dataset file {str(path)!r} is truncated or not a valid gzip file ({exc}). "
             "Delete it and download it again."
         ) from exc
+
+
+def _read_up_to(f, size: int) -> bytes:
+    if size < 0:
+        return f.read()
+    chunks, left = [], size
+    while left > 0:  # in pieces: no buffer of the declared size is allocated up front
+        chunk = f.read(min(left, 1 << 22))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
+    """Read and decode one IDX file (gzipped or not), decompressing no more than its header
+    declares (capped at :data:`MAX_IDX_BYTES`)."""
+    path = Path(path)
+    header = read_maybe_gzip(path, 4 + 4 * expected_ndim - 1)
+    total = None
+    if len(header) == 4 + 4 * expected_ndim and int.from_bytes(header[:4], "big") == 0x0800 | expected_ndim:
+        dims = [int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(expected_ndim)]
+        total = len(header) + int(np.prod(dims, dtype=object))
+        if total > MAX_IDX_BYTES:
+            raise CorruptDatasetError(
+                f"IDX file {str(path)!r} declares dimensions {tuple(dims)} ({total} bytes), more than the "
+                f"{MAX_IDX_BYTES} bytes pycnn reads. The file is corrupt; delete it and download it again.")
+    data = read_maybe_gzip(path, total)  # header problems are reported by decode_idx
+    return decode_idx(data, str(path), expected_ndim)
 
 
 def decode_idx(data: bytes, name: str, expected_ndim: int) -> np.ndarray:
@@ -137,8 +178,8 @@ def load_idx_pair(images_path: Path, labels_path: Path, image_hw: tuple[int, int
     Returns:
         ``(x, y)``: x uint8 (N, H, W), y uint8 (N,).
     """
-    x = decode_idx(read_maybe_gzip(images_path), str(images_path), 3)
-    y = decode_idx(read_maybe_gzip(labels_path), str(labels_path), 1)
+    x = read_idx(images_path, 3)
+    y = read_idx(labels_path, 1)
     if x.shape[1:] != tuple(image_hw):
         raise CorruptDatasetError(
             f"IDX file {str(images_path)!r} expected images of size {image_hw}. "
