@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from . import _tempfiles
 from . import layers as layers_module
 from . import losses as losses_module
 from . import optimizers as optimizers_module
@@ -196,8 +196,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_npz(path: str, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = _tempfiles.make_temp(path, ".tmp")  # also removes what killed writers left
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **{MANIFEST_KEY: np.array(json.dumps(manifest))}, **arrays)

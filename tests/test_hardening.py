@@ -280,3 +280,62 @@ def test_a_well_formed_idx_file_still_reads(tmp_path):
         f.write(data)
     np.testing.assert_array_equal(read_idx(tmp_path / "a", 3), x)
     np.testing.assert_array_equal(read_idx(tmp_path / "a.gz", 3), x)
+
+
+_SAVER = r"""
+import sys, numpy as np, pycnn
+from pycnn import layers
+model = pycnn.Sequential([layers.Input((64,)), layers.Dense(2048), layers.Dense(2048), layers.Dense(10)])
+print("ready", flush=True)
+while True:
+    model.save_weights(sys.argv[1])
+"""
+
+
+def kill_during_saves(path, trials: int, rng) -> None:
+    """Start a process that saves ``path`` (about 17 MB) in a loop and kill -9 it mid-way, ``trials`` times."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd()] + sys.path))
+    for _ in range(trials):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, env=env)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.05 + 0.3 * rng.random())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_kill_9_during_save_keeps_the_last_file_and_no_temporary_files_pile_up(tmp_path, rng):
+    import pycnn
+    from pycnn import layers
+
+    path = tmp_path / "w.npz"
+    kill_during_saves(path, 3, rng)
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "w.npz"]
+    model = pycnn.Sequential([layers.Input((64,)), layers.Dense(2048), layers.Dense(2048), layers.Dense(10)])
+    if path.exists():
+        model.load_weights(path)  # whatever the last complete save was, it loads
+    model.save_weights(path)      # the next save removes what the killed writers left
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"], f"left behind: {leftovers}"
+    model.load_weights(path)
+
+
+def test_temporary_files_of_live_writers_are_left_alone(tmp_path):
+    import os
+
+    from pycnn import _tempfiles
+
+    dest = tmp_path / "w.npz"
+    fd, mine = _tempfiles.make_temp(dest, ".tmp")
+    os.close(fd)
+    parent = tmp_path / f".w.npz.{_tempfiles._host()}.{os.getppid()}.abc123.tmp"  # a live process's
+    other_host = tmp_path / f".w.npz.elsewhere.1.abc123.tmp"
+    dead = tmp_path / f".w.npz.{_tempfiles._host()}.{2**22 + 12345}.abc123.tmp"  # above pid_max: never alive
+    for p in (parent, other_host, dead):
+        p.write_bytes(b"x")
+    assert _tempfiles.remove_orphans(dest, ".tmp") == 1
+    assert not dead.exists() and parent.exists() and other_host.exists() and os.path.exists(mine)

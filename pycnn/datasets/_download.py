@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import TextIO
 
+from .. import _tempfiles
 from ._files import ChecksumError
 
 CHUNK = 1 << 16
@@ -93,7 +93,7 @@ def download(url: str, dest: Path, md5: str, *, stream: TextIO | None = None) ->
     dest = Path(dest)
     stream = sys.stderr if stream is None else stream
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp_name = _tempfiles.make_temp(dest, ".part")  # also removes what killed downloads left
     digest = hashlib.md5()
     done = 0
     try:
