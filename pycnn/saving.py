@@ -236,7 +236,30 @@ def _read_npz(path: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     if manifest.get("version") != FORMAT_VERSION:
         raise ValueError(f"'{path}' is a pycnn file of format version {manifest.get('version')!r}; this pycnn "
                          f"reads version {FORMAT_VERSION}. Save it again with the pycnn that reads it.")
+    _check_layer_entries(manifest["layers"], path)
     return manifest, arrays
+
+
+def _check_layer_entries(entries: Any, path: str) -> None:
+    """The manifest's layer list has the documented shape (a damaged or hand-edited file must
+    give a ValueError that says where, not a KeyError deep in the loader)."""
+    def bad(where: str, what: str) -> None:
+        raise ValueError(f"'{path}' has a damaged manifest: {where} {what}.")
+
+    if not isinstance(entries, list):
+        bad("'layers'", f"should be a list, not {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            bad(f"layers[{i}]", f"should be an object, not {type(entry).__name__}")
+        for key in ("name", "class"):
+            if not isinstance(entry.get(key), str):
+                bad(f"layers[{i}]", f"has no string '{key}'")
+        weights = entry.get("weights")
+        if not isinstance(weights, list):
+            bad(f"layers[{i}] ('{entry['name']}')", "has no 'weights' list")
+        for j, w in enumerate(weights):
+            if not (isinstance(w, dict) and isinstance(w.get("name"), str) and isinstance(w.get("key"), str)):
+                bad(f"layers[{i}] ('{entry['name']}') weights[{j}]", "should be an object with string 'name' and 'key'")
 
 
 def load_weights(model: Any, path: PathLike) -> None:
@@ -288,6 +311,12 @@ def _assign(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray],
                 raise ValueError(f"{prefix}: layer '{layer.name}' ({cls}) expects {w['name']} of shape "
                                  f"{param.shape}, but the file's layer '{entry['name']}' has {w['name']} of "
                                  f"shape {value.shape}.")
+            if value.dtype.kind != "f":
+                raise ValueError(f"{prefix}: layer '{layer.name}' ({cls}) expects floating-point {w['name']}, but "
+                                 f"the file's array '{w['key']}' has dtype {value.dtype}.")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{prefix}: the file's {w['name']} of layer '{entry['name']}' holds "
+                                 f"{int(np.count_nonzero(~np.isfinite(value)))} NaN or infinite values.")
             assignments.append((param, value))
     for param, value in assignments:
         param[...] = value

@@ -66,3 +66,14 @@ def native_step_calls(monkeypatch):
 
     monkeypatch.setattr(_core, "network_train_step", counting)
     return calls
+
+
+def pytest_sessionstart(session):
+    # .ci/sanitize.sh runs the suite on a sanitized copy of the package: make sure it is that
+    # copy, not the working tree's, that the tests import.
+    expected = os.environ.get("PYCNN_EXPECT_PACKAGE_UNDER")
+    if expected:
+        import pycnn
+
+        if not os.path.abspath(pycnn.__file__).startswith(os.path.abspath(expected)):
+            raise pytest.UsageError(f"expected pycnn from {expected}, imported {pycnn.__file__}")

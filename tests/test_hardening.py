@@ -339,3 +339,56 @@ def test_temporary_files_of_live_writers_are_left_alone(tmp_path):
         p.write_bytes(b"x")
     assert _tempfiles.remove_orphans(dest, ".tmp") == 1
     assert not dead.exists() and parent.exists() and other_host.exists() and os.path.exists(mine)
+
+
+def _tampered(tmp_path, edit_manifest=None, edit_arrays=None):
+    import json
+
+    import pycnn
+    from pycnn import layers
+
+    model = pycnn.Sequential([layers.Input((4,)), layers.Dense(3)])
+    src = tmp_path / "good.npz"
+    model.save_weights(src)
+    with np.load(src) as data:
+        arrays = {k: data[k] for k in data.files}
+    manifest = json.loads(str(arrays.pop("__pycnn_manifest__")))
+    if edit_manifest:
+        edit_manifest(manifest)
+    if edit_arrays:
+        edit_arrays(arrays)
+    out = tmp_path / "tampered.npz"
+    np.savez(out, __pycnn_manifest__=np.array(json.dumps(manifest)), **arrays)
+    return model, out
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m.update(layers=5), r"'layers' should be a list, not int"),
+    (lambda m: m.update(layers=[{}]), r"layers\[0\] has no string 'name'"),
+    (lambda m: m["layers"][-1].update(weights=None), r"has no 'weights' list"),
+    (lambda m: m["layers"][-1]["weights"].__setitem__(0, 7), r"weights\[0\] should be an object"),
+])
+def test_tampered_manifests_give_a_value_error_that_says_where(tmp_path, edit, match):
+    from pycnn.saving import MANIFEST_KEY
+
+    assert MANIFEST_KEY == "__pycnn_manifest__"
+    model, path = _tampered(tmp_path, edit_manifest=edit)
+    with pytest.raises(ValueError, match=match):
+        model.load_weights(path)
+
+
+def _first_array_key(arrays):
+    return sorted(arrays)[0]
+
+
+@pytest.mark.parametrize("poison, match", [
+    (lambda a: a.__setitem__(_first_array_key(a), a[_first_array_key(a)].astype(np.int8)), "has dtype int8"),
+    (lambda a: a[_first_array_key(a)].flat.__setitem__(0, np.nan), "holds 1 NaN or infinite values"),
+])
+def test_non_float_or_non_finite_weights_are_refused_and_nothing_changes(tmp_path, poison, match):
+    model, path = _tampered(tmp_path, edit_arrays=poison)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=match):
+        model.load_weights(path)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
