@@ -25,8 +25,11 @@ An uncompressed NumPy ``.npz`` archive (the name is used as given), read with
 * when the model is compiled, ``"compile"``: the optimizer's and the loss's class and
   arguments and the metrics, and ``"optimizer_state"``: the step count and, per weight
   (``model.weights`` order), the keys of its optimizer slots, stored as
-  ``optimizer/{k:03d}/{slot}`` arrays. A model saved, loaded and trained further follows the
-  same trajectory as one never saved.
+  ``optimizer/{k:03d}/{slot}`` arrays, and ``"training_state"``: ``{"rng": ..., "epochs_done":
+  n}``, the state of pycnn's random generator (:func:`pycnn.utils.get_rng_state`) and the
+  epochs run when the file was written. ``load_model`` restores that generator state, so
+  ``load_model(checkpoint)`` then ``fit(..., initial_epoch=n)``, even in a new process,
+  shuffles, drops out and updates exactly as the uninterrupted run would have.
 
 Files are written atomically (a temporary file in the same folder, fsync, then
 ``os.replace``). ``load_weights`` pairs the layers that have weights in order, checks every
@@ -48,6 +51,7 @@ from . import _tempfiles
 from . import layers as layers_module
 from . import losses as losses_module
 from . import optimizers as optimizers_module
+from . import utils
 
 MANIFEST_KEY = "__pycnn_manifest__"
 WEIGHTS_FORMAT = "pycnn.weights"
@@ -182,6 +186,10 @@ def save_model(model: Any, path: PathLike) -> None:
                 keys.append(key)
             slot_keys.append(keys)
         manifest["optimizer_state"] = {"iterations": int(model.optimizer.iterations), "slots": slot_keys}
+        # What a resumed fit() needs to continue exactly as an uninterrupted one: the random
+        # generator that shuffles and draws dropout masks, and how many epochs have run.
+        manifest["training_state"] = {"rng": _jsonable(utils.get_rng_state()),
+                                      "epochs_done": int(getattr(model, "_epochs_done", 0))}
     _write_npz(os.fspath(path), manifest, arrays)
 
 
@@ -377,6 +385,13 @@ def _restore_compile(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.
                              f"{len(model.weights)} weights.")
         optimizer.set_slots(model.weights, [[arrays[k] for k in keys] for keys in slot_keys],
                             int(state.get("iterations", 0)))
+    training = manifest.get("training_state")
+    if training is not None:
+        try:
+            utils.set_rng_state(training["rng"])
+            model._epochs_done = int(training.get("epochs_done", 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"'{path}' has a damaged training state: {type(exc).__name__}: {exc}") from exc
 
 
 def _instance(module: Any, base: type, spec: Dict[str, Any]) -> Any:

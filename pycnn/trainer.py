@@ -383,7 +383,8 @@ class Trainer:
                 yb = y[sel]
                 for cb in cbs:
                     cb.on_batch_begin(step - 1)
-                loss, c, k = self._train_step(xb, yb)
+                with utils.deferred_interrupt():  # Ctrl-C lands between steps, never inside one
+                    loss, c, k = self._train_step(xb, yb)
                 if first_loss is None and math.isfinite(loss):
                     first_loss = loss
                 if (not warned and math.isfinite(loss) and first_loss is not None
@@ -410,6 +411,7 @@ class Trainer:
             if val is not None:
                 epoch_logs.update(self._evaluate_arrays(val[0], val[1], batch_size, prefix="val_"))
             bar.update(step, epoch_logs, finalize=True)
+            self._epochs_done = epoch + 1  # a checkpoint written now records it
             for cb in cbs:
                 cb.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
@@ -487,7 +489,9 @@ class Trainer:
         """One gradient step on one batch; returns ``[loss, accuracy]`` (or the loss)."""
         self._require_compiled("train_on_batch")
         xs, y = self._check_xy(x, y, "train_on_batch()")
-        loss, c, k = self._train_step([utils.as_float32(a, "train_on_batch()") for a in xs], y)
+        xs = [utils.as_float32(a, "train_on_batch()") for a in xs]
+        with utils.deferred_interrupt():
+            loss, c, k = self._train_step(xs, y)
         return self._result(self._logs(loss, 1, c, k), False)
 
     def test_on_batch(self, x: Any, y: Any) -> Union[float, List[float]]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random as _random
 import re
+import signal
+import threading
 from typing import Any, Iterable, Optional, Tuple
 
 import numpy as np
@@ -49,6 +51,58 @@ def set_random_seed(seed: int) -> None:
 def get_rng() -> np.random.Generator:
     """The generator pycnn draws initial weights, shuffles and dropout masks from."""
     return _rng
+
+
+class deferred_interrupt:
+    """Context manager: a Ctrl-C (SIGINT) arriving inside the block is raised as
+    KeyboardInterrupt when the block ends, not in its middle. fit() runs each training step
+    (update and step count) inside one, so an interrupted run stops between steps and
+    ``optimizer.iterations`` equals the steps applied. Only in the main thread, and only
+    while Python's own SIGINT handler is installed (a handler of yours is left alone)."""
+
+    __slots__ = ("_previous", "_pending")
+
+    def __enter__(self) -> "deferred_interrupt":
+        self._previous = None
+        self._pending = False
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def _record(self, signum, frame) -> None:
+        self._pending = True
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            if self._pending and exc_info[0] is None:
+                raise KeyboardInterrupt
+
+
+def get_rng_state() -> dict:
+    """The state of :func:`get_rng`'s generator, as plain JSON-able data (checkpoints keep it
+    so that a resumed run shuffles and drops out exactly as an uninterrupted one)."""
+    return _rng.bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore a state from :func:`get_rng_state`.
+
+    Raises:
+        ValueError: ``state`` is not a state of the generator pycnn uses.
+    """
+    global _rng
+    kind = state.get("bit_generator") if isinstance(state, dict) else None
+    bit_generator = getattr(np.random, kind, None) if isinstance(kind, str) else None
+    if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+        raise ValueError(f"set_rng_state() expected a NumPy bit generator state. Received: {state!r:.200}.")
+    generator = bit_generator()
+    try:
+        generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"set_rng_state() could not restore {kind} state: {exc}") from exc
+    _rng = np.random.Generator(generator)
 
 
 def clear_session() -> None:

@@ -392,3 +392,99 @@ def test_non_float_or_non_finite_weights_are_refused_and_nothing_changes(tmp_pat
         model.load_weights(path)
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- resume, Ctrl-C
+
+_RESUME = r"""
+import sys, numpy as np, pycnn
+from pycnn import layers, callbacks
+mode, ck_dir = sys.argv[1], sys.argv[2]
+pycnn.set_random_seed(5)
+rng = np.random.default_rng(0)
+x, y = rng.random((96, 8, 8, 2), dtype=np.float32), rng.integers(0, 4, 96)
+if mode == "full":
+    model = pycnn.Sequential([layers.Input((8, 8, 2)), layers.Conv2D(4, 3, activation="relu"),
+                              layers.MaxPooling2D(2), layers.Flatten(), layers.Dropout(0.3),
+                              layers.Dense(4, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0, shuffle=True,
+              callbacks=[callbacks.ModelCheckpoint(ck_dir + "/ck_{epoch:02d}.npz", save_weights_only=False)])
+else:
+    model = pycnn.models.load_model(ck_dir + "/ck_02.npz")
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0, shuffle=True, initial_epoch=2)
+np.savez(ck_dir + "/" + mode + ".npz", iterations=model.optimizer.iterations, *model.get_weights())
+"""
+
+
+def _python(script, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd()] + sys.path))
+    subprocess.run([sys.executable, "-c", script, *map(str, args)], check=True, env=env, timeout=300)
+
+
+def test_a_run_resumed_in_a_new_process_matches_the_uninterrupted_one_exactly(tmp_path):
+    _python(_RESUME, "full", tmp_path)
+    _python(_RESUME, "resumed", tmp_path)
+    with np.load(tmp_path / "full.npz") as full, np.load(tmp_path / "resumed.npz") as resumed:
+        assert int(full["iterations"]) == int(resumed["iterations"]) == 24
+        names = [k for k in full.files if k.startswith("arr_")]
+        assert names
+        diff = max(float(np.max(np.abs(full[k] - resumed[k]))) for k in names)
+    assert diff == 0.0, f"max |dw| = {diff}"
+
+
+def test_rng_state_round_trip_and_bad_state():
+    from pycnn import utils
+
+    utils.set_random_seed(3)
+    state = utils.get_rng_state()
+    a = utils.get_rng().random(5)
+    utils.set_rng_state(state)
+    np.testing.assert_array_equal(utils.get_rng().random(5), a)
+    with pytest.raises(ValueError, match="expected a NumPy bit generator state"):
+        utils.set_rng_state({"bit_generator": "os"})
+
+
+_INTERRUPTED = r"""
+import sys, numpy as np, pycnn
+from pycnn import layers, _core
+applied = [0]
+real = _core.network_train_step
+def counting(*a, **k):
+    out = real(*a, **k)
+    applied[0] += 1
+    return out
+_core.network_train_step = counting
+rng = np.random.default_rng(0)
+x, y = rng.random((4096, 16, 16, 3), dtype=np.float32), rng.integers(0, 10, 4096)
+model = pycnn.Sequential([layers.Input((16, 16, 3)), layers.Conv2D(8, 3, activation="relu"), layers.Flatten(),
+                          layers.Dense(10, activation="softmax")])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+print("ready", flush=True)
+try:
+    model.fit(x, y, batch_size=8, epochs=100, verbose=0)
+except KeyboardInterrupt:
+    print(model.optimizer.iterations, applied[0], flush=True)
+"""
+
+
+def test_after_ctrl_c_the_step_count_equals_the_steps_applied(rng):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd()] + sys.path))
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED], stdout=subprocess.PIPE, env=env)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.2 + 0.3 * rng.random())
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        iterations, applied = map(int, out.split())
+        assert applied > 0 and iterations == applied
