@@ -214,7 +214,67 @@ def fuzz_adam(n, size, mutate, bad, alpha):
         assert "adam_update()" in str(exc) or "incompatible" in str(exc), repr(exc)
 
 
-TARGETS = [fuzz_pool, fuzz_conv, fuzz_dense, fuzz_elementwise_and_images, fuzz_adam]
+def _model(kind):
+    import pycnn
+    from pycnn import layers
+
+    pycnn.utils.set_random_seed(0)
+    if kind == "lenet-ish":
+        stack = [layers.Conv2D(2, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten()]
+    elif kind == "global":
+        stack = [layers.Conv2D(2, 3, padding="same"), layers.GlobalAveragePooling2D()]
+    else:
+        stack = [layers.AveragePooling2D(2, padding="same"), layers.Flatten(), layers.Dropout(0.5)]
+    model = pycnn.Sequential([layers.Input((6, 6, 2))] + stack + [layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@settings(max_examples=max(20, int(os.environ.get("FUZZ_EXAMPLES", "300")) // 5), deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(kind=st.sampled_from(["lenet-ish", "global", "pool-dropout"]),
+       x=st.one_of(st.integers(0, 5).flatmap(lambda n: arrays(shape=(n, 6, 6, 2))),
+                   st.integers(1, 5).flatmap(lambda n: arrays(shape=(n, 6, 6, 2))), arrays(ndim=4, max_side=7)),
+       y=arrays(ndim=1, max_side=7), labels=st.sampled_from(["random", "valid", "column", "out of range", "nan"]),
+       method=st.sampled_from(["fit", "predict", "evaluate", "train_on_batch"]),
+       batch_size=st.sampled_from([1, 2, 32, 32, 0, -1, True, 2.5]))
+def fuzz_model_api(kind, x, y, labels, method, batch_size):
+    """The model API on hostile data: a result of the right shape, or a ValueError / TypeError."""
+    import pycnn
+
+    model = _model(kind)
+    n = x.shape[0] if x.ndim else 0
+    if labels == "valid":
+        y = np.arange(n) % 3
+    elif labels == "column":
+        y = (np.arange(n) % 3).reshape(-1, 1)
+    elif labels == "out of range":
+        y = np.full(n, 3)
+    elif labels == "nan":
+        y = np.full(n, np.nan)
+    log_case(f"model {kind}.{method} x={x.shape}/{x.dtype} y={np.shape(y)}/{np.asarray(y).dtype} "
+             f"labels={labels} batch_size={batch_size!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if method == "fit":
+                model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, nonfinite_loss="ignore")
+            elif method == "predict":
+                out = model.predict(x, batch_size=batch_size, verbose=0)
+                assert out.shape == (x.shape[0], 3), out.shape
+                assert np.isnan(out).any() or np.allclose(out.sum(axis=1), 1, atol=1e-4)
+            elif method == "evaluate":
+                model.evaluate(x, y, batch_size=batch_size, verbose=0)
+            else:
+                model.train_on_batch(x, y)
+    except (ValueError, TypeError, pycnn.NonFiniteLossError) as exc:
+        assert str(exc), "an error without a message"
+        OUTCOMES["refused"] += 1
+        return
+    OUTCOMES["model calls that ran"] = OUTCOMES.get("model calls that ran", 0) + 1
+
+
+TARGETS = [fuzz_pool, fuzz_conv, fuzz_dense, fuzz_elementwise_and_images, fuzz_adam, fuzz_model_api]
 
 
 def main() -> None:
