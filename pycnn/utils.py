@@ -147,7 +147,14 @@ def normalize_tuple(value: Any, n: int, arg: str, owner: str) -> Tuple[int, ...]
         raise ValueError(
             f"The '{arg}' argument of {owner} must be a tuple of {n} positive integers. "
             f"Received: {arg}={value!r}.")
+    if max(values) > MAX_WINDOW:
+        raise ValueError(f"The '{arg}' argument of {owner} must be at most {MAX_WINDOW} (the kernels' limit). "
+                         f"Received: {arg}={value!r}.")
     return values
+
+
+#: The largest window size or stride the kernels accept (csrc/bindings_common.h).
+MAX_WINDOW = 2**31 - 1
 
 
 def normalize_padding(value: Any, owner: str) -> str:

@@ -488,3 +488,13 @@ def test_after_ctrl_c_the_step_count_equals_the_steps_applied(rng):
         out, _ = proc.communicate(timeout=60)
         iterations, applied = map(int, out.split())
         assert applied > 0 and iterations == applied
+
+
+def test_layers_refuse_windows_the_kernels_would_refuse_at_construction():
+    from pycnn import layers
+
+    with pytest.raises(ValueError, match=r"'strides' argument of Conv2D must be at most 2147483647"):
+        layers.Conv2D(2, 3, strides=2**63)
+    with pytest.raises(ValueError, match=r"'pool_size' argument of MaxPooling2D must be at most"):
+        layers.MaxPooling2D((2, 2**40))
+    assert layers.MaxPooling2D(2, strides=2**31 - 1).strides == (2**31 - 1, 2**31 - 1)
