@@ -366,18 +366,16 @@ class Model(Trainer):
         if len(xs) != len(shapes):
             raise ValueError(f"{who} expected {len(shapes)} input arrays (one per model input, "
                              f"{', '.join(utils.shape_str(s) for s in shapes)}). Received: {len(xs)} arrays.")
-        arrays = [utils.check_real_array(v, who, "x" if len(xs) == 1 else f"x[{i}]") for i, v in enumerate(xs)]
+        given = [utils.check_real_array(v, who, "x" if len(xs) == 1 else f"x[{i}]") for i, v in enumerate(xs)]
+        arrays = [_adjust_rank(arr, expected) for arr, expected in zip(given, shapes)]
         for i, (arr, expected) in enumerate(zip(arrays, shapes)):
             if arr.ndim < 1 or arr.shape[0] < 1:
                 raise ValueError(f"Model '{self.name}' expected a non-empty batch of samples. "
                                  f"Received: x.shape={arr.shape}.")
             if len(expected) != arr.ndim or any(e is not None and e != d for e, d in zip(expected[1:], arr.shape[1:])):
-                hint = ""
-                if arr.ndim + 1 == len(expected) and expected[-1] == 1:
-                    hint = " Add the channel axis with x[..., None]."
                 which = "" if len(shapes) == 1 else f" {i} ('{self._input_name(i)}')"
                 raise ValueError(f"Model '{self.name}' expected input{which} of shape {utils.shape_str(expected)}, "
-                                 f"but received input with shape {arr.shape}.{hint}")
+                                 f"but received input with shape {given[i].shape}.")
         if len({a.shape[0] for a in arrays}) > 1:
             raise ValueError(f"Model '{self.name}' expected every input array to hold the same number of samples. "
                              f"Received: {[a.shape[0] for a in arrays]}.")
@@ -502,3 +500,14 @@ def _walk(inputs: List[KerasTensor], outputs: List[KerasTensor], model_name: str
         first_visit.setdefault(id(layer), -1)  # an input no output depends on
     order = sorted(layers.values(), key=lambda l: (-depth_of_layer[id(l)], first_visit[id(l)]))
     return ordered, order
+
+
+def _adjust_rank(arr: np.ndarray, expected: Sequence[Optional[int]]) -> np.ndarray:
+    """Keras's rule for data one axis off the model's input: (N, H, W) data for an
+    (H, W, 1) input gains the channel axis, and a trailing axis of 1 beyond the input's
+    rank is dropped. Anything else is left for the shape check to refuse."""
+    if arr.ndim + 1 == len(expected) and expected[-1] == 1:
+        return arr[..., None]
+    if arr.ndim == len(expected) + 1 and arr.shape[-1] == 1:
+        return arr[..., 0]
+    return arr

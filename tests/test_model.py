@@ -85,14 +85,32 @@ def test_model_without_input_builds_from_data():
         Sequential([layers.Dense(3)]).build()
 
 
+def test_data_one_axis_off_a_single_channel_input_is_adjusted_as_in_keras():
+    # Keras 3 (Functional._adjust_input_rank): (N, H, W) for an (H, W, 1) input gains the
+    # channel axis; a trailing axis of 1 beyond the input's rank is dropped.
+    rng = np.random.default_rng(0)
+    gray = Sequential([layers.Input((8, 8, 1)), layers.Conv2D(2, 3), layers.Flatten(),
+                       layers.Dense(3, activation="softmax")])
+    gray.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.random((6, 8, 8), dtype=np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    np.testing.assert_array_equal(gray.predict(x, verbose=0), gray.predict(x[..., None], verbose=0))
+    assert gray.evaluate(x, y) == gray.evaluate(x[..., None], y)
+    gray.fit(x, y, epochs=1, verbose=0)
+    gray.train_on_batch(x, y)
+    flat = Sequential([layers.Input((5,)), layers.Dense(2)])
+    np.testing.assert_array_equal(flat.predict(np.ones((3, 5, 1)), verbose=0), flat.predict(np.ones((3, 5)), verbose=0))
+
+
 def test_model_checks_the_input_shape():
     model = small_cnn()
     with pytest.raises(ValueError, match=r"Model 'sequential' expected input of shape \(None, 8, 8, 3\), but received "
                                          r"input with shape \(2, 9, 8, 3\)\."):
         model.predict(np.zeros((2, 9, 8, 3)))
     gray = Sequential([layers.Input((8, 8, 1)), layers.Conv2D(1, 3)])
-    with pytest.raises(ValueError, match=r"Add the channel axis with x\[\.\.\., None\]"):
-        gray.predict(np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match=r"expected input of shape \(None, 8, 8, 1\), but received input with shape "
+                                         r"\(2, 8, 9\)"):
+        gray.predict(np.zeros((2, 8, 9)))  # one axis short, but not the channel axis's sizes
     with pytest.raises(ValueError, match=r"expected a non-empty batch"):
         model.predict(np.zeros((0, 8, 8, 3)))
     with pytest.raises(TypeError, match=r"predict\(\) expected a real numeric array for 'x'"):
