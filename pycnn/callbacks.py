@@ -262,3 +262,92 @@ class LambdaCallback(Callback):
                          ("on_train_begin", on_train_begin), ("on_train_end", on_train_end)):
             if fn is not None:
                 setattr(self, hook, fn)
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of every epoch to
+    ``schedule(epoch, lr)`` (or ``schedule(epoch)``), as ``keras.callbacks.LearningRateScheduler``;
+    the rate is also written to the epoch logs as ``learning_rate``."""
+
+    def __init__(self, schedule: Callable, verbose: int = 0) -> None:
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler expected a callable schedule(epoch, lr). Received: {schedule!r}.")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        optimizer = self.model.optimizer
+        lr = float(optimizer.learning_rate)
+        try:
+            new_lr = self.schedule(epoch, lr)
+        except TypeError:  # a schedule of the epoch only, as Keras allows
+            new_lr = self.schedule(epoch)
+        if isinstance(new_lr, bool) or not isinstance(new_lr, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(float(new_lr)):
+            raise ValueError(f"The output of the 'schedule' function should be a finite float. Got: {new_lr!r}")
+        optimizer.learning_rate = float(new_lr)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(new_lr)}.")
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by more
+    than ``min_delta`` for ``patience`` epochs, then wait ``cooldown`` epochs; never below
+    ``min_lr``. Keras's arguments, defaults and rule (``keras.callbacks.ReduceLROnPlateau``)."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0) -> None:
+        super().__init__()
+        owner = "ReduceLROnPlateau"
+        self.monitor = _check_monitor(monitor, owner)
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0 (or < 0). Received: factor={factor!r}.")
+        self.factor = float(factor)
+        self.patience, self.cooldown = int(patience), int(cooldown)
+        self.min_delta, self.min_lr = abs(float(min_delta)), float(min_lr)
+        self.verbose = verbose
+        self.mode = _resolve_mode(mode, self.monitor, owner)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def _improved(self, current: float) -> bool:
+        if self.mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        self._reset()
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        optimizer = self.model.optimizer
+        if logs is not None:
+            logs["learning_rate"] = float(optimizer.learning_rate)
+        current = _monitor_value(logs, self.monitor, "ReduceLROnPlateau")
+        if current is None:
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = float(optimizer.learning_rate)
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0

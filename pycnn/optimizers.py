@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import ops
+from . import ops, schedules
 
 
 def _number(value: Any, arg: str, owner: str, low: float, high: float = math.inf, low_open: bool = False,
@@ -47,18 +47,49 @@ class Optimizer:
 
     name = "optimizer"
 
-    def __init__(self, learning_rate: float) -> None:
-        self.learning_rate = learning_rate
+    def __init__(self, learning_rate: Any) -> None:
+        self._schedule = None
         self.iterations = 0
+        self._step_rate = 0.0
+        self.learning_rate = learning_rate
         self._slots: Dict[int, Tuple[np.ndarray, List[np.ndarray]]] = {}
 
     @property
     def learning_rate(self) -> float:
+        """The rate the next step uses: the schedule's value at ``iterations`` when the
+        optimizer was given a schedule (as Keras evaluates it)."""
+        if self._schedule is not None:
+            return float(self._schedule(self.iterations))
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
+    def learning_rate(self, value: Any) -> None:
+        if isinstance(value, dict):  # a serialized schedule, as get_config writes it
+            value = schedules.deserialize(value)
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._schedule, self._learning_rate = value, None
+            return
+        if getattr(self, "_schedule", None) is not None:
+            raise TypeError(f"{type(self).__name__} was given a LearningRateSchedule as its learning_rate, so the "
+                            f"learning rate follows it and cannot be set to {value!r}; assign another schedule.")
+        self._schedule = None
         self._learning_rate = _number(value, "learning_rate", type(self).__name__, 0.0, low_open=True)
+
+    @property
+    def schedule(self) -> Optional["schedules.LearningRateSchedule"]:
+        """The learning-rate schedule, or None for a constant rate."""
+        return self._schedule
+
+    def _learning_rate_config(self) -> Any:
+        return schedules.serialize(self._schedule) if self._schedule is not None else self._learning_rate
+
+    def _take_step(self) -> float:
+        """The rate for the step about to be applied, then count that step (Keras evaluates a
+        schedule at the step count before the update)."""
+        rate = self.learning_rate
+        self.iterations += 1
+        self._step_rate = rate
+        return rate
 
     def _slot(self, var: np.ndarray, count: int) -> List[np.ndarray]:
         entry = self._slots.get(id(var))
@@ -87,7 +118,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.apply_gradients() expected each gradient to have its "
                                  f"variable's shape. Received: gradient shape={np.shape(g)}, "
                                  f"variable shape={v.shape}.")
-        self.iterations += 1
+        self._take_step()
         self._update_all([(np.asarray(g, dtype=np.float32), v) for g, v in pairs])
 
     def _update_all(self, pairs: List[Tuple[np.ndarray, np.ndarray]]) -> None:
@@ -133,7 +164,7 @@ class Optimizer:
         self.iterations = int(iterations)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self.learning_rate}
+        return {"learning_rate": self._learning_rate_config()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -160,7 +191,7 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
-        lr = np.float32(self.learning_rate)
+        lr = np.float32(self._step_rate)
         if self.momentum == 0.0:
             w -= lr * g
             return
@@ -174,7 +205,7 @@ class SGD(Optimizer):
             w += v
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "momentum": self.momentum, "nesterov": self.nesterov}
+        return {"learning_rate": self._learning_rate_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adam(Optimizer):
@@ -203,7 +234,7 @@ class Adam(Optimizer):
             return
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
-        alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        alpha = self._step_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         slots = [self._slot(w, 3) for _, w in pairs]
         ops.adam_update([w for _, w in pairs], [g for g, _ in pairs], [s[0] for s in slots],
                           [s[1] for s in slots], alpha, b1, b2, self.epsilon)
@@ -213,10 +244,10 @@ class Adam(Optimizer):
         applies this update inside the native training step (same rule as ``_update_all``)."""
         if type(self) is not Adam:
             return None  # a subclass may change the rule the native step hard-codes
-        self.iterations += 1
+        rate = self._take_step()
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
-        alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        alpha = rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         slots = [self._slot(w, 3) for w in variables]
         return (alpha, b1, b2, self.epsilon, list(variables), [s[0] for s in slots], [s[1] for s in slots])
 
@@ -227,7 +258,7 @@ class Adam(Optimizer):
         m, v, scratch = self._slot(w, 3)
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
-        alpha = np.float32(self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
+        alpha = np.float32(self._step_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
         m *= np.float32(b1)
         m += np.float32(1.0 - b1) * g
         v *= np.float32(b2)
@@ -241,7 +272,7 @@ class Adam(Optimizer):
         w -= scratch
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2,
+        return {"learning_rate": self._learning_rate_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
 
 
@@ -270,11 +301,11 @@ class RMSprop(Optimizer):
         np.add(v, np.float32(self.epsilon), out=scratch)
         np.sqrt(scratch, out=scratch)
         np.divide(g, scratch, out=scratch)
-        scratch *= np.float32(self.learning_rate)
+        scratch *= np.float32(self._step_rate)
         w -= scratch
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
+        return {"learning_rate": self._learning_rate_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
 _ALIASES = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}

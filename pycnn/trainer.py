@@ -352,7 +352,8 @@ class Trainer:
             n = split_at
 
         history = callbacks_module.History()
-        cbs: List[callbacks_module.Callback] = [history] + list(callbacks or [])
+        # History last, as in Keras: it records what the other callbacks add to the logs (learning_rate).
+        cbs: List[callbacks_module.Callback] = list(callbacks or []) + [history]
         for cb in cbs:
             if not isinstance(cb, callbacks_module.Callback):
                 raise TypeError(f"fit() expected pycnn.callbacks.Callback objects. Received: {cb!r}.")
