@@ -351,3 +351,47 @@ class ReduceLROnPlateau(Callback):
                         print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a CSV row, as ``keras.callbacks.CSVLogger``: a header
+    ``epoch,<keys in sorted order>`` then one row per epoch (``epoch`` 0-based); with
+    ``append=True`` an existing file is continued (resumed runs) and no second header is
+    written. Each row is flushed, so a killed run keeps the epochs it finished."""
+
+    def __init__(self, filename: Any, separator: str = ",", append: bool = False) -> None:
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.sep = separator
+        self.append = bool(append)
+        self.keys: Optional[List[str]] = None
+        self._file = None
+
+    def on_train_begin(self, logs: Logs = None) -> None:
+        has_rows = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self.keys = None
+        if has_rows:
+            with open(self.filename, newline="") as f:
+                header = f.readline().rstrip("\r\n").split(self.sep)
+            self.keys = header[1:]
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        logs = dict(logs or {})
+        if self.keys is None:
+            self.keys = sorted(logs)
+            self._file.write(self.sep.join(["epoch"] + self.keys) + "\n")
+        row = [str(epoch)] + [_csv_value(logs.get(k, "NA")) for k in self.keys]
+        self._file.write(self.sep.join(row) + "\n")
+        self._file.flush()
+
+    def on_train_end(self, logs: Logs = None) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _csv_value(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)

@@ -179,3 +179,19 @@ def test_reduce_lr_on_plateau_follows_keras_rule(capsys):
     assert "ReduceLROnPlateau reducing learning rate to 0.05" in capsys.readouterr().out
     with pytest.raises(ValueError, match="factor >= 1.0"):
         callbacks.ReduceLROnPlateau(factor=1.0)
+
+
+def test_csv_logger_writes_keras_layout_and_appends(tmp_path):
+    import csv
+
+    x, y = _data()
+    model = _model(pycnn.optimizers.SGD(0.1))
+    path = tmp_path / "log.csv"
+    history = model.fit(x, y, epochs=2, verbose=0, validation_data=(x, y), callbacks=[callbacks.CSVLogger(path)])
+    model.fit(x, y, epochs=3, initial_epoch=2, verbose=0, validation_data=(x, y),
+              callbacks=[callbacks.CSVLogger(path, append=True)])
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2"]
+    assert float(rows[1][2]) == history.history["loss"][0]
