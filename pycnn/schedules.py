@@ -39,50 +39,44 @@ def _positive(value: Any, arg: str, owner: str, allow_zero: bool = False) -> flo
     return float(value)
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepDecay(LearningRateSchedule):
+    """Shared by the two decays of ``p = step / decay_steps`` (floored with ``staircase``)."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
+                 staircase: bool = False, name: str = "") -> None:
+        owner = type(self).__name__
+        self.initial_learning_rate = _positive(initial_learning_rate, "initial_learning_rate", owner)
+        self.decay_steps = _positive(decay_steps, "decay_steps", owner)
+        self.decay_rate = _positive(decay_rate, "decay_rate", owner, allow_zero=isinstance(self, InverseTimeDecay))
+        self.staircase = bool(staircase)
+        self.name = name or owner
+
+    def __call__(self, step: Union[int, float]) -> float:
+        p = step / self.decay_steps
+        return self._decayed(math.floor(p) if self.staircase else p)
+
+    def _decayed(self, p: float) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_StepDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase`` the
     exponent is floored."""
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
-                 staircase: bool = False, name: str = "ExponentialDecay") -> None:
-        self.initial_learning_rate = _positive(initial_learning_rate, "initial_learning_rate", "ExponentialDecay")
-        self.decay_steps = _positive(decay_steps, "decay_steps", "ExponentialDecay")
-        self.decay_rate = _positive(decay_rate, "decay_rate", "ExponentialDecay")
-        self.staircase = bool(staircase)
-        self.name = name
-
-    def __call__(self, step: Union[int, float]) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+    def _decayed(self, p: float) -> float:
         return self.initial_learning_rate * self.decay_rate ** p
 
-    def get_config(self) -> Dict[str, Any]:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
-
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``; with ``staircase``
     the ratio is floored."""
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
-                 staircase: bool = False, name: str = "InverseTimeDecay") -> None:
-        self.initial_learning_rate = _positive(initial_learning_rate, "initial_learning_rate", "InverseTimeDecay")
-        self.decay_steps = _positive(decay_steps, "decay_steps", "InverseTimeDecay")
-        self.decay_rate = _positive(decay_rate, "decay_rate", "InverseTimeDecay", allow_zero=True)
-        self.staircase = bool(staircase)
-        self.name = name
-
-    def __call__(self, step: Union[int, float]) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+    def _decayed(self, p: float) -> float:
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self) -> Dict[str, Any]:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -153,6 +147,7 @@ def serialize(schedule: LearningRateSchedule) -> Dict[str, Any]:
 
 def deserialize(spec: Dict[str, Any]) -> LearningRateSchedule:
     cls = globals().get(spec.get("class_name", "")) if isinstance(spec, dict) else None
-    if not (isinstance(cls, type) and issubclass(cls, LearningRateSchedule) and cls is not LearningRateSchedule):
+    if not (isinstance(cls, type) and issubclass(cls, LearningRateSchedule)
+            and cls not in (LearningRateSchedule, _StepDecay)):
         raise ValueError(f"Unknown learning-rate schedule: {spec!r}.")
     return cls.from_config(dict(spec.get("config", {})))
