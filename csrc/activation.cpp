@@ -25,7 +25,7 @@ void relu_backward(float* dinp, const float* dout, const float* out, int64_t n) 
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
 #endif
-  for (int64_t i = 0; i < n; ++i) dinp[i] = out[i] > 0.f ? dout[i] : dout[i] * 0.f;  // NaN / inf dout propagate, as in TF
+  for (int64_t i = 0; i < n; ++i) dinp[i] = out[i] > 0.f ? dout[i] : 0.f;
 }
 
 void sigmoid_forward(float* out, const float* inp, int64_t n) {

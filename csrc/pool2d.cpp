@@ -53,7 +53,8 @@ void maxpool2d_forward(float* out, int32_t* argmax, const float* inp, const Pool
           for (int32_t c = 0; c < static_cast<int32_t>(C); ++c) {
             // A NaN wins over every number and keeps its place (the first NaN), as NumPy's
             // max / argmax and PyTorch do.
-            const bool greater = v[c] > o[c] || (v[c] != v[c] && o[c] == o[c]);
+            // Bitwise, not short-circuit: every compare is evaluated, so the loop vectorises.
+            const bool greater = (v[c] > o[c]) | ((v[c] != v[c]) & (o[c] == o[c]));
             const int32_t take = -static_cast<int32_t>(greater);  // all ones when taken
             o[c] = greater ? v[c] : o[c];
             a[c] = (a[c] & ~take) | ((base + c) & take);

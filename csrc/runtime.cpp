@@ -161,7 +161,7 @@ void activation_grad_inplace(float* dy, const float* y, int64_t n, Activation ac
   switch (act) {
     case Activation::linear: return;
     case Activation::relu:
-      for (int64_t i = 0; i < n; ++i) dy[i] = y[i] > 0.f ? dy[i] : dy[i] * 0.f;  // dy * (y > 0), as TF: NaN and inf propagate
+      for (int64_t i = 0; i < n; ++i) dy[i] = y[i] > 0.f ? dy[i] : 0.f;
       return;
     case Activation::sigmoid:
       for (int64_t i = 0; i < n; ++i) dy[i] *= y[i] * (1.f - y[i]);

