@@ -460,28 +460,23 @@ int image_axis(int axis, const char* fn) {
   return axis;
 }
 
-FArray sobel_edges_forward_py(const py::object& inp_obj) {
-  const char* fn = "sobel_edges_forward";
-  FArray inp = as_float(inp_obj, fn, "inp");
-  ImageDims d = image_dims(inp, fn, "inp", false);
-  require_sobel_size(d, inp, fn, "inp");
-  FArray out = empty_f({d.N, d.H, d.W, d.C, 2});
+// Forward (N, H, W, C) -> (N, H, W, C, 2) and backward (N, H, W, C, 2) -> (N, H, W, C).
+FArray sobel_edges_py(const py::object& x_obj, bool backward) {
+  const char* fn = backward ? "sobel_edges_backward" : "sobel_edges_forward";
+  const char* arg = backward ? "dout" : "inp";
+  FArray x = as_float(x_obj, fn, arg);
+  ImageDims d = image_dims(x, fn, arg, backward);
+  require_sobel_size(d, x, fn, arg);
+  FArray out = backward ? empty_f({d.N, d.H, d.W, d.C}) : empty_f({d.N, d.H, d.W, d.C, 2});
   float* po = out.mutable_data();
-  const float* pi = inp.data();
-  release_and_run([&] { pycnn::sobel_edges_forward(po, pi, d.N, d.H, d.W, d.C); });
+  const float* px = x.data();
+  release_and_run([&] {
+    if (backward)
+      pycnn::sobel_edges_backward(po, px, d.N, d.H, d.W, d.C);
+    else
+      pycnn::sobel_edges_forward(po, px, d.N, d.H, d.W, d.C);
+  });
   return out;
-}
-
-FArray sobel_edges_backward_py(const py::object& dout_obj) {
-  const char* fn = "sobel_edges_backward";
-  FArray dout = as_float(dout_obj, fn, "dout");
-  ImageDims d = image_dims(dout, fn, "dout", true);
-  require_sobel_size(d, dout, fn, "dout");
-  FArray dinp = empty_f({d.N, d.H, d.W, d.C});
-  float* pg = dinp.mutable_data();
-  const float* pd = dout.data();
-  release_and_run([&] { pycnn::sobel_edges_backward(pg, pd, d.N, d.H, d.W, d.C); });
-  return dinp;
 }
 
 FArray image_gradient_py(const py::object& x_obj, int axis, bool backward) {
@@ -505,10 +500,10 @@ FArray image_gradient_py(const py::object& x_obj, int axis, bool backward) {
 }  // namespace
 
 void bind_ops(py::module_& m) {
-  m.def("sobel_edges_forward", &sobel_edges_forward_py, py::arg("inp"),
+  m.def("sobel_edges_forward", [](const py::object& x) { return sobel_edges_py(x, false); }, py::arg("inp"),
         "inp (N, H, W, C), H, W >= 2 -> (N, H, W, C, 2): [dy, dx] Sobel responses on the REFLECT-padded image "
         "(tf.image.sobel_edges).");
-  m.def("sobel_edges_backward", &sobel_edges_backward_py, py::arg("dout"), "dout (N, H, W, C, 2) -> dinp (N, H, W, C).");
+  m.def("sobel_edges_backward", [](const py::object& d) { return sobel_edges_py(d, true); }, py::arg("dout"), "dout (N, H, W, C, 2) -> dinp (N, H, W, C).");
   m.def("image_gradient_forward", [](const py::object& x, int axis) { return image_gradient_py(x, axis, false); },
         py::arg("inp"), py::arg("axis"),
         "inp (N, H, W, C) -> forward differences along H (axis 0, dy) or W (axis 1, dx), 0 in the last row / column.");
