@@ -1,11 +1,12 @@
 // The compiled module pycnn._core: runtime controls (threads, ISA, build_info) here; the
-// single ops in bindings_ops.cpp, the whole-network step in bindings_network.cpp. Those are
+// single ops in bindings_ops.cpp (batch normalization in bindings_norm.cpp), the whole-network step in bindings_network.cpp. Those are
 // the only files that know about Python; the kernels never do.
 #include "bindings_common.h"
 
 namespace pycnn_py {
 void bind_ops(py::module_& m);
 void bind_network(py::module_& m);
+void bind_norm(py::module_& m);
 
 namespace {
 
@@ -66,4 +67,5 @@ PYBIND11_MODULE(_core, m) {
 
   bind_ops(m);
   bind_network(m);
+  bind_norm(m);
 }

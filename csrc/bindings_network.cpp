@@ -1,12 +1,14 @@
 // Bindings of the whole-network step (network.h): Python's node tuples -> pycnn::Network.
 //
 // A network is a list of node tuples in topological order:
-//   (kind, inputs, params, grads, ints, strs)
+//   (kind, inputs, params, grads, ints, strs[, floats[, state]])
 // kind names an op family's NetOp ('conv2d', 'dense', 'concatenate', ...); inputs are value
 // indices (0 .. K-1 the network's inputs, K + i node i's output); params are float32 arrays
 // or None (an absent bias); grads, used only by network_train_step, are None or writeable
 // float32 arrays of the params' sizes that receive the gradients (None: frozen); ints and
-// strs are the op's hyper-parameters, checked by the op's own parse (in its kernel file).
+// strs (and floats) are the op's hyper-parameters, checked by the op's own parse (in its
+// kernel file); state, used only by network_train_step, holds None or writeable float32
+// arrays the op fills for the caller (batch normalization's batch moments).
 // The binding converts and keeps every array, then hands plain C++ to the op.
 #include "bindings_common.h"
 
@@ -60,9 +62,9 @@ ParsedNetwork parse_network(const py::list& layers, const std::vector<FArray>& i
     py::tuple spec;
     if (!py::isinstance<py::tuple>(layers[i])) type_error(cat(fn, "() expected layers[", i, "] to be a tuple."));
     spec = layers[i].cast<py::tuple>();
-    if (spec.size() != 6)
-      value_error(cat(fn, "() expected layers[", i, "] to be (kind, inputs, params, grads, ints, strs). Received a tuple "
-                      "of ", spec.size(), " items."));
+    if (spec.size() < 6 || spec.size() > 8)
+      value_error(cat(fn, "() expected layers[", i, "] to be (kind, inputs, params, grads, ints, strs[, floats[, state]]). "
+                      "Received a tuple of ", spec.size(), " items."));
     if (!py::isinstance<py::str>(spec[0]))
       type_error(cat(fn, "() expected layers[", i, "][0] (the kind) to be a string. Received: ",
                      std::string(py::repr(spec[0])), "."));
@@ -100,6 +102,24 @@ ParsedNetwork parse_network(const py::list& layers, const std::vector<FArray>& i
     }
     args.ints = cast_items<int64_t>(spec[4], fn, i, "ints", "integers");
     args.strs = cast_items<std::string>(spec[5], fn, i, "strs", "strings");
+    if (spec.size() > 6) args.floats = cast_items<double>(spec[6], fn, i, "floats", "numbers");
+    if (train && spec.size() > 7) {
+      py::list state = py::list(spec[7]);
+      if (state.size() > static_cast<size_t>(pycnn::kMaxNodeParams))
+        value_error(cat(args.where, " has ", state.size(), " state arrays; at most ", pycnn::kMaxNodeParams, "."));
+      for (size_t k = 0; k < state.size(); ++k) {
+        if (state[k].is_none()) {
+          args.state.push_back(nullptr);
+          args.state_shapes.push_back({});
+          continue;
+        }
+        auto a = inplace_float(state[k], fn, "state", i);
+        node.state[k] = a.mutable_data();
+        args.state.push_back(a.mutable_data());
+        args.state_shapes.push_back(array_dims(a));
+        parsed.keep.push_back(a);
+      }
+    }
     std::vector<int64_t> out_shape;
     try {
       out_shape = node.op->parse(node, args);

@@ -20,14 +20,14 @@ namespace pycnn {
 // NetOp here and nothing else in this file.
 extern const NetOp conv2d_net_op, maxpool2d_net_op, avgpool2d_net_op, global_maxpool2d_net_op,
     global_avgpool2d_net_op, dense_net_op, activation_net_op, flatten_net_op, reshape_net_op, identity_net_op,
-    concatenate_net_op, add_net_op, multiply_net_op, sobel_edges_net_op, image_gradient_net_op;
+    concatenate_net_op, add_net_op, multiply_net_op, sobel_edges_net_op, image_gradient_net_op, batchnorm_net_op;
 
 const NetOp* find_net_op(const std::string& kind) {
   static const NetOp* const ops[] = {
       &conv2d_net_op,      &maxpool2d_net_op,   &avgpool2d_net_op,  &global_maxpool2d_net_op,
       &global_avgpool2d_net_op, &dense_net_op,  &activation_net_op, &flatten_net_op,
       &reshape_net_op,     &identity_net_op,    &concatenate_net_op, &add_net_op,
-      &multiply_net_op,    &sobel_edges_net_op, &image_gradient_net_op};
+      &multiply_net_op,    &sobel_edges_net_op, &image_gradient_net_op, &batchnorm_net_op};
   for (const NetOp* op : ops)
     if (kind == op->kind) return op;
   return nullptr;
@@ -73,6 +73,13 @@ void net_expect_counts(const NetArgs& args, size_t params, size_t ints, size_t s
                         std::to_string(args.ints.size()) + " and " + std::to_string(args.strs.size()) + ".");
 }
 
+void net_expect_floats(const NetArgs& args, size_t floats, size_t max_state) {
+  if (args.floats.size() != floats || args.state.size() > max_state)
+    net_error(args, "expected " + std::to_string(floats) + " floats and at most " + std::to_string(max_state) +
+                        " state arrays. Received: " + std::to_string(args.floats.size()) + " and " +
+                        std::to_string(args.state.size()) + ".");
+}
+
 Activation net_activation(const NetArgs& args, const std::string& name) {
   if (name == "linear" || name.empty()) return Activation::linear;
   if (name == "relu") return Activation::relu;
@@ -87,6 +94,72 @@ bool net_padding_same(const NetArgs& args, const std::string& padding) {
   net_error(args, "expected padding 'valid' or 'same'. Received: padding='" + padding + "'.");
 }
 
+// ---------------------------------------------------------------------------- team reductions
+
+namespace {
+
+// What the threads of one step share for batch-wide nodes: a reduction area and each
+// thread's storage per node. Set for the team's threads by TeamScope.
+struct Team {
+  const NetNode* first = nullptr;
+  std::vector<int64_t> offset;  // per node, into a thread's storage
+  int64_t per_thread = 0, reduce_max = 0;
+  std::vector<double> reduce;   // threads x reduce_max
+  std::vector<double> storage;  // threads x per_thread
+  Team(const Network& net, int threads) : first(net.nodes.data()), offset(net.nodes.size(), 0) {
+    for (size_t i = 0; i < net.nodes.size(); ++i) {
+      offset[i] = per_thread;
+      per_thread += net.nodes[i].team_doubles;
+      reduce_max = std::max(reduce_max, net.nodes[i].team_doubles);
+    }
+    reduce.assign(static_cast<size_t>(threads * reduce_max), 0.0);
+    storage.assign(static_cast<size_t>(threads * per_thread), 0.0);
+  }
+};
+
+thread_local Team* tl_team = nullptr;
+
+struct TeamScope {
+  Team* saved;
+  explicit TeamScope(Team* team) : saved(tl_team) { tl_team = team; }
+  ~TeamScope() { tl_team = saved; }
+};
+
+int team_rank() {
+#ifdef PYCNN_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+}  // namespace
+
+void team_allreduce(double* vals, int64_t n) {
+#ifdef PYCNN_OPENMP
+  const int T = omp_get_num_threads();
+  if (T == 1 || !tl_team) return;
+  Team& team = *tl_team;
+  double* mine = team.reduce.data() + team_rank() * team.reduce_max;
+  std::copy(vals, vals + n, mine);
+#pragma omp barrier
+  for (int64_t j = 0; j < n; ++j) {
+    double s = 0.0;
+    for (int u = 0; u < T; ++u) s += team.reduce[u * team.reduce_max + j];
+    vals[j] = s;
+  }
+#pragma omp barrier  // nobody refills the area before every thread has read it
+#else
+  (void)vals;
+  (void)n;
+#endif
+}
+
+double* team_storage(const NetNode& node) {
+  Team& team = *tl_team;  // set by the step for every thread that runs nodes
+  return team.storage.data() + team_rank() * team.per_thread + team.offset[&node - team.first];
+}
+
 // ---------------------------------------------------------------------------- graph analysis
 
 void Network::finalize() {
@@ -95,6 +168,8 @@ void Network::finalize() {
   auto value_size = [&](int v) { return v < K ? input_sizes[v] : nodes[v - K].out_size; };
   max_size = 1;
   for (int v = 0; v < values; ++v) max_size = std::max(max_size, value_size(v));
+  batch_wide = false;
+  for (const NetNode& n : nodes) batch_wide = batch_wide || n.batch_wide;
   // A value needs a gradient when a trained parameter lies on some path into it (so a frozen
   // layer still passes its input gradient on when something before it trains).
   needs_grad.assign(values, 0);
@@ -253,7 +328,10 @@ double network_train_step(const Network& net, const std::vector<const float*>& x
   std::vector<float*> grads(T, nullptr);
   const float scale = 1.f / static_cast<float>(N);
   const int64_t slots = net.grad_slots + 1;  // + one for contributions to a value already written
-  const int64_t chunk = chunk_size(net, slots * net.max_size);
+  // Batch-wide nodes reduce over the team at every call: each thread makes the same calls when
+  // each runs its samples as one chunk.
+  const int64_t chunk = net.batch_wide ? N : chunk_size(net, slots * net.max_size);
+  Team team_state(net, T);
 
 #ifdef PYCNN_OPENMP
 #pragma omp parallel num_threads(T)
@@ -264,6 +342,7 @@ double network_train_step(const Network& net, const std::vector<const float*>& x
     share(N, t, team, &n0, &n1);
     const int64_t nb = n1 - n0;
     SerialKernels serial(base + t);
+    TeamScope team_scope(&team_state);
     float* mygrads = scratch(base + t, static_cast<std::size_t>(params + 1), kScratchNetParams);
     grads[t] = mygrads;
     // The thread's samples go through in chunks of `chunk`, so that a chunk's activations
@@ -394,15 +473,18 @@ void network_predict(const Network& net, const std::vector<const float*>& x, int
                      int64_t softmax_cols) {
   const int base = slot_base();
   const int64_t out_size = net.nodes.back().out_size;
-  const int64_t chunk = chunk_size(net, 0);
+  const int64_t chunk = net.batch_wide ? N : chunk_size(net, 0);
+  const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N)));
+  Team team_state(net, T);
 #ifdef PYCNN_OPENMP
-#pragma omp parallel num_threads(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N))))
+#pragma omp parallel num_threads(T)
 #endif
   {
     const int t = team_index(), team = team_size();
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);
     SerialKernels serial(base + t);
+    TeamScope team_scope(&team_state);
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
       const int64_t cb = std::min(chunk, n1 - c0);
       ChunkValues cv;

@@ -40,6 +40,9 @@ struct NetArgs {
   std::vector<std::vector<int64_t>> param_shapes;
   std::vector<int64_t> ints;
   std::vector<std::string> strs;
+  std::vector<double> floats;                     // float hyper-parameters (epsilon)
+  std::vector<float*> state;                      // arrays the node fills for the caller, may be null
+  std::vector<std::vector<int64_t>> state_shapes;
 };
 
 // One op family's entries for the network step.
@@ -85,12 +88,32 @@ struct NetNode {
   ConvShape conv{};
   PoolShape pool{};
   int64_t dims[kMaxNodeDims] = {};
+  float hyper[kMaxNodeDims] = {};  // float hyper-parameters, e.g. batch normalization's epsilon
+  // Arrays the node writes for the caller during training (batch normalization: the batch's
+  // mean and variance, from which Python updates the moving statistics); null when absent.
+  float* state[kMaxNodeParams] = {};
+  // A batch-wide node's forward or backward sums over the whole batch with team_allreduce
+  // (batch normalization in training); team_doubles: the most values it reduces at once,
+  // which is also the per-thread storage it keeps from forward to backward (team_storage).
+  bool batch_wide = false;
+  int64_t team_doubles = 0;
 };
+
+// Whole-batch sums for batch-wide nodes, called from a NetOp's forward or backward inside the
+// network step: each thread passes its partial sums in vals[0, n) and gets back the team's
+// total, summed in thread order (the same on every thread and in every run). Every thread of
+// the team makes the same calls in the same order: the step guarantees it by running a network
+// with batch-wide nodes as one chunk per thread. n <= node.team_doubles.
+void team_allreduce(double* vals, int64_t n);
+// The calling thread's node.team_doubles values of storage for `node`, kept from the node's
+// forward to its backward within one step.
+double* team_storage(const NetNode& node);
 
 // Shared by the ops' parse functions.
 [[noreturn]] void net_error(const NetArgs& args, const std::string& what);
 void net_expect_inputs(const NetArgs& args, size_t n);  // exactly n inputs (n == 0: at least 2)
 void net_expect_counts(const NetArgs& args, size_t params, size_t ints, size_t strs);
+void net_expect_floats(const NetArgs& args, size_t floats, size_t max_state);  // exactly `floats`, at most max_state
 Activation net_activation(const NetArgs& args, const std::string& name);
 bool net_padding_same(const NetArgs& args, const std::string& padding);
 std::string net_dims_str(const std::vector<int64_t>& dims);   // a sample shape as "(None, 32, 32, 3)"
@@ -110,6 +133,7 @@ struct Network {
   std::vector<std::vector<char>> first_write;   // per node, per input
   int grad_slots = 0;
   int64_t max_size = 0;  // largest value, floats per sample
+  bool batch_wide = false;  // some node is batch-wide: one chunk per thread
   void finalize();
 };
 

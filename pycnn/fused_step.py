@@ -23,6 +23,7 @@ class Plan(NamedTuple):
     nodes: list                 # node tuples for ops.network_train_step / network_predict
     trained: List[np.ndarray]   # the trained weights, in the order the step meets them
     gradients: list             # (layer, its gradient buffers) for every layer the step writes
+    stateful: list              # (layer, twin) for every twin with state, for finish_step
 
 
 def enabled() -> bool:
@@ -69,6 +70,7 @@ def _make_plan(graph: Any, train: bool, training: bool, logits: bool) -> Optiona
     nodes: list = []
     trained: List[np.ndarray] = []
     layers: list = []
+    stateful: list = []
     seen: set = set()
     for i, node in enumerate(graph.nodes):
         layer = node.layer
@@ -80,17 +82,28 @@ def _make_plan(graph: Any, train: bool, training: bool, logits: bool) -> Optiona
         if twin is None:
             return None
         grads = None
-        if train and layer.trainable and layer.weights:
+        if train and layer.trainable_weights:
             buffers = _gradient_buffers(layer)
-            by_param = {id(p): b for p, b in zip(layer.weights, buffers)}
-            grads = tuple(None if p is None else by_param[id(p)] for p in twin.params)
-            trained.extend(p for p in twin.params if p is not None)
+            by_param = {id(p): b for p, b in zip(layer.weights, buffers) if layer._is_trainable_weight(p)}
+            grads = tuple(by_param.get(id(p)) for p in twin.params)
+            trained.extend(p for p in twin.params if p is not None and id(p) in by_param)
             layers.append((layer, buffers))
-        nodes.append((twin.kind, tuple(node.inputs), tuple(twin.params), grads, tuple(twin.ints), tuple(twin.strs)))
-    return Plan(nodes, trained, layers)
+        if twin.state:
+            stateful.append((layer, twin))
+        nodes.append((twin.kind, tuple(node.inputs), tuple(twin.params), grads, tuple(twin.ints), tuple(twin.strs),
+                      tuple(float(f) for f in twin.floats), tuple(twin.state)))
+    return Plan(nodes, trained, layers, stateful)
 
 
 def publish_gradients(p: Plan) -> None:
-    """After a native step, make ``get_gradients()`` return the buffers it wrote."""
+    """After a native step, make ``get_gradients()`` return the buffers it wrote (None for
+    weights the optimizer does not train)."""
     for layer, buffers in p.gradients:
-        layer._grads = list(buffers)
+        layer._grads = [b if layer._is_trainable_weight(w) else None for w, b in zip(layer.weights, buffers)]
+
+
+def finish_step(p: Plan) -> None:
+    """After a native training step with a finite loss: layers take the state it wrote
+    (BatchNormalization updates its moving statistics from the batch's moments)."""
+    for layer, twin in p.stateful:
+        layer.native_step_done(twin)

@@ -90,6 +90,12 @@ softmax_backward = _kernel("softmax_backward", "(dout, out) -> dinp through the 
 softmax_crossentropy_forward = _kernel("softmax_crossentropy_forward", "(logits, labels) -> (loss, probs).")
 softmax_crossentropy_backward = _kernel("softmax_crossentropy_backward", "(probs, labels) -> dlogits.")
 
+# Batch normalization over the last axis (csrc/batchnorm.h)
+batchnorm_forward_train = _kernel("batchnorm_forward_train", "(inp, gamma, beta, epsilon) -> (out, mean, var).")
+batchnorm_backward_train = _kernel("batchnorm_backward_train", "-> (dinp or None, dgamma or None, dbeta or None).")
+batchnorm_forward_infer = _kernel("batchnorm_forward_infer", "(inp, gamma, beta, moving_mean, moving_var, eps) -> out.")
+batchnorm_backward_infer = _kernel("batchnorm_backward_infer", "-> (dinp or None, dgamma or None, dbeta or None).")
+
 # Images (TensorFlow's tf.image definitions)
 sobel_edges_forward = _kernel("sobel_edges_forward", "(N, H, W, C) -> (N, H, W, C, 2): [dy, dx].")
 sobel_edges_backward = _kernel("sobel_edges_backward", "(N, H, W, C, 2) -> (N, H, W, C).")

@@ -41,7 +41,7 @@ def print_summary(model: Any, print_fn: Optional[Callable[[str], Any]] = None,
 
     layers = model.layers
     total = model.count_params()
-    trainable = sum(layer.count_params() for layer in layers if layer.trainable)
+    trainable = sum(int(w.size) for layer in layers for w in layer.trainable_weights)
     lines = [f'Model: "{model.name}"', "_" * total_width, fmt(header), "=" * total_width]
     lines += [fmt(row) for row in rows]
     lines += ["=" * total_width, f"Total params: {total:,}", f"Trainable params: {trainable:,}",

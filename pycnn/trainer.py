@@ -230,6 +230,8 @@ class Trainer:
                 fused_step.publish_gradients(plan)
                 if math.isfinite(loss):
                     self.optimizer.apply_gradients(self._gradient_pairs())
+            if math.isfinite(loss):
+                fused_step.finish_step(plan)
             if not self.metrics_names:
                 return float(loss), 0, 0
             return float(loss), int(correct), int(xs[0].shape[0])

@@ -14,6 +14,7 @@ from .conv import Conv2D, Convolution2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
 from .image import ImageGradient, SobelEdges
 from .merge import Add, Concatenate, Multiply
+from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
                       GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
 from .reshaping import Reshape
@@ -22,5 +23,5 @@ __all__ = [
     "Layer", "NativeTwin", "Input", "InputLayer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
     "GlobalMaxPool2D", "Flatten", "Reshape", "Dense", "Activation", "Dropout", "Concatenate", "Add", "Multiply",
-    "SobelEdges", "ImageGradient", "get",
+    "SobelEdges", "ImageGradient", "BatchNormalization", "get",
 ]

@@ -53,12 +53,16 @@ def get(class_name: str) -> type:
 
 class NativeTwin(NamedTuple):
     """A layer's node in the native network step: see csrc/network.h and each op family's
-    NetOp (conv2d.cpp, pool2d.cpp, ...) for what ``kind``, ``ints`` and ``strs`` mean.
-    ``params`` are the live weight arrays in the op's order, None for an absent bias."""
+    NetOp (conv2d.cpp, pool2d.cpp, ...) for what ``kind``, ``ints``, ``strs`` and
+    ``floats`` mean. ``params`` are the live weight arrays in the op's order, None for an
+    absent bias. ``state``: float32 arrays the op fills during a training step for the
+    layer's :meth:`Layer.native_step_done` (batch normalization's batch moments)."""
     kind: str
     params: Tuple[Optional[np.ndarray], ...] = ()
     ints: Tuple[int, ...] = ()
     strs: Tuple[str, ...] = ()
+    floats: Tuple[float, ...] = ()
+    state: Tuple[np.ndarray, ...] = ()
 
 
 class Layer:
@@ -103,6 +107,7 @@ class Layer:
             None if input_shape is None else _sample_shape(input_shape, "input_shape", cls))
         self._param_names: List[str] = []
         self._params: List[np.ndarray] = []
+        self._param_trainable: List[bool] = []  # False: a statistic, never given to the optimizer
         self._grads: List[Optional[np.ndarray]] = []
         self._last_call: Optional[Tuple[Any, Tuple[int, ...]]] = None  # a lone layer's (ctx, output shape)
         self._inbound_nodes: List[symbolic.Node] = []  # one per call on symbolic tensors
@@ -127,7 +132,7 @@ class Layer:
         if self.built:
             self._check_input(shape)  # weights exist: the new shape must suit them
         else:
-            self._param_names, self._params = [], []
+            self._param_names, self._params, self._param_trainable = [], [], []
             self._create_weights(shape)
             self._grads = [None] * len(self._params)
         self.input_shape = shape
@@ -136,10 +141,13 @@ class Layer:
     def _create_weights(self, input_shape: Shape) -> None:
         """Subclasses with weights call ``_add_weight`` here."""
 
-    def _add_weight(self, name: str, shape: Tuple[int, ...], initializer: Any) -> np.ndarray:
+    def _add_weight(self, name: str, shape: Tuple[int, ...], initializer: Any, trainable: bool = True) -> np.ndarray:
+        """A new weight; ``trainable=False`` makes it state the layer updates itself (moving
+        statistics): saved and loaded, counted as non-trainable, never optimised."""
         values = initializers.initialize(initializer, shape)
         self._param_names.append(name)
         self._params.append(values)
+        self._param_trainable.append(bool(trainable))
         return values
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
@@ -253,6 +261,10 @@ class Layer:
         layer by layer). ``logits``: the layer's final softmax is left out (the loss fuses it)."""
         return None
 
+    def native_step_done(self, twin: NativeTwin) -> None:
+        """Called after a native training step with a finite loss ran this layer's ``twin``
+        (which had ``state``): the layer takes what the step wrote there."""
+
     # ----------------------------------------------------------------- weights
 
     @property
@@ -262,11 +274,20 @@ class Layer:
 
     @property
     def trainable_weights(self) -> List[np.ndarray]:
-        return list(self._params) if self.trainable else []
+        """The weights the optimizer updates: none when ``trainable`` is False, never the
+        statistics a layer keeps itself (BatchNormalization's moving mean and variance)."""
+        if not self.trainable:
+            return []
+        return [p for p, t in zip(self._params, self._param_trainable) if t]
 
     @property
     def non_trainable_weights(self) -> List[np.ndarray]:
-        return [] if self.trainable else list(self._params)
+        if not self.trainable:
+            return list(self._params)
+        return [p for p, t in zip(self._params, self._param_trainable) if not t]
+
+    def _is_trainable_weight(self, param: np.ndarray) -> bool:
+        return self.trainable and any(p is param and t for p, t in zip(self._params, self._param_trainable))
 
     @property
     def weight_names(self) -> List[str]:
