@@ -466,6 +466,61 @@ def global_maxpool2d_backward(dout, inp) -> np.ndarray:
     return g
 
 
+# ----------------------------------------------------------------------------- batch normalization
+
+
+def _rows(a) -> np.ndarray:
+    a = _f64(a)
+    return a.reshape(-1, a.shape[-1])
+
+
+def batchnorm_forward_train(inp, gamma=None, beta=None, epsilon=1e-3):
+    """Moments over every axis but the last (biased variance) -> (out, mean, var)."""
+    x = _rows(inp)
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    g = np.ones_like(mean) if gamma is None else _f64(gamma)
+    b = np.zeros_like(mean) if beta is None else _f64(beta)
+    out = g * (x - mean) / np.sqrt(var + epsilon) + b
+    return out.reshape(np.shape(inp)), mean, var
+
+
+def batchnorm_backward_train(dout, inp, gamma, mean, var, epsilon=1e-3, has_beta=True, need_dinp=True):
+    """The textbook chain rule through mean and variance, term by term (not the folded formula
+    the kernel uses) -> (dinp or None, dgamma or None, dbeta or None)."""
+    x, dy = _rows(inp), _rows(dout)
+    M = x.shape[0]
+    mean, var = _f64(mean), _f64(var)
+    g = np.ones_like(mean) if gamma is None else _f64(gamma)
+    inv = 1.0 / np.sqrt(var + epsilon)
+    xhat = (x - mean) * inv
+    dxhat = dy * g
+    dvar = np.sum(dxhat * (x - mean), axis=0) * -0.5 * inv ** 3
+    dmean = -np.sum(dxhat, axis=0) * inv + dvar * np.mean(-2.0 * (x - mean), axis=0)
+    dx = dxhat * inv + dvar * 2.0 * (x - mean) / M + dmean / M
+    return (dx.reshape(np.shape(inp)) if need_dinp else None,
+            None if gamma is None else np.sum(dy * xhat, axis=0),
+            np.sum(dy, axis=0) if has_beta else None)
+
+
+def batchnorm_forward_infer(inp, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+    x = _rows(inp)
+    g = np.ones(x.shape[1]) if gamma is None else _f64(gamma)
+    b = np.zeros(x.shape[1]) if beta is None else _f64(beta)
+    out = g * (x - _f64(moving_mean)) / np.sqrt(_f64(moving_var) + epsilon) + b
+    return out.reshape(np.shape(inp))
+
+
+def batchnorm_backward_infer(dout, inp, gamma, moving_mean, moving_var, epsilon=1e-3, has_beta=True,
+                             need_dinp=True):
+    x, dy = _rows(inp), _rows(dout)
+    inv = 1.0 / np.sqrt(_f64(moving_var) + epsilon)
+    g = np.ones_like(inv) if gamma is None else _f64(gamma)
+    return ((dy * g * inv).reshape(np.shape(inp)) if need_dinp else None,
+            None if gamma is None else np.sum(dy * (x - _f64(moving_mean)) * inv, axis=0),
+            np.sum(dy, axis=0) if has_beta else None)
+
+
 # ----------------------------------------------------------------------------- finite differences
 
 

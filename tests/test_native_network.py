@@ -166,7 +166,7 @@ def test_network_binding_validates_everything():
         _core.network_train_step(x, y, good[:2])
     with pytest.raises(ValueError, match="computed output size would be zero"):
         _core.network_train_step(np.zeros((2, 1, 1, 3), np.float32), y, [replace(good[1], inputs=(0,))])
-    with pytest.raises(ValueError, match=r"layers\[0\] to be \(kind, inputs, params, grads, ints, strs\). "
+    with pytest.raises(ValueError, match=r"layers\[0\] to be \(kind, inputs, params, grads, ints, strs\[, floats\[, state\]\]\). "
                                          r"Received a tuple of 5"):
         _core.network_train_step(x, y, [good[0][:5]] + good[1:])
     with pytest.raises(ValueError, match=r"layers\[1\] \('maxpool2d'\) reads value 2, but only values 0 \.\. 1"):
