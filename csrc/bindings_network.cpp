@@ -211,7 +211,8 @@ void attach_adam(ParsedNetwork* parsed, const py::tuple& adam, pycnn::AdamStep* 
 }
 
 py::tuple network_train_step_py(const py::object& x_obj, const py::object& labels_obj, const py::list& layers,
-                                const py::object& adam) {
+                                const py::object& adam, const py::object& sample_weight_obj,
+                                const py::object& logits_out_obj) {
   const char* fn = "network_train_step";
   std::vector<FArray> xs = network_inputs(x_obj, fn);
   ParsedNetwork parsed = parse_network(layers, xs, true, fn);
@@ -226,8 +227,30 @@ py::tuple network_train_step_py(const py::object& x_obj, const py::object& label
   const int64_t* pl = labels.data();
   double loss = 0.0;
   int64_t correct = 0;
+  pycnn::StepExtras extras;
+  std::optional<FArray> sample_weight;
+  if (!sample_weight_obj.is_none()) {
+    sample_weight = as_float(sample_weight_obj, fn, "sample_weight");
+    if (sample_weight->ndim() != 1 || sample_weight->shape(0) != N)
+      value_error(cat(fn, "() expected 'sample_weight' of shape (", N, ",), one weight per sample. Received: "
+                      "sample_weight.shape=", shape_str(*sample_weight), "."));
+    const float* pw = sample_weight->data();
+    for (int64_t r = 0; r < N; ++r)
+      if (!(pw[r] >= 0.f) || !std::isfinite(pw[r]))
+        value_error(cat(fn, "() expected finite sample weights >= 0. Received: sample_weight[", r, "]=", pw[r], "."));
+    extras.sample_weight = pw;
+  }
+  std::optional<py::array_t<float>> logits_out;
+  if (!logits_out_obj.is_none()) {
+    logits_out = inplace_float(logits_out_obj, fn, "logits_out", 0);
+    if (logits_out->ndim() != 2 || logits_out->shape(0) != N || logits_out->shape(1) != classes)
+      value_error(cat(fn, "() expected 'logits_out' of shape (", N, ", ", classes, "). Received: logits_out.shape=",
+                      shape_str(*logits_out), "."));
+    extras.logits_out = logits_out->mutable_data();
+  }
   release_and_run([&] {
-    loss = pycnn::network_train_step(parsed.net, px, pl, N, classes, &correct, adam.is_none() ? nullptr : &step);
+    loss = pycnn::network_train_step(parsed.net, px, pl, N, classes, &correct, adam.is_none() ? nullptr : &step,
+                                     &extras);
   });
   return py::make_tuple(loss, correct);
 }
@@ -254,12 +277,13 @@ FArray network_predict_py(const py::object& x_obj, const py::list& layers, bool 
 
 void bind_network(py::module_& m) {
   m.def("network_train_step", &network_train_step_py, py::arg("x"), py::arg("labels"), py::arg("layers"),
-        py::arg("adam") = py::none(),
+        py::arg("adam") = py::none(), py::arg("sample_weight") = py::none(), py::arg("logits_out") = py::none(),
         "Forward, mean softmax cross-entropy against integer labels, and backward of a whole network (a list of "
-        "(kind, inputs, params, grads, ints, strs) node tuples in topological order) in one call; x is one array "
-        "or a list, one per network input. Writes every gradient buffer. adam=(alpha, beta_1, beta_2, epsilon, "
-        "weights, m, v) also applies that Adam step in place, unless the loss is not finite. Returns (mean loss, number of correct argmax "
-        "predictions).");
+        "(kind, inputs, params, grads, ints, strs[, floats[, state]]) node tuples in topological order) in one call; "
+        "x is one array or a list, one per network input. Writes every gradient buffer. adam=(alpha, beta_1, beta_2, "
+        "epsilon, weights, m, v) also applies that Adam step in place, unless the loss is not finite. sample_weight "
+        "(N,) makes the loss sum(w * loss) / N; logits_out (N, classes) receives the logits. Returns (loss, number "
+        "of correct argmax predictions).");
   m.def("network_predict", &network_predict_py, py::arg("x"), py::arg("layers"), py::arg("softmax") = false,
         "Forward of a whole network; softmax over the last axis of the output when asked.");
 }

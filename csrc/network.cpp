@@ -310,7 +310,9 @@ struct ParamLayout {
 }  // namespace
 
 double network_train_step(const Network& net, const std::vector<const float*>& x, const int64_t* labels, int64_t N,
-                          int64_t classes, int64_t* correct, const AdamStep* adam) {
+                          int64_t classes, int64_t* correct, const AdamStep* adam, const StepExtras* extras) {
+  const float* sample_weight = extras ? extras->sample_weight : nullptr;
+  float* logits_out = extras ? extras->logits_out : nullptr;
   const ParamLayout layout(net);
   const int64_t params = layout.total;
   const int K = net.num_inputs;
@@ -357,7 +359,15 @@ double network_train_step(const Network& net, const std::vector<const float*>& x
       // Fused softmax + cross-entropy: probabilities, then (p - onehot) / N as the gradient
       // of the logits (when nothing trains there is no gradient slot: use the spare one).
       float* g = net.grad_slot[last] >= 0 ? slot_ptr(net.grad_slot[last]) : spare;
-      loss_part[t] += softmax_crossentropy_forward(g, logits, labels + c0, cb, classes) * static_cast<double>(cb);
+      const float* w = sample_weight ? sample_weight + c0 : nullptr;
+      if (!w) {
+        loss_part[t] += softmax_crossentropy_forward(g, logits, labels + c0, cb, classes) * static_cast<double>(cb);
+      } else {
+        for (int64_t r = 0; r < cb; ++r)
+          loss_part[t] += static_cast<double>(w[r]) * softmax_crossentropy_forward(g + r * classes, logits + r * classes,
+                                                                                  labels + c0 + r, 1, classes);
+      }
+      if (logits_out) std::memcpy(logits_out + c0 * classes, logits, sizeof(float) * cb * classes);
       int64_t hits = 0;
       for (int64_t r = 0; r < cb; ++r) {
         const float* z = logits + r * classes;
@@ -366,6 +376,9 @@ double network_train_step(const Network& net, const std::vector<const float*>& x
       correct_part[t] += hits;
       if (net.grad_slot[last] < 0) return;
       softmax_crossentropy_backward(g, g, labels + c0, cb, classes, scale);
+      if (w)  // "loss = sum_r w_r loss_r / N": row r's gradient scales by w_r
+        for (int64_t r = 0; r < cb; ++r)
+          for (int64_t j = 0; j < classes; ++j) g[r * classes + j] *= w[r];
       std::vector<const float*> in;
       std::vector<float*> dinp, dparam;
       for (int i = static_cast<int>(net.nodes.size()) - 1; i >= 0; --i) {

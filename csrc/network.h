@@ -149,8 +149,15 @@ struct AdamStep {
 // the Adam update to its slice of every parameter right after summing its gradient, in the
 // same parallel region (nodes then carry param_rw and the moments); when the loss is not
 // finite, the update is skipped and the weights are left as they were.
+// Optional inputs and outputs of a training step.
+struct StepExtras {
+  const float* sample_weight = nullptr;  // (N): the loss is sum_r w_r * loss_r / N, Keras's weighting
+  float* logits_out = nullptr;           // (N, classes): receives the logits (for metrics)
+};
+
 double network_train_step(const Network& net, const std::vector<const float*>& x, const int64_t* labels, int64_t N,
-                          int64_t classes, int64_t* correct, const AdamStep* adam = nullptr);
+                          int64_t classes, int64_t* correct, const AdamStep* adam = nullptr,
+                          const StepExtras* extras = nullptr);
 
 // Forward only: out (N, out_size of the last node). softmax_cols > 0 applies a softmax over
 // each run of softmax_cols values (the output's last axis).

@@ -30,7 +30,7 @@ from . import ops as _ops  # noqa: E402  (loads the compiled core; the only modu
 __version__ = "0.1.0"
 
 from . import (activations, augment, callbacks, datasets, image, initializers, layers, losses,  # noqa: E402
-               models, optimizers, plotting, utils)
+               metrics, models, optimizers, plotting, regularizers, utils)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
 from .trainer import NonFiniteLossError  # noqa: E402

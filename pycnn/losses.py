@@ -39,6 +39,13 @@ class Loss:
     def gradient(self, y_true: Any, y_pred: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def sample_losses(self, y_true: Any, y_pred: Any, logits: bool = False) -> np.ndarray:
+        """float64 (N,): each sample's loss (its mean over positions), so that the loss is
+        their mean; with per-sample weights w it is ``mean(w * sample_losses)``, Keras's
+        sum-over-batch-size weighting. ``logits``: y_pred holds the softmax's input."""
+        raise NotImplementedError(f"{type(self).__name__} does not support sample weights: it has no "
+                                  "sample_losses(y_true, y_pred, logits) method.")
+
     def get_config(self) -> Dict[str, Any]:
         return {}
 
@@ -157,6 +164,17 @@ class SparseCategoricalCrossentropy(Loss):
             return self.logits_value_and_gradient(y_true, p)[1]
         return _probability_ce(_onehot(labels, rows.shape[1]), rows)[1].reshape(p.shape)
 
+    def sample_losses(self, y_true: Any, y_pred: Any, logits: bool = False) -> np.ndarray:
+        p = _pred(y_pred, self._who())
+        labels = self._labels(y_true, p)
+        rows = p.reshape(-1, p.shape[-1]).astype(np.float64)
+        if logits or self.from_logits:
+            per_row = -_log_softmax(rows)[np.arange(rows.shape[0]), labels]
+        else:
+            q = np.clip(rows / rows.sum(axis=1, keepdims=True), EPSILON, 1.0 - EPSILON)
+            per_row = -np.log(q[np.arange(rows.shape[0]), labels])
+        return per_row.reshape(p.shape[0], -1).mean(axis=1)
+
     def logits_value_and_gradient(self, y_true: Any, logits: Any) -> Tuple[float, np.ndarray]:
         """Fused softmax + cross-entropy on logits: ``(loss, (softmax(z) - onehot(y)) / rows)``."""
         z = _pred(logits, self._who())
@@ -199,6 +217,17 @@ class CategoricalCrossentropy(Loss):
         y = _dense_targets(y_true, p, type(self).__name__)
         return _probability_ce(y.reshape(-1, p.shape[-1]), p.reshape(-1, p.shape[-1]))[1].reshape(p.shape)
 
+    def sample_losses(self, y_true: Any, y_pred: Any, logits: bool = False) -> np.ndarray:
+        p = _pred(y_pred, type(self).__name__)
+        y = _dense_targets(y_true, p, type(self).__name__).reshape(-1, p.shape[-1]).astype(np.float64)
+        rows = p.reshape(-1, p.shape[-1]).astype(np.float64)
+        if logits or self.from_logits:
+            per_row = -(y * _log_softmax(rows)).sum(axis=1)
+        else:
+            q = np.clip(rows / rows.sum(axis=1, keepdims=True), EPSILON, 1.0 - EPSILON)
+            per_row = -(y * np.log(q)).sum(axis=1)
+        return per_row.reshape(p.shape[0], -1).mean(axis=1)
+
     def logits_value_and_gradient(self, y_true: Any, logits: Any) -> Tuple[float, np.ndarray]:
         """Fused softmax + cross-entropy on logits.
 
@@ -234,6 +263,11 @@ class MeanSquaredError(Loss):
         p = _pred(y_pred, type(self).__name__)
         diff = p - _dense_targets(y_true, p, type(self).__name__)
         return (diff * np.float32(2.0 / p.size)).astype(np.float32, copy=False)
+
+    def sample_losses(self, y_true: Any, y_pred: Any, logits: bool = False) -> np.ndarray:
+        p = _pred(y_pred, type(self).__name__)
+        diff = (p - _dense_targets(y_true, p, type(self).__name__)).astype(np.float64)
+        return np.square(diff).reshape(p.shape[0], -1).mean(axis=1)
 
 
 def _onehot(labels: np.ndarray, classes: int) -> np.ndarray:

@@ -50,6 +50,7 @@ import numpy as np
 from . import _tempfiles
 from . import layers as layers_module
 from . import losses as losses_module
+from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import utils
 
@@ -176,7 +177,7 @@ def save_model(model: Any, path: PathLike) -> None:
         manifest["compile"] = {
             "optimizer": {"class_name": type(model.optimizer).__name__, "config": model.optimizer.get_config()},
             "loss": {"class_name": type(model.loss).__name__, "config": model.loss.get_config()},
-            "metrics": list(model.metrics_names)}
+            **model._metrics.config()}
         slot_keys = []
         for k, slots in enumerate(model.optimizer.get_slots(model.weights)):
             keys = []
@@ -373,10 +374,12 @@ def _restore_compile(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.
     try:
         optimizer = _instance(optimizers_module, optimizers_module.Optimizer, spec["optimizer"])
         loss = _instance(losses_module, losses_module.Loss, spec["loss"])
-        metrics = list(spec.get("metrics") or [])
+        # Metrics that could not be saved (user functions) are None and left out.
+        metrics, weighted = ([metrics_module.deserialize(m) for m in spec.get(key) or [] if m is not None]
+                             for key in ("metrics", "weighted_metrics"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"Cannot restore the training setup stored in '{path}': {type(exc).__name__}: {exc}") from exc
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics or None)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics or None, weighted_metrics=weighted or None)
     state = manifest.get("optimizer_state")
     if state is not None:
         slot_keys = state.get("slots", [])

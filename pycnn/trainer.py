@@ -7,9 +7,12 @@ pycnn/functional.py    the graph (nodes, Keras layer order, weights) and its eag
                        per-call state for backward, gradients summed over fan-out and shared
                        layers
 pycnn/sequential.py    the chain case: a list of layers -> a graph
-pycnn/trainer.py       (this) the loop: batching, shuffling, the loss and accuracy, callbacks,
-                       the progress bar, and for each batch the choice between the one-call
-                       native step and the layer-by-layer executor
+pycnn/trainer.py       (this) the loop: the loss (with sample weights and weight penalties),
+                       callbacks, the progress bar, and for each batch the choice between the
+                       one-call native step and the layer-by-layer executor
+pycnn/data_adapter.py  batches: arrays (shuffled) or generators / iterables of batches;
+                       sample_weight and class_weight -> per-sample weights
+pycnn/metrics.py       metric functions and objects, compile(metrics=, weighted_metrics=)
 pycnn/fused_step.py    a graph -> the native step's node list (each layer gives its twin)
 pycnn/optimizers.py    the update rules; an optimizer says itself whether the native step
                        can apply its update (``native_step_args``)
@@ -34,13 +37,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import fused_step, ops
+from . import data_adapter, fused_step, ops
 from . import losses as losses_module
+from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import utils
 from .progress import Progbar
-
-_ACCURACY_NAMES = ("accuracy", "acc")
 _NONFINITE_CHOICES = ("raise", "ignore")
 #: A batch loss above both this and 1000x the run's first batch loss draws one warning per fit.
 _EXPLODING_LOSS = 1e6
@@ -70,6 +72,7 @@ class Trainer:
         self.optimizer: Optional[optimizers_module.Optimizer] = None
         self.loss: Any = None
         self.metrics_names: List[str] = []
+        self._metrics = metrics_module.CompiledMetrics()
         self.compiled = False
         self.stop_training = False
         self.history: Optional[callbacks_module.History] = None
@@ -77,14 +80,19 @@ class Trainer:
     # ----------------------------------------------------------------- compile
 
     def compile(self, optimizer: Union[str, optimizers_module.Optimizer] = "rmsprop",
-                loss: Union[str, losses_module.Loss, None] = None, metrics: Optional[Sequence[str]] = None) -> None:
+                loss: Union[str, losses_module.Loss, None] = None, metrics: Any = None,
+                weighted_metrics: Any = None) -> None:
         """Configure training.
 
         Args:
             optimizer: 'adam', 'sgd', 'rmsprop' (Keras defaults) or an optimizer object.
             loss: 'sparse_categorical_crossentropy', 'categorical_crossentropy', 'mse' or a
                 :class:`pycnn.losses.Loss`.
-            metrics: None or ``['accuracy']``.
+            metrics: names ('accuracy', 'sparse_top_k_categorical_accuracy', 'mae', ...),
+                :mod:`pycnn.metrics` objects or functions ``(y_true, y_pred) -> per-sample
+                values``; shown in the progress bar and the History under their names.
+                They ignore sample weights, as in Keras.
+            weighted_metrics: the same, weighted by ``sample_weight`` / ``class_weight``.
 
         Raises:
             ValueError / TypeError: for unknown names or wrong types.
@@ -94,16 +102,8 @@ class Trainer:
                              "Received: loss=None.")
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
-        names: List[str] = []
-        if metrics is not None:
-            if isinstance(metrics, str):
-                metrics = [metrics]
-            for m in metrics:
-                if not isinstance(m, str) or m.lower() not in _ACCURACY_NAMES:
-                    raise ValueError(f"compile() supports the metric 'accuracy' only. Received: metrics={metrics!r}.")
-                if "accuracy" not in names:
-                    names.append("accuracy")
-        self.metrics_names = names
+        self._metrics = metrics_module.CompiledMetrics(metrics, weighted_metrics)
+        self.metrics_names = list(self._metrics.names)
         self.compiled = True
         last = self._output_layer_or_none()
         if getattr(self.loss, "from_logits", False) and getattr(last, "activation", None) == "softmax":
@@ -171,28 +171,51 @@ class Trainer:
             return xs, target.reshape(out_shape)
         return xs, y
 
+    def _batches(self, x: Any, y: Any, sample_weight: Any, class_weight: Any, batch_size: int, shuffle: bool,
+                 steps: Optional[int], who: str) -> Any:
+        """Arrays -> ArrayBatches; a generator or other iterable of batches -> IterableBatches."""
+        if data_adapter.is_batch_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError(f"{who} takes the targets (and sample weights) from the generator's batches "
+                                 f"when x is a generator or iterable of batches: pass y=None and sample_weight="
+                                 f"None. Received: y of type {type(y).__name__}"
+                                 f"{', and a sample_weight' if sample_weight is not None else ''}.")
+            return data_adapter.IterableBatches(x, steps, self._check_xy, class_weight, who)
+        xs, targets = self._check_xy(x, y, who)
+        weights = data_adapter.sample_weights(targets, xs[0].shape[0], sample_weight, class_weight, who)
+        return data_adapter.ArrayBatches(xs, targets, weights, batch_size, shuffle)
+
+    # ----------------------------------------------------------------- the loss
+
+    def _loss_and_grad(self, y: np.ndarray, out: np.ndarray, fused: bool, need_grad: bool,
+                       sample_weight: Optional[np.ndarray] = None) -> Tuple[float, Optional[np.ndarray]]:
+        """The batch loss and its gradient w.r.t. ``out`` (the logits when ``fused``). With
+        sample weights w: ``mean(w * per-sample loss)`` (Keras's sum over batch size)."""
+        if sample_weight is None:
+            if fused:
+                return self.loss.logits_value_and_gradient(y, out)
+            value = float(self.loss(y, out))
+            return value, (self.loss.gradient(y, out) if need_grad else None)
+        value = float(np.mean(self.loss.sample_losses(y, out, logits=fused) * sample_weight))
+        if not need_grad:
+            return value, None
+        grad = self.loss.logits_value_and_gradient(y, out)[1] if fused else self.loss.gradient(y, out)
+        return value, grad * sample_weight.reshape((-1,) + (1,) * (grad.ndim - 1))
+
+    def _regularized(self) -> List[Tuple[Any, int, Any]]:
+        return [(layer, i, r) for layer in self.layers for i, r in layer._regularized_weights()]
+
+    def _penalty(self, regularized: List[Tuple[Any, int, Any]]) -> float:
+        return float(sum(r.penalty(layer.weights[i]) for layer, i, r in regularized))
+
+    @staticmethod
+    def _add_penalty_gradients(regularized: List[Tuple[Any, int, Any]]) -> None:
+        for layer, i, r in regularized:
+            grad = layer._grads[i]
+            if grad is not None:
+                layer._grads[i] = grad + r.gradient(layer.weights[i])
+
     # ----------------------------------------------------------------- one batch
-
-    def _loss_and_grad(self, y: np.ndarray, out: np.ndarray, fused: bool, need_grad: bool
-                       ) -> Tuple[float, Optional[np.ndarray]]:
-        if fused:
-            return self.loss.logits_value_and_gradient(y, out)
-        value = float(self.loss(y, out))
-        return value, (self.loss.gradient(y, out) if need_grad else None)
-
-    def _correct(self, y: np.ndarray, out: np.ndarray) -> Tuple[int, int]:
-        """(number correct, number of predictions) with Keras's choice of accuracy."""
-        k = out.shape[-1]
-        pred = out.reshape(-1, k)
-        if isinstance(self.loss, losses_module.SparseCategoricalCrossentropy) or (
-                k > 1 and (y.ndim < out.ndim or y.shape[-1] == 1) and y.size == pred.shape[0]):
-            labels = np.asarray(y).reshape(-1)
-            hits = pred.argmax(axis=1) == labels
-        elif k == 1:
-            hits = (pred[:, 0] > 0.5) == (np.asarray(y).reshape(-1) > 0.5)
-        else:
-            hits = pred.argmax(axis=1) == np.asarray(y).reshape(-1, k).argmax(axis=1)
-        return int(hits.sum()), int(hits.size)
 
     def _native_train_plan(self, yb: np.ndarray) -> Optional[fused_step.Plan]:
         """The one-call native training step's plan, when the model and loss allow it.
@@ -213,42 +236,53 @@ class Trainer:
             return None
         return fused_step.plan(graph, train=True, training=True, logits=True)
 
-    def _train_step(self, xs: List[np.ndarray], yb: np.ndarray) -> Tuple[float, int, int]:
+    def _train_step(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray] = None
+                    ) -> Tuple[float, Optional[np.ndarray], bool]:
+        """One update. Returns the loss (penalties included), the output the metrics need
+        (None without metrics) and whether that output is the logits of a softmax."""
+        regularized = self._regularized()
+        penalty = self._penalty(regularized) if regularized else 0.0  # the weights the loss is computed with
         plan = self._native_train_plan(yb)
         if plan is not None:
             x_arg = xs[0] if len(xs) == 1 else xs
-            adam = self.optimizer.native_step_args(plan.trained)
+            logits = None
+            if self._metrics:
+                classes = int(self._output_shape_for([(None,) + a.shape[1:] for a in xs])[-1])
+                logits = np.empty((xs[0].shape[0], classes), np.float32)
+            # With penalties, their gradients join before the update: no fused update then.
+            adam = None if regularized else self.optimizer.native_step_args(plan.trained)
             # A step whose loss is not finite applies no update (its gradients are not finite
             # either): the weights stay those of the last finite step, for fit() to report.
             if adam is not None:  # the update runs inside the same native call, thread by thread
-                loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, adam=adam)
+                loss, _ = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, adam=adam,
+                                                 sample_weight=sample_weight, logits_out=logits)
                 fused_step.publish_gradients(plan)
                 if not math.isfinite(loss):
                     self.optimizer.native_step_skipped()
             else:
-                loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes)
+                loss, _ = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, sample_weight=sample_weight,
+                                                 logits_out=logits)
                 fused_step.publish_gradients(plan)
                 if math.isfinite(loss):
+                    self._add_penalty_gradients(regularized)
                     self.optimizer.apply_gradients(self._gradient_pairs())
             if math.isfinite(loss):
                 fused_step.finish_step(plan)
-            if not self.metrics_names:
-                return float(loss), 0, 0
-            return float(loss), int(correct), int(xs[0].shape[0])
+            return float(loss) + penalty, logits, True
         from .functional import run_backward, run_forward
         fused = self._fused()
         graph = self._graph()
         outs, trace = run_forward(graph, xs, training=True, logits=fused)
         out = outs[0]
-        loss, dout = self._loss_and_grad(yb, out, fused, need_grad=True)
+        loss, dout = self._loss_and_grad(yb, out, fused, need_grad=True, sample_weight=sample_weight)
         for layer in self.layers:
             layer._grads = [None] * len(layer.weights)  # a layer backward does not reach gets no update
         for layer, grads in run_backward(graph, trace, dout).values():
             layer._grads = grads
         if math.isfinite(loss):
+            self._add_penalty_gradients(regularized)
             self.optimizer.apply_gradients(self._gradient_pairs())
-        correct, count = self._correct(yb, out) if self.metrics_names else (0, 0)
-        return loss, correct, count
+        return loss + penalty, (out if self._metrics else None), fused
 
     def _gradient_pairs(self) -> List[Tuple[np.ndarray, np.ndarray]]:
         return [(g, w) for layer in self.layers if layer.trainable
@@ -270,44 +304,74 @@ class Trainer:
         outs, _ = run_forward(graph, xs, training=False, logits=logits, keep_trace=False)
         return outs
 
-    def _test_step(self, xs: List[np.ndarray], yb: np.ndarray) -> Tuple[float, int, int]:
+    def _test_step(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray] = None
+                   ) -> Tuple[float, Optional[np.ndarray], bool]:
         fused = self._fused()
         out = self._inference(xs, logits=fused)[0]
-        loss, _ = self._loss_and_grad(yb, out, fused, need_grad=False)
-        correct, count = self._correct(yb, out) if self.metrics_names else (0, 0)
-        return loss, correct, count
+        loss, _ = self._loss_and_grad(yb, out, fused, need_grad=False, sample_weight=sample_weight)
+        regularized = self._regularized()
+        if regularized:  # Keras's test loss includes the penalties too
+            loss += self._penalty(regularized)
+        return loss, out, fused
 
-    def _logs(self, loss_sum: float, seen: int, correct: int, count: int, prefix: str = "") -> Dict[str, float]:
-        logs: Dict[str, float] = {}
-        if self.metrics_names:
-            logs[prefix + "accuracy"] = correct / max(count, 1)
-        logs[prefix + "loss"] = loss_sum / max(seen, 1)
-        return logs
+    def _update_metrics(self, yb: np.ndarray, out: Optional[np.ndarray], is_logits: bool,
+                        sample_weight: Optional[np.ndarray]) -> None:
+        if out is None or not self._metrics:
+            return
+
+        def probabilities() -> np.ndarray:
+            if not is_logits:
+                return out
+            return ops.softmax_forward(out.reshape(-1, out.shape[-1])).reshape(out.shape)
+
+        self._metrics.update(yb, out, probabilities, sample_weight)
+
+    def _logs(self, loss: float, prefix: str = "") -> Dict[str, float]:
+        """Keras's log order: names sorted (``accuracy``, ``loss``, ``mae``...)."""
+        logs = self._metrics.results(prefix)
+        logs[prefix + "loss"] = loss
+        return dict(sorted(logs.items()))
 
     # ----------------------------------------------------------------- fit / evaluate / predict
 
-    def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1, verbose: Union[int, str] = 1,
-            callbacks: Optional[Sequence[callbacks_module.Callback]] = None, validation_split: float = 0.0,
-            validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            initial_epoch: int = 0, nonfinite_loss: str = "raise") -> callbacks_module.History:
-        """Train for ``epochs`` passes over ``(x, y)`` in shuffled mini-batches.
+    def fit(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None, epochs: int = 1,
+            verbose: Union[int, str] = 1, callbacks: Optional[Sequence[callbacks_module.Callback]] = None,
+            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
+            class_weight: Optional[Dict[int, float]] = None, sample_weight: Any = None, initial_epoch: int = 0,
+            steps_per_epoch: Optional[int] = None, validation_steps: Optional[int] = None,
+            validation_batch_size: Optional[int] = None, validation_freq: int = 1,
+            nonfinite_loss: str = "raise") -> callbacks_module.History:
+        """Train for ``epochs`` passes over the data, as ``keras.Model.fit``.
 
         Args:
             x: inputs (N, H, W, C) (or (N, features) for dense-only models), or a list of
                 arrays for a model with several inputs; uint8 is converted to float32, not
-                rescaled.
+                rescaled. Or a generator / iterable of batches ``(x, y)`` or
+                ``(x, y, sample_weight)`` (see :mod:`pycnn.data_adapter`): then ``y`` is None
+                and ``batch_size`` does not apply.
             y: targets (see the module docstring).
-            batch_size: samples per gradient step.
+            batch_size: samples per gradient step (default 32).
             epochs: index of the last epoch (training runs from ``initial_epoch``).
             verbose: 0 silent, 1 progress bar (one line per epoch when stdout is not a
                 terminal), 2 one line per epoch; 'auto' means 1.
             callbacks: :mod:`pycnn.callbacks` objects.
             validation_split: fraction of the samples, taken from the end before
-                shuffling, held out for validation.
-            validation_data: ``(x_val, y_val)``, evaluated after each epoch.
+                shuffling, held out for validation (arrays only).
+            validation_data: ``(x_val, y_val)``, ``(x_val, y_val, sample_weight_val)`` or a
+                generator / iterable of batches, evaluated after each epoch.
             shuffle: reshuffle the samples every epoch (seeded by
-                :func:`pycnn.utils.set_random_seed`).
+                :func:`pycnn.utils.set_random_seed`); arrays only.
+            class_weight: ``{class index: weight}``: each sample's loss is weighted by its
+                class's weight (1 for classes left out), as in Keras.
+            sample_weight: (N,) weights of the samples' losses; the loss is
+                ``mean(w * per-sample loss)``. Not together with ``class_weight``.
             initial_epoch: epoch to start from (for resuming).
+            steps_per_epoch: batches per epoch. With a generator, the epochs continue it
+                where the previous one stopped; default: until the source is exhausted.
+                With arrays, at most this many batches of each shuffled pass.
+            validation_steps: batches of a validation generator per evaluation.
+            validation_batch_size: batch size of array validation data (default batch_size).
+            validation_freq: validate every this many epochs.
             nonfinite_loss: what a batch with a NaN or infinite loss does (that batch's
                 update is never applied): 'raise' (default) stops with
                 :class:`NonFiniteLossError` after the batch's callbacks ran, unless one of
@@ -316,7 +380,7 @@ class Trainer:
 
         Returns:
             A :class:`pycnn.callbacks.History`; ``history.history`` has per-epoch lists
-            ``loss``, ``accuracy`` and, with validation, ``val_loss``, ``val_accuracy``.
+            ``loss``, one per metric and, with validation, ``val_loss``, ``val_<metric>``.
 
         Raises:
             RuntimeError: if the model is not compiled.
@@ -327,7 +391,7 @@ class Trainer:
         if nonfinite_loss not in _NONFINITE_CHOICES:
             raise ValueError(f"Invalid value for argument 'nonfinite_loss' of fit(): expected one of "
                              f"{_NONFINITE_CHOICES}. Received: nonfinite_loss={nonfinite_loss!r}.")
-        batch_size = utils.positive_int(batch_size, "batch_size", "fit()")
+        batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "fit()")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"Invalid value for argument 'epochs' of fit(): expected a non-negative integer. "
                              f"Received: epochs={epochs!r}.")
@@ -336,22 +400,41 @@ class Trainer:
                 or not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Invalid value for argument 'validation_split' of fit(): expected a number in [0, 1). "
                              f"Received: validation_split={validation_split!r}.")
-        xs, y = self._check_xy(x, y, "fit()")
-        n = xs[0].shape[0]
+        steps_per_epoch = data_adapter.check_steps(steps_per_epoch, "steps_per_epoch", "fit()")
+        validation_steps = data_adapter.check_steps(validation_steps, "validation_steps", "fit()")
+        validation_freq = utils.positive_int(validation_freq, "validation_freq", "fit()")
+        val_batch = (batch_size if validation_batch_size is None
+                     else utils.positive_int(validation_batch_size, "validation_batch_size", "fit()"))
+        train = self._batches(x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch, "fit()")
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit() expected validation_data to be a tuple (x_val, y_val). "
-                                 f"Received: validation_data of type {type(validation_data).__name__}.")
-            val = self._check_xy(validation_data[0], validation_data[1], "fit() validation_data")
+            if data_adapter.is_batch_source(validation_data):
+                val = self._batches(validation_data, None, None, None, val_batch, False, validation_steps,
+                                    "fit() validation_data")
+            elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+                vw = validation_data[2] if len(validation_data) == 3 else None
+                val = self._batches(validation_data[0], validation_data[1], vw, None, val_batch, False, None,
+                                    "fit() validation_data")
+            else:
+                raise ValueError("fit() expected validation_data to be a tuple (x_val, y_val) or (x_val, y_val, "
+                                 "sample_weight_val), or a generator of batches. Received: validation_data of type "
+                                 f"{type(validation_data).__name__}.")
         elif validation_split > 0.0:
+            if not isinstance(train, data_adapter.ArrayBatches):
+                raise ValueError("fit() cannot split validation data off a generator: pass validation_data instead "
+                                 "of validation_split.")
+            n = train.samples
             split_at = int(math.ceil(n * (1.0 - validation_split)))
             if split_at == 0 or split_at == n:
                 raise ValueError(f"validation_split={validation_split} leaves an empty training or validation set "
                                  f"for {n} samples. Use a different fraction or pass validation_data.")
-            val = ([a[split_at:] for a in xs], y[split_at:])
-            xs, y = [a[:split_at] for a in xs], y[:split_at]
-            n = split_at
+            w = train.weights
+            val = data_adapter.ArrayBatches([a[split_at:] for a in train.xs], train.y[split_at:],
+                                            None if w is None else w[split_at:], val_batch, False)
+            train = data_adapter.ArrayBatches([a[:split_at] for a in train.xs], train.y[:split_at],
+                                              None if w is None else w[:split_at], batch_size, shuffle)
+        if steps_per_epoch is not None and isinstance(train, data_adapter.ArrayBatches):
+            train.steps = min(train.steps, steps_per_epoch)
 
         history = callbacks_module.History()
         # History last, as in Keras: it records what the other callbacks add to the logs (learning_rate).
@@ -359,8 +442,8 @@ class Trainer:
         for cb in cbs:
             if not isinstance(cb, callbacks_module.Callback):
                 raise TypeError(f"fit() expected pycnn.callbacks.Callback objects. Received: {cb!r}.")
-        steps = (n + batch_size - 1) // batch_size
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size, "samples": n}
+        params = {"epochs": epochs, "steps": train.steps, "verbose": verbose, "batch_size": batch_size,
+                  "samples": train.samples}
         for cb in cbs:
             cb.set_model(self)
             cb.set_params(params)
@@ -375,19 +458,17 @@ class Trainer:
                 cb.on_epoch_begin(epoch)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            bar = Progbar(steps, verbose=verbose)
-            order = utils.get_rng().permutation(n) if shuffle else None
-            loss_sum, seen, correct, count = 0.0, 0, 0, 0
+            bar = Progbar(train.steps or 0, verbose=verbose)
+            self._metrics.reset()
+            loss_sum, seen = 0.0, 0
             logs: Dict[str, float] = {}
             step = 0
-            for step, start in enumerate(range(0, n, batch_size), start=1):
-                sel = slice(start, min(start + batch_size, n)) if order is None else order[start:start + batch_size]
-                xb = [utils.as_float32(a[sel], "fit()") for a in xs]
-                yb = y[sel]
+            for step, (xb_raw, yb, wb) in enumerate(train.epoch(), start=1):
+                xb = [utils.as_float32(a, "fit()") for a in xb_raw]
                 for cb in cbs:
                     cb.on_batch_begin(step - 1)
                 with utils.deferred_interrupt():  # Ctrl-C lands between steps, never inside one
-                    loss, c, k = self._train_step(xb, yb)
+                    loss, out, is_logits = self._train_step(xb, yb, wb)
                 if first_loss is None and math.isfinite(loss):
                     first_loss = loss
                 if (not warned and math.isfinite(loss) and first_loss is not None
@@ -399,73 +480,90 @@ class Trainer:
                 m = xb[0].shape[0]
                 loss_sum += loss * m
                 seen += m
-                correct += c
-                count += k
-                logs = self._logs(loss_sum, seen, correct, count)
+                self._update_metrics(yb, out, is_logits, wb)
+                logs = self._logs(loss_sum / max(seen, 1))
                 for cb in cbs:
                     cb.on_batch_end(step - 1, dict(logs))
                 if not math.isfinite(loss) and nonfinite_loss == "raise" and not self.stop_training:
                     raise NonFiniteLossError(epoch, step, loss)
-                if step < steps:
+                if train.steps is None or step < train.steps:
                     bar.update(step, logs)
-                if self.stop_training:
+                if self.stop_training or (train.steps is not None and step >= train.steps):
                     break
+            if step == 0:  # a generator with nothing left: IterableBatches warned
+                break
             epoch_logs = dict(logs)
-            if val is not None:
-                epoch_logs.update(self._evaluate_arrays(val[0], val[1], batch_size, prefix="val_"))
+            if val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
+                epoch_logs.update(self._evaluate_batches(val, prefix="val_"))
             bar.update(step, epoch_logs, finalize=True)
             self._epochs_done = epoch + 1  # a checkpoint written now records it
             for cb in cbs:
                 cb.on_epoch_end(epoch, epoch_logs)
+            if getattr(train, "exhausted", False):
+                self.stop_training = True
             if self.stop_training:
                 break
         for cb in cbs:
             cb.on_train_end()
         return history
 
-    def _evaluate_arrays(self, xs: List[np.ndarray], y: np.ndarray, batch_size: int, prefix: str = "",
-                         bar: Optional[Progbar] = None) -> Dict[str, float]:
-        n = xs[0].shape[0]
-        loss_sum, seen, correct, count = 0.0, 0, 0, 0
-        for step, start in enumerate(range(0, n, batch_size), start=1):
-            sel = slice(start, min(start + batch_size, n))
-            xb = [utils.as_float32(a[sel], "evaluate()") for a in xs]
-            loss, c, k = self._test_step(xb, y[sel])
+    def _evaluate_batches(self, batches: Any, prefix: str = "", bar: Optional[Progbar] = None) -> Dict[str, float]:
+        self._metrics.reset()
+        loss_sum, seen = 0.0, 0
+        step = 0
+        for step, (xb_raw, yb, wb) in enumerate(batches.epoch(), start=1):
+            xb = [utils.as_float32(a, "evaluate()") for a in xb_raw]
+            loss, out, is_logits = self._test_step(xb, yb, wb)
             m = xb[0].shape[0]
             loss_sum += loss * m
             seen += m
-            correct += c
-            count += k
+            self._update_metrics(yb, out, is_logits, wb)
             if bar is not None:
-                bar.update(step, self._logs(loss_sum, seen, correct, count, prefix), finalize=start + batch_size >= n)
-        return self._logs(loss_sum, seen, correct, count, prefix)
+                bar.update(step, self._logs(loss_sum / seen, prefix),
+                           finalize=batches.steps is not None and step >= batches.steps)
+            if batches.steps is not None and step >= batches.steps:
+                break
+        return self._logs(loss_sum / max(seen, 1), prefix)
 
-    def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32, verbose: Union[int, str] = 0,
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
+                 verbose: Union[int, str] = 0, sample_weight: Any = None, steps: Optional[int] = None,
                  return_dict: bool = False) -> Union[float, List[float], Dict[str, float]]:
-        """Loss (and accuracy) over ``(x, y)`` in inference mode.
+        """Loss (and metrics) over ``(x, y)`` (or a generator of batches) in inference mode.
+
+        Args:
+            sample_weight: (N,) weights: the loss is ``mean(w * per-sample loss)`` and the
+                ``weighted_metrics`` are weighted means.
+            steps: batches to take from a generator (default: until it ends).
 
         Returns:
-            ``[loss, accuracy]`` when compiled with ``metrics=['accuracy']``, else the
-            loss as a float; a dict ``{'loss': ..., 'accuracy': ...}`` with
-            ``return_dict=True``.
+            ``[loss, metric...]`` (compile order) when compiled with metrics, else the loss
+            as a float; a dict with ``return_dict=True``.
         """
         self._require_compiled("evaluate")
-        batch_size = utils.positive_int(batch_size, "batch_size", "evaluate()")
+        batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "evaluate()")
         verbose = _check_verbose(verbose, "evaluate()")
-        xs, y = self._check_xy(x, y, "evaluate()")
-        steps = (xs[0].shape[0] + batch_size - 1) // batch_size
-        logs = self._evaluate_arrays(xs, y, batch_size, bar=Progbar(steps, verbose=verbose) if verbose else None)
+        steps = data_adapter.check_steps(steps, "steps", "evaluate()")
+        batches = self._batches(x, y, sample_weight, None, batch_size, False, steps, "evaluate()")
+        if steps is not None and isinstance(batches, data_adapter.ArrayBatches):
+            batches.steps = min(batches.steps, steps)
+        bar = Progbar(batches.steps or 0, verbose=verbose) if verbose else None
+        logs = self._evaluate_batches(batches, bar=bar)
         return self._result(logs, return_dict)
 
     def _result(self, logs: Dict[str, float], return_dict: bool) -> Union[float, List[float], Dict[str, float]]:
         if return_dict:
-            return {"loss": logs["loss"], **{k: v for k, v in logs.items() if k != "loss"}}
+            return logs
         if self.metrics_names:
-            return [logs["loss"], logs["accuracy"]]
+            return [logs["loss"]] + [logs[name] for name in self.metrics_names]
         return logs["loss"]
 
-    def predict(self, x: Any, batch_size: int = 32, verbose: Union[int, str] = 0) -> Any:
+    def predict(self, x: Any, batch_size: Optional[int] = None, verbose: Union[int, str] = 0,
+                steps: Optional[int] = None) -> Any:
         """Outputs for ``x`` in inference mode, computed ``batch_size`` samples at a time.
+
+        ``x`` may also be a generator / iterable of batches: arrays, or tuples whose first
+        item is the input (``(x, y)`` batches are accepted and their targets ignored);
+        ``steps`` limits how many are taken.
 
         Safe to call from several threads on one model: each call keeps its own state.
 
@@ -473,36 +571,61 @@ class Trainer:
             float32 array of shape ``(N,) + output_shape[1:]`` (e.g. class probabilities),
             or a list of arrays for a model with several outputs.
         """
-        batch_size = utils.positive_int(batch_size, "batch_size", "predict()")
+        batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "predict()")
         verbose = _check_verbose(verbose, "predict()")
-        xs = self._prepare_inputs(x, "predict()")
-        n = xs[0].shape[0]
-        steps = (n + batch_size - 1) // batch_size
-        bar = Progbar(steps, verbose=verbose) if verbose else None
+        steps = data_adapter.check_steps(steps, "steps", "predict()")
         batches: List[List[np.ndarray]] = []
-        for step, start in enumerate(range(0, n, batch_size), start=1):
-            xb = [utils.as_float32(a[start:start + batch_size], "predict()") for a in xs]
-            batches.append(self._inference(xb))
-            if bar is not None:
-                bar.update(step, finalize=step == steps)
+        if data_adapter.is_batch_source(x):
+            for i, item in enumerate(x):
+                if steps is not None and i >= steps:
+                    break
+                xb = item[0] if isinstance(item, tuple) else item
+                batches.append(self._inference([utils.as_float32(a, "predict()")
+                                                for a in self._prepare_inputs(xb, "predict()")]))
+        else:
+            xs = self._prepare_inputs(x, "predict()")
+            n = xs[0].shape[0]
+            total = (n + batch_size - 1) // batch_size
+            if steps is not None:
+                total = min(total, steps)
+            bar = Progbar(total, verbose=verbose) if verbose else None
+            for step in range(1, total + 1):
+                start = (step - 1) * batch_size
+                xb = [utils.as_float32(a[start:start + batch_size], "predict()") for a in xs]
+                batches.append(self._inference(xb))
+                if bar is not None:
+                    bar.update(step, finalize=step == total)
+        if not batches:
+            raise ValueError("predict() received no data: the generator yielded no batches.")
         outs = [b[0] if len(batches) == 1 else np.concatenate(b, axis=0) for b in zip(*batches)]
         return outs[0] if self._single_output else outs
 
-    def train_on_batch(self, x: Any, y: Any) -> Union[float, List[float]]:
-        """One gradient step on one batch; returns ``[loss, accuracy]`` (or the loss)."""
-        self._require_compiled("train_on_batch")
-        xs, y = self._check_xy(x, y, "train_on_batch()")
-        xs = [utils.as_float32(a, "train_on_batch()") for a in xs]
-        with utils.deferred_interrupt():
-            loss, c, k = self._train_step(xs, y)
-        return self._result(self._logs(loss, 1, c, k), False)
+    def _one_batch(self, x: Any, y: Any, sample_weight: Any, class_weight: Any, who: str
+                   ) -> Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]:
+        xs, y = self._check_xy(x, y, who)
+        weights = data_adapter.sample_weights(y, xs[0].shape[0], sample_weight, class_weight, who)
+        return [utils.as_float32(a, who) for a in xs], y, weights
 
-    def test_on_batch(self, x: Any, y: Any) -> Union[float, List[float]]:
-        """Loss (and accuracy) of one batch, no update."""
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None,
+                       return_dict: bool = False) -> Union[float, List[float], Dict[str, float]]:
+        """One gradient step on one batch; returns ``[loss, metric...]`` (or the loss)."""
+        self._require_compiled("train_on_batch")
+        xs, y, weights = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch()")
+        with utils.deferred_interrupt():
+            loss, out, is_logits = self._train_step(xs, y, weights)
+        self._metrics.reset()
+        self._update_metrics(y, out, is_logits, weights)
+        return self._result(self._logs(loss), return_dict)
+
+    def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None,
+                      return_dict: bool = False) -> Union[float, List[float], Dict[str, float]]:
+        """Loss (and metrics) of one batch, no update."""
         self._require_compiled("test_on_batch")
-        xs, y = self._check_xy(x, y, "test_on_batch()")
-        loss, c, k = self._test_step([utils.as_float32(a, "test_on_batch()") for a in xs], y)
-        return self._result(self._logs(loss, 1, c, k), False)
+        xs, y, weights = self._one_batch(x, y, sample_weight, None, "test_on_batch()")
+        loss, out, is_logits = self._test_step(xs, y, weights)
+        self._metrics.reset()
+        self._update_metrics(y, out, is_logits, weights)
+        return self._result(self._logs(loss), return_dict)
 
     def predict_on_batch(self, x: Any) -> Any:
         return self(x, training=False)

@@ -108,6 +108,7 @@ class Layer:
         self._param_names: List[str] = []
         self._params: List[np.ndarray] = []
         self._param_trainable: List[bool] = []  # False: a statistic, never given to the optimizer
+        self._param_regularizers: List[Any] = []  # per weight: a pycnn.regularizers.Regularizer or None
         self._grads: List[Optional[np.ndarray]] = []
         self._last_call: Optional[Tuple[Any, Tuple[int, ...]]] = None  # a lone layer's (ctx, output shape)
         self._inbound_nodes: List[symbolic.Node] = []  # one per call on symbolic tensors
@@ -132,7 +133,7 @@ class Layer:
         if self.built:
             self._check_input(shape)  # weights exist: the new shape must suit them
         else:
-            self._param_names, self._params, self._param_trainable = [], [], []
+            self._param_names, self._params, self._param_trainable, self._param_regularizers = [], [], [], []
             self._create_weights(shape)
             self._grads = [None] * len(self._params)
         self.input_shape = shape
@@ -141,14 +142,29 @@ class Layer:
     def _create_weights(self, input_shape: Shape) -> None:
         """Subclasses with weights call ``_add_weight`` here."""
 
-    def _add_weight(self, name: str, shape: Tuple[int, ...], initializer: Any, trainable: bool = True) -> np.ndarray:
+    def _add_weight(self, name: str, shape: Tuple[int, ...], initializer: Any, trainable: bool = True,
+                    regularizer: Any = None) -> np.ndarray:
         """A new weight; ``trainable=False`` makes it state the layer updates itself (moving
-        statistics): saved and loaded, counted as non-trainable, never optimised."""
+        statistics): saved and loaded, counted as non-trainable, never optimised.
+        ``regularizer``: a penalty on this weight that training adds to the loss."""
         values = initializers.initialize(initializer, shape)
         self._param_names.append(name)
         self._params.append(values)
         self._param_trainable.append(bool(trainable))
+        self._param_regularizers.append(regularizer)
         return values
+
+    @property
+    def losses(self) -> List[float]:
+        """The regularization penalties of this layer's weights, as ``keras.layers.Layer.losses``."""
+        return [float(r.penalty(p)) for p, r in zip(self._params, self._param_regularizers) if r is not None]
+
+    def _regularized_weights(self) -> List[Tuple[int, Any]]:
+        """(index, regularizer) of every trainable weight with a penalty."""
+        if not self.trainable:
+            return []
+        return [(i, r) for i, (r, t) in enumerate(zip(self._param_regularizers, self._param_trainable))
+                if r is not None and t]
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
         """Output shape for ``input_shape`` (batch axis included); pure arithmetic."""

@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import activations, initializers, ops, utils
+from .. import activations, initializers, ops, regularizers, utils
 from .base import KernelLayer, Layer, NativeTwin, Shape
 
 
@@ -54,6 +54,8 @@ class Conv2D(KernelLayer):
         bias_initializer: initialiser name or callable.
         data_format: only 'channels_last' (or None) is supported.
         dilation_rate: only 1 is supported.
+        kernel_regularizer, bias_regularizer: penalties (:mod:`pycnn.regularizers`) that
+            training adds to the loss, e.g. ``pycnn.regularizers.l2(1e-4)``.
         name, input_shape, trainable: see :class:`Layer`.
 
     Input shape ``(N, H, W, C)``; output ``(N, OH, OW, filters)``; weights
@@ -67,7 +69,8 @@ class Conv2D(KernelLayer):
                  padding: str = "valid", activation: Union[None, str, Callable] = None, use_bias: bool = True,
                  kernel_initializer: Union[str, Callable] = "glorot_uniform",
                  bias_initializer: Union[str, Callable] = "zeros", data_format: Optional[str] = None,
-                 dilation_rate: Union[int, Sequence[int]] = (1, 1), name: Optional[str] = None,
+                 dilation_rate: Union[int, Sequence[int]] = (1, 1), kernel_regularizer: Any = None,
+                 bias_regularizer: Any = None, name: Optional[str] = None,
                  input_shape: Optional[Sequence[Optional[int]]] = None, trainable: bool = True) -> None:
         owner = "Conv2D"
         self.filters = utils.positive_int(filters, "filters", owner)
@@ -81,6 +84,8 @@ class Conv2D(KernelLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer", owner)
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer", owner)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer", owner)
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer", owner)
         if data_format not in (None, "channels_last"):
             raise ValueError(f"Invalid value for argument 'data_format' of {owner}: pycnn supports only "
                              f"'channels_last' (NHWC). Received: data_format={data_format!r}. "
@@ -99,9 +104,10 @@ class Conv2D(KernelLayer):
 
     def _create_weights(self, input_shape: Shape) -> None:
         c = self._channels(input_shape)
-        self._add_weight("kernel", self.kernel_size + (c, self.filters), self.kernel_initializer)
+        self._add_weight("kernel", self.kernel_size + (c, self.filters), self.kernel_initializer,
+                         regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (self.filters,), self.bias_initializer)
+            self._add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
         shape = tuple(input_shape)
@@ -140,7 +146,9 @@ class Conv2D(KernelLayer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
                       padding=self.padding, activation=self.activation, use_bias=self.use_bias,
-                      kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+                      kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer))
         return config
 
 

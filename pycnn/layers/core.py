@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import activations, initializers, ops, symbolic, utils
+from .. import activations, initializers, ops, regularizers, symbolic, utils
 from .base import KernelLayer, Layer, NativeTwin, Shape, _sample_shape
 
 
@@ -80,6 +80,8 @@ class Dense(KernelLayer):
             relu/sigmoid/tanh run inside the dense kernel.
         use_bias: add a learned bias.
         kernel_initializer, bias_initializer: initialiser names or callables.
+        kernel_regularizer, bias_regularizer: penalties (:mod:`pycnn.regularizers`) that
+            training adds to the loss.
         name, input_shape, trainable: see :class:`Layer`.
 
     Weights ``[kernel (in, units), bias (units,)]``.
@@ -93,7 +95,8 @@ class Dense(KernelLayer):
 
     def __init__(self, units: int, activation: Union[None, str, Callable] = None, use_bias: bool = True,
                  kernel_initializer: Union[str, Callable] = "glorot_uniform",
-                 bias_initializer: Union[str, Callable] = "zeros", name: Optional[str] = None,
+                 bias_initializer: Union[str, Callable] = "zeros", kernel_regularizer: Any = None,
+                 bias_regularizer: Any = None, name: Optional[str] = None,
                  input_shape: Optional[Sequence[Optional[int]]] = None, trainable: bool = True) -> None:
         owner = "Dense"
         self.units = utils.positive_int(units, "units", owner)
@@ -104,6 +107,8 @@ class Dense(KernelLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer", owner)
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer", owner)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer", owner)
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer", owner)
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
     def _create_weights(self, input_shape: Shape) -> None:
@@ -113,9 +118,10 @@ class Dense(KernelLayer):
                 f"{utils.shape_str(input_shape)}. Give the model a fixed input size, e.g. "
                 "Input(shape=(32, 32, 3)), or replace Flatten + Dense with convolutions (a Conv2D whose kernel "
                 "covers the remaining feature map, then 1x1 Conv2D) to accept any input size.")
-        self._add_weight("kernel", (int(input_shape[-1]), self.units), self.kernel_initializer)
+        self._add_weight("kernel", (int(input_shape[-1]), self.units), self.kernel_initializer,
+                         regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (self.units,), self.bias_initializer)
+            self._add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
         shape = tuple(input_shape)
@@ -150,7 +156,9 @@ class Dense(KernelLayer):
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
-                      kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+                      kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer))
         return config
 
 
