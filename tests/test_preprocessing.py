@@ -225,6 +225,23 @@ def test_model_with_preprocessing_predicts_natively_and_trains(monkeypatch, nati
     assert native_step_calls["n"] == 0  # random layers in training: layer by layer
 
 
+def test_cli_augmentation_is_the_old_crop_flip_with_the_same_draws():
+    from pycnn import augment, cli
+
+    x = np.random.default_rng(0).integers(0, 256, (10, 8, 6, 3)).astype(np.uint8)
+    out = cli._augment_epoch(cli._augmentation((8, 6, 3), seed=5), x, chunk=4)
+    tops, lefts, flips = [], [], []
+    g_crop, g_flip = np.random.default_rng(5), np.random.default_rng(6)
+    for start in range(0, 10, 4):  # one draw per chunk and layer, as the pipeline runs
+        n = min(4, 10 - start)
+        tops.append(g_crop.integers(0, 9, n))
+        lefts.append(g_crop.integers(0, 9, n))
+        flips.append(g_flip.random(n) <= 0.5)
+    offsets = np.stack([np.concatenate(tops), np.concatenate(lefts)], axis=1)
+    want = augment.crop_flip(x, offsets, np.concatenate(flips), pad=4).astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(out, want)
+
+
 # ----------------------------------------------------------------------------- errors, configs
 
 @pytest.mark.parametrize("make, match", [
