@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "runtime.h"
 
@@ -58,6 +60,21 @@ void tanh_backward(float* dinp, const float* dout, const float* out, int64_t n) 
   for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (1.f - out[i] * out[i]);
 }
 
+void leaky_relu_forward(float* out, const float* inp, int64_t n, float negative_slope) {
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
+#endif
+  for (int64_t i = 0; i < n; ++i) out[i] = inp[i] > 0.f ? inp[i] : negative_slope * inp[i];  // keeps NaN
+}
+
+// "y = x > 0 ? x : a x" with a >= 0: dx = dy where y > 0, else a dy (at 0 the slope a, as Keras).
+void leaky_relu_backward(float* dinp, const float* dout, const float* out, int64_t n, float negative_slope) {
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
+#endif
+  for (int64_t i = 0; i < n; ++i) dinp[i] = out[i] > 0.f ? dout[i] : negative_slope * dout[i];
+}
+
 // ---------------------------------------------------------------------------- network step
 
 // strs (activation): 'relu', 'sigmoid', 'tanh' or 'linear', element-wise, any shape.
@@ -86,5 +103,35 @@ void activation_net_backward(const NetNode& node, float* const* dinp, float* con
 
 extern const NetOp activation_net_op = {"activation", activation_net_parse, activation_net_forward,
                                         activation_net_backward};
+
+// leaky_relu: params (negative_slope as a (1,) array, >= 0), element-wise, any shape. The
+// slope is a constant: its gradient buffer is never written.
+namespace {
+
+std::vector<int64_t> leaky_relu_net_parse(NetNode&, const NetArgs& args) {
+  net_expect_inputs(args, 1);
+  net_expect_counts(args, 1, 0, 0);
+  if (!args.params[0] || args.param_shapes[0] != std::vector<int64_t>{1})
+    net_error(args, "expected negative_slope as a parameter of shape (1,). Received: " +
+                        (args.params[0] ? net_shape_str(args.param_shapes[0]) : std::string("None")) + ".");
+  if (!(args.params[0][0] >= 0.f))
+    net_error(args, "expected negative_slope >= 0. Received: " + std::to_string(args.params[0][0]) + ".");
+  return args.in_shapes[0];
+}
+
+const float* leaky_relu_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
+  leaky_relu_forward(out, in[0], nb * node.out_size, node.param[0][0]);
+  return out;
+}
+
+void leaky_relu_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
+                             const float* const*, const float* out, const int32_t*, int64_t nb) {
+  leaky_relu_backward(dinp[0], dout, out, nb * node.out_size, node.param[0][0]);
+}
+
+}  // namespace
+
+extern const NetOp leaky_relu_net_op = {"leaky_relu", leaky_relu_net_parse, leaky_relu_net_forward,
+                                        leaky_relu_net_backward};
 
 }  // namespace pycnn

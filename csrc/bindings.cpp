@@ -7,6 +7,7 @@ namespace pycnn_py {
 void bind_ops(py::module_& m);
 void bind_network(py::module_& m);
 void bind_norm(py::module_& m);
+void bind_small_ops(py::module_& m);
 
 namespace {
 
@@ -68,4 +69,5 @@ PYBIND11_MODULE(_core, m) {
   bind_ops(m);
   bind_network(m);
   bind_norm(m);
+  bind_small_ops(m);
 }

@@ -1,7 +1,8 @@
 """Activation functions on NumPy arrays, computed by the native kernels.
 
-``relu``, ``sigmoid``, ``tanh``, ``softmax`` (over the last axis) and ``linear`` take any
-real numeric array and return float32 of the same shape. Layers refer to activations by
+``relu``, ``sigmoid``, ``tanh``, ``softmax`` (over the last axis), ``leaky_relu``
+(Keras's activation default ``negative_slope=0.2``) and ``linear`` take any real numeric
+array and return float32 of the same shape. Layers refer to activations by
 name; :func:`get` turns a name, ``None`` or one of these functions into that name.
 
 Each activation also has a backward that takes the forward *output* ``y`` (not the
@@ -19,8 +20,11 @@ from .utils import as_float32
 
 #: Activations that conv2d_forward / dense_forward can fuse into the kernel.
 FUSED = ("linear", "relu", "sigmoid", "tanh")
-#: Every name a layer accepts.
-NAMES = FUSED + ("softmax",)
+#: Every name a layer accepts. Softmax and leaky_relu run as their own op after the kernel.
+NAMES = FUSED + ("softmax", "leaky_relu")
+#: ``activation='leaky_relu'``'s slope, as ``keras.activations.leaky_relu`` (the LeakyReLU
+#: layer's default is 0.3).
+LEAKY_RELU_SLOPE = 0.2
 
 
 def relu(x: Any) -> np.ndarray:
@@ -50,13 +54,21 @@ def softmax(x: Any) -> np.ndarray:
     return ops.softmax_forward(as_float32(x, "softmax()"))
 
 
+def leaky_relu(x: Any, negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
+    """x where x > 0, else ``negative_slope * x``, element-wise (``negative_slope >= 0``).
+    Returns float32 with the shape of ``x``."""
+    return ops.leaky_relu_forward(as_float32(x, "leaky_relu()"), float(negative_slope))
+
+
 def linear(x: Any) -> np.ndarray:
     """The identity (as float32): what ``activation=None`` means."""
     return as_float32(x, "linear()")
 
 
-_BY_FUNCTION = {relu: "relu", sigmoid: "sigmoid", tanh: "tanh", softmax: "softmax", linear: "linear"}
-_FORWARD = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax, "linear": linear}
+_BY_FUNCTION = {relu: "relu", sigmoid: "sigmoid", tanh: "tanh", softmax: "softmax", leaky_relu: "leaky_relu",
+                linear: "linear"}
+_FORWARD = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax, "leaky_relu": leaky_relu,
+            "linear": linear}
 
 
 def get(identifier: Union[None, str, Callable], owner: str = "get()") -> str:
@@ -68,7 +80,7 @@ def get(identifier: Union[None, str, Callable], owner: str = "get()") -> str:
         owner: who is asking, for the error message (e.g. ``Conv2D``).
 
     Returns:
-        One of 'linear', 'relu', 'sigmoid', 'tanh', 'softmax'.
+        One of 'linear', 'relu', 'sigmoid', 'tanh', 'softmax', 'leaky_relu'.
 
     Raises:
         ValueError: for an unknown name or function.
@@ -97,4 +109,6 @@ def backward(name: str, dout: np.ndarray, out: np.ndarray) -> np.ndarray:
         return dout
     if name == "softmax":
         return ops.softmax_backward(dout, out)
+    if name == "leaky_relu":
+        return ops.leaky_relu_backward(dout, out, LEAKY_RELU_SLOPE)
     return getattr(ops, f"{name}_backward")(dout, out)

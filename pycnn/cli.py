@@ -204,9 +204,32 @@ class _StopAfterOneEpoch(Callback):
         self.model.stop_training = True
 
 
+def _augmentation(input_shape, seed):
+    """The CIFAR recipe as Keras layers: 4 zero pixels around, a random window of the
+    original size, a random left-right flip (per image; seeded when ``seed`` is given)."""
+    from .layers import RandomCrop, RandomFlip, ZeroPadding2D
+
+    h, w = input_shape[0], input_shape[1]
+    return [ZeroPadding2D(4), RandomCrop(h, w, seed=seed),
+            RandomFlip("horizontal", seed=None if seed is None else seed + 1)]
+
+
+def _augment_epoch(pipeline, x_u8, chunk: int = 4096) -> np.ndarray:
+    """Fresh draws of ``pipeline`` (layers run with training=True) over uint8 images, as
+    float32 in [0, 1], a chunk at a time so the padded copies stay small."""
+    from . import datasets
+
+    out = np.empty(x_u8.shape if x_u8.ndim == 4 else x_u8.shape + (1,), dtype=np.float32)
+    for start in range(0, len(x_u8), chunk):
+        y = datasets.to_float(x_u8[start:start + chunk])
+        for layer in pipeline:
+            y = layer(y, training=True)
+        out[start:start + chunk] = y
+    return out
+
+
 def cmd_train(args) -> int:
     from . import datasets, utils
-    from .augment import RandomCropFlip
 
     if args.plot:
         from .plotting import require_matplotlib
@@ -229,13 +252,16 @@ def cmd_train(args) -> int:
     fit_kwargs = dict(batch_size=args.batch_size, validation_data=(x_test, y_test),
                       verbose=args.verbose, callbacks=[timer])
     if args.augment:
-        augment = RandomCropFlip(pad=4, seed=args.seed)
+        # ZeroPadding2D(4) + RandomCrop + RandomFlip('horizontal'), run before each epoch; once
+        # the trainer runs a model's leading preprocessing layers itself, they can move into
+        # the model.
+        augment = _augmentation(input_shape, args.seed)
         _print("Augmentation: random crops with 4-pixel zero padding and horizontal flips, "
                "new draws every epoch")
         # One fit() call per epoch on freshly augmented images. epochs=args.epochs keeps
         # the "Epoch e/E" lines right; _StopAfterOneEpoch ends each call after its epoch.
         for epoch in range(args.epochs):
-            x_epoch = datasets.to_float(augment(x_train_u8))
+            x_epoch = _augment_epoch(augment, x_train_u8)
             h = model.fit(x_epoch, y_train, epochs=args.epochs, initial_epoch=epoch,
                           **(fit_kwargs | {"callbacks": [timer, _StopAfterOneEpoch()]}))
             for key, values in h.history.items():

@@ -102,6 +102,16 @@ sobel_edges_backward = _kernel("sobel_edges_backward", "(N, H, W, C, 2) -> (N, H
 image_gradient_forward = _kernel("image_gradient_forward", "(images, axis) -> forward differences.")
 image_gradient_backward = _kernel("image_gradient_backward", "(dout, axis) -> dinp.")
 
+# Padding, cropping, rescaling, leaky ReLU (csrc/padding.cpp, rescaling.cpp, activation.cpp)
+zero_padding2d_forward = _kernel("zero_padding2d_forward", "(inp, (top, bottom, left, right)) -> zero-padded out.")
+zero_padding2d_backward = _kernel("zero_padding2d_backward", "(dout, (top, bottom, left, right)) -> cropped dinp.")
+cropping2d_forward = _kernel("cropping2d_forward", "(inp, (top, bottom, left, right)) -> cropped out.")
+cropping2d_backward = _kernel("cropping2d_backward", "(dout, (top, bottom, left, right)) -> zero-framed dinp.")
+rescaling_forward = _kernel("rescaling_forward", "(inp, scale, offset) -> inp * scale + offset (last axis).")
+rescaling_backward = _kernel("rescaling_backward", "(dout, scale) -> dout * scale.")
+leaky_relu_forward = _kernel("leaky_relu_forward", "(inp, negative_slope) -> x > 0 ? x : slope * x.")
+leaky_relu_backward = _kernel("leaky_relu_backward", "(dout, out, negative_slope) -> dinp.")
+
 # ISA dispatch
 get_isa = _kernel("get_isa", "The SIMD level the kernels run.")
 set_isa = _kernel("set_isa", "Force a SIMD level (benchmarks, tests).")

@@ -9,6 +9,7 @@ Every layer class registers itself by name (:func:`get`) when it is defined.
 """
 from __future__ import annotations
 
+from .advanced_activations import LeakyReLU
 from .base import Layer, NativeTwin, get
 from .conv import Conv2D, Convolution2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
@@ -17,11 +18,13 @@ from .merge import Add, Concatenate, Multiply
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
                       GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
-from .reshaping import Reshape
+from .preprocessing import RandomCrop, RandomFlip, RandomTranslation, Rescaling
+from .reshaping import Cropping2D, Reshape, ZeroPadding2D
 
 __all__ = [
     "Layer", "NativeTwin", "Input", "InputLayer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
     "GlobalMaxPool2D", "Flatten", "Reshape", "Dense", "Activation", "Dropout", "Concatenate", "Add", "Multiply",
-    "SobelEdges", "ImageGradient", "BatchNormalization", "get",
+    "SobelEdges", "ImageGradient", "BatchNormalization", "ZeroPadding2D", "Cropping2D", "Rescaling", "LeakyReLU",
+    "RandomFlip", "RandomCrop", "RandomTranslation", "get",
 ]

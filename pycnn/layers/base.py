@@ -414,16 +414,22 @@ class KernelLayer(Layer):
         return self.activation if self.activation in activations.FUSED else "linear"
 
     def _softmax_forward(self, out: np.ndarray, logits: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Applies a softmax activation, unless the loss fuses it (``logits``); returns
-        ``(output, softmax output to keep for backward or None)``."""
+        """Applies an activation the kernel does not fuse (softmax, unless the loss fuses it
+        (``logits``); leaky_relu); returns ``(output, output to keep for backward or None)``."""
         if self.activation == "softmax" and not logits:
             out = ops.softmax_forward(out)
             return out, out
+        if self.activation == "leaky_relu":
+            out = ops.leaky_relu_forward(out, activations.LEAKY_RELU_SLOPE)
+            return out, out
         return out, None
 
-    @staticmethod
-    def _softmax_backward(dout: np.ndarray, softmax_out: Optional[np.ndarray]) -> np.ndarray:
-        return dout if softmax_out is None else ops.softmax_backward(dout, softmax_out)
+    def _softmax_backward(self, dout: np.ndarray, softmax_out: Optional[np.ndarray]) -> np.ndarray:
+        if softmax_out is None:
+            return dout
+        if self.activation == "leaky_relu":
+            return ops.leaky_relu_backward(dout, softmax_out, activations.LEAKY_RELU_SLOPE)
+        return ops.softmax_backward(dout, softmax_out)
 
     def _twin_activation(self, logits: bool) -> Optional[str]:
         """The activation the native node applies, or None when it cannot (softmax not fused)."""

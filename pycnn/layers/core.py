@@ -185,7 +185,8 @@ class Flatten(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation: 'relu', 'sigmoid', 'tanh', 'softmax' (last axis) or 'linear'.
+    """Applies an activation: 'relu', 'sigmoid', 'tanh', 'softmax' (last axis), 'leaky_relu'
+    (slope 0.2, Keras's activation default; see LeakyReLU for other slopes) or 'linear'.
 
     Args:
         activation: the activation's name (or a :mod:`pycnn.activations` function).
@@ -195,7 +196,7 @@ class Activation(Layer):
                  input_shape: Optional[Sequence[Optional[int]]] = None, trainable: bool = True) -> None:
         if activation is None:
             raise ValueError("Invalid value for argument 'activation' of Activation: expected one of 'relu', "
-                             "'sigmoid', 'tanh', 'softmax', 'linear'. Received: activation=None.")
+                             "'sigmoid', 'tanh', 'softmax', 'leaky_relu', 'linear'. Received: activation=None.")
         self.activation = activations.get(activation, "Activation")
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
@@ -218,12 +219,18 @@ class Activation(Layer):
         name = "linear" if (logits and self.activation == "softmax") else self.activation
         if name == "linear":
             return NativeTwin("identity")
+        if name == "leaky_relu":
+            return NativeTwin("leaky_relu", (_LEAKY_SLOPE,))
         return NativeTwin("activation", (), (), (name,)) if name in activations.FUSED else None
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config["activation"] = self.activation
         return config
+
+
+#: activation='leaky_relu''s slope as the native step's (1,) parameter (csrc/activation.cpp).
+_LEAKY_SLOPE = np.array([activations.LEAKY_RELU_SLOPE], dtype=np.float32)
 
 
 class Dropout(Layer):

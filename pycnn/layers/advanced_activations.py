@@ -1,0 +1,64 @@
+"""LeakyReLU: an activation with a parameter, as its own layer (``keras.layers.LeakyReLU``)."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import ops
+from .base import Layer, NativeTwin, Shape
+
+
+class LeakyReLU(Layer):
+    """``x`` where ``x > 0``, else ``negative_slope * x``, element-wise, like
+    ``keras.layers.LeakyReLU`` (Keras 3 names and default).
+
+    Args:
+        negative_slope: slope for ``x <= 0``, a number >= 0 (default 0.3, Keras's layer
+            default; ``activation='leaky_relu'`` uses 0.2, Keras's activation default).
+        alpha: the Keras 2 name of ``negative_slope``; accepted with a DeprecationWarning-
+            style ``UserWarning`` as Keras 3 does, and then takes precedence.
+
+    Raises:
+        ValueError: for a negative, None or non-numeric slope.
+        TypeError: for an unknown keyword argument.
+    """
+
+    def __init__(self, negative_slope: float = 0.3, name: Optional[str] = None,
+                 input_shape: Optional[Sequence[Optional[int]]] = None, trainable: bool = True,
+                 **kwargs: Any) -> None:
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.", stacklevel=2)
+        if kwargs:
+            raise TypeError(f"LeakyReLU got unexpected keyword arguments: {', '.join(sorted(kwargs))}. "
+                            "Expected negative_slope (or its old name alpha), name, input_shape, trainable.")
+        ok = isinstance(negative_slope, (int, float, np.integer, np.floating)) and \
+            not isinstance(negative_slope, (bool, np.bool_)) and np.isfinite(negative_slope) and negative_slope >= 0
+        if not ok:
+            raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or negative value. "
+                             f"Expected a float. Received: negative_slope={negative_slope!r}.")
+        self.negative_slope = float(negative_slope)
+        # The native step reads the slope as a (1,) float32 parameter (csrc/activation.cpp).
+        self._slope = np.array([self.negative_slope], dtype=np.float32)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+
+    def _check_ndim(self, shape: Shape) -> None:
+        if len(shape) < 1:
+            super()._check_ndim(shape)
+
+    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
+        out = ops.leaky_relu_forward(x, self.negative_slope)
+        return out, out
+
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
+        return (ops.leaky_relu_backward(dout, ctx, self.negative_slope) if need_input_grad else None), []
+
+    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+        return NativeTwin("leaky_relu", (self._slope,))
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config["negative_slope"] = self.negative_slope
+        return config
