@@ -34,6 +34,29 @@ def lenet(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10) -> Se
     ], name="lenet")
 
 
+def _conv_bn_relu(L, filters: int, kernel_size: int, padding: str = "valid") -> list:
+    """Conv2D without bias (BatchNormalization's beta replaces it), BatchNormalization, relu."""
+    return [L.Conv2D(filters, kernel_size, padding=padding, use_bias=False), L.BatchNormalization(),
+            L.Activation("relu")]
+
+
+def lenet_bn(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10) -> Sequential:
+    """LeNet with a BatchNormalization after each convolution (conv without bias -> BN ->
+    relu): 83,148 trainable + 44 non-trainable parameters on CIFAR-10."""
+    L = layers_module
+    return Sequential([
+        L.Input(shape=tuple(input_shape)),
+        *_conv_bn_relu(L, 6, 5, padding="same"),
+        L.MaxPooling2D(pool_size=2),
+        *_conv_bn_relu(L, 16, 5),
+        L.MaxPooling2D(pool_size=2),
+        L.Flatten(),
+        L.Dense(120, activation="relu"),
+        L.Dense(84, activation="relu"),
+        L.Dense(num_classes, activation="softmax"),
+    ], name="lenet_bn")
+
+
 def vgg16(input_shape: Sequence[int] = (224, 224, 1), num_classes: int = 1000) -> Sequential:
     """VGG-16 as the lecture writes it (``input_shape=`` on the first convolution).
 
@@ -72,6 +95,15 @@ def fashion_mnist_cnn(input_shape: Sequence[int] = (28, 28, 1), num_classes: int
         L.Flatten(),
         L.Dense(num_classes, activation="softmax"),
     ])
+
+
+def fashion_mnist_cnn_bn(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10) -> Sequential:
+    """The lecture's first Fashion-MNIST model with a BatchNormalization after each of its
+    four 7x7 convolutions (conv without bias -> BN -> relu)."""
+    L = layers_module
+    return Sequential([L.Input(shape=tuple(input_shape))]
+                      + [x for f in (32, 64, 128, 256) for x in _conv_bn_relu(L, f, 7)]
+                      + [L.Flatten(), L.Dense(num_classes, activation="softmax")], name="fashion_mnist_cnn_bn")
 
 
 def strided_cnn(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10, padding: str = "valid"
@@ -151,6 +183,7 @@ def four_filter_cnn(input_shape: Sequence[int] = (32, 32, 3), num_classes: int =
 #: Classifiers by name, each ``builder(input_shape, num_classes)`` (the CLI's --model
 #: choices). fully_convolutional_cnn is left out: its output is a feature map.
 CLASSIFIERS: Dict[str, Callable] = {
-    "lenet": lenet, "fashion_mnist_cnn": fashion_mnist_cnn, "strided_cnn": strided_cnn, "vgg16": vgg16,
+    "lenet": lenet, "lenet_bn": lenet_bn, "fashion_mnist_cnn": fashion_mnist_cnn,
+    "fashion_mnist_cnn_bn": fashion_mnist_cnn_bn, "strided_cnn": strided_cnn, "vgg16": vgg16,
     "classic_features": classic_features_model, "four_filter_cnn": four_filter_cnn,
 }

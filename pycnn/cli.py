@@ -34,7 +34,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import applications, optimizers
+from . import applications, layers, optimizers, schedules
+from .sequential import Sequential
 from . import datasets as datasets_module
 from .callbacks import Callback
 
@@ -197,13 +198,6 @@ class _EpochTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-class _StopAfterOneEpoch(Callback):
-    """Ends fit() after the epoch it started with (Keras's stop_training mechanism)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.model.stop_training = True
-
-
 def _augmentation(input_shape, seed):
     """The CIFAR recipe as Keras layers: 4 zero pixels around, a random window of the
     original size, a random left-right flip (per image; seeded when ``seed`` is given)."""
@@ -212,20 +206,6 @@ def _augmentation(input_shape, seed):
     h, w = input_shape[0], input_shape[1]
     return [ZeroPadding2D(4), RandomCrop(h, w, seed=seed),
             RandomFlip("horizontal", seed=None if seed is None else seed + 1)]
-
-
-def _augment_epoch(pipeline, x_u8, chunk: int = 4096) -> np.ndarray:
-    """Fresh draws of ``pipeline`` (layers run with training=True) over uint8 images, as
-    float32 in [0, 1], a chunk at a time so the padded copies stay small."""
-    from . import datasets
-
-    out = np.empty(x_u8.shape if x_u8.ndim == 4 else x_u8.shape + (1,), dtype=np.float32)
-    for start in range(0, len(x_u8), chunk):
-        y = datasets.to_float(x_u8[start:start + chunk])
-        for layer in pipeline:
-            y = layer(y, training=True)
-        out[start:start + chunk] = y
-    return out
 
 
 def cmd_train(args) -> int:
@@ -244,31 +224,26 @@ def cmd_train(args) -> int:
     _print(build_info_line())
     (x_train_u8, y_train), (x_test, y_test), input_shape, num_classes = _load(args, need_train=True)
     model = _build_model(args.model, input_shape, num_classes)
+    if args.augment:
+        # The augmentation layers go in front of the model: fit() runs them in NumPy before
+        # each native step, with new draws every batch; at inference they give the image back.
+        model = Sequential([layers.Input(tuple(input_shape)), *_augmentation(input_shape, args.seed), *model.layers],
+                           name=model.name)
     _compile(model, _optimizer(args.optimizer, args.learning_rate))
     model.summary()
+    if args.augment:
+        _print("Augmentation: random crops with 4-pixel zero padding and horizontal flips, new draws every batch")
 
     timer = _EpochTimer()
-    history: dict[str, list[float]] = {}
-    fit_kwargs = dict(batch_size=args.batch_size, validation_data=(x_test, y_test),
-                      verbose=args.verbose, callbacks=[timer])
-    if args.augment:
-        # ZeroPadding2D(4) + RandomCrop + RandomFlip('horizontal'), run before each epoch; once
-        # the trainer runs a model's leading preprocessing layers itself, they can move into
-        # the model.
-        augment = _augmentation(input_shape, args.seed)
-        _print("Augmentation: random crops with 4-pixel zero padding and horizontal flips, "
-               "new draws every epoch")
-        # One fit() call per epoch on freshly augmented images. epochs=args.epochs keeps
-        # the "Epoch e/E" lines right; _StopAfterOneEpoch ends each call after its epoch.
-        for epoch in range(args.epochs):
-            x_epoch = _augment_epoch(augment, x_train_u8)
-            h = model.fit(x_epoch, y_train, epochs=args.epochs, initial_epoch=epoch,
-                          **(fit_kwargs | {"callbacks": [timer, _StopAfterOneEpoch()]}))
-            for key, values in h.history.items():
-                history.setdefault(key, []).extend(values)
-    else:
-        h = model.fit(datasets.to_float(x_train_u8), y_train, epochs=args.epochs, **fit_kwargs)
-        history = {k: list(v) for k, v in h.history.items()}
+    steps = -(-len(x_train_u8) // args.batch_size)
+    if args.lr_schedule == "cosine":
+        optimizer = model.optimizer
+        optimizer.learning_rate = schedules.CosineDecay(float(optimizer.learning_rate), args.epochs * steps)
+        _print(f"Learning rate: cosine decay from {float(optimizer.schedule.initial_learning_rate):g} to 0 over "
+               f"{args.epochs * steps} steps")
+    h = model.fit(datasets.to_float(x_train_u8), y_train, epochs=args.epochs, batch_size=args.batch_size,
+                  validation_data=(x_test, y_test), verbose=args.verbose, callbacks=[timer])
+    history = {k: list(v) for k, v in h.history.items()}
 
     # The last epoch's validation pass already scored the final weights on the test set.
     test_loss, test_acc = float(history["val_loss"][-1]), float(history["val_accuracy"][-1])
@@ -397,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
     p.add_argument("--learning-rate", type=_positive_float, default=None,
                    help="default: the optimizer's Keras default (adam 0.001, sgd 0.01)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant (default) or cosine decay to 0 over the run (Keras's CosineDecay)")
     p.add_argument("--augment", action="store_true",
                    help="random 4-pixel-padded crops and horizontal flips each epoch")
     p.add_argument("--seed", type=_non_negative_int, default=None,

@@ -24,6 +24,7 @@ class Plan(NamedTuple):
     trained: List[np.ndarray]   # the trained weights, in the order the step meets them
     gradients: list             # (layer, its gradient buffers) for every layer the step writes
     stateful: list              # (layer, twin) for every twin with state, for finish_step
+    front: list = []            # preprocessing layers run in NumPy before the step (run_front)
 
 
 def enabled() -> bool:
@@ -63,16 +64,43 @@ def plan(graph: Any, train: bool, training: bool, logits: bool) -> Optional[Plan
     return result
 
 
+def _front_length(graph: Any, training: bool) -> int:
+    """How many leading nodes run in NumPy before a training step: up to the last
+    preprocessing layer (RandomFlip, RandomCrop, ...: no twin in training), when those nodes
+    are a chain from the single input without trained weights and nothing after them reads
+    inside it. 0 when there is no such layer, -1 when they cannot be split off."""
+    if not training:
+        return 0
+    cut = -1
+    for i, node in enumerate(graph.nodes):
+        if getattr(node.layer, "_preprocessing", False) and node.layer.native_twin(True, False) is None:
+            cut = i
+    if cut < 0:
+        return 0
+    K = graph.num_inputs
+    for i, node in enumerate(graph.nodes[:cut + 1]):
+        if K != 1 or tuple(node.inputs) != ((0,) if i == 0 else (K + i - 1,)) or node.layer.trainable_weights:
+            return -1
+    if any(v < K + cut for node in graph.nodes[cut + 1:] for v in node.inputs):
+        return -1
+    return cut + 1
+
+
 def _make_plan(graph: Any, train: bool, training: bool, logits: bool) -> Optional[Plan]:
     last = len(graph.nodes) - 1
     if graph.outputs[0] != graph.num_inputs + last:
         return None
+    front = _front_length(graph, training)
+    if front < 0 or front > last:
+        return None
+    # With a front of F nodes the step's one input is node F-1's output (value K + F - 1).
+    shift = graph.num_inputs + front - 1 if front else 0
     nodes: list = []
     trained: List[np.ndarray] = []
     layers: list = []
     stateful: list = []
     seen: set = set()
-    for i, node in enumerate(graph.nodes):
+    for i, node in enumerate(graph.nodes[front:], start=front):
         layer = node.layer
         if layer.weights:
             if id(layer) in seen:
@@ -90,9 +118,21 @@ def _make_plan(graph: Any, train: bool, training: bool, logits: bool) -> Optiona
             layers.append((layer, buffers))
         if twin.state:
             stateful.append((layer, twin))
-        nodes.append((twin.kind, tuple(node.inputs), tuple(twin.params), grads, tuple(twin.ints), tuple(twin.strs),
+        inputs = tuple(v - shift for v in node.inputs)
+        nodes.append((twin.kind, inputs, tuple(twin.params), grads, tuple(twin.ints), tuple(twin.strs),
                       tuple(float(f) for f in twin.floats), tuple(twin.state)))
-    return Plan(nodes, trained, layers, stateful)
+    return Plan(nodes, trained, layers, stateful, [n.layer for n in graph.nodes[:front]])
+
+
+def run_front(p: Plan, xs: List[np.ndarray]) -> List[np.ndarray]:
+    """The step's inputs: ``xs``, or what the plan's preprocessing front makes of them (in
+    training mode: random crops, flips...)."""
+    if not p.front:
+        return xs
+    x = xs[0]
+    for layer in p.front:
+        x, _ = layer._run(x, training=True)
+    return [x]
 
 
 def publish_gradients(p: Plan) -> None:

@@ -244,11 +244,12 @@ class Trainer:
         penalty = self._penalty(regularized) if regularized else 0.0  # the weights the loss is computed with
         plan = self._native_train_plan(yb)
         if plan is not None:
-            x_arg = xs[0] if len(xs) == 1 else xs
             logits = None
             if self._metrics:
                 classes = int(self._output_shape_for([(None,) + a.shape[1:] for a in xs])[-1])
                 logits = np.empty((xs[0].shape[0], classes), np.float32)
+            xs = fused_step.run_front(plan, xs)
+            x_arg = xs[0] if len(xs) == 1 else xs
             # With penalties, their gradients join before the update: no fused update then.
             adam = None if regularized else self.optimizer.native_step_args(plan.trained)
             # A step whose loss is not finite applies no update (its gradients are not finite

@@ -222,23 +222,50 @@ def test_model_with_preprocessing_predicts_natively_and_trains(monkeypatch, nati
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     h = model.fit(x, y, batch_size=10, epochs=2, verbose=0)
     assert np.all(np.isfinite(h.history["loss"]))
-    assert native_step_calls["n"] == 0  # random layers in training: layer by layer
+    # The leading preprocessing layers run in NumPy, the rest in one native call per batch.
+    assert native_step_calls["n"] == 4
+
+
+def test_native_training_behind_a_preprocessing_front_matches_layer_by_layer(monkeypatch, native_step_calls):
+    rng = np.random.default_rng(4)
+    x = (rng.random((24, 12, 12, 3)) * 255).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    runs = []
+    for native in ("1", "0"):
+        monkeypatch.setenv("PYCNN_NATIVE_STEP", native)
+        pycnn.utils.set_random_seed(8)  # same weights, shuffles and random draws in both runs
+        model = augmenting_model()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        runs.append((model.fit(x, y, batch_size=8, epochs=2, verbose=0).history, model.get_weights()))
+    assert native_step_calls["n"] == 6
+    np.testing.assert_allclose(runs[0][0]["loss"], runs[1][0]["loss"], rtol=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_front_that_is_not_a_plain_chain_trains_layer_by_layer(native_step_calls):
+    inp = pycnn.Input((8, 8, 3))
+    flipped = layers.RandomFlip("horizontal")(inp)
+    merged = layers.Add()([flipped, inp])  # reads the input again behind the random layer
+    out = layers.Dense(2, activation="softmax")(layers.Flatten()(merged))
+    model = pycnn.Model(inp, out)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((6, 8, 8, 3)).astype(np.float32)
+    model.fit(x, np.array([0, 1, 0, 1, 0, 1]), batch_size=3, epochs=1, verbose=0)
+    assert native_step_calls["n"] == 0
 
 
 def test_cli_augmentation_is_the_old_crop_flip_with_the_same_draws():
     from pycnn import augment, cli
 
     x = np.random.default_rng(0).integers(0, 256, (10, 8, 6, 3)).astype(np.uint8)
-    out = cli._augment_epoch(cli._augmentation((8, 6, 3), seed=5), x, chunk=4)
-    tops, lefts, flips = [], [], []
+    out = pycnn.datasets.to_float(x)
+    for layer in cli._augmentation((8, 6, 3), seed=5):
+        out = layer(out, training=True)
     g_crop, g_flip = np.random.default_rng(5), np.random.default_rng(6)
-    for start in range(0, 10, 4):  # one draw per chunk and layer, as the pipeline runs
-        n = min(4, 10 - start)
-        tops.append(g_crop.integers(0, 9, n))
-        lefts.append(g_crop.integers(0, 9, n))
-        flips.append(g_flip.random(n) <= 0.5)
-    offsets = np.stack([np.concatenate(tops), np.concatenate(lefts)], axis=1)
-    want = augment.crop_flip(x, offsets, np.concatenate(flips), pad=4).astype(np.float32) / np.float32(255)
+    tops, lefts = g_crop.integers(0, 9, 10), g_crop.integers(0, 9, 10)
+    flips = g_flip.random(10) <= 0.5
+    want = augment.crop_flip(x, np.stack([tops, lefts], axis=1), flips, pad=4).astype(np.float32) / np.float32(255)
     np.testing.assert_array_equal(out, want)
 
 
