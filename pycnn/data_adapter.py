@@ -22,6 +22,8 @@ Batch = Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]
 
 def is_batch_source(x: Any) -> bool:
     """True for the iterables fit() takes batch by batch (not arrays or lists of arrays)."""
+    if isinstance(x, (list, tuple)) and x and all(isinstance(item, tuple) for item in x):
+        return True  # a list of (x, y[, sample_weight]) batches
     if x is None or isinstance(x, (np.ndarray, list, tuple, str, bytes, dict)) or np.isscalar(x):
         return False
     if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
@@ -94,7 +96,7 @@ class ArrayBatches:
     def epoch(self) -> Iterator[Batch]:
         n = self.samples
         order = utils.get_rng().permutation(n) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        for start in range(0, min(n, self.steps * self.batch_size), self.batch_size):
             sel = slice(start, min(start + self.batch_size, n)) if order is None else order[start:start + self.batch_size]
             yield [a[sel] for a in self.xs], self.y[sel], None if self.weights is None else self.weights[sel]
 
@@ -162,6 +164,20 @@ class IterableBatches:
         n = xs[0].shape[0]
         weights = sample_weights(y, n, item[2] if len(item) == 3 else None, self.class_weight, self.who)
         return xs, y, weights
+
+
+def items(source: Any, steps: Optional[int]) -> Iterator[Any]:
+    """The items of a batch source, once: ``source[0 .. len - 1]`` for an indexed one (then its
+    ``on_epoch_end()``), else its iterator; at most ``steps`` of them."""
+    indexed = hasattr(source, "__getitem__") and hasattr(source, "__len__") and not hasattr(source, "__next__")
+    it = (source[i] for i in range(len(source))) if indexed else iter(source)
+    for i, item in enumerate(it):
+        if steps is not None and i >= steps:
+            return
+        yield item
+    end = getattr(source, "on_epoch_end", None) if indexed else None
+    if callable(end):
+        end()
 
 
 def check_steps(value: Any, arg: str, who: str) -> Optional[int]:

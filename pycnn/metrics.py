@@ -74,16 +74,27 @@ def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> np.ndarr
     return _in_top_k(p, target, k)
 
 
+def _targets(y_true: Any, p: np.ndarray) -> np.ndarray:
+    """Targets of p's shape; one value per sample (labels of shape (N, 1)) broadcasts over
+    the last axis, as Keras's element-wise arithmetic does."""
+    y = np.asarray(y_true, dtype=np.float32)
+    if y.size == p.size:
+        return y.reshape(p.shape)
+    if y.size == p.size // p.shape[-1]:
+        return y.reshape(p.shape[:-1] + (1,))
+    raise ValueError(f"Expected targets with the predictions' shape {p.shape}. Received: y_true.shape={y.shape}.")
+
+
 def mean_absolute_error(y_true: Any, y_pred: Any) -> np.ndarray:
     """Mean over the last axis of |y_true - y_pred|."""
     p = _pred(y_pred)
-    return np.mean(np.abs(np.asarray(y_true, dtype=np.float32).reshape(p.shape) - p), axis=-1)
+    return np.mean(np.abs(_targets(y_true, p) - p), axis=-1)
 
 
 def mean_squared_error(y_true: Any, y_pred: Any) -> np.ndarray:
     """Mean over the last axis of (y_true - y_pred)^2."""
     p = _pred(y_pred)
-    return np.mean(np.square(np.asarray(y_true, dtype=np.float32).reshape(p.shape) - p), axis=-1)
+    return np.mean(np.square(_targets(y_true, p) - p), axis=-1)
 
 
 mae = mean_absolute_error

@@ -489,7 +489,7 @@ class Trainer:
                     raise NonFiniteLossError(epoch, step, loss)
                 if train.steps is None or step < train.steps:
                     bar.update(step, logs)
-                if self.stop_training or (train.steps is not None and step >= train.steps):
+                if self.stop_training:
                     break
             if step == 0:  # a generator with nothing left: IterableBatches warned
                 break
@@ -522,8 +522,6 @@ class Trainer:
             if bar is not None:
                 bar.update(step, self._logs(loss_sum / seen, prefix),
                            finalize=batches.steps is not None and step >= batches.steps)
-            if batches.steps is not None and step >= batches.steps:
-                break
         return self._logs(loss_sum / max(seen, 1), prefix)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
@@ -577,9 +575,7 @@ class Trainer:
         steps = data_adapter.check_steps(steps, "steps", "predict()")
         batches: List[List[np.ndarray]] = []
         if data_adapter.is_batch_source(x):
-            for i, item in enumerate(x):
-                if steps is not None and i >= steps:
-                    break
+            for item in data_adapter.items(x, steps):
                 xb = item[0] if isinstance(item, tuple) else item
                 batches.append(self._inference([utils.as_float32(a, "predict()")
                                                 for a in self._prepare_inputs(xb, "predict()")]))
