@@ -1,11 +1,13 @@
 // The compiled module pycnn._core: runtime controls (threads, ISA, build_info) here; the
-// single ops in bindings_ops.cpp, the whole-network step in bindings_network.cpp. Those are
+// single ops in bindings_ops.cpp, the dilated / grouped / depthwise convolutions in
+// bindings_conv_family.cpp, the whole-network step in bindings_network.cpp. Those are
 // the only files that know about Python; the kernels never do.
 #include "bindings_common.h"
 
 namespace pycnn_py {
 void bind_ops(py::module_& m);
 void bind_network(py::module_& m);
+void bind_conv_family(py::module_& m);
 
 namespace {
 
@@ -66,4 +68,5 @@ PYBIND11_MODULE(_core, m) {
 
   bind_ops(m);
   bind_network(m);
+  bind_conv_family(m);
 }
