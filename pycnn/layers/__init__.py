@@ -10,7 +10,7 @@ Every layer class registers itself by name (:func:`get`) when it is defined.
 from __future__ import annotations
 
 from .base import Layer, NativeTwin, get
-from .conv import Conv2D, Convolution2D
+from .conv import Conv2D, Convolution2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
 from .image import ImageGradient, SobelEdges
 from .merge import Add, Concatenate, Multiply
@@ -19,7 +19,8 @@ from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, Globa
 from .reshaping import Reshape
 
 __all__ = [
-    "Layer", "NativeTwin", "Input", "InputLayer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
+    "Layer", "NativeTwin", "Input", "InputLayer", "Conv2D", "Convolution2D", "DepthwiseConv2D",
+    "SeparableConv2D", "MaxPooling2D", "MaxPool2D",
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
     "GlobalMaxPool2D", "Flatten", "Reshape", "Dense", "Activation", "Dropout", "Concatenate", "Add", "Multiply",
     "SobelEdges", "ImageGradient", "get",
