@@ -46,9 +46,9 @@ namespace pycnn {
 namespace {
 
 struct DwKernels {
-  void (*forward_row)(float*, const float*, const float*, const float*, const DepthwiseShape&, int64_t);
-  void (*dweight_row)(float*, float*, const float*, const float*, const DepthwiseShape&, int64_t);
-  void (*dinp_row)(float*, const float*, const float*, const DepthwiseShape&, int64_t);
+  void (*forward_row)(float*, const float*, const float*, const float*, const DepthwiseShape&, int64_t, float*);
+  void (*dweight_row)(float*, float*, const float*, const float*, const DepthwiseShape&, int64_t, float*);
+  void (*dinp_row)(float*, const float*, const float*, const DepthwiseShape&, int64_t, float*);
 };
 
 DwKernels dw_kernels() {
@@ -90,7 +90,8 @@ void depthwise_conv2d_forward(float* out, const float* inp, const float* weight,
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t n = r / s.OH, oh = r % s.OH;
     float* orow = out + r * row_size;
-    k.forward_row(orow, inp + n * s.H * s.W * s.C, weight, bias, d, oh);
+    float* xe = scratch(slot_base() + thread_id(), static_cast<std::size_t>(s.F), kScratchCol);
+    k.forward_row(orow, inp + n * s.H * s.W * s.C, weight, bias, d, oh, xe);
     apply_activation(orow, row_size, act);
   }
 }
@@ -123,13 +124,14 @@ void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const 
 #endif
   {
     float* part = partial[thread_id()];
+    float* xe = scratch(slot_base() + thread_id(), static_cast<std::size_t>(CM), kScratchCol);
     std::memset(part, 0, sizeof(float) * psize);
 #ifdef PYCNN_OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t n = r / s.OH, oh = r % s.OH;
-      k.dweight_row(part, part + taps * CM, g + r * row_size, inp + n * s.H * s.W * s.C, d, oh);
+      k.dweight_row(part, part + taps * CM, g + r * row_size, inp + n * s.H * s.W * s.C, d, oh, xe);
     }
   }
 #ifdef PYCNN_OPENMP
@@ -153,7 +155,8 @@ void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const 
 #endif
   for (int64_t r = 0; r < in_rows; ++r) {
     const int64_t n = r / s.H, ih = r % s.H;
-    k.dinp_row(dinp + r * s.W * s.C, g + n * s.OH * row_size, weight, d, ih);
+    float* prod = scratch(slot_base() + thread_id(), static_cast<std::size_t>(CM), kScratchCol);
+    k.dinp_row(dinp + r * s.W * s.C, g + n * s.OH * row_size, weight, d, ih, prod);
   }
 }
 
