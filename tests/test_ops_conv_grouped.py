@@ -105,6 +105,10 @@ DEPTHWISE = [
     dcase(2, 11, 13, 37, 3, 3, 1, (2, 3), "same", note="odd-channels-rect-strides"),
     dcase(4, 12, 12, 64, 3, 3, 1, 1, "same", note="vector-channels-parallel"),
     dcase(3, 10, 9, 24, 5, 5, 2, 1, "same", note="5x5-M2-parallel"),
+    # M = 1..4 have their own unrolled loops; M > 4 spreads the pixel over a scratch row
+    dcase(2, 7, 8, 5, 3, 3, 4, 1, "same", note="M4"),
+    dcase(2, 7, 8, 3, 3, 2, 5, 2, "same", 2, note="M5-generic"),
+    dcase(2, 6, 6, 17, 3, 3, 8, 1, "valid", note="M8-generic-odd-C"),
 ]
 DARGS = "N,H,W,C,KH,KW,M,strides,padding,dilation"
 
