@@ -67,7 +67,8 @@ enum Scratch {
   kScratchNetFrozen = 15,  // network.cpp: discarded weight gradients of frozen layers
   kScratchNetChunk = 16,   // network.cpp: weight gradients of a thread's later sample chunks
   kScratchSeparable = 17,  // depthwise_conv2d.cpp: the depthwise output's gradient (network step)
-  kScratchKinds = 18
+  kScratchGroupedConv = 18,  // conv2d_grouped.cpp: phase / group copies of input, output, weight
+  kScratchKinds = 19
 };
 float* scratch(int slot, std::size_t count, Scratch which);
 

@@ -38,6 +38,12 @@ GROUPED = [
     gcase(2, 7, 5, 3, 2, 2, 6, (2, 1), "valid", (1, 2), note="stride-h-dilation-w"),
     gcase(3, 5, 7, 8, 1, 1, 4, 2, "valid", groups=4, note="pointwise-grouped-stride2"),
     gcase(5, 9, 11, 16, 3, 3, 32, 1, "same", 2, groups=4, note="parallel-blocks"),
+    gcase(2, 8, 7, 3, 2, 2, 3, 3, "valid", note="strided-rows-read-by-no-window"),
+    # an axis with stride > 1 and dilation > 1 (not reachable from Conv2D, as in Keras): the
+    # im2col path instead of the phase rewriting
+    gcase(2, 9, 9, 4, 3, 3, 4, 2, "same", 2, groups=2, note="im2col-stride-and-dilation"),
+    gcase(2, 10, 9, 3, 2, 3, 5, (3, 1), "valid", (2, 1), note="im2col-one-axis"),
+    gcase(5, 9, 11, 8, 3, 3, 8, 2, "same", 2, groups=2, note="im2col-parallel-blocks"),
 ]
 GARGS = "N,H,W,C,KH,KW,F,strides,padding,dilation,groups"
 
