@@ -51,9 +51,11 @@ class Conv2D(KernelLayer):
     ``(KH - 1) * DH + 1``, the odd padding pixel goes bottom/right; 'valid' gives
     ``OH = (H - (KH - 1) * DH - 1) // SH + 1``.
 
-    Dilation 1 with one group runs the optimised conv2d kernels; any other dilation or group
-    count runs the general kernel (csrc/conv2d_grouped.cpp: im2col over the dilated window
-    and one GEMM per group), also inside the one-call native training step.
+    Dilation 1 with one group calls the optimised conv2d kernels directly. Other dilations
+    and group counts (csrc/conv2d_grouped.cpp) rewrite the layer exactly onto those same
+    kernels: one convolution per group, and dilation as TensorFlow's space-to-batch (the
+    DH*DW phases of the padded input convolved with the undilated kernel as one batch). The
+    one-call native training step runs them too.
 
     Args:
         filters: number of output channels F.
