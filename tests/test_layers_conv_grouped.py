@@ -252,3 +252,35 @@ def test_matches_keras_when_tensorflow_is_installed():
         theirs.set_weights(ours.get_weights())
         np.testing.assert_allclose(ours(x), theirs(x).numpy(), rtol=1e-4, atol=1e-5)
         assert want.shape == ours(x).shape
+
+
+def test_network_ops_validate_their_nodes():
+    """The native step's parse of the new kinds: a wrong shape raises, naming the node."""
+    from pycnn import _core
+
+    x = np.zeros((2, 8, 8, 4), np.float32)
+    head = ("dense", (2,), (np.zeros((6 * 6 * 4, 3), np.float32), None), None, (), ("linear",))
+    flat = ("flatten", (1,), (), None, (), ())
+    w = np.zeros((3, 3, 2, 4), np.float32)
+    good = [("conv2d_grouped", (0,), (w, None), None, (1, 1, 1, 1, 2), ("valid", "relu")), flat, head]
+    assert _core.network_predict(x, good).shape == (2, 3)
+    bad = [("conv2d_grouped", (0,), (w, None), None, (1, 1, 1, 1, 3), ("valid", "relu")), flat, head]
+    with pytest.raises(ValueError, match=r"layers\[0\] \('conv2d_grouped'\) has a weight of shape \(3, 3, 2, 4\) that "
+                                         r"does not fit its input of shape \(None, 8, 8, 4\) with groups=3"):
+        _core.network_predict(x, bad)
+    with pytest.raises(ValueError, match=r"expected 2 params, 5 ints and 2 strs"):
+        _core.network_predict(x, [("conv2d_grouped", (0,), (w, None), None, (1, 1), ("valid", "relu")), flat, head])
+    dw = np.zeros((3, 3, 4, 1), np.float32)
+    with pytest.raises(ValueError, match=r"\('depthwise_conv2d'\) expected a bias of shape \(4,\)"):
+        _core.network_predict(x, [("depthwise_conv2d", (0,), (dw, np.zeros(3, np.float32)), None, (1, 1, 1, 1),
+                                   ("valid", "linear")), flat, head])
+    with pytest.raises(ValueError, match=r"\('depthwise_conv2d'\) has a depthwise kernel of shape \(3, 3, 3, 1\)"):
+        _core.network_predict(x, [("depthwise_conv2d", (0,), (dw[:, :, :3], None), None, (1, 1, 1, 1),
+                                   ("valid", "linear")), flat, head])
+    with pytest.raises(ValueError, match=r"\('separable_conv2d'\) expected a pointwise kernel of shape "
+                                         r"\(1, 1, 4, filters\)\. Received: \(1, 1, 3, 4\)"):
+        _core.network_predict(x, [("separable_conv2d", (0,), (dw, np.zeros((1, 1, 3, 4), np.float32), None), None,
+                                   (1, 1, 1, 1), ("valid", "linear")), flat, head])
+    with pytest.raises(ValueError, match=r"computed output size would be zero or negative"):
+        _core.network_predict(x, [("depthwise_conv2d", (0,), (dw, None), None, (1, 1, 4, 4), ("valid", "linear")),
+                                  flat, head])
