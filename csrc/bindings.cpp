@@ -1,5 +1,7 @@
 // The compiled module pycnn._core: runtime controls (threads, ISA, build_info) here; the
-// single ops in bindings_ops.cpp (batch normalization in bindings_norm.cpp), the whole-network step in bindings_network.cpp. Those are
+// single ops in bindings_ops.cpp (batch normalization in bindings_norm.cpp, padding, rescaling and
+// leaky relu in bindings_small_ops.cpp, the dilated / grouped / depthwise convolutions in
+// bindings_conv_family.cpp), the whole-network step in bindings_network.cpp. Those are
 // the only files that know about Python; the kernels never do.
 #include "bindings_common.h"
 
@@ -8,6 +10,7 @@ void bind_ops(py::module_& m);
 void bind_network(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_small_ops(py::module_& m);
+void bind_conv_family(py::module_& m);
 
 namespace {
 
@@ -70,4 +73,5 @@ PYBIND11_MODULE(_core, m) {
   bind_network(m);
   bind_norm(m);
   bind_small_ops(m);
+  bind_conv_family(m);
 }

@@ -21,7 +21,8 @@ namespace pycnn {
 extern const NetOp conv2d_net_op, maxpool2d_net_op, avgpool2d_net_op, global_maxpool2d_net_op,
     global_avgpool2d_net_op, dense_net_op, activation_net_op, flatten_net_op, reshape_net_op, identity_net_op,
     concatenate_net_op, add_net_op, multiply_net_op, sobel_edges_net_op, image_gradient_net_op, batchnorm_net_op,
-    zero_padding2d_net_op, cropping2d_net_op, rescaling_net_op, leaky_relu_net_op;
+    zero_padding2d_net_op, cropping2d_net_op, rescaling_net_op, leaky_relu_net_op, conv2d_grouped_net_op,
+    depthwise_conv2d_net_op, separable_conv2d_net_op;
 
 const NetOp* find_net_op(const std::string& kind) {
   static const NetOp* const ops[] = {
@@ -29,7 +30,8 @@ const NetOp* find_net_op(const std::string& kind) {
       &global_avgpool2d_net_op, &dense_net_op,  &activation_net_op, &flatten_net_op,
       &reshape_net_op,     &identity_net_op,    &concatenate_net_op, &add_net_op,
       &multiply_net_op,    &sobel_edges_net_op, &image_gradient_net_op, &batchnorm_net_op,
-      &zero_padding2d_net_op, &cropping2d_net_op, &rescaling_net_op,   &leaky_relu_net_op};
+      &zero_padding2d_net_op, &cropping2d_net_op, &rescaling_net_op,   &leaky_relu_net_op,
+      &conv2d_grouped_net_op, &depthwise_conv2d_net_op, &separable_conv2d_net_op};
   for (const NetOp* op : ops)
     if (kind == op->kind) return op;
   return nullptr;

@@ -66,7 +66,9 @@ enum Scratch {
   kScratchNetIndex = 14,   // network.cpp: max-pooling argmax (int32 stored in float-sized cells)
   kScratchNetFrozen = 15,  // network.cpp: discarded weight gradients of frozen layers
   kScratchNetChunk = 16,   // network.cpp: weight gradients of a thread's later sample chunks
-  kScratchKinds = 17
+  kScratchSeparable = 17,  // depthwise_conv2d.cpp: the depthwise output's gradient (network step)
+  kScratchGroupedConv = 18,  // conv2d_grouped.cpp: phase / group copies of input, output, weight
+  kScratchKinds = 19
 };
 float* scratch(int slot, std::size_t count, Scratch which);
 

@@ -71,6 +71,14 @@ get_num_threads = _kernel("get_num_threads", "Threads kernels use.")
 # Convolution, dense, pooling (forward and backward side by side, as in csrc/)
 conv2d_forward = _kernel("conv2d_forward", "(inp, weight, bias, strides, padding, activation) -> out.")
 conv2d_backward = _kernel("conv2d_backward", "-> (dinp or None, dweight, dbias or None).")
+conv2d_grouped_forward = _kernel("conv2d_grouped_forward",
+                                 "(inp, weight (KH, KW, C // groups, F), bias, strides, padding, dilation_rate, "
+                                 "groups, activation) -> out.")
+conv2d_grouped_backward = _kernel("conv2d_grouped_backward", "-> (dinp or None, dweight, dbias or None).")
+depthwise_conv2d_forward = _kernel("depthwise_conv2d_forward",
+                                   "(inp, weight (KH, KW, C, M), bias (C*M), strides, padding, dilation_rate, "
+                                   "activation) -> out (N, OH, OW, C*M).")
+depthwise_conv2d_backward = _kernel("depthwise_conv2d_backward", "-> (dinp or None, dweight, dbias or None).")
 dense_forward = _kernel("dense_forward", "(inp (N, in), weight (in, out), bias, activation) -> out.")
 dense_backward = _kernel("dense_backward", "-> (dinp or None, dweight, dbias or None).")
 maxpool2d_forward = _kernel("maxpool2d_forward", "(inp, pool_size, strides, padding) -> (out, argmax).")

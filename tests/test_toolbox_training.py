@@ -413,3 +413,17 @@ def test_matches_keras_weighting_when_installed(rng):
     hb = theirs.fit(x, y, class_weight=cw, batch_size=8, epochs=2, shuffle=False, verbose=0).history
     for key in ha:
         np.testing.assert_allclose(ha[key], hb[key], rtol=2e-3, err_msg=key)
+
+
+def test_the_conv_family_takes_regularizers_too():
+    sep = layers.SeparableConv2D(4, 3, depthwise_regularizer="l2", pointwise_regularizer=regularizers.l1(0.5),
+                                 bias_regularizer="l1")
+    dw = layers.DepthwiseConv2D(3, depthwise_regularizer=regularizers.l2(0.1))
+    sep.build((None, 6, 6, 2))
+    dw.build((None, 6, 6, 2))
+    d, p, _ = sep.get_weights()
+    assert sep.losses == pytest.approx([0.01 * float((d.astype(np.float64) ** 2).sum()),
+                                        0.5 * float(np.abs(p).sum()), 0.0])
+    assert dw.losses == pytest.approx([0.1 * float((dw.get_weights()[0].astype(np.float64) ** 2).sum()), ])
+    clone = layers.SeparableConv2D.from_config(sep.get_config())
+    assert clone.pointwise_regularizer == regularizers.L1(0.5) and clone.bias_regularizer == regularizers.L1(0.01)

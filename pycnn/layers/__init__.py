@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .advanced_activations import LeakyReLU
 from .base import Layer, NativeTwin, get
-from .conv import Conv2D, Convolution2D
+from .conv import Conv2D, Convolution2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
 from .image import ImageGradient, SobelEdges
 from .merge import Add, Concatenate, Multiply
@@ -22,7 +22,8 @@ from .preprocessing import RandomCrop, RandomFlip, RandomTranslation, Rescaling
 from .reshaping import Cropping2D, Reshape, ZeroPadding2D
 
 __all__ = [
-    "Layer", "NativeTwin", "Input", "InputLayer", "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D",
+    "Layer", "NativeTwin", "Input", "InputLayer", "Conv2D", "Convolution2D", "DepthwiseConv2D",
+    "SeparableConv2D", "MaxPooling2D", "MaxPool2D",
     "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
     "GlobalMaxPool2D", "Flatten", "Reshape", "Dense", "Activation", "Dropout", "Concatenate", "Add", "Multiply",
     "SobelEdges", "ImageGradient", "BatchNormalization", "ZeroPadding2D", "Cropping2D", "Rescaling", "LeakyReLU",
