@@ -312,7 +312,8 @@ def feature_maps(model: Any, image: Any, layers: Optional[Sequence[Any]] = None)
 
 def show_feature_maps(model: Any, image: Any, layers: Optional[Sequence[Any]] = None,
                       path: Optional[PathLike] = None, max_channels: int = 32, columns: int = 8,
-                      normalize: str = "channel", cmap: str = "viridis", dpi: int = 100) -> Any:
+                      normalize: str = "channel", cmap: str = "viridis", title: Optional[str] = None,
+                      dpi: int = 100) -> Any:
     """For one input image, every channel of each chosen layer's output, layer by layer.
 
     The first row is the input image; then each layer gets a block titled with its name,
@@ -333,6 +334,7 @@ def show_feature_maps(model: Any, image: Any, layers: Optional[Sequence[Any]] = 
             pattern); ``"layer"`` uses one scale per layer (shows which channels are strong).
             A channel that is constant (a ReLU map that is 0 everywhere) says so.
         cmap: matplotlib colour map of the maps.
+        title: the input row's heading (e.g. the image's class), before its size.
         dpi: resolution.
 
     Returns:
@@ -365,7 +367,7 @@ def show_feature_maps(model: Any, image: Any, layers: Optional[Sequence[Any]] = 
     ax = subs[0].subplots(1, 1)
     ax.imshow(img, cmap=grey, interpolation="nearest")
     _plain(ax)
-    subs[0].suptitle(f"input image: {' x '.join(str(d) for d in x.shape)}", fontsize="medium",
+    subs[0].suptitle(f"{title or 'input image'}: {' x '.join(str(d) for d in x.shape)}", fontsize="medium",
                      fontweight="bold")
     for sub, (layer, act), n, r in zip(subs[1:], maps, shown, rows):
         h, w, c = act.shape
@@ -474,7 +476,7 @@ def show_filters(layer: Any, path: Optional[PathLike] = None, max_filters: int =
 # ----------------------------------------------------------------------------- pooling
 
 def show_pooling(image: Any, pool_size: Any = 2, path: Optional[PathLike] = None, steps: int = 1,
-                 dpi: int = 100) -> Any:
+                 title: Optional[str] = None, dpi: int = 100) -> Any:
     """An image, its max pooling and its average pooling side by side (pycnn's own kernels).
 
     With ``steps > 1`` pooling is applied repeatedly (32 -> 16 -> 8 ...): one row for max
@@ -487,6 +489,7 @@ def show_pooling(image: Any, pool_size: Any = 2, path: Optional[PathLike] = None
         pool_size: int or (ph, pw); the stride equals it (Keras's default).
         path: where to write the picture; None draws without writing.
         steps: how many times to pool.
+        title: what the image is (e.g. its class), put before the pooling settings.
         dpi: resolution.
 
     Returns:
@@ -532,7 +535,7 @@ def show_pooling(image: Any, pool_size: Any = 2, path: Optional[PathLike] = None
         titles = [["input"] + [f"{name} x{s + 1}" for s in range(steps)] for name in pools]
     rows, cols = len(grid), len(grid[0])
     panel = 2.6
-    fig = _figure(cols * panel + 0.3, rows * (panel + 0.35) + 0.7, dpi)
+    fig = _figure(cols * panel + 0.3, rows * (panel + 0.35) + 0.45, dpi)
     axes = fig.subplots(rows, cols, squeeze=False)
     for r in range(rows):
         for col in range(cols):
@@ -545,8 +548,8 @@ def show_pooling(image: Any, pool_size: Any = 2, path: Optional[PathLike] = None
             ax.tick_params(labelsize=7)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"Pooling with pool_size=({ph}, {pw}), strides=({ph}, {pw})", fontsize="medium",
-                 fontweight="bold")
+    fig.suptitle(f"{title + ': ' if title else ''}pooling with pool_size=({ph}, {pw}), strides=({ph}, {pw})",
+                 fontsize="medium", fontweight="bold")
     return _finish(fig, path)
 
 
