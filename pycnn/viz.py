@@ -90,10 +90,15 @@ def _finish(fig: Any, path: Optional[PathLike]) -> Any:
 
 def panel_count(fig: Any) -> int:
     """The number of axes in ``fig`` and its subfigures (the tests count panels with it)."""
-    count = len(fig.axes)
-    for sub in getattr(fig, "subfigs", ()):
-        count += panel_count(sub)
-    return count
+    seen = {id(ax) for ax in fig.axes}  # recent matplotlib lists subfigures' axes here too
+
+    def walk(sub: Any) -> None:
+        seen.update(id(ax) for ax in sub.axes)
+        for child in getattr(sub, "subfigs", ()):
+            walk(child)
+
+    walk(fig)
+    return len(seen)
 
 
 def _plain(ax: Any) -> None:
