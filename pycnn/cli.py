@@ -1,10 +1,11 @@
-"""Command line: ``python -m pycnn {train,evaluate,summary,casestudy,info}`` (also the ``pycnn`` script).
+"""Command line: ``python -m pycnn {train,evaluate,summary,show,casestudy,info}`` (also the ``pycnn`` script).
 
 Examples::
 
     python -m pycnn train --model lenet --dataset cifar10 --epochs 20 --save lenet.npz --plot curves.png
     python -m pycnn evaluate --model lenet --dataset cifar10 --weights lenet.npz
     python -m pycnn summary --model lenet --input-shape 32,32,3
+    python -m pycnn show features --model lenet --weights lenet.npz --dataset cifar10 --index 3
     python -m pycnn casestudy --data-dir ../shared/data --epochs 50
     python -m pycnn info
 
@@ -13,6 +14,10 @@ bar while evaluating on the test set after every epoch (so the per-epoch test lo
 accuracy are recorded, like ``validation_data=`` in the lecture), then prints the final
 test loss and accuracy and the seconds per epoch. Images are scaled to [0, 1] float32;
 MNIST-family images get a channel axis, and the model's input shape follows the data.
+
+``show {filters,features,pooling,predictions,confusion}`` draws one of :mod:`pycnn.viz`'s
+pictures into a PNG (``--output``, default ``KIND.png``) for a model (``--weights`` loads
+trained weights) and the test set of ``--dataset``.
 
 ``casestudy`` trains the lecture's two case-study models (classic feature extractors and
 the 4-filter CNN) on CIFAR-10 with the lecture's settings (Adam, batch 1024, 50 epochs,
@@ -35,6 +40,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import applications, layers, optimizers, schedules
+from ._version import __version__
 from .sequential import Sequential
 from . import datasets as datasets_module
 from .callbacks import Callback
@@ -94,11 +100,16 @@ def _model_builders() -> dict[str, Callable]:
     return dict(applications.CLASSIFIERS)
 
 
-def _build_model(name: str, input_shape: Sequence[int], num_classes: int):
+def _check_model_name(name: str) -> None:
+    """Refuse an unknown --model before anything slow (loading a dataset) happens."""
     builders = _model_builders()
     if name not in builders:
         raise CliError(f"Unknown model: expected one of {', '.join(builders)}. Received: --model {name}.")
-    return builders[name](tuple(input_shape), num_classes)
+
+
+def _build_model(name: str, input_shape: Sequence[int], num_classes: int):
+    _check_model_name(name)
+    return _model_builders()[name](tuple(input_shape), num_classes)
 
 
 def _optimizer(name: str, learning_rate: float | None):
@@ -152,6 +163,15 @@ def _load(args, need_train: bool):
     train = (x_train, y_train.reshape(-1).astype(np.int64)) if need_train else None
     test = (datasets.to_float(x_test), y_test.reshape(-1).astype(np.int64))
     return train, test, input_shape, num_classes
+
+
+def _require_matplotlib(option: str) -> None:
+    from .viz import require_matplotlib
+
+    try:
+        require_matplotlib()
+    except ImportError as exc:
+        raise CliError(f"{exc} Or leave out {option}.") from exc
 
 
 def _setup_threads(args) -> None:
@@ -211,13 +231,9 @@ def _augmentation(input_shape, seed):
 def cmd_train(args) -> int:
     from . import datasets, utils
 
+    _check_model_name(args.model)
     if args.plot:
-        from .plotting import require_matplotlib
-
-        try:
-            require_matplotlib()  # fail before training, not after it
-        except ImportError as exc:
-            raise CliError(str(exc)) from exc
+        _require_matplotlib("--plot")  # fail before training, not after it
     _setup_threads(args)
     if args.seed is not None:
         utils.set_random_seed(args.seed)
@@ -261,9 +277,9 @@ def cmd_train(args) -> int:
         Path(args.history).write_text(json.dumps(record, indent=1, default=str))
         _print(f"Saved history to {args.history}")
     if args.plot:
-        from .plotting import plot_history
+        from .viz import plot_history
 
-        plot_history(history, args.plot,
+        plot_history(history, args.plot, val_label="test",
                      title=f"{args.model} on {args.dataset} ({len(secs) or args.epochs} epochs)")
         _print(f"Saved curves to {args.plot}")
     return 0
@@ -273,12 +289,7 @@ def cmd_casestudy(args) -> int:
     from . import utils
 
     if args.plot:
-        from .plotting import require_matplotlib
-
-        try:
-            require_matplotlib()
-        except ImportError as exc:
-            raise CliError(str(exc)) from exc
+        _require_matplotlib("--plot")
     _setup_threads(args)
     if args.seed is not None:
         utils.set_random_seed(args.seed)
@@ -309,15 +320,16 @@ def cmd_casestudy(args) -> int:
         Path(args.history).write_text(json.dumps(record, indent=1))
         _print(f"Saved history to {args.history}")
     if args.plot:
-        from .plotting import plot_histories
+        from .viz import plot_histories
 
-        plot_histories({label: history for label, (history, _) in results.items()}, args.plot,
+        plot_histories({label: history for label, (history, _) in results.items()}, args.plot, val_label="test",
                        title=f"Case study on CIFAR-10: classic features vs. 4-filter CNN ({args.epochs} epochs)")
         _print(f"Saved curves to {args.plot}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    _check_model_name(args.model)
     _setup_threads(args)
     if not Path(args.weights).is_file():
         raise CliError(f"evaluate expected a weights file. Received: --weights {args.weights}, "
@@ -340,12 +352,100 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+SHOW_KINDS = ("filters", "features", "pooling", "predictions", "confusion")
+
+
+def _show_model(args, input_shape, num_classes):
+    model = _build_model(args.model, input_shape, num_classes)
+    if args.weights is None:
+        _print(f"No --weights given: showing model {args.model!r} with its random initial weights")
+        return model
+    try:
+        model.load_weights(args.weights)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise CliError(f"Could not load weights from {args.weights} into model {args.model!r} "
+                       f"for input shape {tuple(input_shape)}: {exc}") from exc
+    return model
+
+
+def _show_image(args, x_test, y_test, class_names):
+    if args.index >= len(x_test):
+        raise CliError(f"show expected --index below the number of test images ({len(x_test)}). "
+                       f"Received: --index {args.index}.")
+    label = f"test image {args.index} ({class_names[int(y_test[args.index])]})"
+    _print(label[0].upper() + label[1:])
+    return x_test[args.index], label
+
+
+def cmd_show(args) -> int:
+    from . import viz
+
+    if args.kind != "pooling":
+        _check_model_name(args.model)
+        if args.weights is not None and not Path(args.weights).is_file():
+            raise CliError(f"show expected a weights file. Received: --weights {args.weights}, which does not "
+                           "exist. Create one with `python -m pycnn train ... --save FILE`.")
+    _require_matplotlib(f"show {args.kind}")
+    _setup_threads(args)
+    output = args.output or f"{args.kind}.png"
+    names = datasets_module.class_names(args.dataset)
+    if args.kind == "filters":
+        # Filters need no images: the dataset only fixes the input shape and class count.
+        model = _show_model(args, INPUT_SHAPES[args.dataset], len(names))
+        convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+        if not convs:
+            raise CliError(f"Model {args.model!r} has no Conv2D layer whose filters could be shown.")
+        if args.layer:
+            chosen = [layer for layer in convs if layer.name in args.layer]
+            if len(chosen) != len(set(args.layer)):
+                raise CliError(f"show filters expected --layer among the Conv2D layers "
+                               f"{', '.join(l.name for l in convs)}. Received: --layer {','.join(args.layer)}.")
+        else:
+            chosen = convs[:1]
+        for i, layer in enumerate(chosen):
+            path = output if len(chosen) == 1 else str(Path(output).with_name(
+                f"{Path(output).stem}_{layer.name}{Path(output).suffix or '.png'}"))
+            viz.show_filters(layer, path)
+            _print(f"Saved the filters of {layer.name} to {path}")
+        return 0
+    _, (x_test, y_test), input_shape, num_classes = _load(args, need_train=False)
+    if args.kind == "pooling":
+        image, label = _show_image(args, x_test, y_test, names)
+        viz.show_pooling(image, args.pool_size, output, steps=args.steps, title=label)
+        _print(f"Saved max and average pooling (pool size {args.pool_size}, {args.steps} "
+               f"step{'s' if args.steps > 1 else ''}) to {output}")
+        return 0
+    model = _show_model(args, input_shape, num_classes)
+    if args.kind == "features":
+        try:
+            image, label = _show_image(args, x_test, y_test, names)
+            viz.show_feature_maps(model, image, layers=args.layer, path=output, title=label)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        _print(f"Saved the feature maps to {output}")
+    elif args.kind == "predictions":
+        viz.show_predictions(model, x_test, y_test, names, output, count=args.count, batch_size=args.batch_size)
+        _print(f"Saved predictions for the first {min(args.count, len(x_test))} test images to {output}")
+    else:
+        viz.show_confusion(model, x_test, y_test, names, output, batch_size=args.batch_size)
+        _print(f"Saved the confusion matrix of {len(x_test)} test images to {output}")
+    return 0
+
+
+def _layer_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected layer names separated by commas. Received: {text!r}")
+    return names
+
+
 # ----------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pycnn", description="Train and evaluate small CNNs with pycnn's C++ kernels.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,summary,casestudy,info}")
+    parser.add_argument("--version", action="version", version=f"pycnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,summary,show,casestudy,info}")
     sub.required = True
 
     def common(p, train: bool):
@@ -398,6 +498,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="picks the input shape when --input-shape is not given (default: cifar10)")
     p.add_argument("--num-classes", type=_positive_int, default=10, help="default: 10")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("show", help="draw filters, feature maps, pooling, predictions or a confusion matrix (PNG)",
+                       description="Draw one picture into a PNG (needs matplotlib). filters: the first Conv2D "
+                                   "layer's kernels (or --layer's); features: every feature map of test image "
+                                   "--index, layer by layer; pooling: that image, its max and its average pooling; "
+                                   "predictions: the first --count test images with predicted and true classes; "
+                                   "confusion: the confusion matrix on the test set.")
+    p.add_argument("kind", choices=SHOW_KINDS, help="what to draw")
+    common(p, train=False)
+    p.add_argument("--weights", default=None, metavar="FILE.npz",
+                   help="weights saved by train --save (default: the model's random initial weights)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE.png", help="default: KIND.png")
+    p.add_argument("--index", type=_non_negative_int, default=0, help="test image to show (default: 0)")
+    p.add_argument("--layer", type=_layer_list, default=None, metavar="NAME[,NAME...]",
+                   help="layers to draw (features: default every layer with feature maps; "
+                        "filters: default the first Conv2D)")
+    p.add_argument("--count", type=_positive_int, default=25, help="predictions: images to show (default: 25)")
+    p.add_argument("--pool-size", type=_positive_int, default=2, help="pooling: window and stride (default: 2)")
+    p.add_argument("--steps", type=_positive_int, default=1, help="pooling: times to pool (default: 1)")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("casestudy", help="the lecture's case study: classic features vs. a 4-filter CNN")
     p.add_argument("--data-dir", default=None,

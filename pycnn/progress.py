@@ -11,11 +11,15 @@ Formats (``verbose`` as in Keras)::
     verbose=0: nothing.
 
 Carriage returns are written only when the stream is a terminal, so logs and pipes get
-clean lines. Metric values are shown as given (the trainer passes running averages).
+clean lines. On a terminal the line being redrawn is cut to one column less than the
+terminal's width (``shutil.get_terminal_size``, read at every redraw): a line that wrapped
+could not be redrawn in place, and every redraw would scroll a new line. The last line of
+an epoch is written whole. Metric values are shown as given (the trainer passes running averages).
 """
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from typing import Mapping, Optional, TextIO
@@ -55,11 +59,13 @@ class Progbar:
         interactive: redraw in place with ``\\r``; default: whether ``stream`` is a terminal.
         width: characters in the bar.
         interval: minimum seconds between redraws on a terminal.
+        columns: the terminal's width for redraws in place; default: asked at every redraw
+            (``shutil.get_terminal_size``, which honours ``$COLUMNS``).
     """
 
     def __init__(self, target: int, verbose: int = 1, stream: Optional[TextIO] = None,
                  interactive: Optional[bool] = None, width: int = 20, interval: float = 0.05,
-                 unit_name: str = "step") -> None:
+                 unit_name: str = "step", columns: Optional[int] = None) -> None:
         self.target = int(target)
         self.verbose = int(verbose)
         self.stream = sys.stdout if stream is None else stream
@@ -73,6 +79,7 @@ class Progbar:
         self.width = int(width)
         self.interval = float(interval)
         self.unit_name = unit_name
+        self.columns = columns
         self._start = time.perf_counter()
         self._after_first: Optional[float] = None
         self._last_draw = -math.inf
@@ -115,12 +122,19 @@ class Progbar:
         timing = f"{elapsed:.0f}s" if finalize else format_eta(step * (self.target - current))
         line = f"{count} {bar} {timing} {format_step_time(step, self.unit_name)}{metrics}"
         if self.interactive:
+            if not finalize:
+                line = line[: self._terminal_width() - 1]
             pad = " " * max(0, self._prev_width - len(line))
             self._write("\r" + line + pad + ("\n" if finalize else ""))
             self._prev_width = len(line)
         else:
             self._write(line + "\n")
         self._last_draw = now
+
+    def _terminal_width(self) -> int:
+        if self.columns is not None:
+            return max(2, int(self.columns))
+        return max(2, shutil.get_terminal_size(fallback=(80, 24)).columns)
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

@@ -225,21 +225,29 @@ def _read_npz(path: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"No weights file at '{path}'.")
     unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # truncated or foreign files
+    # The file is opened here, not by np.load: np.load leaves its own handle open when a file
+    # that starts like a zip archive turns out to be damaged (a ResourceWarning, and on
+    # Windows a file that cannot be deleted). Every array is read before the file closes.
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except unreadable as exc:
+        f = open(path, "rb")
+    except OSError as exc:  # a folder, no permission
         raise ValueError(f"'{path}' is not a readable pycnn weights file ({type(exc).__name__}: {exc}).") from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"'{path}' is not a pycnn weights file: it holds a single array, not an .npz archive.")
-    with loaded as data:
-        if MANIFEST_KEY not in data.files:
-            raise ValueError(f"'{path}' is not a pycnn weights file: it has no '{MANIFEST_KEY}' entry. "
-                             "Write weights with model.save_weights().")
+    with f:
         try:
-            manifest = json.loads(str(data[MANIFEST_KEY]))
-            arrays = {k: data[k] for k in data.files if k != MANIFEST_KEY}
+            loaded = np.load(f, allow_pickle=False)
         except unreadable as exc:
             raise ValueError(f"'{path}' is not a readable pycnn weights file ({type(exc).__name__}: {exc}).") from exc
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"'{path}' is not a pycnn weights file: it holds a single array, not an .npz archive.")
+        with loaded as data:
+            if MANIFEST_KEY not in data.files:
+                raise ValueError(f"'{path}' is not a pycnn weights file: it has no '{MANIFEST_KEY}' entry. "
+                                 "Write weights with model.save_weights().")
+            try:
+                manifest = json.loads(str(data[MANIFEST_KEY]))
+                arrays = {k: data[k] for k in data.files if k != MANIFEST_KEY}
+            except unreadable as exc:
+                raise ValueError(f"'{path}' is not a readable pycnn weights file ({type(exc).__name__}: {exc}).") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != WEIGHTS_FORMAT or "layers" not in manifest:
         raise ValueError(f"'{path}' is not a pycnn weights file: its manifest has no format '{WEIGHTS_FORMAT}'.")
     if manifest.get("version") != FORMAT_VERSION:
