@@ -22,7 +22,7 @@ import numpy as np
 class Plan(NamedTuple):
     nodes: list                 # node tuples for ops.network_train_step / network_predict
     trained: List[np.ndarray]   # the trained weights, in the order the step meets them
-    gradients: list             # (layer, its gradient buffers) for every layer the step writes
+    gradients: list             # (layer, gradient buffer or None per weight) for every layer the step trains
     stateful: list              # (layer, twin) for every twin with state, for finish_step
     front: list = []            # preprocessing layers run in NumPy before the step (run_front)
 
@@ -115,7 +115,8 @@ def _make_plan(graph: Any, train: bool, training: bool, logits: bool) -> Optiona
             by_param = {id(p): b for p, b in zip(layer.weights, buffers) if layer._is_trainable_weight(p)}
             grads = tuple(by_param.get(id(p)) for p in twin.params)
             trained.extend(p for p in twin.params if p is not None and id(p) in by_param)
-            layers.append((layer, buffers))
+            # What get_gradients() returns after a step: None for weights nothing trains.
+            layers.append((layer, [by_param.get(id(w)) for w in layer.weights]))
         if twin.state:
             stateful.append((layer, twin))
         inputs = tuple(v - shift for v in node.inputs)
@@ -139,7 +140,7 @@ def publish_gradients(p: Plan) -> None:
     """After a native step, make ``get_gradients()`` return the buffers it wrote (None for
     weights the optimizer does not train)."""
     for layer, buffers in p.gradients:
-        layer._grads = [b if layer._is_trainable_weight(w) else None for w, b in zip(layer.weights, buffers)]
+        layer._grads = list(buffers)
 
 
 def finish_step(p: Plan) -> None:

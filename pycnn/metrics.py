@@ -324,6 +324,18 @@ class CompiledMetrics:
         """Whether some metric needs softmax probabilities rather than logits (before build: assume so)."""
         return self._objects is None or any(not m.order_only for m in self._objects)
 
+    @property
+    def counts_only(self) -> bool:
+        """True once built when every metric is an unweighted sparse categorical accuracy: the
+        native step's hit count then updates them (:meth:`add_hits`), no outputs needed."""
+        return bool(self._objects) and not self.weighted_specs and all(
+            type(m) is SparseCategoricalAccuracy for m in self._objects)
+
+    def add_hits(self, correct: int, count: int) -> None:
+        for m in self._objects or []:
+            m.total += correct
+            m.count += count
+
     def update(self, y: np.ndarray, out: np.ndarray, probabilities: Callable[[], np.ndarray],
                sample_weight: Optional[np.ndarray]) -> None:
         """``out`` is the model's output, or its logits when ``probabilities`` computes the

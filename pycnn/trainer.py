@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -59,6 +59,12 @@ class NonFiniteLossError(FloatingPointError):
                          f"inputs or targets of that batch, or lower the learning rate; fit(..., "
                          f"nonfinite_loss='ignore') or a TerminateOnNaN callback lets training go on or stop quietly.")
         self.epoch, self.step, self.loss = epoch, step, loss
+
+
+class _Hits(NamedTuple):
+    """What a native step reports for metrics that are all plain accuracy: the hit count."""
+    correct: int
+    count: int
 
 
 class Trainer:
@@ -203,7 +209,8 @@ class Trainer:
         return value, grad * sample_weight.reshape((-1,) + (1,) * (grad.ndim - 1))
 
     def _regularized(self) -> List[Tuple[Any, int, Any]]:
-        return [(layer, i, r) for layer in self.layers for i, r in layer._regularized_weights()]
+        return [(layer, i, r) for layer in self.layers if any(layer._param_regularizers)
+                for i, r in layer._regularized_weights()]
 
     def _penalty(self, regularized: List[Tuple[Any, int, Any]]) -> float:
         return float(sum(r.penalty(layer.weights[i]) for layer, i, r in regularized))
@@ -245,7 +252,7 @@ class Trainer:
         plan = self._native_train_plan(yb)
         if plan is not None:
             logits = None
-            if self._metrics:
+            if self._metrics and not self._metrics.counts_only:
                 classes = int(self._output_shape_for([(None,) + a.shape[1:] for a in xs])[-1])
                 logits = np.empty((xs[0].shape[0], classes), np.float32)
             xs = fused_step.run_front(plan, xs)
@@ -255,13 +262,13 @@ class Trainer:
             # A step whose loss is not finite applies no update (its gradients are not finite
             # either): the weights stay those of the last finite step, for fit() to report.
             if adam is not None:  # the update runs inside the same native call, thread by thread
-                loss, _ = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, adam=adam,
+                loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, adam=adam,
                                                  sample_weight=sample_weight, logits_out=logits)
                 fused_step.publish_gradients(plan)
                 if not math.isfinite(loss):
                     self.optimizer.native_step_skipped()
             else:
-                loss, _ = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, sample_weight=sample_weight,
+                loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, sample_weight=sample_weight,
                                                  logits_out=logits)
                 fused_step.publish_gradients(plan)
                 if math.isfinite(loss):
@@ -269,6 +276,8 @@ class Trainer:
                     self.optimizer.apply_gradients(self._gradient_pairs())
             if math.isfinite(loss):
                 fused_step.finish_step(plan)
+            if self._metrics and logits is None:  # plain accuracy: the step counted the hits
+                return float(loss) + penalty, _Hits(int(correct), xs[0].shape[0]), True
             return float(loss) + penalty, logits, True
         from .functional import run_backward, run_forward
         fused = self._fused()
@@ -318,6 +327,9 @@ class Trainer:
     def _update_metrics(self, yb: np.ndarray, out: Optional[np.ndarray], is_logits: bool,
                         sample_weight: Optional[np.ndarray]) -> None:
         if out is None or not self._metrics:
+            return
+        if isinstance(out, _Hits):
+            self._metrics.add_hits(out.correct, out.count)
             return
 
         def probabilities() -> np.ndarray:
