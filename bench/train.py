@@ -1,12 +1,14 @@
 """Training benchmark: whole networks, pycnn (train_on_batch) vs PyTorch (the usual loop).
 
-    python bench/train.py [--quick] [--threads N] [--models lenet,heavy,strided]
+    python bench/train.py [--quick] [--threads N] [--models lenet,heavy,strided,lenet_bn,heavy_bn]
                           [--batches 32,64,128,256] [--time-to-accuracy] [--omp-wait-policy P]
 
 Networks, built with pycnn.models and mirrored layer by layer in torch.nn.Sequential:
 LeNet on 32x32x3 (batches 32, 64, 128, 256), the lecture's heavy Fashion-MNIST model (four
 7x7 'valid' relu convs 32-64-128-256, dense 10 softmax; batches 32 and 128) and its strided
-model (3x3 relu convs 32..512 with strides 1,2,1,2,1; batch 64). One training step is
+model (3x3 relu convs 32..512 with strides 1,2,1,2,1; batch 64); lenet_bn and heavy_bn are
+LeNet and the heavy model with a BatchNormalization after every convolution (conv without
+bias -> BN -> relu; torch.nn.BatchNorm2d with momentum 1 - Keras's). One training step is
 forward, loss (sparse categorical cross-entropy), backward and an Adam step (lr 1e-3,
 epsilon 1e-7 in both: Keras's value, which pycnn uses).
 
@@ -52,6 +54,8 @@ MODELS = {
     "lenet": ("lenet", (32, 32, 3), [32, 64, 128, 256]),
     "heavy": ("fashion_mnist_cnn", (28, 28, 1), [32, 128]),
     "strided": ("strided_cnn", (28, 28, 1), [64]),
+    "lenet_bn": ("lenet_bn", (32, 32, 3), [64, 256]),
+    "heavy_bn": ("fashion_mnist_cnn_bn", (28, 28, 1), [32, 128]),
 }
 LR, EPS, BETA_2 = 1e-3, 1e-7, 0.999
 # pycnn's Adam (Keras form) adds epsilon to sqrt(v) before bias correction, torch after it.
@@ -85,6 +89,11 @@ def describe(model) -> list:
                              padding=layer.padding))
         elif kind == "Flatten":
             spec.append(dict(kind="flatten"))
+        elif kind == "BatchNormalization":
+            spec.append(dict(kind="batchnorm", momentum=layer.momentum, epsilon=layer.epsilon,
+                             center=layer.center, scale=layer.scale))
+        elif kind == "Activation":
+            spec.append(dict(kind="activation", activation=layer.activation))
         elif kind == "Dense":
             spec.append(dict(kind="dense", units=layer.units, activation=layer.activation,
                              use_bias=layer.use_bias))
@@ -133,6 +142,19 @@ def build_torch(torch, spec, input_shape, weights):
             flat_from = shape
             mods.append(nn.Flatten())
             act = "linear"
+        elif layer["kind"] == "batchnorm":
+            # Keras's momentum m is torch's 1 - m; weights gamma, beta, moving mean, moving variance.
+            if not (layer["center"] and layer["scale"]):
+                raise SystemExit("train.py mirrors BatchNormalization with center and scale only.")
+            bn_cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            bn = bn_cls(shape[-1], eps=layer["epsilon"], momentum=1.0 - layer["momentum"])
+            with torch.no_grad():
+                for target in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+                    target.copy_(torch.from_numpy(next(it)))
+            mods.append(bn)
+            act = "linear"
+        elif layer["kind"] == "activation":
+            act = layer["activation"]
         else:  # dense
             fan_in = int(np.prod(shape))
             kernel = next(it)
@@ -236,13 +258,20 @@ def worker(cfg: dict) -> None:
             opt.step()
             return loss.item()
 
+        # Inference mode for both, as pycnn's test_on_batch / predict: BatchNorm's running statistics.
         def loss_now() -> float:
+            model.eval()
             with torch.no_grad():
-                return float(F.cross_entropy(model(xt), yt))
+                loss = float(F.cross_entropy(model(xt), yt))
+            model.train()
+            return loss
 
         def predict():
+            model.eval()
             with torch.inference_mode():
-                return torch.softmax(model(xt), dim=1).numpy()
+                out = torch.softmax(model(xt), dim=1).numpy()
+            model.train()
+            return out
 
     _send({"ready": True, "rss_build": _rss_bytes(), "maxrss_build": _peak_rss_bytes()})
     for line in sys.stdin:
@@ -455,7 +484,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="LeNet batch 64 only, short rounds (~30 s)")
     ap.add_argument("--threads", default=None, help="thread count(s) for the main table (default: all cores)")
-    ap.add_argument("--models", default=None, help="comma-separated subset of lenet,heavy,strided")
+    ap.add_argument("--models", default=None, help="comma-separated subset of lenet,heavy,strided,lenet_bn,heavy_bn")
     ap.add_argument("--batches", default=None, help="batch sizes for every model (default: per model)")
     ap.add_argument("--time-to-accuracy", action="store_true",
                     help="also train LeNet on CIFAR-10 to 60%% test accuracy with both (minutes)")
