@@ -25,6 +25,7 @@ class Plan(NamedTuple):
     gradients: list             # (layer, gradient buffer or None per weight) for every layer the step trains
     stateful: list              # (layer, twin) for every twin with state, for finish_step
     front: list = []            # preprocessing layers run in NumPy before the step (run_front)
+    refresh: list = []          # callables that update derived arrays before each call (refresh)
 
 
 def enabled() -> bool:
@@ -122,7 +123,68 @@ def _make_plan(graph: Any, train: bool, training: bool, logits: bool) -> Optiona
         inputs = tuple(v - shift for v in node.inputs)
         nodes.append((twin.kind, inputs, tuple(twin.params), grads, tuple(twin.ints), tuple(twin.strs),
                       tuple(float(f) for f in twin.floats), tuple(twin.state)))
-    return Plan(nodes, trained, layers, stateful, [n.layer for n in graph.nodes[:front]])
+    refresh: list = []
+    if not train and not training and not front:
+        refresh = _fold_batchnorm(graph, nodes)
+    return Plan(nodes, trained, layers, stateful, [n.layer for n in graph.nodes[:front]], refresh)
+
+
+#: Node kinds whose kernel's last axis is the output channels, and where their activation is in strs.
+_FOLDABLE = {"conv2d": 1, "dense": 0}
+
+
+def _fold_batchnorm(graph: Any, nodes: list) -> list:
+    """At inference, a BatchNormalization right after a linear conv2d or dense node is a
+    per-channel scale and shift, which folds exactly into that node's kernel and bias:
+    ``kernel * s`` and ``(bias - moving_mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
+    A relu/sigmoid/tanh Activation right after the BN joins the folded node too. The folded
+    nodes read arrays derived from the live weights; the returned callables recompute them
+    (run before every call, see :func:`refresh`). Nodes that fold become identities."""
+    K = graph.num_inputs
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+
+    def private(v: int) -> bool:  # read by exactly one node, not a model output
+        return consumers[v] == 1 and v not in outputs
+
+    updates = []
+    for j in range(len(nodes) - 1):
+        kind, inputs, params, grads, ints, strs, floats, state = nodes[j]
+        bn = nodes[j + 1]
+        if (kind not in _FOLDABLE or strs[_FOLDABLE[kind]] != "linear" or bn[0] != "batchnorm"
+                or bn[1] != (K + j,) or bn[4] != (0,) or not private(K + j)):
+            continue
+        act, fold_to = "linear", j + 1
+        if j + 2 < len(nodes):
+            nxt = nodes[j + 2]
+            if nxt[0] == "activation" and nxt[1] == (K + j + 1,) and private(K + j + 1):
+                act, fold_to = nxt[5][0], j + 2
+        kernel, bias = params[0], params[1]
+        gamma, beta, mean, var = bn[2]
+        epsilon = bn[6][0]
+        folded_kernel = np.empty_like(kernel)
+        folded_bias = np.empty(kernel.shape[-1], np.float32)
+
+        def update(kernel=kernel, bias=bias, gamma=gamma, beta=beta, mean=mean, var=var, epsilon=epsilon,
+                   folded_kernel=folded_kernel, folded_bias=folded_bias) -> None:
+            scale = (1.0 / np.sqrt(var.astype(np.float64) + epsilon)) * (1.0 if gamma is None else gamma)
+            np.multiply(kernel, scale.astype(np.float32), out=folded_kernel)
+            shifted = (0.0 if bias is None else bias.astype(np.float64)) - mean
+            folded_bias[...] = shifted * scale + (0.0 if beta is None else beta)
+
+        update()
+        updates.append(update)
+        new_strs = tuple(act if k == _FOLDABLE[kind] else v for k, v in enumerate(strs))
+        nodes[j] = (kind, inputs, (folded_kernel, folded_bias), grads, ints, new_strs, floats, state)
+        for k in range(j + 1, fold_to + 1):
+            nodes[k] = ("identity", (K + k - 1,), (), None, (), (), (), ())
+    return updates
+
+
+def refresh(p: Plan) -> None:
+    """Recompute the plan's derived arrays (folded batch normalization) from the live weights."""
+    for update in p.refresh:
+        update()
 
 
 def run_front(p: Plan, xs: List[np.ndarray]) -> List[np.ndarray]:

@@ -305,6 +305,7 @@ class Trainer:
             softmax_last = self._softmax_output() and self._output_read_once()
             plan = fused_step.plan(graph, train=False, training=False, logits=softmax_last)
             if plan is not None:
+                fused_step.refresh(plan)
                 try:
                     return [ops.network_predict(xs[0] if len(xs) == 1 else xs, plan.nodes,
                                                 softmax=softmax_last and not logits)]

@@ -320,3 +320,24 @@ def test_matches_keras_when_installed(rng):
     np.testing.assert_allclose(a, b, rtol=2e-3)
     for w1, w2 in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(w1, np.asarray(w2), rtol=2e-2, atol=2e-3)
+
+
+def test_inference_folds_batchnorm_into_the_convolution_and_follows_later_weights(rng, monkeypatch):
+    from pycnn import fused_step
+
+    x, y = _data(rng, (20, 8, 8, 3)), rng.integers(0, 4, 20)
+    model = _model(17, dense_bn=True)
+    model.fit(x, y, batch_size=5, epochs=1, verbose=0)
+    plan = fused_step.plan(model._graph(), train=False, training=False, logits=True)
+    kinds = [n[0] for n in plan.nodes]
+    # conv2d + batchnorm + relu -> one conv2d (relu fused) and two identities; dense + BN + relu too.
+    assert "batchnorm" not in kinds and kinds.count("identity") >= 4 and len(plan.refresh) == 2
+    native = model.predict(x)
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")
+    eager = model.predict(x)
+    np.testing.assert_allclose(native, eager, rtol=1e-5, atol=1e-6)
+    monkeypatch.delenv("PYCNN_NATIVE_STEP")
+    model.fit(x, y, batch_size=5, epochs=1, verbose=0)  # new weights and statistics
+    native = model.predict(x)
+    monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")
+    np.testing.assert_allclose(native, model.predict(x), rtol=1e-5, atol=1e-6)
