@@ -30,7 +30,7 @@ from . import ops as _ops  # noqa: E402  (loads the compiled core; the only modu
 from ._version import __version__  # noqa: E402  (one source: pycnn/_version.py)
 
 from . import (activations, augment, callbacks, datasets, image, initializers, layers, losses,  # noqa: E402
-               metrics, models, optimizers, plotting, regularizers, utils, viz)
+               distributed, metrics, models, optimizers, plotting, regularizers, utils, viz)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
 from .trainer import NonFiniteLossError  # noqa: E402

@@ -368,6 +368,10 @@ class CSVLogger(Callback):
         self._file = None
 
     def on_train_begin(self, logs: Logs = None) -> None:
+        from . import distributed
+
+        if not distributed.is_primary():
+            return  # under MPI only rank 0 writes
         has_rows = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
         self.keys = None
@@ -377,6 +381,8 @@ class CSVLogger(Callback):
             self.keys = header[1:]
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        if self._file is None:
+            return
         logs = dict(logs or {})
         if self.keys is None:
             self.keys = sorted(logs)

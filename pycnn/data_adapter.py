@@ -87,17 +87,31 @@ class ArrayBatches:
     """Batches of arrays held in memory, reshuffled each epoch (seeded by set_random_seed)."""
 
     def __init__(self, xs: List[np.ndarray], y: np.ndarray, weights: Optional[np.ndarray], batch_size: int,
-                 shuffle: bool) -> None:
+                 shuffle: bool, shard: bool = False) -> None:
         self.xs, self.y, self.weights = xs, y, weights
         self.batch_size, self.shuffle = batch_size, shuffle
         self.samples = xs[0].shape[0]
         self.steps: Optional[int] = (self.samples + batch_size - 1) // batch_size
+        # Distributed training (pycnn/distributed.py): every rank walks the same global batches
+        # and takes its share of each; global_count is the size of the last global batch.
+        self.shard = shard
+        self.global_count = 0
 
     def epoch(self) -> Iterator[Batch]:
+        from . import distributed
+
         n = self.samples
-        order = utils.get_rng().permutation(n) if self.shuffle else None
+        if self.shard:
+            order = distributed.epoch_order(n, self.shuffle)
+        else:
+            order = utils.get_rng().permutation(n) if self.shuffle else None
         for start in range(0, min(n, self.steps * self.batch_size), self.batch_size):
-            sel = slice(start, min(start + self.batch_size, n)) if order is None else order[start:start + self.batch_size]
+            stop = min(start + self.batch_size, n)
+            sel = slice(start, stop) if order is None else order[start:stop]
+            self.global_count = stop - start
+            if self.shard:
+                part = distributed.share(stop - start)
+                sel = slice(start + part.start, start + part.stop) if order is None else sel[part]
             yield [a[sel] for a in self.xs], self.y[sel], None if self.weights is None else self.weights[sel]
 
 

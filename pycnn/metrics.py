@@ -331,6 +331,17 @@ class CompiledMetrics:
         return bool(self._objects) and not self.weighted_specs and all(
             type(m) is SparseCategoricalAccuracy for m in self._objects)
 
+    def reduce_(self) -> None:
+        """Sum the running totals of every Mean-based metric over the MPI ranks."""
+        from . import distributed
+
+        means = [m for m in self._objects or [] if isinstance(m, Mean)]
+        if not distributed.active():
+            return
+        sums = distributed.sum_values([v for m in means for v in (m.total, m.count)])
+        for i, m in enumerate(means):
+            m.total, m.count = sums[2 * i], sums[2 * i + 1]
+
     def add_hits(self, correct: int, count: int) -> None:
         for m in self._objects or []:
             m.total += correct

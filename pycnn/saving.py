@@ -158,6 +158,10 @@ def save_weights(model: Any, path: PathLike) -> None:
     Raises:
         RuntimeError: if the model has not been built.
     """
+    from . import distributed
+
+    if not distributed.is_primary():
+        return  # under MPI only rank 0 writes (every rank holds the same weights)
     model._require_built("the weights")
     manifest, arrays = _manifest(model)
     _write_npz(os.fspath(path), manifest, arrays)
@@ -168,6 +172,10 @@ def save_model(model: Any, path: PathLike) -> None:
 
     Callable initialisers are not stored (they do not matter once weights are loaded).
     """
+    from . import distributed
+
+    if not distributed.is_primary():
+        return  # under MPI only rank 0 writes (every rank holds the same weights)
     from .sequential import Sequential
     model._require_built("the weights")
     manifest, arrays = _manifest(model)

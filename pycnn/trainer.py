@@ -37,7 +37,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import data_adapter, fused_step, ops
+from . import data_adapter, distributed, fused_step, ops
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
@@ -82,6 +82,7 @@ class Trainer:
         self.compiled = False
         self.stop_training = False
         self.history: Optional[callbacks_module.History] = None
+        self._exchange = distributed.GradientExchange()
 
     # ----------------------------------------------------------------- compile
 
@@ -294,6 +295,66 @@ class Trainer:
             self.optimizer.apply_gradients(self._gradient_pairs())
         return loss + penalty, (out if self._metrics else None), fused
 
+    def _distributed_step(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray],
+                          global_count: int) -> Tuple[float, Any, bool]:
+        """One data-parallel step (pycnn/distributed.py): this rank's gradient of its share of
+        the global batch, one Allreduce of all gradients (and moving statistics, loss, hits),
+        then the same update on every rank."""
+        regularized = self._regularized()
+        penalty = self._penalty(regularized) if regularized else 0.0
+        n = xs[0].shape[0]
+        out: Any = None
+        is_logits = True
+        local_loss, hits = 0.0, 0.0
+        trained = [w for layer in self.layers for w in layer.trainable_weights]
+        for layer in self.layers:
+            layer._grads = [None] * len(layer.weights)
+        if n:
+            plan = self._native_train_plan(yb)
+            if plan is not None:
+                logits = None
+                if self._metrics and not self._metrics.counts_only:
+                    classes = int(self._output_shape_for([(None,) + a.shape[1:] for a in xs])[-1])
+                    logits = np.empty((n, classes), np.float32)
+                xs = fused_step.run_front(plan, xs)
+                local_loss, correct = ops.network_train_step(xs[0] if len(xs) == 1 else xs, yb.reshape(-1),
+                                                             plan.nodes, sample_weight=sample_weight,
+                                                             logits_out=logits)
+                fused_step.publish_gradients(plan)
+                if math.isfinite(local_loss):
+                    fused_step.finish_step(plan)
+                hits, out = float(correct), logits
+            else:
+                from .functional import run_backward, run_forward
+                fused = self._fused()
+                outs, trace = run_forward(self._graph(), xs, training=True, logits=fused)
+                out, is_logits = outs[0], fused
+                local_loss, dout = self._loss_and_grad(yb, out, fused, need_grad=True, sample_weight=sample_weight)
+                for layer, grads in run_backward(self._graph(), trace, dout).values():
+                    layer._grads = grads
+        by_weight = {id(w): g for layer in self.layers for g, w in zip(layer._grads, layer.weights)}
+        grads = [by_weight.get(id(w)) if by_weight.get(id(w)) is not None else np.zeros_like(w) for w in trained]
+        grads = [np.ascontiguousarray(g, dtype=np.float32) for g in grads]
+        states = [p for layer in self.layers for p, t in zip(layer._params, layer._param_trainable) if not t]
+        loss, hits = self._exchange.reduce(grads, states, float(local_loss), hits, n / global_count)
+        for layer in self.layers:  # get_gradients() returns the global gradients
+            layer._grads = [None] * len(layer.weights)
+        index = {id(w): i for i, w in enumerate(trained)}
+        for layer in self.layers:
+            layer._grads = [grads[index[id(w)]] if id(w) in index else None for w in layer.weights]
+        if math.isfinite(loss):
+            self._add_penalty_gradients(regularized)
+            adam = self.optimizer.native_step_args(trained)
+            if adam is not None:  # Adam over every weight in one native call, the same on every rank
+                alpha, b1, b2, eps, weights, m, v = adam
+                ops.adam_update(weights, [g for layer in self.layers for g, w in zip(layer._grads, layer.weights)
+                                          if id(w) in index], m, v, alpha, b1, b2, eps)
+            else:
+                self.optimizer.apply_gradients(self._gradient_pairs())
+        if self._metrics and out is None and self._metrics.counts_only:
+            out = _Hits(int(round(hits)), global_count)
+        return loss + penalty, out, is_logits
+
     def _gradient_pairs(self) -> List[Tuple[np.ndarray, np.ndarray]]:
         return [(g, w) for layer in self.layers if layer.trainable
                 for g, w in zip(layer.get_gradients(), layer.weights)]
@@ -419,6 +480,9 @@ class Trainer:
         validation_freq = utils.positive_int(validation_freq, "validation_freq", "fit()")
         val_batch = (batch_size if validation_batch_size is None
                      else utils.positive_int(validation_batch_size, "validation_batch_size", "fit()"))
+        dist = distributed.active()
+        if dist and not distributed.is_primary():
+            verbose = 0  # rank 0 prints
         train = self._batches(x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch, "fit()")
         val = None
         if validation_data is not None:
@@ -449,6 +513,14 @@ class Trainer:
                                               None if w is None else w[:split_at], batch_size, shuffle)
         if steps_per_epoch is not None and isinstance(train, data_adapter.ArrayBatches):
             train.steps = min(train.steps, steps_per_epoch)
+        if dist:
+            if not isinstance(train, data_adapter.ArrayBatches):
+                raise ValueError("fit() on several MPI ranks takes arrays (each rank then takes its share of every "
+                                 "global batch); a generator would have to yield each rank's share itself.")
+            train.shard = True
+            if isinstance(val, data_adapter.ArrayBatches):
+                val = self._local_share(val)
+            distributed.sync_training_state(self)  # rank 0's weights, optimizer state and generator
 
         history = callbacks_module.History()
         # History last, as in Keras: it records what the other callbacks add to the logs (learning_rate).
@@ -482,7 +554,10 @@ class Trainer:
                 for cb in cbs:
                     cb.on_batch_begin(step - 1)
                 with utils.deferred_interrupt():  # Ctrl-C lands between steps, never inside one
-                    loss, out, is_logits = self._train_step(xb, yb, wb)
+                    if dist:
+                        loss, out, is_logits = self._distributed_step(xb, yb, wb, train.global_count)
+                    else:
+                        loss, out, is_logits = self._train_step(xb, yb, wb)
                 if first_loss is None and math.isfinite(loss):
                     first_loss = loss
                 if (not warned and math.isfinite(loss) and first_loss is not None
@@ -491,7 +566,7 @@ class Trainer:
                     warnings.warn(f"fit(): the loss of epoch {epoch + 1}, step {step} is {loss:.4g}, "
                                   f"{loss / max(first_loss, 1e-30):.3g}x the first batch's ({first_loss:.4g}): "
                                   f"training is diverging; lower the learning rate.", RuntimeWarning, stacklevel=2)
-                m = xb[0].shape[0]
+                m = train.global_count if dist else xb[0].shape[0]
                 loss_sum += loss * m
                 seen += m
                 self._update_metrics(yb, out, is_logits, wb)
@@ -506,9 +581,13 @@ class Trainer:
                     break
             if step == 0:  # a generator with nothing left: IterableBatches warned
                 break
+            if dist and not self._metrics.counts_only:
+                self._metrics.reduce_()  # the epoch's metrics over every rank's shares
+                logs = self._logs(loss_sum / max(seen, 1))
             epoch_logs = dict(logs)
             if val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
-                epoch_logs.update(self._evaluate_batches(val, prefix="val_"))
+                epoch_logs.update(self._evaluate_batches(val, prefix="val_",
+                                                         reduce=dist and isinstance(val, data_adapter.ArrayBatches)))
             bar.update(step, epoch_logs, finalize=True)
             self._epochs_done = epoch + 1  # a checkpoint written now records it
             for cb in cbs:
@@ -521,7 +600,17 @@ class Trainer:
             cb.on_train_end()
         return history
 
-    def _evaluate_batches(self, batches: Any, prefix: str = "", bar: Optional[Progbar] = None) -> Dict[str, float]:
+    @staticmethod
+    def _local_share(batches: Any) -> Any:
+        """This rank's contiguous share of an evaluation set (distributed runs)."""
+        part = distributed.share(batches.samples)
+        w = batches.weights
+        return data_adapter.ArrayBatches([a[part] for a in batches.xs], batches.y[part],
+                                         None if w is None else w[part], batches.batch_size, False)
+
+    def _evaluate_batches(self, batches: Any, prefix: str = "", bar: Optional[Progbar] = None,
+                          reduce: bool = False) -> Dict[str, float]:
+        """Loss and metrics over ``batches``; ``reduce``: each rank holds a share, sum them."""
         self._metrics.reset()
         loss_sum, seen = 0.0, 0
         step = 0
@@ -535,6 +624,9 @@ class Trainer:
             if bar is not None:
                 bar.update(step, self._logs(loss_sum / seen, prefix),
                            finalize=batches.steps is not None and step >= batches.steps)
+        if reduce:
+            loss_sum, seen = distributed.sum_values([loss_sum, seen])
+            self._metrics.reduce_()
         return self._logs(loss_sum / max(seen, 1), prefix)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
@@ -558,8 +650,13 @@ class Trainer:
         batches = self._batches(x, y, sample_weight, None, batch_size, False, steps, "evaluate()")
         if steps is not None and isinstance(batches, data_adapter.ArrayBatches):
             batches.steps = min(batches.steps, steps)
+        shard = distributed.active() and isinstance(batches, data_adapter.ArrayBatches) and steps is None
+        if shard:
+            batches = self._local_share(batches)
+        if distributed.active() and not distributed.is_primary():
+            verbose = 0
         bar = Progbar(batches.steps or 0, verbose=verbose) if verbose else None
-        logs = self._evaluate_batches(batches, bar=bar)
+        logs = self._evaluate_batches(batches, bar=bar, reduce=shard)
         return self._result(logs, return_dict)
 
     def _result(self, logs: Dict[str, float], return_dict: bool) -> Union[float, List[float], Dict[str, float]]:
