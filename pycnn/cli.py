@@ -137,7 +137,10 @@ def build_info_line() -> str:
 
 
 def _print(*args) -> None:
-    print(*args, flush=True)
+    from . import distributed
+
+    if distributed.is_primary():  # under mpirun only rank 0 prints
+        print(*args, flush=True)
 
 
 def _load(args, need_train: bool):
@@ -235,6 +238,15 @@ def cmd_train(args) -> int:
     if args.plot:
         _require_matplotlib("--plot")  # fail before training, not after it
     _setup_threads(args)
+    if args.distributed:
+        from . import distributed
+
+        world = distributed.init()
+        if world == 1:
+            _print("--distributed: not started under mpirun/mpiexec (or mpi4py is missing): one process.")
+        else:
+            _print(f"Distributed: {world} MPI ranks; batch size {args.batch_size} is the global batch "
+                   f"({args.batch_size // world}-{-(-args.batch_size // world)} samples per rank).")
     if args.seed is not None:
         utils.set_random_seed(args.seed)
     _print(build_info_line())
@@ -246,7 +258,7 @@ def cmd_train(args) -> int:
         model = Sequential([layers.Input(tuple(input_shape)), *_augmentation(input_shape, args.seed), *model.layers],
                            name=model.name)
     _compile(model, _optimizer(args.optimizer, args.learning_rate))
-    model.summary()
+    model.summary(print_fn=_print)
     if args.augment:
         _print("Augmentation: random crops with 4-pixel zero padding and horizontal flips, new draws every batch")
 
@@ -268,9 +280,13 @@ def cmd_train(args) -> int:
     if secs:
         _print(f"Seconds per epoch: {np.mean(secs):.2f} (mean of {len(secs)}; "
                f"min {min(secs):.2f}, max {max(secs):.2f}; training and test evaluation)")
+    from . import distributed
+
     if args.save:
         model.save_weights(args.save)
         _print(f"Saved weights to {args.save}")
+    if not distributed.is_primary():
+        return 0  # rank 0 writes the history and the curves
     if args.history:
         record = {"history": history, "seconds_per_epoch": secs, "test_loss": test_loss,
                   "test_accuracy": test_acc, "args": {k: v for k, v in vars(args).items() if k != "func"}}
@@ -472,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
     p.add_argument("--learning-rate", type=_positive_float, default=None,
                    help="default: the optimizer's Keras default (adam 0.001, sgd 0.01)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the MPI ranks of mpirun/mpiexec (pycnn.distributed); --batch-size is "
+                        "the global batch")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="constant (default) or cosine decay to 0 over the run (Keras's CosineDecay)")
     p.add_argument("--augment", action="store_true",
