@@ -109,7 +109,8 @@ class Progbar:
             return
         metrics = "".join(f" - {k}: {format_value(float(v))}" for k, v in (values or {}).items())
         digits = len(str(self.target))
-        count = f"{current:>{digits}}/{self.target}"
+        # A generator without steps_per_epoch: the number of steps is known after one epoch (Keras).
+        count = f"{current:>{digits}}/{self.target}" if self.target > 0 else f"{current}/Unknown"
         elapsed = now - self._start
         if self.verbose == 2:
             if finalize:

@@ -427,3 +427,11 @@ def test_the_conv_family_takes_regularizers_too():
     assert dw.losses == pytest.approx([0.1 * float((dw.get_weights()[0].astype(np.float64) ** 2).sum()), ])
     clone = layers.SeparableConv2D.from_config(sep.get_config())
     assert clone.pointwise_regularizer == regularizers.L1(0.5) and clone.bias_regularizer == regularizers.L1(0.01)
+
+
+def test_a_generator_of_unknown_length_shows_unknown_steps_in_the_first_epoch(rng, capsys):
+    x, y = _data(rng, 10)
+    model = _compiled()
+    batches = list(_batches(x, y, 5))
+    model.fit(iter(batches), epochs=1, verbose=2)
+    assert "2/Unknown" in capsys.readouterr().out
