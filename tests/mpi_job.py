@@ -4,7 +4,8 @@
 MODE: ``train`` writes the per-epoch history and the final weights to OUT (rank 0 only);
 every rank seeds its own model differently, so equal results prove the broadcast.
 ``raise`` makes rank 1 raise in the middle of the first epoch. ``checkpoint`` trains with a
-ModelCheckpoint and a CSVLogger writing into OUT, then every rank reports what it saw.
+ModelCheckpoint and a CSVLogger, each rank naming its own folder under OUT. ``early`` trains
+with an EarlyStopping that fires after the second epoch; each rank writes its history.
 """
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ def main(mode: str, out: str) -> None:
         return
     callbacks = []
     epochs = 3
+    if mode == "early":  # the logs are global, so EarlyStopping stops every rank after the same epoch
+        h = fit(m, 10, [pycnn.callbacks.EarlyStopping(monitor="val_loss", min_delta=10.0, patience=1)])
+        with open(f"{out}.rank{rank}.json", "w") as f:
+            json.dump(h.history, f)
+        return
     if mode == "checkpoint":  # each rank names its own folder: only rank 0's may fill up
         folder = os.path.join(out, f"rank{rank}")
         os.makedirs(folder, exist_ok=True)

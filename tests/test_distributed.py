@@ -87,3 +87,12 @@ def test_only_rank_0_writes_and_its_checkpoint_resumes_in_one_process(tmp_path):
     one = _single(tmp_path)
     for i, w in enumerate(resumed.get_weights()):
         np.testing.assert_allclose(w, one[f"w{i}"], rtol=1e-4, atol=1e-6)
+
+
+def test_early_stopping_stops_every_rank_after_the_same_epoch(tmp_path):
+    out = str(tmp_path / "early")
+    run = _mpirun("early", out, timeout=120)  # a rank that went on alone would hang in the next Allreduce
+    assert run.returncode == 0, run.stderr
+    histories = [json.load(open(f"{out}.rank{r}.json")) for r in (0, 1)]
+    assert len(histories[0]["loss"]) == len(histories[1]["loss"]) == 2
+    assert histories[0] == histories[1]
