@@ -271,7 +271,8 @@ void batchnorm_backward_infer(float* dinp, float* dgamma, float* dbeta, const fl
 // ---------------------------------------------------------------------------- network step
 
 // params (gamma or None, beta or None, moving_mean, moving_var), each (C,); ints (training);
-// floats (epsilon); in training, state (batch_mean, batch_var), optional, each (C,): the
+// strs: optional activation applied to the output (an Activation layer right after the BN,
+// fused by pycnn/fused_step.py); floats (epsilon); in training, state (batch_mean, batch_var), optional, each (C,): the
 // batch's moments for the caller's moving averages. Input: any per-sample shape whose last
 // axis has the C channels. Training nodes are batch-wide: their moments are over the whole
 // batch, summed across the step's threads (team_allreduce), so the result does not depend on
@@ -290,7 +291,9 @@ BnNode bn_view(const NetNode& node) {
 
 std::vector<int64_t> batchnorm_net_parse(NetNode& node, const NetArgs& args) {
   net_expect_inputs(args, 1);
-  net_expect_counts(args, 4, 1, 0);
+  if (args.strs.size() > 1) net_error(args, "expected at most one str (an activation applied after it).");
+  net_expect_counts(args, 4, 1, args.strs.size());
+  node.act = net_activation(args, args.strs.empty() ? std::string("linear") : args.strs[0]);
   const bool training = args.ints[0] != 0;
   net_expect_floats(args, 1, training ? 2 : 0);
   const std::vector<int64_t>& shape = args.in_shapes[0];
@@ -349,6 +352,7 @@ const float* batchnorm_train_forward(const NetNode& node, const float* inp, floa
   std::vector<float> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));
   scale_shift(scale.data(), shift.data(), bn.gamma, bn.beta, mean.data(), var.data(), C, bn.epsilon);
   affine_rows(out, inp, scale.data(), shift.data(), rows, C);
+  apply_activation(out, rows * C, node.act);
   return out;
 }
 
@@ -358,17 +362,26 @@ const float* batchnorm_net_forward(const NetNode& node, const float* const* in, 
   std::vector<float> scale(static_cast<size_t>(bn.C)), shift(static_cast<size_t>(bn.C));
   scale_shift(scale.data(), shift.data(), bn.gamma, bn.beta, bn.moving_mean, bn.moving_var, bn.C, bn.epsilon);
   affine_rows(out, in[0], scale.data(), shift.data(), nb * bn.rows_per_sample, bn.C);
+  apply_activation(out, nb * bn.rows_per_sample * bn.C, node.act);
   return out;
 }
 
 // dparam[0], dparam[1] get this thread's share of dgamma and dbeta (the step sums the
 // threads'); the input gradient needs the batch's sums (team_allreduce). The moving
 // statistics have no gradient (dparam[2], dparam[3] are left alone).
-void batchnorm_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout,
-                            const float* const* in, const float*, const int32_t*, int64_t nb) {
+void batchnorm_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout_act,
+                            const float* const* in, const float* out, const int32_t*, int64_t nb) {
   const BnNode bn = bn_view(node);
   const int64_t C = bn.C, rows = nb * bn.rows_per_sample;
   const float* x = in[0];
+  // With a fused activation, "y = act(z)" first: dz = dy * act'(y), in per-thread scratch.
+  const float* dout = dout_act;
+  if (node.act != Activation::linear) {
+    float* dz = scratch(slot_base(), static_cast<std::size_t>(rows * C), kScratchGrad);
+    std::copy(dout_act, dout_act + rows * C, dz);
+    activation_grad_inplace(dz, out, rows * C, node.act);
+    dout = dz;
+  }
   std::vector<double> s(static_cast<size_t>(2 * C), 0.0);
   sum_grad_rows(s.data(), s.data() + C, dout, x, rows, C);
   std::vector<float> mean(static_cast<size_t>(C)), var(static_cast<size_t>(C));
