@@ -23,7 +23,11 @@ py::dict build_info() {
   d["build_type"] = PYCNN_BUILD_TYPE;
   d["openmp"] = pycnn::openmp_enabled();
   d["openmp_version"] = pycnn::openmp_version();
+#ifdef PYCNN_WITH_CUDA
+  d["cuda"] = true;  // pycnn._cuda was built alongside; pycnn.cuda says whether it is usable
+#else
   d["cuda"] = false;
+#endif
 #ifdef PYCNN_NATIVE_BUILD
   d["native_arch"] = true;
 #else
