@@ -15,6 +15,7 @@ namespace {
 
 // ---------------------------------------------------------------------------- conv2d
 
+}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
 pycnn::ConvShape conv_shape(const FArray& inp, const FArray& weight, const py::handle& strides,
                             const std::string& padding, const char* fn) {
   expect_ndim(inp, 4, fn, "inp", "(N, H, W, C)");
@@ -56,6 +57,7 @@ std::optional<FArray> activation_output(const py::object& out, Activation act, c
   check_grad_shape(o, expect, fn, "out");
   return o;
 }
+namespace {
 
 FArray conv2d_forward_py(const py::object& inp_obj, const py::object& weight_obj, const py::object& bias_obj,
                          const py::object& strides, const std::string& padding, const std::string& activation) {
@@ -106,6 +108,7 @@ py::tuple conv2d_backward_py(const py::object& dout_obj, const py::object& inp_o
 
 // ---------------------------------------------------------------------------- pooling
 
+}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
 pycnn::PoolShape pool_shape(const FArray& inp, const py::handle& pool_size, const py::handle& strides,
                             const std::string& padding, const char* fn) {
   expect_ndim(inp, 4, fn, "inp", "(N, H, W, C)");
@@ -142,6 +145,7 @@ FArray shape_placeholder(const py::handle& input_shape, const char* fn) {
   static float dummy = 0.f;
   return FArray({v[0], v[1], v[2], v[3]}, {0, 0, 0, 0}, &dummy, py::none());
 }
+namespace {
 
 py::tuple maxpool2d_forward_py(const py::object& inp_obj, const py::object& pool_size, const py::object& strides,
                                const std::string& padding) {
@@ -222,6 +226,7 @@ FArray avgpool2d_backward_py(const py::object& dout_obj, const py::object& input
 
 // ---------------------------------------------------------------------------- softmax
 
+}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
 std::pair<int64_t, int64_t> rows_cols(const py::array& a, const char* fn, const char* arg) {
   if (a.ndim() < 1)
     value_error(cat(fn, "() expected '", arg, "' with at least 1 dimension (softmax runs over the last axis). Received: ",
@@ -230,6 +235,7 @@ std::pair<int64_t, int64_t> rows_cols(const py::array& a, const char* fn, const 
   if (cols < 1) value_error(cat(fn, "() expected a non-empty last axis. Received: ", arg, ".shape=", shape_str(a), "."));
   return {a.size() / cols, cols};
 }
+namespace {
 
 FArray softmax_forward_py(const py::object& inp_obj) {
   const char* fn = "softmax_forward";
@@ -310,6 +316,7 @@ FArray softmax_crossentropy_backward_py(const py::object& probs_obj, const py::o
 
 // ---------------------------------------------------------------------------- dense
 
+}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
 void dense_shape(const FArray& inp, const FArray& weight, const char* fn, int64_t* N, int64_t* IN, int64_t* OUT) {
   expect_ndim(inp, 2, fn, "inp", "(N, in)");
   expect_ndim(weight, 2, fn, "weight", "(in, out)");
@@ -321,6 +328,7 @@ void dense_shape(const FArray& inp, const FArray& weight, const char* fn, int64_
     value_error(cat(fn, "() expected weight.shape[0] to equal the input features inp.shape[1]=", *IN,
                     ". Received: inp.shape=", shape_str(inp), ", weight.shape=", shape_str(weight), "."));
 }
+namespace {
 
 FArray dense_forward_py(const py::object& inp_obj, const py::object& weight_obj, const py::object& bias_obj,
                         const std::string& activation) {
