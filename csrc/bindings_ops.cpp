@@ -11,11 +11,12 @@
 #include "softmax.h"
 
 namespace pycnn_py {
-namespace {
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h): conv_shape,
+// optional_bias, activation_output, pool_shape, shape_placeholder, rows_cols, dense_shape;
+// the wrappers themselves are file-local.
 
 // ---------------------------------------------------------------------------- conv2d
 
-}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
 pycnn::ConvShape conv_shape(const FArray& inp, const FArray& weight, const py::handle& strides,
                             const std::string& padding, const char* fn) {
   expect_ndim(inp, 4, fn, "inp", "(N, H, W, C)");
@@ -108,7 +109,9 @@ py::tuple conv2d_backward_py(const py::object& dout_obj, const py::object& inp_o
 
 // ---------------------------------------------------------------------------- pooling
 
-}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
+}  // namespace
+
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h).
 pycnn::PoolShape pool_shape(const FArray& inp, const py::handle& pool_size, const py::handle& strides,
                             const std::string& padding, const char* fn) {
   expect_ndim(inp, 4, fn, "inp", "(N, H, W, C)");
@@ -226,7 +229,9 @@ FArray avgpool2d_backward_py(const py::object& dout_obj, const py::object& input
 
 // ---------------------------------------------------------------------------- softmax
 
-}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
+}  // namespace
+
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h).
 std::pair<int64_t, int64_t> rows_cols(const py::array& a, const char* fn, const char* arg) {
   if (a.ndim() < 1)
     value_error(cat(fn, "() expected '", arg, "' with at least 1 dimension (softmax runs over the last axis). Received: ",
@@ -316,7 +321,9 @@ FArray softmax_crossentropy_backward_py(const py::object& probs_obj, const py::o
 
 // ---------------------------------------------------------------------------- dense
 
-}  // namespace (shared with bindings_cuda_bodies.cpp through bindings_common.h)
+}  // namespace
+
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h).
 void dense_shape(const FArray& inp, const FArray& weight, const char* fn, int64_t* N, int64_t* IN, int64_t* OUT) {
   expect_ndim(inp, 2, fn, "inp", "(N, in)");
   expect_ndim(weight, 2, fn, "weight", "(in, out)");
