@@ -1,7 +1,8 @@
 // The compiled module pycnn._core: runtime controls (threads, ISA, build_info) here; the
 // single ops in bindings_ops.cpp (batch normalization in bindings_norm.cpp, padding, rescaling and
 // leaky relu in bindings_small_ops.cpp, the dilated / grouped / depthwise convolutions in
-// bindings_conv_family.cpp), the whole-network step in bindings_network.cpp. Those are
+// bindings_conv_family.cpp, the test-only bodies of the CUDA kernels
+// in bindings_cuda_bodies.cpp), the whole-network step in bindings_network.cpp. Those are
 // the only files that know about Python; the kernels never do.
 #include "bindings_common.h"
 
@@ -11,6 +12,7 @@ void bind_network(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_small_ops(py::module_& m);
 void bind_conv_family(py::module_& m);
+void bind_cuda_bodies(py::module_& m);
 
 namespace {
 
@@ -23,7 +25,11 @@ py::dict build_info() {
   d["build_type"] = PYCNN_BUILD_TYPE;
   d["openmp"] = pycnn::openmp_enabled();
   d["openmp_version"] = pycnn::openmp_version();
+#ifdef PYCNN_WITH_CUDA
+  d["cuda"] = true;  // pycnn._cuda was built alongside; pycnn.cuda says whether it is usable
+#else
   d["cuda"] = false;
+#endif
 #ifdef PYCNN_NATIVE_BUILD
   d["native_arch"] = true;
 #else
@@ -74,4 +80,5 @@ PYBIND11_MODULE(_core, m) {
   bind_norm(m);
   bind_small_ops(m);
   bind_conv_family(m);
+  bind_cuda_bodies(m);  // test-only _bodies_* (bindings_cuda_bodies.cpp)
 }

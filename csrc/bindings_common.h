@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "conv2d.h"
+#include "pool2d.h"
 #include "runtime.h"
 
 namespace py = pybind11;
@@ -245,6 +246,19 @@ inline void check_adam_hyper(double alpha, double beta_1, double beta_2, double 
   if (!(beta_2 >= 0 && beta_2 < 1)) bad("beta_2", beta_2, "in [0, 1)");
   if (!std::isfinite(epsilon) || epsilon < 0) bad("epsilon", epsilon, "to be a finite number >= 0");
 }
+
+// Validation shared by the single-op bindings (defined in bindings_ops.cpp) and the
+// test-only bindings of the CUDA bodies (bindings_cuda_bodies.cpp), so both check alike.
+pycnn::ConvShape conv_shape(const FArray& inp, const FArray& weight, const py::handle& strides,
+                            const std::string& padding, const char* fn);
+std::optional<FArray> optional_bias(const py::object& bias, int64_t F, const char* fn);
+std::optional<FArray> activation_output(const py::object& out, Activation act, const std::vector<int64_t>& expect,
+                                        const char* fn);
+pycnn::PoolShape pool_shape(const FArray& inp, const py::handle& pool_size, const py::handle& strides,
+                            const std::string& padding, const char* fn);
+FArray shape_placeholder(const py::handle& input_shape, const char* fn);
+std::pair<int64_t, int64_t> rows_cols(const py::array& a, const char* fn, const char* arg);
+void dense_shape(const FArray& inp, const FArray& weight, const char* fn, int64_t* N, int64_t* IN, int64_t* OUT);
 
 // The tail of every wrapper: everything Python-side has been read; run `kernel` without the
 // GIL, one kernel sequence at a time (KernelLock).

@@ -11,7 +11,9 @@
 #include "softmax.h"
 
 namespace pycnn_py {
-namespace {
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h): conv_shape,
+// optional_bias, activation_output, pool_shape, shape_placeholder, rows_cols, dense_shape;
+// the wrappers themselves are file-local.
 
 // ---------------------------------------------------------------------------- conv2d
 
@@ -56,6 +58,7 @@ std::optional<FArray> activation_output(const py::object& out, Activation act, c
   check_grad_shape(o, expect, fn, "out");
   return o;
 }
+namespace {
 
 FArray conv2d_forward_py(const py::object& inp_obj, const py::object& weight_obj, const py::object& bias_obj,
                          const py::object& strides, const std::string& padding, const std::string& activation) {
@@ -106,6 +109,9 @@ py::tuple conv2d_backward_py(const py::object& dout_obj, const py::object& inp_o
 
 // ---------------------------------------------------------------------------- pooling
 
+}  // namespace
+
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h).
 pycnn::PoolShape pool_shape(const FArray& inp, const py::handle& pool_size, const py::handle& strides,
                             const std::string& padding, const char* fn) {
   expect_ndim(inp, 4, fn, "inp", "(N, H, W, C)");
@@ -142,6 +148,7 @@ FArray shape_placeholder(const py::handle& input_shape, const char* fn) {
   static float dummy = 0.f;
   return FArray({v[0], v[1], v[2], v[3]}, {0, 0, 0, 0}, &dummy, py::none());
 }
+namespace {
 
 py::tuple maxpool2d_forward_py(const py::object& inp_obj, const py::object& pool_size, const py::object& strides,
                                const std::string& padding) {
@@ -222,6 +229,9 @@ FArray avgpool2d_backward_py(const py::object& dout_obj, const py::object& input
 
 // ---------------------------------------------------------------------------- softmax
 
+}  // namespace
+
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h).
 std::pair<int64_t, int64_t> rows_cols(const py::array& a, const char* fn, const char* arg) {
   if (a.ndim() < 1)
     value_error(cat(fn, "() expected '", arg, "' with at least 1 dimension (softmax runs over the last axis). Received: ",
@@ -230,6 +240,7 @@ std::pair<int64_t, int64_t> rows_cols(const py::array& a, const char* fn, const 
   if (cols < 1) value_error(cat(fn, "() expected a non-empty last axis. Received: ", arg, ".shape=", shape_str(a), "."));
   return {a.size() / cols, cols};
 }
+namespace {
 
 FArray softmax_forward_py(const py::object& inp_obj) {
   const char* fn = "softmax_forward";
@@ -310,6 +321,9 @@ FArray softmax_crossentropy_backward_py(const py::object& probs_obj, const py::o
 
 // ---------------------------------------------------------------------------- dense
 
+}  // namespace
+
+// Shared with bindings_cuda_bodies.cpp (declared in bindings_common.h).
 void dense_shape(const FArray& inp, const FArray& weight, const char* fn, int64_t* N, int64_t* IN, int64_t* OUT) {
   expect_ndim(inp, 2, fn, "inp", "(N, in)");
   expect_ndim(weight, 2, fn, "weight", "(in, out)");
@@ -321,6 +335,7 @@ void dense_shape(const FArray& inp, const FArray& weight, const char* fn, int64_
     value_error(cat(fn, "() expected weight.shape[0] to equal the input features inp.shape[1]=", *IN,
                     ". Received: inp.shape=", shape_str(inp), ", weight.shape=", shape_str(weight), "."));
 }
+namespace {
 
 FArray dense_forward_py(const py::object& inp_obj, const py::object& weight_obj, const py::object& bias_obj,
                         const std::string& activation) {

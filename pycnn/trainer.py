@@ -67,6 +67,25 @@ class _Hits(NamedTuple):
     count: int
 
 
+def _check_device(device: Any) -> None:
+    """compile(device=...): 'cpu' passes; 'cuda' raises RuntimeError saying why it cannot train."""
+    if not isinstance(device, str):
+        raise TypeError(f"compile() expected device to be a string, 'cpu' or 'cuda'. Received: device={device!r}.")
+    name = device.lower()
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"compile() expected device 'cpu' or 'cuda'. Received: device={device!r}.")
+    if name == "cpu":
+        return
+    from . import cuda
+    reason = cuda.why_unavailable()
+    if reason is not None:
+        raise RuntimeError(f"compile() was asked to train on device='cuda', but CUDA is not usable here: {reason} "
+                           "Use device='cpu' (the default).")
+    raise RuntimeError(f"compile() was asked to train on device='cuda' ({cuda.device_name()}), but pycnn's GPU "
+                       "network step is not implemented yet: only the CUDA kernels exist. Use device='cpu' "
+                       "(the default).")
+
+
 class Trainer:
     """The training half of every model (``Model`` and ``Sequential`` inherit it).
 
@@ -88,7 +107,7 @@ class Trainer:
 
     def compile(self, optimizer: Union[str, optimizers_module.Optimizer] = "rmsprop",
                 loss: Union[str, losses_module.Loss, None] = None, metrics: Any = None,
-                weighted_metrics: Any = None) -> None:
+                weighted_metrics: Any = None, device: str = "cpu") -> None:
         """Configure training.
 
         Args:
@@ -100,10 +119,16 @@ class Trainer:
                 values``; shown in the progress bar and the History under their names.
                 They ignore sample weights, as in Keras.
             weighted_metrics: the same, weighted by ``sample_weight`` / ``class_weight``.
+            device: ``'cpu'`` (the default) or ``'cuda'``. The GPU training step is not
+                implemented yet: ``'cuda'`` always raises ``RuntimeError``, saying why CUDA is
+                unusable here (:func:`pycnn.cuda.why_unavailable`) or, with a usable device,
+                that the GPU step is not implemented yet.
 
         Raises:
             ValueError / TypeError: for unknown names or wrong types.
+            RuntimeError: for ``device='cuda'`` (see above).
         """
+        _check_device(device)
         if loss is None:
             raise ValueError("compile() expected a loss, e.g. loss='sparse_categorical_crossentropy'. "
                              "Received: loss=None.")
