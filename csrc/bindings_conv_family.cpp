@@ -41,25 +41,6 @@ pycnn::ConvShape dilated_shape(const FArray& inp, const FArray& weight, int64_t 
   return s;
 }
 
-std::optional<FArray> bias_of(const py::object& bias, int64_t F, const char* fn) {
-  if (bias.is_none()) return std::nullopt;
-  FArray b = as_float(bias, fn, "bias");
-  if (b.ndim() != 1 || b.shape(0) != F)
-    value_error(cat(fn, "() expected 'bias' of shape (", F, ",), one value per output channel. Received: bias.shape=",
-                    shape_str(b), "."));
-  return b;
-}
-
-std::optional<FArray> act_output(const py::object& out, Activation act, const std::vector<int64_t>& expect,
-                                 const char* fn) {
-  if (act == Activation::linear) return std::nullopt;
-  if (out.is_none())
-    value_error(cat(fn, "() needs the forward output 'out' to differentiate a non-linear activation. Received: out=None."));
-  FArray o = as_float(out, fn, "out");
-  check_grad_shape(o, expect, fn, "out");
-  return o;
-}
-
 // ---------------------------------------------------------------------------- grouped conv2d
 
 struct Grouped {
@@ -93,7 +74,7 @@ FArray conv2d_grouped_forward_py(const py::object& inp_obj, const py::object& we
   FArray inp = as_float(inp_obj, fn, "inp");
   FArray weight = as_float(weight_obj, fn, "weight");
   const Grouped g = grouped_shape(inp, weight, strides, dilation_rate, padding, groups, fn);
-  auto bias = bias_of(bias_obj, g.s.F, fn);
+  auto bias = optional_bias(bias_obj, g.s.F, fn);
   Activation act = parse_activation(activation, fn);
   FArray out = empty_f({g.s.N, g.s.OH, g.s.OW, g.s.F});
   float* po = out.mutable_data();
@@ -116,7 +97,7 @@ py::tuple conv2d_grouped_backward_py(const py::object& dout_obj, const py::objec
   std::vector<int64_t> oshape{s.N, s.OH, s.OW, s.F};
   FArray dout = as_float(dout_obj, fn, "dout");
   check_grad_shape(dout, oshape, fn, "dout");
-  auto out = act_output(out_obj, act, oshape, fn);
+  auto out = activation_output(out_obj, act, oshape, fn);
   FArray dweight = like(weight);
   std::optional<FArray> dinp, dbias;
   if (need_dinp) dinp = like(inp);
@@ -149,7 +130,7 @@ FArray depthwise_conv2d_forward_py(const py::object& inp_obj, const py::object& 
   FArray inp = as_float(inp_obj, fn, "inp");
   FArray weight = as_float(weight_obj, fn, "weight");
   const pycnn::DepthwiseShape d = depthwise_shape(inp, weight, strides, dilation_rate, padding, fn);
-  auto bias = bias_of(bias_obj, d.s.F, fn);
+  auto bias = optional_bias(bias_obj, d.s.F, fn);
   Activation act = parse_activation(activation, fn);
   FArray out = empty_f({d.s.N, d.s.OH, d.s.OW, d.s.F});
   float* po = out.mutable_data();
@@ -172,7 +153,7 @@ py::tuple depthwise_conv2d_backward_py(const py::object& dout_obj, const py::obj
   std::vector<int64_t> oshape{s.N, s.OH, s.OW, s.F};
   FArray dout = as_float(dout_obj, fn, "dout");
   check_grad_shape(dout, oshape, fn, "dout");
-  auto out = act_output(out_obj, act, oshape, fn);
+  auto out = activation_output(out_obj, act, oshape, fn);
   FArray dweight = like(weight);
   std::optional<FArray> dinp, dbias;
   if (need_dinp) dinp = like(inp);

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "conv2d_partials.h"
 #include "gemm.h"
 #include "network.h"
 
@@ -142,11 +143,7 @@ void backward_im2col(float* dinp, float* dweight, float* dbias, const float* dou
   const int64_t KF = K * F;  // == dweight's size
   const Blocks b = plan_blocks(s);
   const int T = b.threads;
-  // Per-thread partial dweight (KF floats) and dbias (double: a sum of N*OH*OW terms).
-  std::vector<float*> partial(T);
-  std::vector<char> used(T, 0);
-  std::vector<double> bias_part(static_cast<std::size_t>(T * F), 0.0);
-  for (int t = 0; t < T; ++t) partial[t] = scratch(slot_base() + t, static_cast<std::size_t>(KF), kScratchPartial);
+  GradPartials parts(T, KF, F);  // per-thread partial dweight and dbias (conv2d_partials.h)
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(T) if (b.outer)
 #endif
@@ -162,9 +159,7 @@ void backward_im2col(float* dinp, float* dweight, float* dbias, const float* dou
       activation_grad_inplace(buf, out + n0 * P * F, rows * F, act);
       gr = buf;
     }
-    double* bp = &bias_part[static_cast<std::size_t>(t * F)];
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t f = 0; f < F; ++f) bp[f] += gr[r * F + f];
+    add_column_sums(parts.bias_of(t), gr, rows, F);
     float* col = scratch(slot, static_cast<std::size_t>(rows * K), kScratchCol);
     float* dcol = dinp ? scratch(slot, static_cast<std::size_t>(rows * K), kScratchOut) : nullptr;
     float* di = dinp ? dinp + n0 * s.H * s.W * s.C : nullptr;
@@ -172,30 +167,16 @@ void backward_im2col(float* dinp, float* dweight, float* dbias, const float* dou
     for (int64_t g = 0; g < d.G; ++g) {
       im2col_group(col, inp + n0 * s.H * s.W * s.C, nb, s, d, g * Cg, Cg);
       // dweight[:, g*Fg:] (K x Fg, row stride F) (+)= col^T @ g_g   (col^T: element (k, r) at col[r*K + k])
-      sgemm(K, Fg, rows, col, 1, K, gr + g * Fg, F, 1, partial[t] + g * Fg, F, 1, used[t] != 0, !b.outer);
+      sgemm(K, Fg, rows, col, 1, K, gr + g * Fg, F, 1, parts.partial[t] + g * Fg, F, 1, parts.used[t], !b.outer);
       if (di) {
         // dcol (rows x K) = g_g @ W_g^T   (W_g^T: element (f, k) at weight[k*F + g*Fg + f])
         sgemm(rows, K, Fg, gr + g * Fg, F, 1, weight + g * Fg, 1, F, dcol, K, 1, false, !b.outer);
         col2im_group_add(di, dcol, nb, s, d, g * Cg, Cg);
       }
     }
-    used[t] = 1;
+    parts.used[t] = true;
   }
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (KF * T > (1 << 16))
-#endif
-  for (int64_t i = 0; i < KF; ++i) {
-    float sum = 0.f;
-    for (int t = 0; t < T; ++t)
-      if (used[t]) sum += partial[t][i];
-    dweight[i] = sum;
-  }
-  if (dbias)
-    for (int64_t f = 0; f < F; ++f) {
-      double sum = 0.0;
-      for (int t = 0; t < T; ++t) sum += bias_part[static_cast<std::size_t>(t * F + f)];
-      dbias[f] = static_cast<float>(sum);
-    }
+  parts.reduce(dweight, dbias);
 }
 
 // ---------------------------------------------------------------------------- phase path

@@ -362,16 +362,15 @@ class Trainer:
         grads = [np.ascontiguousarray(g, dtype=np.float32) for g in grads]
         states = [p for layer in self.layers for p, t in zip(layer._params, layer._param_trainable) if not t]
         loss, hits = self._exchange.reduce(grads, states, float(local_loss), hits, n / global_count)
-        for layer in self.layers:  # get_gradients() returns the global gradients
-            layer._grads = [None] * len(layer.weights)
         index = {id(w): i for i, w in enumerate(trained)}
-        for layer in self.layers:
+        for layer in self.layers:  # get_gradients() returns the global gradients
             layer._grads = [grads[index[id(w)]] if id(w) in index else None for w in layer.weights]
         if math.isfinite(loss):
             self._add_penalty_gradients(regularized)
             adam = self.optimizer.native_step_args(trained)
             if adam is not None:  # Adam over every weight in one native call, the same on every rank
                 alpha, b1, b2, eps, weights, m, v = adam
+                # layer._grads, not `grads`: the penalty gradients were added to those
                 ops.adam_update(weights, [g for layer in self.layers for g, w in zip(layer._grads, layer.weights)
                                           if id(w) in index], m, v, alpha, b1, b2, eps)
             else:
