@@ -1,137 +1,199 @@
-// Element-wise activations, forward and backward. Backward uses the forward output y.
+// The element-wise activations (linear, relu, sigmoid, tanh, leaky_relu), the activation
+// registry, NodeActivation, and two ops:
+//   activation  attrs (activation); any input shape -> the same: y = act(x)
+//   leaky_relu  attrs (negative_slope >= 0); any shape -> the same: y = x > 0 ? x : slope x
 #include "activation.h"
-#include "network.h"
 
-#include <cstring>
-
+#include <algorithm>
 #include <cmath>
-#include <string>
-#include <vector>
+#include <cstring>
+#include <map>
+#include <stdexcept>
 
-#include "runtime.h"
+#include "executor.h"
 
 namespace pycnn {
-namespace {
-constexpr int64_t kParallelMin = 1 << 15;  // below this, waking threads costs more than the loop
-}
 
-void relu_forward(float* out, const float* inp, int64_t n) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) out[i] = inp[i] < 0.f ? 0.f : inp[i];  // keeps NaN
-}
+// ---------------------------------------------------------------------------- registry
 
-// "y = max(x, 0)": dx = dy where y > 0, else 0 (the derivative at 0 is taken as 0, as Keras does).
-void relu_backward(float* dinp, const float* dout, const float* out, int64_t n) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) dinp[i] = out[i] > 0.f ? dout[i] : 0.f;
-}
-
-void sigmoid_forward(float* out, const float* inp, int64_t n) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) out[i] = 1.f / (1.f + std::exp(-inp[i]));
-}
-
-// "y = 1 / (1 + exp(-x))": dx = dy * y * (1 - y).
-void sigmoid_backward(float* dinp, const float* dout, const float* out, int64_t n) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * out[i] * (1.f - out[i]);
-}
-
-void tanh_forward(float* out, const float* inp, int64_t n) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(inp[i]);
-}
-
-// "y = tanh(x)": dx = dy * (1 - y^2).
-void tanh_backward(float* dinp, const float* dout, const float* out, int64_t n) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (1.f - out[i] * out[i]);
-}
-
-void leaky_relu_forward(float* out, const float* inp, int64_t n, float negative_slope) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) out[i] = inp[i] > 0.f ? inp[i] : negative_slope * inp[i];  // keeps NaN
-}
-
-// "y = x > 0 ? x : a x" with a >= 0: dx = dy where y > 0, else a dy (at 0 the slope a, as Keras).
-void leaky_relu_backward(float* dinp, const float* dout, const float* out, int64_t n, float negative_slope) {
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (n > kParallelMin)
-#endif
-  for (int64_t i = 0; i < n; ++i) dinp[i] = out[i] > 0.f ? dout[i] : negative_slope * dout[i];
-}
-
-// ---------------------------------------------------------------------------- network step
-
-// strs (activation): 'relu', 'sigmoid', 'tanh' or 'linear', element-wise, any shape.
 namespace {
 
-std::vector<int64_t> activation_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 0, 0, 1);
-  node.act = net_activation(args, args.strs[0]);
-  return args.in_shapes[0];
-}
-
-const float* activation_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  std::memcpy(out, in[0], sizeof(float) * nb * node.out_size);
-  apply_activation(out, nb * node.out_size, node.act);
-  return out;
-}
-
-void activation_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                             const float* const*, const float* out, const int32_t*, int64_t nb) {
-  std::memcpy(dinp[0], dout, sizeof(float) * nb * node.out_size);
-  activation_grad_inplace(dinp[0], out, nb * node.out_size, node.act);
+std::map<std::string, const ActivationDef*>& activations() {
+  static std::map<std::string, const ActivationDef*> defs;  // see op_registry.cpp: registration order
+  return defs;
 }
 
 }  // namespace
 
-extern const NetOp activation_net_op = {"activation", activation_net_parse, activation_net_forward,
-                                        activation_net_backward};
-
-// leaky_relu: params (negative_slope as a (1,) array, >= 0), element-wise, any shape. The
-// slope is a constant: its gradient buffer is never written.
-namespace {
-
-std::vector<int64_t> leaky_relu_net_parse(NetNode&, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 1, 0, 0);
-  if (!args.params[0] || args.param_shapes[0] != std::vector<int64_t>{1})
-    net_error(args, "expected negative_slope as a parameter of shape (1,). Received: " +
-                        (args.params[0] ? net_shape_str(args.param_shapes[0]) : std::string("None")) + ".");
-  if (!(args.params[0][0] >= 0.f))
-    net_error(args, "expected negative_slope >= 0. Received: " + std::to_string(args.params[0][0]) + ".");
-  return args.in_shapes[0];
+bool register_activation(const ActivationDef* def) {
+  if (activations().count(def->name))
+    throw std::logic_error(std::string("activation '") + def->name + "' is registered twice");
+  activations()[def->name] = def;
+  return true;
 }
 
-const float* leaky_relu_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  leaky_relu_forward(out, in[0], nb * node.out_size, node.param[0][0]);
+const ActivationDef* find_activation(const std::string& name) {
+  auto it = activations().find(name);
+  return it == activations().end() ? nullptr : it->second;
+}
+
+std::vector<const ActivationDef*> registered_activations() {
+  std::vector<const ActivationDef*> out;
+  for (const auto& entry : activations()) out.push_back(entry.second);
   return out;
 }
 
-void leaky_relu_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                             const float* const*, const float* out, const int32_t*, int64_t nb) {
-  leaky_relu_backward(dinp[0], dout, out, nb * node.out_size, node.param[0][0]);
+NodeActivation parse_activation(const OpArgs& args, const std::vector<int64_t>& out_shape, const char* attr) {
+  const std::string& name = args.attrs.s(attr);
+  NodeActivation act;
+  act.def = find_activation(name);
+  if (!act.def) {
+    std::string names;
+    for (const ActivationDef* d : registered_activations()) names += (names.empty() ? "'" : ", '") + std::string(d->name) + "'";
+    args.fail(std::string("expected ") + attr + " to be one of " + names + ". Received: " + attr + "='" + name + "'.");
+  }
+  act.cols = out_shape.empty() ? 1 : out_shape.back();
+  return act;
 }
 
+Activation NodeActivation::kernel() const { return def->fused; }
+
+int64_t NodeActivation::aux_floats(int64_t out_size) const {
+  return def->fused == Activation::linear && def->needs_input ? out_size : 0;
+}
+
+void NodeActivation::forward(float* out, float* kept, int64_t n) const {
+  if (def->fused != Activation::linear || def->forward == nullptr) return;  // the kernel applied it
+  if (def->needs_input) std::memcpy(kept, out, sizeof(float) * n);
+  def->forward(out, out, n / cols, cols);
+}
+
+const float* NodeActivation::backward(const float* dout, const float* out, const float* kept, int64_t n) const {
+  if (def->fused != Activation::linear || def->backward == nullptr) return dout;
+  float* dz = scratch(slot_base(), static_cast<std::size_t>(n), kScratchActivation);
+  def->backward(dz, dout, out, kept, n / cols, cols);
+  return dz;
+}
+
+// ---------------------------------------------------------------------------- element-wise
+
+namespace {
+
+// The fused kinds run the kernels' own loops (runtime.cpp), so a relu is the same float
+// operations whether a conv applies it or an Activation layer does.
+template <Activation A>
+void fused_forward(float* y, const float* x, int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  if (y != x) std::memcpy(y, x, sizeof(float) * n);
+  apply_activation(y, n, A);
+}
+
+template <Activation A>
+void fused_backward(float* dx, const float* dy, const float* y, const float*, int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  if (dx != dy) std::memcpy(dx, dy, sizeof(float) * n);
+  activation_grad_inplace(dx, y, n, A);
+}
+
+// Keras's activation default slope (keras.activations.leaky_relu); the LeakyReLU layer's
+// default, 0.3, goes through the leaky_relu op's attribute.
+constexpr float kLeakySlope = 0.2f;
+
+void leaky_forward(float* y, const float* x, int64_t n, float slope) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : slope * x[i];  // keeps NaN
+}
+
+// "y = x > 0 ? x : a x" with a >= 0: y > 0 exactly where x > 0, so dx = y > 0 ? dy : a dy
+// (at 0 the slope a, as Keras).
+void leaky_backward(float* dx, const float* dy, const float* y, int64_t n, float slope) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.f ? dy[i] : slope * dy[i];
+}
+
+const ActivationDef linear_def = {"linear", "the identity (activation=None)", Activation::linear, false, false,
+                                  nullptr, nullptr};
+const ActivationDef relu_def = {"relu", "max(x, 0)", Activation::relu, false, false,
+                                fused_forward<Activation::relu>, fused_backward<Activation::relu>};
+const ActivationDef sigmoid_def = {"sigmoid", "1 / (1 + exp(-x))", Activation::sigmoid, false, false,
+                                   fused_forward<Activation::sigmoid>, fused_backward<Activation::sigmoid>};
+const ActivationDef tanh_def = {"tanh", "tanh(x)", Activation::tanh, false, false, fused_forward<Activation::tanh>,
+                                fused_backward<Activation::tanh>};
+const ActivationDef leaky_relu_def = {
+    "leaky_relu", "x > 0 ? x : 0.2 x (Keras's activation default; layers.LeakyReLU sets the slope)",
+    Activation::linear, false, false,
+    [](float* y, const float* x, int64_t rows, int64_t cols) { leaky_forward(y, x, rows * cols, kLeakySlope); },
+    [](float* dx, const float* dy, const float* y, const float*, int64_t rows, int64_t cols) {
+      leaky_backward(dx, dy, y, rows * cols, kLeakySlope);
+    }};
+
+PYCNN_REGISTER_ACTIVATION(linear_def);
+PYCNN_REGISTER_ACTIVATION(relu_def);
+PYCNN_REGISTER_ACTIVATION(sigmoid_def);
+PYCNN_REGISTER_ACTIVATION(tanh_def);
+PYCNN_REGISTER_ACTIVATION(leaky_relu_def);
+
+// ---------------------------------------------------------------------------- ops
+
+// activation: out = act(in); the kept input (aux) when the derivative needs it.
+std::vector<int64_t> activation_parse(Node& node, const OpArgs& args) {
+  NodeActivation& act = node.geom<NodeActivation>() = parse_activation(args, args.in_shapes[0]);
+  node.view = act.def->forward == nullptr;  // linear
+  node.aux_size = act.def->needs_input ? size_of(args.in_shapes[0]) : 0;
+  return args.in_shapes[0];
+}
+
+const float* activation_forward(const Node& node, const float* const* in, float* out, float* aux, int64_t nb) {
+  const NodeActivation& act = node.geom<NodeActivation>();
+  if (node.view) return in[0];
+  const int64_t n = nb * node.out_size;
+  if (act.def->needs_input) std::memcpy(aux, in[0], sizeof(float) * n);
+  act.def->forward(out, in[0], n / act.cols, act.cols);
+  return out;
+}
+
+void activation_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const* in,
+                         const float* out, const float* aux, int64_t nb) {
+  const NodeActivation& act = node.geom<NodeActivation>();
+  const int64_t n = nb * node.out_size;
+  if (node.view) {
+    std::memcpy(dinp[0], dout, sizeof(float) * n);
+    return;
+  }
+  act.def->backward(dinp[0], dout, out, aux, n / act.cols, act.cols);
+}
+
+const OpDef activation_op = {
+    "activation", "y = act(x) element-wise (softmax: over the last axis); any shape -> the same", 1, {},
+    {{"activation", AttrType::Str, std::string("linear")}},
+    activation_parse, activation_forward, activation_backward};
+
+struct LeakyGeom {
+  float slope;
+};
+
+std::vector<int64_t> leaky_relu_parse(Node& node, const OpArgs& args) {
+  const double slope = args.attrs.f("negative_slope");
+  if (!(slope >= 0.0) || !std::isfinite(slope))
+    args.fail("expected negative_slope to be a finite number >= 0. Received: negative_slope=" + std::to_string(slope) + ".");
+  node.geom<LeakyGeom>().slope = static_cast<float>(slope);
+  return args.in_shapes[0];
+}
+
+const float* leaky_relu_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  leaky_forward(out, in[0], nb * node.out_size, node.geom<LeakyGeom>().slope);
+  return out;
+}
+
+void leaky_relu_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                         const float* out, const float*, int64_t nb) {
+  leaky_backward(dinp[0], dout, out, nb * node.out_size, node.geom<LeakyGeom>().slope);
+}
+
+const OpDef leaky_relu_op = {"leaky_relu", "y = x > 0 ? x : negative_slope * x; any shape -> the same", 1, {},
+                             {{"negative_slope", AttrType::Float, 0.3}},
+                             leaky_relu_parse, leaky_relu_forward, leaky_relu_backward};
+
+PYCNN_REGISTER_OP(activation_op);
+PYCNN_REGISTER_OP(leaky_relu_op);
+
 }  // namespace
-
-extern const NetOp leaky_relu_net_op = {"leaky_relu", leaky_relu_net_parse, leaky_relu_net_forward,
-                                        leaky_relu_net_backward};
-
 }  // namespace pycnn

@@ -1,22 +1,476 @@
-// The compiled module pycnn._core: runtime controls (threads, ISA, build_info) here; the
-// single ops in bindings_ops.cpp (batch normalization in bindings_norm.cpp, padding, rescaling and
-// leaky relu in bindings_small_ops.cpp, the dilated / grouped / depthwise convolutions in
-// bindings_conv_family.cpp, the test-only bodies of the CUDA kernels
-// in bindings_cuda_bodies.cpp), the whole-network step in bindings_network.cpp. Those are
-// the only files that know about Python; the kernels never do.
+// The compiled module pycnn._core: one generic binding for every op and network.
+//
+//   ops(), activations(), losses(), updates()  what the registries hold (kind, attributes...)
+//   Network(input_shapes, nodes, outputs, input_grads)   compiled once; holds its arrays
+//     .train_step / .forward -> Tape / .backward / .commit / .predict   the CPU executor
+//   apply_update(...), loss(...)                the update and loss components on their own
+//   build_info(), set/get_num_threads(), set/get_isa()
+//
+// A node is (kind, name, inputs, params, attrs, weights): params are float32 arrays or None,
+// attrs a dict checked against the op's declared attributes, weights the trained-weight index
+// of each param (-1: not trained). Every array whose pointer the C++ keeps is referenced by
+// the Network (or Tape) object; inputs are converted, never the arrays written through.
+#include <cmath>
+#include <cstdlib>
+#include <optional>
+#include <stdexcept>
+
+#include "activation.h"
 #include "bindings_common.h"
+#include "executor.h"
+#include "network.h"
+#include "runtime.h"
 
 namespace pycnn_py {
-void bind_ops(py::module_& m);
-void bind_network(py::module_& m);
-void bind_norm(py::module_& m);
-void bind_small_ops(py::module_& m);
-void bind_conv_family(py::module_& m);
-void bind_cuda_bodies(py::module_& m);
-
 namespace {
 
-// ---------------------------------------------------------------------------- runtime
+using pycnn::AttrType;
+using pycnn::AttrValue;
+
+// ---------------------------------------------------------------------------- conversions
+
+bool is_int(const py::handle& v) {
+  return PyIndex_Check(v.ptr()) && !py::isinstance<py::bool_>(v) &&
+         !py::isinstance(v, py::module_::import("numpy").attr("bool_"));
+}
+
+bool is_number(const py::handle& v) {
+  return (py::isinstance<py::float_>(v) || is_int(v) || py::isinstance(v, py::module_::import("numpy").attr("floating"))) &&
+         !py::isinstance<py::bool_>(v);
+}
+
+int64_t to_int(const py::handle& v) { return py::reinterpret_steal<py::int_>(PyNumber_Index(v.ptr())).cast<int64_t>(); }
+
+// A Python value as the declared type of attribute `name` (lists of numbers: any sequence).
+AttrValue convert_attr(const pycnn::AttrDef& def, const py::handle& v, const std::string& where) {
+  auto bad = [&](const char* want) {
+    type_error(cat(where, " expected attribute '", def.name, "' to be ", want, ". Received: ", def.name, "=",
+                   std::string(py::repr(v)), "."));
+  };
+  auto items = [&](const char* want) {
+    if (!py::isinstance<py::sequence>(v) || py::isinstance<py::str>(v)) bad(want);
+    return py::reinterpret_borrow<py::sequence>(v);
+  };
+  switch (def.type) {
+    case AttrType::Int:
+      if (!is_int(v)) bad("an integer");
+      return to_int(v);
+    case AttrType::Float:
+      if (!is_number(v)) bad("a number");
+      return v.cast<double>();
+    case AttrType::Str:
+      if (!py::isinstance<py::str>(v)) bad("a string");
+      return v.cast<std::string>();
+    case AttrType::Ints: {
+      std::vector<int64_t> out;
+      for (const py::handle& item : items("a tuple of integers")) {
+        if (!is_int(item)) bad("a tuple of integers");
+        out.push_back(to_int(item));
+      }
+      return out;
+    }
+    case AttrType::Floats: {
+      if (is_number(v)) return std::vector<double>{v.cast<double>()};
+      std::vector<double> out;
+      for (const py::handle& item : items("a number or a tuple of numbers")) {
+        if (!is_number(item)) bad("a number or a tuple of numbers");
+        out.push_back(item.cast<double>());
+      }
+      return out;
+    }
+  }
+  bad("a known type");
+}
+
+py::object attr_to_python(const AttrValue& v) {
+  return std::visit([](const auto& x) -> py::object { return py::cast(x); }, v);
+}
+
+std::vector<int64_t> sample_shape(const py::handle& obj, const char* fn, size_t k) {
+  std::vector<int64_t> out;
+  for (const py::handle& d : py::reinterpret_borrow<py::sequence>(obj)) {
+    if (!is_int(d) || to_int(d) < 1)
+      value_error(cat(fn, "() expected input_shapes[", k, "] to hold positive integers. Received: ",
+                      std::string(py::repr(obj)), "."));
+    out.push_back(to_int(d));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------- Network
+
+struct PyNetwork {
+  pycnn::Network net;
+  std::vector<py::object> keep;  // every array whose pointer the network holds
+  std::vector<std::vector<float*>> weight_params;  // per trained weight, the node params that are it
+};
+
+struct PyTape {
+  pycnn::TapePtr tape;
+  std::vector<py::object> keep;  // the inputs the tape reads again in backward
+  std::shared_ptr<PyNetwork> owner;
+};
+
+std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::list& nodes, const py::list& outputs,
+                                        bool input_grads) {
+  const char* fn = "Network";
+  auto pn = std::make_shared<PyNetwork>();
+  std::vector<std::vector<int64_t>> shapes;
+  for (size_t k = 0; k < input_shapes.size(); ++k) shapes.push_back(sample_shape(input_shapes[k], fn, k));
+  std::vector<pycnn::NodeSpec> specs;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!py::isinstance<py::tuple>(nodes[i]) || py::len(nodes[i]) != 6)
+      type_error(cat(fn, "() expected nodes[", i, "] to be (kind, name, inputs, params, attrs, weights)."));
+    py::tuple t = nodes[i].cast<py::tuple>();
+    pycnn::NodeSpec spec;
+    spec.kind = t[0].cast<std::string>();
+    spec.name = t[1].is_none() ? std::string() : t[1].cast<std::string>();
+    const pycnn::OpDef* op = pycnn::find_op(spec.kind);
+    const std::string where = cat(fn, "(): layer '", spec.name, "' (op '", spec.kind, "')");
+    for (const py::handle& v : t[2]) spec.inputs.push_back(static_cast<int>(v.cast<int64_t>()));
+    py::list params = py::list(t[3]);
+    for (size_t k = 0; k < params.size(); ++k) {
+      if (params[k].is_none()) {
+        spec.params.push_back(nullptr);
+        spec.param_shapes.push_back({});
+        spec.writable.push_back(nullptr);
+        continue;
+      }
+      const bool state = op && k < op->params.size() && op->params[k].state;
+      auto a = exact_float(params[k], fn, cat(where.substr(std::string(fn).size() + 3), " parameter ", k), state);
+      spec.params.push_back(a.data());
+      spec.param_shapes.push_back(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
+      spec.writable.push_back(state ? a.mutable_data() : nullptr);
+      pn->keep.push_back(a);
+    }
+    if (op) {
+      for (const auto& item : t[4].cast<py::dict>()) {
+        const std::string name = item.first.cast<std::string>();
+        const pycnn::AttrDef* def = nullptr;
+        for (const pycnn::AttrDef& a : op->attrs)
+          if (name == a.name) def = &a;
+        if (def) spec.attrs[name] = convert_attr(*def, item.second, where);
+        else spec.attrs[name] = std::string();  // unknown: check_attrs names it
+      }
+    }
+    for (const py::handle& w : t[5]) spec.weight.push_back(static_cast<int>(w.cast<int64_t>()));
+    specs.push_back(std::move(spec));
+  }
+  std::vector<int> outs;
+  for (const py::handle& o : outputs) outs.push_back(static_cast<int>(o.cast<int64_t>()));
+  try {
+    pn->net = pycnn::compile_network(shapes, specs, outs, input_grads, fn);
+  } catch (const std::invalid_argument& err) {
+    value_error(err.what());
+  }
+  pn->weight_params.resize(pn->net.weight_sizes.size());
+  for (const pycnn::Node& n : pn->net.nodes)
+    for (int p = 0; p < n.nparams; ++p)
+      if (n.weight[p] >= 0) pn->weight_params[n.weight[p]].push_back(const_cast<float*>(n.param[p]));
+  return pn;
+}
+
+// x: one array (N, ...) or a list, one per network input, each of its compiled shape.
+std::vector<FArray> batch_inputs(const PyNetwork& pn, const py::object& x, const char* fn, int64_t* N) {
+  std::vector<FArray> xs;
+  if (py::isinstance<py::list>(x) || py::isinstance<py::tuple>(x)) {
+    for (const py::handle& item : x) xs.push_back(as_float(item, fn, "x"));
+  } else {
+    xs.push_back(as_float(x, fn, "x"));
+  }
+  const pycnn::Network& net = pn.net;
+  if (xs.size() != static_cast<size_t>(net.num_inputs))
+    value_error(cat(fn, "() expected ", net.num_inputs, " input array(s). Received: ", xs.size(), "."));
+  for (size_t k = 0; k < xs.size(); ++k) {
+    const FArray& a = xs[k];
+    std::vector<int64_t> sample(a.shape() + (a.ndim() ? 1 : 0), a.shape() + a.ndim());
+    if (a.ndim() < 1 || a.shape(0) < 1 || a.shape(0) != xs[0].shape(0) || sample != net.value_shapes[k])
+      value_error(cat(fn, "() expected input ", k, " of shape ", pycnn::dims_str(net.value_shapes[k]),
+                      " with a non-empty batch the same for every input. Received: x.shape=", shape_str(a), "."));
+  }
+  *N = xs[0].shape(0);
+  return xs;
+}
+
+std::vector<const float*> pointers(const std::vector<FArray>& xs) {
+  std::vector<const float*> p;
+  for (const FArray& a : xs) p.push_back(a.data());
+  return p;
+}
+
+FArray new_batch(int64_t N, const std::vector<int64_t>& sample) {
+  std::vector<py::ssize_t> shape{N};
+  shape.insert(shape.end(), sample.begin(), sample.end());
+  return FArray(shape);
+}
+
+// Arrays of one trained weight each, written by the call.
+std::vector<float*> weight_arrays(const PyNetwork& pn, const py::list& arrays, const char* fn, const char* what,
+                                  std::vector<py::object>* keep) {
+  const auto& sizes = pn.net.weight_sizes;
+  if (arrays.size() != sizes.size())
+    value_error(cat(fn, "() expected ", sizes.size(), " ", what, " arrays (one per trained weight). Received: ",
+                    arrays.size(), "."));
+  std::vector<float*> out;
+  for (size_t w = 0; w < sizes.size(); ++w) {
+    auto a = exact_float(arrays[w], fn, cat(what, "[", w, "]"), true);
+    if (a.size() != sizes[w])
+      value_error(cat(fn, "() expected ", what, "[", w, "] of ", sizes[w], " values. Received: ", a.size(), "."));
+    out.push_back(a.mutable_data());
+    keep->push_back(a);
+  }
+  return out;
+}
+
+// update = (name, hyper, weights, slots): the registered update applied to weights (the
+// network's own parameter arrays) with their slot arrays.
+pycnn::StepUpdate make_update(const PyNetwork* pn, const py::tuple& spec, const py::list& grads, const char* fn,
+                              std::vector<py::object>* keep) {
+  if (spec.size() != 4) value_error(cat(fn, "() expected update=(name, hyper, weights, slots)."));
+  pycnn::StepUpdate u;
+  u.def = pycnn::find_update(spec[0].cast<std::string>());
+  if (!u.def) value_error(cat(fn, "() has no update named '", spec[0].cast<std::string>(), "'."));
+  u.hyper = spec[1].cast<std::vector<double>>();
+  if (u.hyper.size() != u.def->hyper.size())
+    value_error(cat(fn, "() expected ", u.def->hyper.size(), " hyper-parameters for update '", u.def->name, "'."));
+  for (double h : u.hyper)
+    if (!std::isfinite(h)) value_error(cat(fn, "() expected finite hyper-parameters. Received: ", h, "."));
+  py::list weights = spec[2].cast<py::list>(), slots = spec[3].cast<py::list>();
+  if (weights.size() != grads.size() || slots.size() != grads.size())
+    value_error(cat(fn, "() expected one weight and one list of slots per gradient (", grads.size(), ")."));
+  for (size_t w = 0; w < weights.size(); ++w) {
+    auto a = exact_float(weights[w], fn, cat("weights[", w, "]"), true);
+    auto g = exact_float(grads[w], fn, cat("grads[", w, "]"), false);
+    if (a.size() != g.size()) value_error(cat(fn, "() expected weights[", w, "] of its gradient's size ", g.size(), "."));
+    if (pn)
+      for (float* p : pn->weight_params[w])
+        if (p != a.data()) value_error(cat(fn, "() expected weights[", w, "] to be the array the network reads."));
+    u.weights.push_back(a.mutable_data());
+    keep->push_back(a);
+    py::list ws = slots[w].cast<py::list>();
+    if (ws.size() != static_cast<size_t>(u.def->slots))
+      value_error(cat(fn, "() expected ", u.def->slots, " slot arrays per weight for update '", u.def->name, "'."));
+    u.slots.emplace_back();
+    for (size_t s = 0; s < ws.size(); ++s) {
+      auto sa = exact_float(ws[s], fn, cat("slots[", w, "][", s, "]"), true);
+      if (sa.size() != a.size()) value_error(cat(fn, "() expected slots[", w, "][", s, "] of its weight's size."));
+      u.slots.back().push_back(sa.mutable_data());
+      keep->push_back(sa);
+    }
+  }
+  return u;
+}
+
+// Targets and weights of a loss over N rows of `cols`: class indices (N,) in [0, cols) or
+// float (N, cols); sample_weight (N,) finite and >= 0.
+struct LossInputs {
+  pycnn::StepLoss step;
+  std::vector<py::object> keep;
+};
+
+LossInputs loss_inputs(const std::string& name, const py::object& targets, const py::object& sample_weight,
+                       int64_t N, int64_t cols, const char* fn) {
+  LossInputs li;
+  li.step.def = pycnn::find_loss(name);
+  if (!li.step.def) value_error(cat(fn, "() has no loss named '", name, "'."));
+  if (li.step.def->class_targets) {
+    IArray labels = as_labels(targets, fn, "targets");
+    if (labels.ndim() != 1 || labels.shape(0) != N)
+      value_error(cat(fn, "() expected 'targets' of shape (", N, ",), one class index per sample. Received: ",
+                      "targets.shape=", shape_str(labels), "."));
+    for (int64_t r = 0; r < N; ++r)
+      if (labels.data()[r] < 0 || labels.data()[r] >= cols)
+        value_error(cat(fn, "() expected class indices in [0, ", cols, "). Received: targets[", r, "]=",
+                        labels.data()[r], "."));
+    li.step.targets = labels.data();
+    li.keep.push_back(labels);
+  } else {
+    FArray t = as_float(targets, fn, "targets");
+    if (t.size() != N * cols) value_error(cat(fn, "() expected targets of ", N, " x ", cols, " values."));
+    li.step.targets = t.data();
+    li.keep.push_back(t);
+  }
+  if (!sample_weight.is_none()) {
+    FArray w = as_float(sample_weight, fn, "sample_weight");
+    if (w.ndim() != 1 || w.shape(0) != N)
+      value_error(cat(fn, "() expected 'sample_weight' of shape (", N, ",), one weight per sample. Received: "
+                      "sample_weight.shape=", shape_str(w), "."));
+    for (int64_t r = 0; r < N; ++r)
+      if (!(w.data()[r] >= 0.f) || !std::isfinite(w.data()[r]))
+        value_error(cat(fn, "() expected finite sample weights >= 0. Received: sample_weight[", r, "]=", w.data()[r], "."));
+    li.step.sample_weight = w.data();
+    li.keep.push_back(w);
+  }
+  return li;
+}
+
+py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targets, const std::string& loss,
+                     const py::list& grads, const py::object& sample_weight, const py::object& outputs_out,
+                     const py::object& update) {
+  const char* fn = "train_step";
+  const pycnn::Network& net = pn.net;
+  if (net.outputs.size() != 1 || net.value_shapes[net.outputs[0]].size() != 1)
+    value_error(cat(fn, "() expected a network with one output of shape (N, classes)."));
+  int64_t N;
+  std::vector<FArray> xs = batch_inputs(pn, x, fn, &N);
+  const int64_t cols = net.value_sizes[net.outputs[0]];
+  LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn);
+  std::vector<py::object> keep;
+  std::vector<float*> g = weight_arrays(pn, grads, fn, "grads", &keep);
+  if (!outputs_out.is_none()) {
+    auto o = exact_float(outputs_out, fn, "outputs_out", true);
+    if (o.size() != N * cols) value_error(cat(fn, "() expected outputs_out of shape (", N, ", ", cols, ")."));
+    li.step.outputs_out = o.mutable_data();
+    keep.push_back(o);
+  }
+  std::optional<pycnn::StepUpdate> u;
+  if (!update.is_none()) u = make_update(&pn, update.cast<py::tuple>(), grads, fn, &keep);
+  std::vector<const float*> px = pointers(xs);
+  double value = 0.0;
+  int64_t hits = 0;
+  release_and_run([&] { value = pycnn::train_step(net, px, N, li.step, g.data(), u ? &*u : nullptr, &hits); });
+  return py::make_tuple(value, hits);
+}
+
+py::tuple forward(const std::shared_ptr<PyNetwork>& pn, const py::object& x) {
+  const char* fn = "forward";
+  int64_t N;
+  std::vector<FArray> xs = batch_inputs(*pn, x, fn, &N);
+  py::list outs;
+  std::vector<float*> po;
+  for (int o : pn->net.outputs) {
+    FArray a = new_batch(N, pn->net.value_shapes[o]);
+    po.push_back(a.mutable_data());
+    outs.append(a);
+  }
+  auto tape = std::make_unique<PyTape>();
+  tape->owner = pn;
+  for (const FArray& a : xs) tape->keep.push_back(a);
+  std::vector<const float*> px = pointers(xs);
+  release_and_run([&] { tape->tape = pycnn::forward(pn->net, px, N, po.data()); });
+  return py::make_tuple(outs, py::cast(std::move(tape)));
+}
+
+py::list backward(PyNetwork& pn, PyTape& tape, const py::list& douts, const py::list& grads) {
+  const char* fn = "backward";
+  if (!tape.tape || tape.owner.get() != &pn) value_error(cat(fn, "() expected a tape from this network's forward()."));
+  const pycnn::Network& net = pn.net;
+  const int64_t N = py::cast<FArray>(tape.keep[0]).shape(0);
+  if (douts.size() != net.outputs.size())
+    value_error(cat(fn, "() expected ", net.outputs.size(), " output gradients (or None). Received: ", douts.size(), "."));
+  std::vector<FArray> d;
+  std::vector<const float*> pd;
+  for (size_t k = 0; k < douts.size(); ++k) {
+    if (douts[k].is_none()) {
+      pd.push_back(nullptr);
+      continue;
+    }
+    d.push_back(as_float(douts[k], fn, cat("douts[", k, "]")));
+    const std::vector<int64_t>& sample = net.value_shapes[net.outputs[k]];
+    std::vector<int64_t> got(d.back().shape(), d.back().shape() + d.back().ndim());
+    std::vector<int64_t> want{N};
+    want.insert(want.end(), sample.begin(), sample.end());
+    if (got != want)
+      value_error(cat(fn, "() expected douts[", k, "] of the output's shape ", pycnn::shape_str(want),
+                      ". Received: ", shape_str(d.back()), "."));
+    pd.push_back(d.back().data());
+  }
+  std::vector<py::object> keep;
+  std::vector<float*> g = weight_arrays(pn, grads, fn, "grads", &keep);
+  py::list dinputs;
+  std::vector<float*> pi;
+  for (int k = 0; k < net.num_inputs; ++k) {
+    if (!net.input_grads) {
+      dinputs.append(py::none());
+      pi.push_back(nullptr);
+      continue;
+    }
+    FArray a = new_batch(N, net.value_shapes[k]);
+    pi.push_back(a.mutable_data());
+    dinputs.append(a);
+  }
+  release_and_run([&] { pycnn::backward(net, *tape.tape, pd.data(), pi.data(), g.data()); });
+  return dinputs;
+}
+
+py::list predict(PyNetwork& pn, const py::object& x) {
+  int64_t N;
+  std::vector<FArray> xs = batch_inputs(pn, x, "predict", &N);
+  py::list outs;
+  std::vector<float*> po;
+  for (int o : pn.net.outputs) {
+    FArray a = new_batch(N, pn.net.value_shapes[o]);
+    po.push_back(a.mutable_data());
+    outs.append(a);
+  }
+  std::vector<const float*> px = pointers(xs);
+  release_and_run([&] { pycnn::predict(pn.net, px, N, po.data()); });
+  return outs;
+}
+
+// ---------------------------------------------------------------------------- components alone
+
+// The update over lists of weights (the MPI path applies the reduced gradients this way).
+void apply_update(const py::tuple& spec, const py::list& grads) {
+  std::vector<py::object> keep;
+  pycnn::StepUpdate u = make_update(nullptr, spec, grads, "apply_update", &keep);
+  std::vector<const float*> g;
+  std::vector<int64_t> n;
+  for (const py::handle& a : grads) {
+    auto arr = py::reinterpret_borrow<py::array_t<float>>(a);  // checked by make_update
+    g.push_back(arr.data());
+    n.push_back(arr.size());
+  }
+  release_and_run([&] {
+    for (size_t w = 0; w < u.weights.size(); ++w) u.def->apply(u.weights[w], u.slots[w].data(), g[w], n[w], u.hyper.data());
+  });
+}
+
+// (loss, hits, gradient or None) of a registered loss on outputs (N, cols).
+py::tuple loss(const std::string& name, const py::object& outputs, const py::object& targets,
+               const py::object& sample_weight, bool need_grad) {
+  const char* fn = "loss";
+  FArray out = as_float(outputs, fn, "outputs");
+  if (out.ndim() != 2 || out.shape(0) < 1 || out.shape(1) < 1)
+    value_error(cat(fn, "() expected outputs of shape (N, classes). Received: outputs.shape=", shape_str(out), "."));
+  const int64_t N = out.shape(0), cols = out.shape(1);
+  LossInputs li = loss_inputs(name, targets, sample_weight, N, cols, fn);
+  std::optional<FArray> grad;
+  if (need_grad) grad = FArray({N, cols});
+  float* pg = grad ? grad->mutable_data() : nullptr;
+  double total = 0.0;
+  int64_t hits = 0;
+  release_and_run([&] {
+    total = li.step.def->rows(pg, out.data(), li.step.targets, li.step.sample_weight, 0, N, cols,
+                              1.f / static_cast<float>(N), &hits);
+  });
+  return py::make_tuple(total / static_cast<double>(N), hits, grad ? py::object(*grad) : py::none());
+}
+
+// ---------------------------------------------------------------------------- registries
+
+py::dict ops_info() {
+  py::dict out;
+  for (const pycnn::OpDef* op : pycnn::registered_ops()) {
+    py::list params, attrs;
+    for (const pycnn::ParamDef& p : op->params)
+      params.append(py::dict(py::arg("name") = p.name, py::arg("optional") = p.optional, py::arg("state") = p.state));
+    for (const pycnn::AttrDef& a : op->attrs)
+      attrs.append(py::dict(py::arg("name") = a.name, py::arg("type") = pycnn::attr_type_name(a.type),
+                            py::arg("default") = a.required ? py::none() : attr_to_python(a.default_value),
+                            py::arg("required") = a.required));
+    out[op->kind] = py::dict(py::arg("doc") = op->doc, py::arg("inputs") = op->inputs, py::arg("params") = params,
+                             py::arg("attrs") = attrs);
+  }
+  return out;
+}
+
+template <class Def, class List>
+py::dict docs(List&& defs) {
+  py::dict out;
+  for (const Def* d : defs) out[d->name] = d->doc;
+  return out;
+}
 
 py::dict build_info() {
   py::dict d;
@@ -42,20 +496,17 @@ py::dict build_info() {
   return d;
 }
 
-void set_num_threads_py(int n) {
+void set_num_threads(int n) {
   if (n < 1) value_error(cat("set_num_threads() expected a positive integer. Received: n=", n, "."));
   if (n > 256)  // the per-thread scratch slots (runtime.cpp)
     value_error(cat("set_num_threads() supports at most 256 threads. Received: n=", n, "."));
   pycnn::set_num_threads(n);
 }
 
-void set_isa_py(const std::string& name) {
-  pycnn::Isa isa;
-  if (name == "baseline") isa = pycnn::Isa::baseline;
-  else if (name == "avx2") isa = pycnn::Isa::avx2;
-  else if (name == "avx512") isa = pycnn::Isa::avx512;
-  else value_error(cat("set_isa() expected 'baseline', 'avx2' or 'avx512'. Received: name='", name, "'."));
-  pycnn::set_isa_cap(isa);
+void set_isa(const std::string& name) {
+  for (pycnn::Isa isa : {pycnn::Isa::baseline, pycnn::Isa::avx2, pycnn::Isa::avx512})
+    if (name == pycnn::isa_name(isa)) return pycnn::set_isa_cap(isa);
+  value_error(cat("set_isa() expected 'baseline', 'avx2' or 'avx512'. Received: name='", name, "'."));
 }
 
 }  // namespace
@@ -67,18 +518,45 @@ PYBIND11_MODULE(_core, m) {
   // PYCNN_NO_MALLOC_TUNING=1 leaves the C allocator's settings alone.
   const char* no_tuning = std::getenv("PYCNN_NO_MALLOC_TUNING");
   if (!no_tuning || std::string(no_tuning) != "1") pycnn::tune_allocator();
-  m.doc() = "pycnn native kernels (NHWC float32). See pycnn.ops for the documented Python surface.";
+  m.doc() = "pycnn's native core: registered ops, compiled networks, the CPU executor. See pycnn.ops.";
   m.def("build_info", &build_info, "What was compiled in: version, compiler, OpenMP, ISA levels, CUDA.");
-  m.def("set_num_threads", &set_num_threads_py, py::arg("n"), "Threads used by every kernel.");
+  m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads used by every kernel.");
   m.def("get_num_threads", &pycnn::get_num_threads);
-  m.def("set_isa", &set_isa_py, py::arg("name"),
+  m.def("set_isa", &set_isa, py::arg("name"),
         "Cap the SIMD level ('baseline', 'avx2', 'avx512'); the CPU's best level is used when the cap is higher.");
   m.def("get_isa", [] { return std::string(pycnn::isa_name(pycnn::active_isa())); });
+  m.def("ops", &ops_info, "Every registered op: {kind: {doc, inputs (0: two or more), params, attrs}}.");
+  m.def("activations", [] { return docs<pycnn::ActivationDef>(pycnn::registered_activations()); });
+  m.def("losses", [] { return docs<pycnn::LossDef>(pycnn::registered_losses()); });
+  m.def("updates", [] {
+    py::dict out;
+    for (const pycnn::UpdateDef* u : pycnn::registered_updates())
+      out[u->name] = py::dict(py::arg("doc") = u->doc, py::arg("hyper") = u->hyper, py::arg("slots") = u->slots);
+    return out;
+  });
+  m.def("apply_update", &apply_update, py::arg("update"), py::arg("grads"),
+        "update=(name, hyper, weights, slots): the registered update applied in place to every weight.");
+  m.def("loss", &loss, py::arg("name"), py::arg("outputs"), py::arg("targets"), py::arg("sample_weight") = py::none(),
+        py::arg("need_grad") = true, "(mean loss, hits, d mean loss / d outputs or None) of a registered loss.");
 
-  bind_ops(m);
-  bind_network(m);
-  bind_norm(m);
-  bind_small_ops(m);
-  bind_conv_family(m);
-  bind_cuda_bodies(m);  // test-only _bodies_* (bindings_cuda_bodies.cpp)
+  py::class_<PyTape>(m, "Tape", "What a forward kept for its backward (activations, per-thread state).");
+  py::class_<PyNetwork, std::shared_ptr<PyNetwork>>(m, "Network", "A network compiled once; see pycnn.ops.")
+      .def(py::init(&make_network), py::arg("input_shapes"), py::arg("nodes"), py::arg("outputs"),
+           py::arg("input_grads") = false)
+      .def_property_readonly("value_shapes", [](const PyNetwork& pn) { return pn.net.value_shapes; })
+      .def_property_readonly("output_shapes", [](const PyNetwork& pn) {
+        std::vector<std::vector<int64_t>> out;
+        for (int o : pn.net.outputs) out.push_back(pn.net.value_shapes[o]);
+        return out;
+      })
+      .def_property_readonly("weight_sizes", [](const PyNetwork& pn) { return pn.net.weight_sizes; })
+      .def("train_step", &train_step, py::arg("x"), py::arg("targets"), py::arg("loss"), py::arg("grads"),
+           py::arg("sample_weight") = py::none(), py::arg("outputs_out") = py::none(), py::arg("update") = py::none(),
+           "Forward, the loss, backward (and the update) in one call -> (mean loss, hits).")
+      .def("forward", &forward, py::arg("x"), "-> (outputs, tape) for backward.")
+      .def("backward", &backward, py::arg("tape"), py::arg("douts"), py::arg("grads"),
+           "Writes grads (one per trained weight); returns the inputs' gradients (None without input_grads).")
+      .def("commit", [](PyNetwork& pn, PyTape& t) { release_and_run([&] { pycnn::commit(pn.net, *t.tape); }); },
+           py::arg("tape"), "Write the state a training forward computed (moving statistics).")
+      .def("predict", &predict, py::arg("x"), "-> outputs (inference).");
 }

@@ -27,7 +27,9 @@
 // after another and the GEMMs themselves run in parallel.
 #include "conv2d.h"
 #include "conv2d_partials.h"
-#include "network.h"
+#include "activation.h"
+#include "conv2d_grouped.h"
+#include "op_registry.h"
 
 #include <algorithm>
 #include <cstring>
@@ -666,53 +668,90 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
   parts.reduce(dweight, dbias);
 }
 
-// ---------------------------------------------------------------------------- network step
+// ---------------------------------------------------------------------------- the conv2d op
 
-// params (weight (KH, KW, C, F), bias (F) or None), ints (SH, SW), strs (padding, activation);
-// input (H, W, C) -> (OH, OW, F).
+// conv2d: params (kernel (KH, KW, C / groups, F), bias (F) or absent); attrs strides,
+// padding, dilation_rate, groups, activation; input (H, W, C) -> (OH, OW, F). Dilation 1
+// with one group runs the kernels above; any other runs conv2d_grouped.cpp, which rewrites
+// it onto them. An activation other than relu / sigmoid / tanh runs after the kernel.
 namespace {
 
-std::vector<int64_t> conv2d_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 2, 2, 2);
-  const std::vector<int64_t>& in = args.in_shapes[0];
-  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
-  const std::vector<int64_t>& w = args.param_shapes[0];
-  if (!args.params[0] || w.size() != 4 || w[2] != in[2] || w[0] < 1 || w[1] < 1 || w[3] < 1)
-    net_error(args, "has a weight of shape " + net_shape_str(w) +
-                        " that does not fit its input of shape " + net_dims_str(in) + ".");
-  if (args.params[1] && (args.param_shapes[1].size() != 1 || args.param_shapes[1][0] != w[3]))
-    net_error(args, "expected a bias of shape (" + std::to_string(w[3]) + ",).");
-  ConvShape& c = node.conv;
-  c.N = 1; c.H = in[0]; c.W = in[1]; c.C = in[2]; c.F = w[3]; c.KH = w[0]; c.KW = w[1];
-  c.SH = args.ints[0]; c.SW = args.ints[1];
-  if (c.SH < 1 || c.SW < 1) net_error(args, "expected positive strides.");
-  const bool same = net_padding_same(args, args.strs[0]);
-  int64_t after;
-  if (!window_output_size(c.H, c.KH, c.SH, same, &c.OH, &c.PT, &after) ||
-      !window_output_size(c.W, c.KW, c.SW, same, &c.OW, &c.PL, &after))
-    net_error(args, "computed output size would be zero or negative for input shape " + net_dims_str(in) + ".");
-  node.act = net_activation(args, args.strs[1]);
-  return {c.OH, c.OW, c.F};
-}
+struct Conv2dGeom {
+  ConvShape s;
+  ConvDilation d;
+  bool general;  // dilated or grouped
+  NodeActivation act;
+};
 
-const float* conv2d_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  ConvShape s = node.conv;
-  s.N = nb;
-  conv2d_forward(out, in[0], node.param[0], node.param[1], s, node.act);
+std::vector<int64_t> conv2d_parse(Node& node, const OpArgs& args) {
+  expect_input_rank(args, 3, "(H, W, C)");
+  const std::vector<int64_t>& in = args.in_shapes[0];
+  const std::vector<int64_t>& strides = args.attrs.ints("strides");
+  const std::vector<int64_t>& dilation = args.attrs.ints("dilation_rate");
+  const int64_t G = args.attrs.i("groups");
+  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
+    args.fail("expected strides of 2 positive integers. Received: strides=" + shape_str(strides) + ".");
+  if (dilation.size() != 2 || dilation[0] < 1 || dilation[1] < 1)
+    args.fail("expected dilation_rate of 2 positive integers. Received: dilation_rate=" + shape_str(dilation) + ".");
+  if (G < 1) args.fail("expected groups >= 1. Received: groups=" + std::to_string(G) + ".");
+  const std::vector<int64_t>& w = args.param_shapes[0];
+  if (w.size() != 4 || in[2] % G != 0 || w[2] != in[2] / G || w[0] < 1 || w[1] < 1 || w[3] < 1 || w[3] % G != 0)
+    args.fail("has a kernel of shape " + shape_str(w) + " that does not fit its input of shape " + dims_str(in) +
+              (G > 1 ? " with groups=" + std::to_string(G) : std::string()) + ".");
+  expect_param_shape(args, 1, {w[3]});
+  Conv2dGeom& g = node.geom<Conv2dGeom>();
+  ConvShape& c = g.s;
+  c.N = 1; c.H = in[0]; c.W = in[1]; c.C = in[2]; c.F = w[3]; c.KH = w[0]; c.KW = w[1];
+  c.SH = strides[0]; c.SW = strides[1];
+  g.d = {dilation[0], dilation[1], G};
+  g.general = dilation[0] != 1 || dilation[1] != 1 || G != 1;
+  const bool same = padding_is_same(args);
+  int64_t after;
+  if (!window_output_size(c.H, (c.KH - 1) * g.d.DH + 1, c.SH, same, &c.OH, &c.PT, &after) ||
+      !window_output_size(c.W, (c.KW - 1) * g.d.DW + 1, c.SW, same, &c.OW, &c.PL, &after))
+    args.fail("computed output size would be zero or negative for input shape " + dims_str(in) + ".");
+  const std::vector<int64_t> out{c.OH, c.OW, c.F};
+  g.act = parse_activation(args, out);
+  node.aux_size = g.act.aux_floats(size_of(out));
   return out;
 }
 
-void conv2d_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout,
-                         const float* const* in, const float* out, const int32_t*, int64_t nb) {
-  ConvShape s = node.conv;
+const float* conv2d_op_forward(const Node& node, const float* const* in, float* out, float* aux, int64_t nb) {
+  const Conv2dGeom& g = node.geom<Conv2dGeom>();
+  ConvShape s = g.s;
   s.N = nb;
-  conv2d_backward(dinp[0], dparam[0], node.param[1] ? dparam[1] : nullptr, dout, in[0], node.param[0], out, s,
-                  node.act);
+  if (g.general)
+    conv2d_grouped_forward(out, in[0], node.param[0], node.param[1], s, g.d, g.act.kernel());
+  else
+    conv2d_forward(out, in[0], node.param[0], node.param[1], s, g.act.kernel());
+  g.act.forward(out, aux, nb * node.out_size);
+  return out;
 }
 
+void conv2d_op_backward(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
+                        const float* const* in, const float* out, const float* aux, int64_t nb) {
+  const Conv2dGeom& g = node.geom<Conv2dGeom>();
+  ConvShape s = g.s;
+  s.N = nb;
+  const float* dz = g.act.backward(dout, out, aux, nb * node.out_size);
+  float* dbias = node.param[1] ? dparam[1] : nullptr;
+  if (g.general)
+    conv2d_grouped_backward(dinp[0], dparam[0], dbias, dz, in[0], node.param[0], out, s, g.d, g.act.kernel());
+  else
+    conv2d_backward(dinp[0], dparam[0], dbias, dz, in[0], node.param[0], out, s, g.act.kernel());
+}
+
+const OpDef conv2d_op = {
+    "conv2d", "2-D convolution, NHWC: (H, W, C) -> (OH, OW, F), kernel (KH, KW, C / groups, F)", 1,
+    {{"kernel"}, {"bias", true}},
+    {{"strides", AttrType::Ints, std::vector<int64_t>{1, 1}},
+     {"padding", AttrType::Str, std::string("valid")},
+     {"dilation_rate", AttrType::Ints, std::vector<int64_t>{1, 1}},
+     {"groups", AttrType::Int, int64_t{1}},
+     {"activation", AttrType::Str, std::string("linear")}},
+    conv2d_parse, conv2d_op_forward, conv2d_op_backward};
+
+PYCNN_REGISTER_OP(conv2d_op);
+
 }  // namespace
-
-extern const NetOp conv2d_net_op = {"conv2d", conv2d_net_parse, conv2d_net_forward, conv2d_net_backward};
-
 }  // namespace pycnn

@@ -27,7 +27,6 @@
 
 #include "conv2d_partials.h"
 #include "gemm.h"
-#include "network.h"
 
 #ifdef PYCNN_OPENMP
 #include <omp.h>
@@ -420,61 +419,5 @@ void conv2d_grouped_backward(float* dinp, float* dweight, float* dbias, const fl
   if (use_phases(s, d)) return backward_phases(dinp, dweight, dbias, dout, inp, weight, out, s, d, act);
   backward_im2col(dinp, dweight, dbias, dout, inp, weight, out, s, d, act);
 }
-
-// ---------------------------------------------------------------------------- network step
-
-// params (weight (KH, KW, C / G, F), bias (F) or None), ints (SH, SW, DH, DW, G),
-// strs (padding, activation); input (H, W, C) -> (OH, OW, F). dims[0..2] = DH, DW, G.
-namespace {
-
-std::vector<int64_t> conv2d_grouped_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 2, 5, 2);
-  const std::vector<int64_t>& in = args.in_shapes[0];
-  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
-  const int64_t DH = args.ints[2], DW = args.ints[3], G = args.ints[4];
-  if (args.ints[0] < 1 || args.ints[1] < 1 || DH < 1 || DW < 1 || G < 1)
-    net_error(args, "expected positive strides, dilation_rate and groups.");
-  const std::vector<int64_t>& w = args.param_shapes[0];
-  if (!args.params[0] || w.size() != 4 || in[2] % G != 0 || w[2] != in[2] / G || w[0] < 1 || w[1] < 1 || w[3] < 1 ||
-      w[3] % G != 0)
-    net_error(args, "has a weight of shape " + net_shape_str(w) + " that does not fit its input of shape " +
-                        net_dims_str(in) + " with groups=" + std::to_string(G) + ".");
-  if (args.params[1] && (args.param_shapes[1].size() != 1 || args.param_shapes[1][0] != w[3]))
-    net_error(args, "expected a bias of shape (" + std::to_string(w[3]) + ",).");
-  ConvShape& c = node.conv;
-  c.N = 1; c.H = in[0]; c.W = in[1]; c.C = in[2]; c.F = w[3]; c.KH = w[0]; c.KW = w[1];
-  c.SH = args.ints[0]; c.SW = args.ints[1];
-  const bool same = net_padding_same(args, args.strs[0]);
-  int64_t after;
-  if (!window_output_size(c.H, (c.KH - 1) * DH + 1, c.SH, same, &c.OH, &c.PT, &after) ||
-      !window_output_size(c.W, (c.KW - 1) * DW + 1, c.SW, same, &c.OW, &c.PL, &after))
-    net_error(args, "computed output size would be zero or negative for input shape " + net_dims_str(in) + ".");
-  node.dims[0] = DH; node.dims[1] = DW; node.dims[2] = G;
-  node.act = net_activation(args, args.strs[1]);
-  return {c.OH, c.OW, c.F};
-}
-
-const float* conv2d_grouped_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*,
-                                        int64_t nb) {
-  ConvShape s = node.conv;
-  s.N = nb;
-  conv2d_grouped_forward(out, in[0], node.param[0], node.param[1], s, {node.dims[0], node.dims[1], node.dims[2]},
-                         node.act);
-  return out;
-}
-
-void conv2d_grouped_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout,
-                                 const float* const* in, const float* out, const int32_t*, int64_t nb) {
-  ConvShape s = node.conv;
-  s.N = nb;
-  conv2d_grouped_backward(dinp[0], dparam[0], node.param[1] ? dparam[1] : nullptr, dout, in[0], node.param[0], out,
-                          s, {node.dims[0], node.dims[1], node.dims[2]}, node.act);
-}
-
-}  // namespace
-
-extern const NetOp conv2d_grouped_net_op = {"conv2d_grouped", conv2d_grouped_net_parse, conv2d_grouped_net_forward,
-                                            conv2d_grouped_net_backward};
 
 }  // namespace pycnn

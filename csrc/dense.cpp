@@ -3,7 +3,8 @@
 //   forward:  out = act(inp @ weight + bias)
 //   backward: g = dout * act'(out); dweight = inp^T @ g; dbias = sum_rows g; dinp = g @ weight^T
 #include "dense.h"
-#include "network.h"
+#include "activation.h"
+#include "op_registry.h"
 
 #include <algorithm>
 #include <cstring>
@@ -41,44 +42,55 @@ void dense_backward(float* dinp, float* dweight, float* dbias, const float* dout
   if (dinp) sgemm(N, IN, OUT, g, OUT, 1, weight, 1, OUT, dinp, IN, 1, false, true);
 }
 
-// ---------------------------------------------------------------------------- network step
+// ---------------------------------------------------------------------------- the dense op
 
-// params (weight (IN, OUT), bias (OUT) or None), strs (activation); input (..., IN) ->
-// (..., OUT): every leading position of a sample is a row, as in Keras.
+// dense: params (kernel (IN, OUT), bias (OUT) or absent), attrs activation; input (..., IN)
+// -> (..., OUT): every leading position of a sample is a row, as in Keras.
 namespace {
 
-std::vector<int64_t> dense_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 2, 0, 1);
+struct DenseGeom {
+  int64_t IN, OUT, rows;  // rows per sample
+  NodeActivation act;
+};
+
+std::vector<int64_t> dense_parse(Node& node, const OpArgs& args) {
   const std::vector<int64_t>& in = args.in_shapes[0];
   const std::vector<int64_t>& w = args.param_shapes[0];
-  if (in.empty() || !args.params[0] || w.size() != 2 || w[0] != in.back() || w[1] < 1)
-    net_error(args, "has a weight of shape " + net_shape_str(w) +
-                        " that does not fit its input of shape " + net_dims_str(in) + ".");
-  if (args.params[1] && (args.param_shapes[1].size() != 1 || args.param_shapes[1][0] != w[1]))
-    net_error(args, "expected a bias of shape (" + std::to_string(w[1]) + ",).");
-  node.dims[0] = w[0];                   // IN
-  node.dims[1] = w[1];                   // OUT
-  node.dims[2] = net_size(in) / w[0];    // rows per sample
-  node.act = net_activation(args, args.strs[0]);
+  if (in.empty() || w.size() != 2 || w[0] != in.back() || w[1] < 1)
+    args.fail("has a kernel of shape " + shape_str(w) + " that does not fit its input of shape " + dims_str(in) + ".");
+  expect_param_shape(args, 1, {w[1]});
+  DenseGeom& g = node.geom<DenseGeom>();
+  g.IN = w[0];
+  g.OUT = w[1];
+  g.rows = size_of(in) / w[0];
   std::vector<int64_t> out = in;
   out.back() = w[1];
+  g.act = parse_activation(args, out);
+  node.aux_size = g.act.aux_floats(size_of(out));
   return out;
 }
 
-const float* dense_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  dense_forward(out, in[0], node.param[0], node.param[1], nb * node.dims[2], node.dims[0], node.dims[1], node.act);
+const float* dense_op_forward(const Node& node, const float* const* in, float* out, float* aux, int64_t nb) {
+  const DenseGeom& g = node.geom<DenseGeom>();
+  dense_forward(out, in[0], node.param[0], node.param[1], nb * g.rows, g.IN, g.OUT, g.act.kernel());
+  g.act.forward(out, aux, nb * node.out_size);
   return out;
 }
 
-void dense_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout,
-                        const float* const* in, const float* out, const int32_t*, int64_t nb) {
-  dense_backward(dinp[0], dparam[0], node.param[1] ? dparam[1] : nullptr, dout, in[0], node.param[0], out,
-                 nb * node.dims[2], node.dims[0], node.dims[1], node.act);
+void dense_op_backward(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
+                       const float* const* in, const float* out, const float* aux, int64_t nb) {
+  const DenseGeom& g = node.geom<DenseGeom>();
+  const float* dz = g.act.backward(dout, out, aux, nb * node.out_size);
+  dense_backward(dinp[0], dparam[0], node.param[1] ? dparam[1] : nullptr, dz, in[0], node.param[0], out,
+                 nb * g.rows, g.IN, g.OUT, g.act.kernel());
 }
+
+const OpDef dense_op = {"dense", "x @ kernel + bias over the last axis: (..., IN) -> (..., OUT)", 1,
+                        {{"kernel"}, {"bias", true}},
+                        {{"activation", AttrType::Str, std::string("linear")}},
+                        dense_parse, dense_op_forward, dense_op_backward};
+
+PYCNN_REGISTER_OP(dense_op);
 
 }  // namespace
-
-extern const NetOp dense_net_op = {"dense", dense_net_parse, dense_net_forward, dense_net_backward};
-
 }  // namespace pycnn

@@ -15,7 +15,8 @@
 #include <cstring>
 #include <vector>
 
-#include "network.h"
+#include "activation.h"
+#include "op_registry.h"
 
 #ifdef PYCNN_OPENMP
 #include <omp.h>
@@ -160,114 +161,144 @@ void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const 
   }
 }
 
-// ---------------------------------------------------------------------------- network step
+// ---------------------------------------------------------------------------- the ops
 
 namespace {
 
-// The depthwise geometry of a node: input (H, W, C), depthwise weight (KH, KW, C, M), ints
-// (SH, SW, DH, DW), padding; node.conv gets it with F = C * M, dims[0..2] = M, DH, DW.
-void parse_depthwise(NetNode& node, const NetArgs& args, const std::vector<int64_t>& w) {
+// The depthwise geometry of a node: input (H, W, C), depthwise kernel (KH, KW, C, M), attrs
+// strides, dilation_rate, padding.
+struct DepthwiseGeom {
+  DepthwiseShape d;  // d.s.F = C * M
+  int64_t F;         // separable: the pointwise filters
+  NodeActivation act;
+};
+
+void parse_depthwise(DepthwiseGeom& g, const OpArgs& args, const std::vector<int64_t>& w) {
+  expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];
-  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
-  if (!args.params[0] || w.size() != 4 || w[2] != in[2] || w[0] < 1 || w[1] < 1 || w[3] < 1)
-    net_error(args, "has a depthwise kernel of shape " + net_shape_str(w) +
-                        " that does not fit its input of shape " + net_dims_str(in) + ".");
-  const int64_t DH = args.ints[2], DW = args.ints[3];
-  if (args.ints[0] < 1 || args.ints[1] < 1 || DH < 1 || DW < 1)
-    net_error(args, "expected positive strides and dilation_rate.");
-  ConvShape& c = node.conv;
+  if (w.size() != 4 || w[2] != in[2] || w[0] < 1 || w[1] < 1 || w[3] < 1)
+    args.fail("has a depthwise kernel of shape " + shape_str(w) + " that does not fit its input of shape " +
+              dims_str(in) + ".");
+  const std::vector<int64_t>& strides = args.attrs.ints("strides");
+  const std::vector<int64_t>& dilation = args.attrs.ints("dilation_rate");
+  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
+    args.fail("expected strides of 2 positive integers. Received: strides=" + shape_str(strides) + ".");
+  if (dilation.size() != 2 || dilation[0] < 1 || dilation[1] < 1)
+    args.fail("expected dilation_rate of 2 positive integers. Received: dilation_rate=" + shape_str(dilation) + ".");
+  ConvShape& c = g.d.s;
   c.N = 1; c.H = in[0]; c.W = in[1]; c.C = in[2]; c.F = in[2] * w[3]; c.KH = w[0]; c.KW = w[1];
-  c.SH = args.ints[0]; c.SW = args.ints[1];
-  const bool same = net_padding_same(args, args.strs[0]);
+  c.SH = strides[0]; c.SW = strides[1];
+  g.d.M = w[3]; g.d.DH = dilation[0]; g.d.DW = dilation[1];
+  const bool same = padding_is_same(args);
   int64_t after;
-  if (!window_output_size(c.H, (c.KH - 1) * DH + 1, c.SH, same, &c.OH, &c.PT, &after) ||
-      !window_output_size(c.W, (c.KW - 1) * DW + 1, c.SW, same, &c.OW, &c.PL, &after))
-    net_error(args, "computed output size would be zero or negative for input shape " + net_dims_str(in) + ".");
-  node.dims[0] = w[3]; node.dims[1] = DH; node.dims[2] = DW;
-  node.act = net_activation(args, args.strs[1]);
+  if (!window_output_size(c.H, (c.KH - 1) * g.d.DH + 1, c.SH, same, &c.OH, &c.PT, &after) ||
+      !window_output_size(c.W, (c.KW - 1) * g.d.DW + 1, c.SW, same, &c.OW, &c.PL, &after))
+    args.fail("computed output size would be zero or negative for input shape " + dims_str(in) + ".");
 }
 
-DepthwiseShape depthwise_of(const NetNode& node, int64_t nb) {
-  DepthwiseShape d{node.conv, node.dims[0], node.dims[1], node.dims[2]};
+DepthwiseShape depthwise_of(const DepthwiseGeom& g, int64_t nb) {
+  DepthwiseShape d = g.d;
   d.s.N = nb;
   return d;
 }
 
-// "depthwise_conv2d": params (depthwise kernel (KH, KW, C, M), bias (C*M) or None), ints
-// (SH, SW, DH, DW), strs (padding, activation); input (H, W, C) -> (OH, OW, C*M).
-std::vector<int64_t> depthwise_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 2, 4, 2);
-  parse_depthwise(node, args, args.param_shapes[0]);
-  const int64_t CM = node.conv.F;
-  if (args.params[1] && (args.param_shapes[1].size() != 1 || args.param_shapes[1][0] != CM))
-    net_error(args, "expected a bias of shape (" + std::to_string(CM) + ",).");
-  return {node.conv.OH, node.conv.OW, CM};
-}
+const std::vector<AttrDef> kWindowAttrs = {{"strides", AttrType::Ints, std::vector<int64_t>{1, 1}},
+                                           {"padding", AttrType::Str, std::string("valid")},
+                                           {"dilation_rate", AttrType::Ints, std::vector<int64_t>{1, 1}},
+                                           {"activation", AttrType::Str, std::string("linear")}};
 
-const float* depthwise_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  depthwise_conv2d_forward(out, in[0], node.param[0], node.param[1], depthwise_of(node, nb), node.act);
+// depthwise_conv2d: params (depthwise kernel (KH, KW, C, M), bias (C*M) or absent);
+// input (H, W, C) -> (OH, OW, C*M).
+std::vector<int64_t> depthwise_parse(Node& node, const OpArgs& args) {
+  DepthwiseGeom& g = node.geom<DepthwiseGeom>();
+  parse_depthwise(g, args, args.param_shapes[0]);
+  const ConvShape& c = g.d.s;
+  expect_param_shape(args, 1, {c.F});
+  const std::vector<int64_t> out{c.OH, c.OW, c.F};
+  g.act = parse_activation(args, out);
+  node.aux_size = g.act.aux_floats(size_of(out));
   return out;
 }
 
-void depthwise_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout,
-                            const float* const* in, const float* out, const int32_t*, int64_t nb) {
-  depthwise_conv2d_backward(dinp[0], dparam[0], node.param[1] ? dparam[1] : nullptr, dout, in[0], node.param[0], out,
-                            depthwise_of(node, nb), node.act);
+const float* depthwise_forward(const Node& node, const float* const* in, float* out, float* aux, int64_t nb) {
+  const DepthwiseGeom& g = node.geom<DepthwiseGeom>();
+  depthwise_conv2d_forward(out, in[0], node.param[0], node.param[1], depthwise_of(g, nb), g.act.kernel());
+  g.act.forward(out, aux, nb * node.out_size);
+  return out;
 }
 
-// "separable_conv2d": params (depthwise kernel (KH, KW, C, M), pointwise kernel
-// (1, 1, C*M, F), bias (F) or None), ints (SH, SW, DH, DW), strs (padding, activation);
-// input (H, W, C) -> (OH, OW, F). The depthwise output (OH, OW, C*M) is kept in the node's
-// aux cells (float-sized) for backward; the activation applies after the pointwise conv.
-ConvShape pointwise_of(const NetNode& node, int64_t nb) {
-  const ConvShape& c = node.conv;
+void depthwise_backward(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
+                        const float* const* in, const float* out, const float* aux, int64_t nb) {
+  const DepthwiseGeom& g = node.geom<DepthwiseGeom>();
+  const float* dz = g.act.backward(dout, out, aux, nb * node.out_size);
+  depthwise_conv2d_backward(dinp[0], dparam[0], node.param[1] ? dparam[1] : nullptr, dz, in[0], node.param[0], out,
+                            depthwise_of(g, nb), g.act.kernel());
+}
+
+// separable_conv2d: params (depthwise kernel (KH, KW, C, M), pointwise kernel (1, 1, C*M, F),
+// bias (F) or absent); input (H, W, C) -> (OH, OW, F). The depthwise output (OH, OW, C*M) is
+// kept in the node's aux cells for backward (then the activation's); the activation applies
+// after the pointwise conv.
+ConvShape pointwise_of(const DepthwiseGeom& g, int64_t nb) {
+  const ConvShape& c = g.d.s;
   ConvShape p{};
-  p.N = nb; p.H = c.OH; p.W = c.OW; p.C = c.F; p.F = node.dims[3];
+  p.N = nb; p.H = c.OH; p.W = c.OW; p.C = c.F; p.F = g.F;
   p.KH = p.KW = p.SH = p.SW = 1;
   p.OH = c.OH; p.OW = c.OW;
   return p;
 }
 
-std::vector<int64_t> separable_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 3, 4, 2);
-  parse_depthwise(node, args, args.param_shapes[0]);
-  const int64_t CM = node.conv.F;
-  const std::vector<int64_t>& p = args.param_shapes[1];
-  if (!args.params[1] || p.size() != 4 || p[0] != 1 || p[1] != 1 || p[2] != CM || p[3] < 1)
-    net_error(args, "expected a pointwise kernel of shape (1, 1, " + std::to_string(CM) +
-                        ", filters). Received: " + net_shape_str(p) + ".");
-  if (args.params[2] && (args.param_shapes[2].size() != 1 || args.param_shapes[2][0] != p[3]))
-    net_error(args, "expected a bias of shape (" + std::to_string(p[3]) + ",).");
-  node.dims[3] = p[3];
-  node.aux_size = node.conv.OH * node.conv.OW * CM;
-  return {node.conv.OH, node.conv.OW, p[3]};
-}
+int64_t mid_size(const DepthwiseGeom& g) { return g.d.s.OH * g.d.s.OW * g.d.s.F; }
 
-const float* separable_net_forward(const NetNode& node, const float* const* in, float* out, int32_t* aux,
-                                   int64_t nb) {
-  float* mid = reinterpret_cast<float*>(aux);
-  depthwise_conv2d_forward(mid, in[0], node.param[0], nullptr, depthwise_of(node, nb), Activation::linear);
-  conv2d_forward(out, mid, node.param[1], node.param[2], pointwise_of(node, nb), node.act);
+std::vector<int64_t> separable_parse(Node& node, const OpArgs& args) {
+  DepthwiseGeom& g = node.geom<DepthwiseGeom>();
+  parse_depthwise(g, args, args.param_shapes[0]);
+  const ConvShape& c = g.d.s;
+  const std::vector<int64_t>& p = args.param_shapes[1];
+  if (p.size() != 4 || p[0] != 1 || p[1] != 1 || p[2] != c.F || p[3] < 1)
+    args.fail("expected a pointwise kernel of shape (1, 1, " + std::to_string(c.F) + ", filters). Received: " +
+              shape_str(p) + ".");
+  expect_param_shape(args, 2, {p[3]});
+  g.F = p[3];
+  const std::vector<int64_t> out{c.OH, c.OW, g.F};
+  g.act = parse_activation(args, out);
+  node.aux_size = mid_size(g) + g.act.aux_floats(size_of(out));
   return out;
 }
 
-void separable_net_backward(const NetNode& node, float* const* dinp, float* const* dparam, const float* dout,
-                            const float* const* in, const float* out, const int32_t* aux, int64_t nb) {
-  const float* mid = reinterpret_cast<const float*>(aux);
-  float* dmid = scratch(slot_base(), static_cast<std::size_t>(nb * node.aux_size), kScratchSeparable);
-  conv2d_backward(dmid, dparam[1], node.param[2] ? dparam[2] : nullptr, dout, mid, node.param[1], out,
-                  pointwise_of(node, nb), node.act);
-  depthwise_conv2d_backward(dinp[0], dparam[0], nullptr, dmid, in[0], node.param[0], nullptr,
-                            depthwise_of(node, nb), Activation::linear);
+const float* separable_forward(const Node& node, const float* const* in, float* out, float* aux, int64_t nb) {
+  const DepthwiseGeom& g = node.geom<DepthwiseGeom>();
+  float* mid = aux;
+  depthwise_conv2d_forward(mid, in[0], node.param[0], nullptr, depthwise_of(g, nb), Activation::linear);
+  conv2d_forward(out, mid, node.param[1], node.param[2], pointwise_of(g, nb), g.act.kernel());
+  g.act.forward(out, aux + nb * mid_size(g), nb * node.out_size);
+  return out;
 }
 
+void separable_backward(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
+                        const float* const* in, const float* out, const float* aux, int64_t nb) {
+  const DepthwiseGeom& g = node.geom<DepthwiseGeom>();
+  const float* mid = aux;
+  const float* dz = g.act.backward(dout, out, aux + nb * mid_size(g), nb * node.out_size);
+  float* dmid = scratch(slot_base(), static_cast<std::size_t>(nb * mid_size(g)), kScratchSeparable);
+  conv2d_backward(dmid, dparam[1], node.param[2] ? dparam[2] : nullptr, dz, mid, node.param[1], out,
+                  pointwise_of(g, nb), g.act.kernel());
+  depthwise_conv2d_backward(dinp[0], dparam[0], nullptr, dmid, in[0], node.param[0], nullptr, depthwise_of(g, nb),
+                            Activation::linear);
+}
+
+const OpDef depthwise_conv2d_op = {
+    "depthwise_conv2d", "depthwise 2-D convolution: (H, W, C) -> (OH, OW, C * M), kernel (KH, KW, C, M)", 1,
+    {{"kernel"}, {"bias", true}}, kWindowAttrs, depthwise_parse, depthwise_forward, depthwise_backward};
+
+const OpDef separable_conv2d_op = {
+    "separable_conv2d",
+    "depthwise then 1x1 convolution: (H, W, C) -> (OH, OW, F), kernels (KH, KW, C, M) and (1, 1, C * M, F)", 1,
+    {{"depthwise_kernel"}, {"pointwise_kernel"}, {"bias", true}}, kWindowAttrs, separable_parse, separable_forward,
+    separable_backward};
+
+PYCNN_REGISTER_OP(depthwise_conv2d_op);
+PYCNN_REGISTER_OP(separable_conv2d_op);
+
 }  // namespace
-
-extern const NetOp depthwise_conv2d_net_op = {"depthwise_conv2d", depthwise_net_parse, depthwise_net_forward,
-                                              depthwise_net_backward};
-extern const NetOp separable_conv2d_net_op = {"separable_conv2d", separable_net_parse, separable_net_forward,
-                                              separable_net_backward};
-
 }  // namespace pycnn

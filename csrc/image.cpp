@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "network.h"
+#include "op_registry.h"
 #include "runtime.h"
 
 namespace pycnn {
@@ -128,63 +128,74 @@ void image_gradient_backward(float* dinp, const float* dout, int64_t N, int64_t 
   }
 }
 
-// ---------------------------------------------------------------------------- network step
+// ---------------------------------------------------------------------------- the ops
 
-// sobel_edges: input (H, W, C) -> (H, W, C, 2). image_gradient: ints (axis,), (H, W, C) -> same.
-// dims = (H, W, C[, axis]).
+// sobel_edges: input (H, W, C) -> (H, W, C, 2). image_gradient: attrs axis (0: dy, 1: dx);
+// (H, W, C) -> the same.
 namespace {
 
-std::vector<int64_t> image_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
+struct ImageGeom {
+  int64_t H, W, C;
+  int axis;
+};
+
+std::vector<int64_t> image_parse(Node& node, const OpArgs& args) {
+  expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];
-  if (in.size() != 3) net_error(args, std::string("needs (H, W, C) input. Received: ") + net_dims_str(in) + ".");
-  node.dims[0] = in[0]; node.dims[1] = in[1]; node.dims[2] = in[2];
+  ImageGeom& g = node.geom<ImageGeom>();
+  g.H = in[0]; g.W = in[1]; g.C = in[2]; g.axis = 0;
   return in;
 }
 
-std::vector<int64_t> sobel_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_counts(args, 0, 0, 0);
+std::vector<int64_t> sobel_parse(Node& node, const OpArgs& args) {
   std::vector<int64_t> out = image_parse(node, args);
   if (out[0] < 2 || out[1] < 2)
-    net_error(args, "needs images of at least 2x2 pixels (the reflect padding mirrors one pixel). Received: input "
-                    "shape " + net_dims_str(out) + ".");
+    args.fail("needs images of at least 2x2 pixels (the reflect padding mirrors one pixel). Received: input shape " +
+              dims_str(out) + ".");
   out.push_back(2);
   return out;
 }
 
-const float* sobel_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  sobel_edges_forward(out, in[0], nb, node.dims[0], node.dims[1], node.dims[2]);
+const float* sobel_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  const ImageGeom& g = node.geom<ImageGeom>();
+  sobel_edges_forward(out, in[0], nb, g.H, g.W, g.C);
   return out;
 }
 
-void sobel_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                        const float* const*, const float*, const int32_t*, int64_t nb) {
-  sobel_edges_backward(dinp[0], dout, nb, node.dims[0], node.dims[1], node.dims[2]);
+void sobel_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                    const float*, const float*, int64_t nb) {
+  const ImageGeom& g = node.geom<ImageGeom>();
+  sobel_edges_backward(dinp[0], dout, nb, g.H, g.W, g.C);
 }
 
-std::vector<int64_t> gradient_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_counts(args, 0, 1, 0);
-  if (args.ints[0] != 0 && args.ints[0] != 1)
-    net_error(args, "expected axis 0 (dy) or 1 (dx). Received: axis=" + std::to_string(args.ints[0]) + ".");
+std::vector<int64_t> gradient_parse(Node& node, const OpArgs& args) {
+  const int64_t axis = args.attrs.i("axis");
+  if (axis != 0 && axis != 1) args.fail("expected axis 0 (dy) or 1 (dx). Received: axis=" + std::to_string(axis) + ".");
   std::vector<int64_t> out = image_parse(node, args);
-  node.dims[3] = args.ints[0];
+  node.geom<ImageGeom>().axis = static_cast<int>(axis);
   return out;
 }
 
-const float* gradient_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  image_gradient_forward(out, in[0], nb, node.dims[0], node.dims[1], node.dims[2], static_cast<int>(node.dims[3]));
+const float* gradient_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  const ImageGeom& g = node.geom<ImageGeom>();
+  image_gradient_forward(out, in[0], nb, g.H, g.W, g.C, g.axis);
   return out;
 }
 
-void gradient_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                           const float* const*, const float*, const int32_t*, int64_t nb) {
-  image_gradient_backward(dinp[0], dout, nb, node.dims[0], node.dims[1], node.dims[2], static_cast<int>(node.dims[3]));
+void gradient_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                       const float*, const float*, int64_t nb) {
+  const ImageGeom& g = node.geom<ImageGeom>();
+  image_gradient_backward(dinp[0], dout, nb, g.H, g.W, g.C, g.axis);
 }
+
+const OpDef sobel_edges_op = {"sobel_edges", "tf.image.sobel_edges: (H, W, C) -> (H, W, C, 2) as [dy, dx]", 1, {}, {},
+                              sobel_parse, sobel_forward, sobel_backward};
+const OpDef image_gradient_op = {"image_gradient", "forward differences along H (axis 0) or W (axis 1), last row 0", 1,
+                                 {}, {{"axis", AttrType::Int, int64_t{0}, true}}, gradient_parse, gradient_forward,
+                                 gradient_backward};
+
+PYCNN_REGISTER_OP(sobel_edges_op);
+PYCNN_REGISTER_OP(image_gradient_op);
 
 }  // namespace
-
-extern const NetOp sobel_edges_net_op = {"sobel_edges", sobel_net_parse, sobel_net_forward, sobel_net_backward};
-extern const NetOp image_gradient_net_op = {"image_gradient", gradient_net_parse, gradient_net_forward,
-                                            gradient_net_backward};
-
 }  // namespace pycnn

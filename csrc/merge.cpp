@@ -1,6 +1,5 @@
-// Merging ops for the network step: concatenate, add, multiply (eager merging is NumPy, in
-// pycnn/ops.py). Shapes are per sample, inputs j = 0 .. k-1, k >= 2.
-//   concatenate: ints (axis,), a per-sample axis; inputs agree on every other dimension ->
+// Merging ops: concatenate, add, multiply. Shapes are per sample, inputs j = 0 .. k-1, k >= 2.
+//   concatenate: attrs axis, a per-sample axis; inputs agree on every other dimension ->
 //                the sizes along axis summed. Forward copies, per sample, `outer` blocks of
 //                each input in turn (outer = product of the dimensions before axis);
 //                backward splits dout the same way.
@@ -11,24 +10,22 @@
 #include <string>
 #include <vector>
 
-#include "network.h"
+#include "op_registry.h"
 
 namespace pycnn {
 namespace {
 
-std::string shapes_str(const NetArgs& args) {
+std::string shapes_str(const OpArgs& args) {
   std::string s;
-  for (size_t j = 0; j < args.in_shapes.size(); ++j) s += (j ? ", " : "") + net_dims_str(args.in_shapes[j]);
+  for (size_t j = 0; j < args.in_shapes.size(); ++j) s += (j ? ", " : "") + dims_str(args.in_shapes[j]);
   return s;
 }
 
-std::vector<int64_t> concatenate_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 0);
-  net_expect_counts(args, 0, 1, 0);
+std::vector<int64_t> concatenate_parse(Node& node, const OpArgs& args) {
   const std::vector<int64_t>& first = args.in_shapes[0];
-  const int64_t rank = static_cast<int64_t>(first.size()), axis = args.ints[0];
+  const int64_t rank = static_cast<int64_t>(first.size()), axis = args.attrs.i("axis");
   if (axis < 0 || axis >= rank)
-    net_error(args, "expected a per-sample axis in [0, " + std::to_string(rank) + "). Received: axis=" +
+    args.fail("expected a per-sample axis in [0, " + std::to_string(rank) + "). Received: axis=" +
                         std::to_string(axis) + " for input shapes " + shapes_str(args) + ".");
   std::vector<int64_t> out = first;
   out[axis] = 0;
@@ -36,18 +33,18 @@ std::vector<int64_t> concatenate_parse(NetNode& node, const NetArgs& args) {
     bool ok = static_cast<int64_t>(s.size()) == rank;
     for (int64_t d = 0; ok && d < rank; ++d) ok = d == axis || s[d] == first[d];
     if (!ok)
-      net_error(args, "expected inputs with matching shapes except along axis " + std::to_string(axis) +
+      args.fail("expected inputs with matching shapes except along axis " + std::to_string(axis) +
                           ". Received: input shapes " + shapes_str(args) + ".");
     out[axis] += s[axis];
   }
   int64_t outer = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= first[d];
-  node.dims[0] = outer;
+  node.geom<int64_t>() = outer;
   return out;
 }
 
-const float* concatenate_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  const int64_t outer = node.dims[0], k = static_cast<int64_t>(node.inputs.size());
+const float* concatenate_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  const int64_t outer = node.geom<int64_t>(), k = static_cast<int64_t>(node.inputs.size());
   float* o_ptr = out;
   for (int64_t s = 0; s < nb; ++s)
     for (int64_t o = 0; o < outer; ++o)
@@ -59,9 +56,9 @@ const float* concatenate_forward(const NetNode& node, const float* const* in, fl
   return out;
 }
 
-void concatenate_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                          const float* const*, const float*, const int32_t*, int64_t nb) {
-  const int64_t outer = node.dims[0], k = static_cast<int64_t>(node.inputs.size());
+void concatenate_backward(const Node& node, float* const* dinp, float* const*, const float* dout,
+                          const float* const*, const float*, const float*, int64_t nb) {
+  const int64_t outer = node.geom<int64_t>(), k = static_cast<int64_t>(node.inputs.size());
   for (int64_t s = 0; s < nb; ++s)
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t j = 0; j < k; ++j) {
@@ -71,16 +68,14 @@ void concatenate_backward(const NetNode& node, float* const* dinp, float* const*
       }
 }
 
-std::vector<int64_t> elementwise_parse(NetNode&, const NetArgs& args) {
-  net_expect_inputs(args, 0);
-  net_expect_counts(args, 0, 0, 0);
+std::vector<int64_t> elementwise_parse(Node&, const OpArgs& args) {
   for (const std::vector<int64_t>& s : args.in_shapes)
     if (s != args.in_shapes[0])
-      net_error(args, "expected inputs of the same shape. Received: input shapes " + shapes_str(args) + ".");
+      args.fail("expected inputs of the same shape. Received: input shapes " + shapes_str(args) + ".");
   return args.in_shapes[0];
 }
 
-const float* add_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
+const float* add_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
   const int64_t n = nb * node.out_size;
   std::memcpy(out, in[0], sizeof(float) * n);
   for (size_t j = 1; j < node.inputs.size(); ++j)
@@ -88,13 +83,13 @@ const float* add_forward(const NetNode& node, const float* const* in, float* out
   return out;
 }
 
-void add_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout, const float* const*,
-                  const float*, const int32_t*, int64_t nb) {
+void add_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                  const float*, const float*, int64_t nb) {
   for (size_t j = 0; j < node.inputs.size(); ++j)
     if (dinp[j]) std::memcpy(dinp[j], dout, sizeof(float) * nb * node.out_size);
 }
 
-const float* multiply_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
+const float* multiply_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
   const int64_t n = nb * node.out_size;
   std::memcpy(out, in[0], sizeof(float) * n);
   for (size_t j = 1; j < node.inputs.size(); ++j)
@@ -102,8 +97,8 @@ const float* multiply_forward(const NetNode& node, const float* const* in, float
   return out;
 }
 
-void multiply_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                       const float* const* in, const float*, const int32_t*, int64_t nb) {
+void multiply_backward(const Node& node, float* const* dinp, float* const*, const float* dout,
+                       const float* const* in, const float*, const float*, int64_t nb) {
   const int64_t n = nb * node.out_size;
   const size_t k = node.inputs.size();
   for (size_t j = 0; j < k; ++j) {
@@ -115,10 +110,17 @@ void multiply_backward(const NetNode& node, float* const* dinp, float* const*, c
   }
 }
 
+const OpDef concatenate_op = {"concatenate", "inputs joined along a per-sample axis", kVariadic, {},
+                              {{"axis", AttrType::Int, int64_t{0}, true}},
+                              concatenate_parse, concatenate_forward, concatenate_backward};
+const OpDef add_op = {"add", "the sum of inputs of one shape", kVariadic, {}, {}, elementwise_parse, add_forward,
+                      add_backward};
+const OpDef multiply_op = {"multiply", "the product of inputs of one shape", kVariadic, {}, {}, elementwise_parse,
+                           multiply_forward, multiply_backward};
+
+PYCNN_REGISTER_OP(concatenate_op);
+PYCNN_REGISTER_OP(add_op);
+PYCNN_REGISTER_OP(multiply_op);
+
 }  // namespace
-
-extern const NetOp concatenate_net_op = {"concatenate", concatenate_parse, concatenate_forward, concatenate_backward};
-extern const NetOp add_net_op = {"add", elementwise_parse, add_forward, add_backward};
-extern const NetOp multiply_net_op = {"multiply", elementwise_parse, multiply_forward, multiply_backward};
-
 }  // namespace pycnn

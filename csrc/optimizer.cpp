@@ -1,7 +1,9 @@
-// In-place optimizer updates (see optimizer.h).
+// In-place optimizer updates (optimizer.h) and their registration as update components.
 #include "optimizer.h"
 
 #include <cmath>
+
+#include "executor.h"
 
 namespace pycnn {
 
@@ -20,4 +22,37 @@ void adam_update(float* __restrict w, float* __restrict m, float* __restrict v, 
   }
 }
 
+void sgd_update(float* __restrict w, float* __restrict v, const float* __restrict g, int64_t n, float lr,
+                float momentum, bool nesterov) {
+  if (momentum == 0.f || !v) {
+    for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    v[i] = momentum * v[i] - lr * g[i];
+    w[i] += nesterov ? momentum * v[i] - lr * g[i] : v[i];
+  }
+}
+
+namespace {
+
+// hyper: alpha (bias-corrected rate), beta_1, beta_2, epsilon; slots m, v.
+const UpdateDef adam_def = {
+    "adam", "Adam (Keras 3), the bias correction folded into alpha", {"alpha", "beta_1", "beta_2", "epsilon"}, 2,
+    [](float* w, float* const* slots, const float* g, int64_t n, const double* h) {
+      adam_update(w, slots[0], slots[1], g, n, static_cast<float>(h[0]), static_cast<float>(h[1]),
+                  static_cast<float>(h[2]), static_cast<float>(h[3]));
+    }};
+
+// hyper: learning_rate, momentum, nesterov (0 or 1); slot: the velocity.
+const UpdateDef sgd_def = {
+    "sgd", "SGD with optional (Nesterov) momentum (Keras 3)", {"learning_rate", "momentum", "nesterov"}, 1,
+    [](float* w, float* const* slots, const float* g, int64_t n, const double* h) {
+      sgd_update(w, slots[0], g, n, static_cast<float>(h[0]), static_cast<float>(h[1]), h[2] != 0.0);
+    }};
+
+PYCNN_REGISTER_UPDATE(adam_def);
+PYCNN_REGISTER_UPDATE(sgd_def);
+
+}  // namespace
 }  // namespace pycnn

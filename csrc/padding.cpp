@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "network.h"
+#include "op_registry.h"
 #include "runtime.h"
 
 namespace pycnn {
@@ -74,68 +74,73 @@ void cropping2d_backward(float* dinp, const float* dout, int64_t N, int64_t H, i
   frame(dinp, dout, N, H - CT - CB, W - CL - CR, C, H, W, CT, CL);
 }
 
-// ---------------------------------------------------------------------------- network step
+// ---------------------------------------------------------------------------- the ops
 
-// zero_padding2d: ints (PT, PB, PL, PR), (H, W, C) -> (PT + H + PB, PL + W + PR, C).
-// cropping2d: ints (CT, CB, CL, CR), (H, W, C) -> (H - CT - CB, W - CL - CR, C).
-// dims = (H, W, C, T, B, L, R).
+// zero_padding2d: attrs padding (PT, PB, PL, PR), (H, W, C) -> (PT + H + PB, PL + W + PR, C).
+// cropping2d: attrs cropping (CT, CB, CL, CR), (H, W, C) -> (H - CT - CB, W - CL - CR, C).
 namespace {
 
-void pad_crop_parse(NetNode& node, const NetArgs& args, const char* what) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 0, 4, 0);
+struct FrameGeom {
+  int64_t H, W, C, T, B, L, R;
+};
+
+FrameGeom frame_parse(const OpArgs& args, const char* attr) {
+  expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];
-  if (in.size() != 3) net_error(args, std::string("needs (H, W, C) input. Received: ") + net_dims_str(in) + ".");
-  for (int64_t v : args.ints)
-    if (v < 0) net_error(args, std::string("expected ") + what + " sizes >= 0. Received: " + net_shape_str(args.ints) + ".");
-  for (int k = 0; k < 3; ++k) node.dims[k] = in[k];
-  for (int k = 0; k < 4; ++k) node.dims[3 + k] = args.ints[k];
+  const std::vector<int64_t>& sides = args.attrs.ints(attr);
+  if (sides.size() != 4) args.fail(std::string("expected ") + attr + " as 4 sizes (top, bottom, left, right).");
+  for (int64_t v : sides)
+    if (v < 0) args.fail(std::string("expected ") + attr + " sizes >= 0. Received: " + shape_str(sides) + ".");
+  return {in[0], in[1], in[2], sides[0], sides[1], sides[2], sides[3]};
 }
 
-std::vector<int64_t> padding_net_parse(NetNode& node, const NetArgs& args) {
-  pad_crop_parse(node, args, "padding");
-  const int64_t* d = node.dims;
-  return {d[3] + d[0] + d[4], d[5] + d[1] + d[6], d[2]};
+std::vector<int64_t> padding_parse(Node& node, const OpArgs& args) {
+  const FrameGeom& d = node.geom<FrameGeom>() = frame_parse(args, "padding");
+  return {d.T + d.H + d.B, d.L + d.W + d.R, d.C};
 }
 
-const float* padding_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  const int64_t* d = node.dims;
-  zero_padding2d_forward(out, in[0], nb, d[0], d[1], d[2], d[3], d[4], d[5], d[6]);
+const float* padding_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  const FrameGeom& d = node.geom<FrameGeom>();
+  zero_padding2d_forward(out, in[0], nb, d.H, d.W, d.C, d.T, d.B, d.L, d.R);
   return out;
 }
 
-void padding_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                          const float* const*, const float*, const int32_t*, int64_t nb) {
-  const int64_t* d = node.dims;
-  zero_padding2d_backward(dinp[0], dout, nb, d[0], d[1], d[2], d[3], d[4], d[5], d[6]);
+void padding_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                      const float*, const float*, int64_t nb) {
+  const FrameGeom& d = node.geom<FrameGeom>();
+  zero_padding2d_backward(dinp[0], dout, nb, d.H, d.W, d.C, d.T, d.B, d.L, d.R);
 }
 
-std::vector<int64_t> cropping_net_parse(NetNode& node, const NetArgs& args) {
-  pad_crop_parse(node, args, "cropping");
-  const int64_t* d = node.dims;
-  const int64_t OH = d[0] - d[3] - d[4], OW = d[1] - d[5] - d[6];
+std::vector<int64_t> cropping_parse(Node& node, const OpArgs& args) {
+  const FrameGeom& d = node.geom<FrameGeom>() = frame_parse(args, "cropping");
+  const int64_t OH = d.H - d.T - d.B, OW = d.W - d.L - d.R;
   if (OH < 1 || OW < 1)
-    net_error(args, "would crop the input to nothing. Received: input shape " + net_dims_str(args.in_shapes[0]) +
-                        ", cropping " + net_shape_str(args.ints) + ".");
-  return {OH, OW, d[2]};
+    args.fail("would crop the input to nothing. Received: input shape " + dims_str(args.in_shapes[0]) + ", cropping " +
+              shape_str(args.attrs.ints("cropping")) + ".");
+  return {OH, OW, d.C};
 }
 
-const float* cropping_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  const int64_t* d = node.dims;
-  cropping2d_forward(out, in[0], nb, d[0], d[1], d[2], d[3], d[4], d[5], d[6]);
+const float* cropping_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  const FrameGeom& d = node.geom<FrameGeom>();
+  cropping2d_forward(out, in[0], nb, d.H, d.W, d.C, d.T, d.B, d.L, d.R);
   return out;
 }
 
-void cropping_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                           const float* const*, const float*, const int32_t*, int64_t nb) {
-  const int64_t* d = node.dims;
-  cropping2d_backward(dinp[0], dout, nb, d[0], d[1], d[2], d[3], d[4], d[5], d[6]);
+void cropping_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                       const float*, const float*, int64_t nb) {
+  const FrameGeom& d = node.geom<FrameGeom>();
+  cropping2d_backward(dinp[0], dout, nb, d.H, d.W, d.C, d.T, d.B, d.L, d.R);
 }
+
+const OpDef zero_padding2d_op = {"zero_padding2d", "zeros around H and W: (H, W, C) -> (PT + H + PB, PL + W + PR, C)",
+                                 1, {}, {{"padding", AttrType::Ints, std::vector<int64_t>{1, 1, 1, 1}}},
+                                 padding_parse, padding_forward, padding_backward};
+const OpDef cropping2d_op = {"cropping2d", "rows and columns cut from H and W: (H, W, C) -> (H - CT - CB, W - CL - CR, C)",
+                             1, {}, {{"cropping", AttrType::Ints, std::vector<int64_t>{0, 0, 0, 0}}}, cropping_parse,
+                             cropping_forward, cropping_backward};
+
+PYCNN_REGISTER_OP(zero_padding2d_op);
+PYCNN_REGISTER_OP(cropping2d_op);
 
 }  // namespace
-
-extern const NetOp zero_padding2d_net_op = {"zero_padding2d", padding_net_parse, padding_net_forward,
-                                            padding_net_backward};
-extern const NetOp cropping2d_net_op = {"cropping2d", cropping_net_parse, cropping_net_forward, cropping_net_backward};
-
 }  // namespace pycnn

@@ -2,7 +2,8 @@
 // scans its window row-major and vectorises over channels (the contiguous axis). Windows
 // are clipped to the image, so 'same' padding never contributes a value.
 #include "pool2d.h"
-#include "network.h"
+#include "conv2d.h"
+#include "op_registry.h"
 
 #include <algorithm>
 #include <cstring>
@@ -126,92 +127,98 @@ void avgpool2d_backward(float* dinp, const float* dout, const PoolShape& s) {
   }
 }
 
-// ---------------------------------------------------------------------------- network step
+// ---------------------------------------------------------------------------- the ops
 
-// maxpool2d / avgpool2d: ints (KH, KW, SH, SW), strs (padding); input (H, W, C) ->
-// (OH, OW, C). Max pooling keeps its argmax as the node's aux.
+// maxpool2d / avgpool2d: attrs pool_size, strides, padding; input (H, W, C) -> (OH, OW, C).
+// Max pooling keeps its argmax in the node's aux cells (int32).
+// global_maxpool2d / global_avgpool2d: attrs keepdims; (H, W, C) -> (C,), or (1, 1, C) with
+// keepdims: the same kernels with one window covering the whole image.
 namespace {
 
-std::vector<int64_t> pool2d_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 0, 4, 1);
+std::vector<int64_t> window_parse(Node& node, const OpArgs& args) {
+  expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];
-  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
-  PoolShape& p = node.pool;
+  const std::vector<int64_t>& size = args.attrs.ints("pool_size");
+  const std::vector<int64_t>& strides = args.attrs.ints("strides");
+  if (size.size() != 2 || size[0] < 1 || size[1] < 1)
+    args.fail("expected pool_size of 2 positive integers. Received: pool_size=" + shape_str(size) + ".");
+  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
+    args.fail("expected strides of 2 positive integers. Received: strides=" + shape_str(strides) + ".");
+  PoolShape& p = node.geom<PoolShape>();
   p.N = 1; p.H = in[0]; p.W = in[1]; p.C = in[2];
-  p.KH = args.ints[0]; p.KW = args.ints[1]; p.SH = args.ints[2]; p.SW = args.ints[3];
-  if (p.KH < 1 || p.KW < 1 || p.SH < 1 || p.SW < 1) net_error(args, "expected a positive pool size and strides.");
-  const bool same = net_padding_same(args, args.strs[0]);
+  p.KH = size[0]; p.KW = size[1]; p.SH = strides[0]; p.SW = strides[1];
+  const bool same = padding_is_same(args);
   int64_t after;
   if (!window_output_size(p.H, p.KH, p.SH, same, &p.OH, &p.PT, &after) ||
       !window_output_size(p.W, p.KW, p.SW, same, &p.OW, &p.PL, &after))
-    net_error(args, "computed output size would be zero or negative for input shape " + net_dims_str(in) + ".");
+    args.fail("computed output size would be zero or negative for input shape " + dims_str(in) + ".");
   return {p.OH, p.OW, p.C};
 }
 
-std::vector<int64_t> maxpool2d_net_parse(NetNode& node, const NetArgs& args) {
-  std::vector<int64_t> out = pool2d_net_parse(node, args);
-  node.aux_size = net_size(out);
-  return out;
-}
-
-const float* maxpool2d_net_forward(const NetNode& node, const float* const* in, float* out, int32_t* aux, int64_t nb) {
-  PoolShape s = node.pool;
-  s.N = nb;
-  maxpool2d_forward(out, aux, in[0], s);
-  return out;
-}
-
-void maxpool2d_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                            const float* const*, const float*, const int32_t* aux, int64_t nb) {
-  PoolShape s = node.pool;
-  s.N = nb;
-  maxpool2d_backward(dinp[0], dout, aux, s);
-}
-
-const float* avgpool2d_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  PoolShape s = node.pool;
-  s.N = nb;
-  avgpool2d_forward(out, in[0], s);
-  return out;
-}
-
-void avgpool2d_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                            const float* const*, const float*, const int32_t*, int64_t nb) {
-  PoolShape s = node.pool;
-  s.N = nb;
-  avgpool2d_backward(dinp[0], dout, s);
-}
-
-// global_maxpool2d / global_avgpool2d: no ints or strs; (H, W, C) -> (C,). The 2-D pooling
-// kernels with one window covering the whole image.
-std::vector<int64_t> global_pool_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 0, 0, 0);
+std::vector<int64_t> global_parse(Node& node, const OpArgs& args) {
+  expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];
-  if (in.size() != 3) net_error(args, "needs (H, W, C) input. Received: " + net_dims_str(in) + ".");
-  PoolShape& p = node.pool;
+  PoolShape& p = node.geom<PoolShape>();
   p.N = 1; p.H = in[0]; p.W = in[1]; p.C = in[2];
   p.KH = p.SH = in[0]; p.KW = p.SW = in[1];
   p.PT = p.PL = 0;
   p.OH = p.OW = 1;
+  if (args.attrs.i("keepdims")) return {1, 1, p.C};
   return {p.C};
 }
 
-std::vector<int64_t> global_maxpool2d_net_parse(NetNode& node, const NetArgs& args) {
-  std::vector<int64_t> out = global_pool_net_parse(node, args);
-  node.aux_size = out[0];
+template <std::vector<int64_t> (*Parse)(Node&, const OpArgs&)>
+std::vector<int64_t> with_argmax(Node& node, const OpArgs& args) {
+  std::vector<int64_t> out = Parse(node, args);
+  node.aux_size = size_of(out);
   return out;
 }
 
+PoolShape pool_of(const Node& node, int64_t nb) {
+  PoolShape s = node.geom<PoolShape>();
+  s.N = nb;
+  return s;
+}
+
+// The argmax is int32 in the aux cells (4 bytes each, as int32).
+const float* maxpool_forward(const Node& node, const float* const* in, float* out, float* aux, int64_t nb) {
+  maxpool2d_forward(out, reinterpret_cast<int32_t*>(aux), in[0], pool_of(node, nb));
+  return out;
+}
+
+void maxpool_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                      const float*, const float* aux, int64_t nb) {
+  maxpool2d_backward(dinp[0], dout, reinterpret_cast<const int32_t*>(aux), pool_of(node, nb));
+}
+
+const float* avgpool_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  avgpool2d_forward(out, in[0], pool_of(node, nb));
+  return out;
+}
+
+void avgpool_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                      const float*, const float*, int64_t nb) {
+  avgpool2d_backward(dinp[0], dout, pool_of(node, nb));
+}
+
+const std::vector<AttrDef> kWindowAttrs = {{"pool_size", AttrType::Ints, std::vector<int64_t>{2, 2}},
+                                           {"strides", AttrType::Ints, std::vector<int64_t>{2, 2}},
+                                           {"padding", AttrType::Str, std::string("valid")}};
+const std::vector<AttrDef> kGlobalAttrs = {{"keepdims", AttrType::Int, int64_t{0}}};
+
+const OpDef maxpool2d_op = {"maxpool2d", "max over each window: (H, W, C) -> (OH, OW, C)", 1, {}, kWindowAttrs,
+                            with_argmax<window_parse>, maxpool_forward, maxpool_backward};
+const OpDef avgpool2d_op = {"avgpool2d", "mean over each window (padding not counted): (H, W, C) -> (OH, OW, C)", 1,
+                            {}, kWindowAttrs, window_parse, avgpool_forward, avgpool_backward};
+const OpDef global_maxpool2d_op = {"global_maxpool2d", "max over H and W: (H, W, C) -> (C,) or (1, 1, C)", 1, {},
+                                   kGlobalAttrs, with_argmax<global_parse>, maxpool_forward, maxpool_backward};
+const OpDef global_avgpool2d_op = {"global_avgpool2d", "mean over H and W: (H, W, C) -> (C,) or (1, 1, C)", 1, {},
+                                   kGlobalAttrs, global_parse, avgpool_forward, avgpool_backward};
+
+PYCNN_REGISTER_OP(maxpool2d_op);
+PYCNN_REGISTER_OP(avgpool2d_op);
+PYCNN_REGISTER_OP(global_maxpool2d_op);
+PYCNN_REGISTER_OP(global_avgpool2d_op);
+
 }  // namespace
-
-extern const NetOp global_maxpool2d_net_op = {"global_maxpool2d", global_maxpool2d_net_parse, maxpool2d_net_forward,
-                                              maxpool2d_net_backward};
-extern const NetOp global_avgpool2d_net_op = {"global_avgpool2d", global_pool_net_parse, avgpool2d_net_forward,
-                                              avgpool2d_net_backward};
-extern const NetOp maxpool2d_net_op = {"maxpool2d", maxpool2d_net_parse, maxpool2d_net_forward,
-                                       maxpool2d_net_backward};
-extern const NetOp avgpool2d_net_op = {"avgpool2d", pool2d_net_parse, avgpool2d_net_forward, avgpool2d_net_backward};
-
 }  // namespace pycnn

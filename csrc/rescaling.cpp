@@ -1,11 +1,11 @@
-// Rescaling (rescaling.h), forward and backward, and its network-step op. It is usually the
+// Rescaling (rescaling.h), forward and backward, and its op. It is usually the
 // first layer of a model (uint8 pixels to [0, 1]), so it is a kernel, not NumPy.
 #include "rescaling.h"
 
 #include <string>
 #include <vector>
 
-#include "network.h"
+#include "op_registry.h"
 #include "runtime.h"
 
 namespace pycnn {
@@ -52,45 +52,54 @@ void rescaling_backward(float* dinp, const float* dout, const float* scale, int6
   }
 }
 
-// ---------------------------------------------------------------------------- network step
+// ---------------------------------------------------------------------------- the op
 
-// rescaling: params (scale, offset), both (1,) or both (C,) with C the input's last axis;
-// any input shape -> the same. dims[0] = K (1 or C). The parameters are constants: their
-// gradient buffers are never written.
+// rescaling: attrs scale and offset, each 1 value or C (the input's last axis), both the same
+// length; any input shape -> the same: out = x * scale + offset.
 namespace {
 
-std::vector<int64_t> rescaling_net_parse(NetNode& node, const NetArgs& args) {
-  net_expect_inputs(args, 1);
-  net_expect_counts(args, 2, 0, 0);
+// node.constants holds scale (K values), then offset (K values).
+struct RescaleGeom {
+  int64_t K;
+};
+
+std::vector<int64_t> rescaling_parse(Node& node, const OpArgs& args) {
   const std::vector<int64_t>& in = args.in_shapes[0];
   const int64_t C = in.empty() ? 1 : in.back();
-  const std::vector<int64_t>& s = args.param_shapes[0];
-  const std::vector<int64_t>& o = args.param_shapes[1];
-  const bool ok = args.params[0] && args.params[1] && s.size() == 1 && o.size() == 1 && s[0] == o[0] &&
-                  (s[0] == 1 || s[0] == C);
-  if (!ok)
-    net_error(args, "expected scale and offset of shape (1,) or (" + std::to_string(C) +
-                        ",) (the input's last axis), both the same. Received: scale " + net_shape_str(s) +
-                        ", offset " + net_shape_str(o) + ", input shape " + net_dims_str(in) + ".");
-  node.dims[0] = s[0];
+  const std::vector<double>& s = args.attrs.floats("scale");
+  const std::vector<double>& o = args.attrs.floats("offset");
+  const int64_t K = static_cast<int64_t>(s.size());
+  if (s.size() != o.size() || (K != 1 && K != C))
+    args.fail("expected scale and offset of 1 value or " + std::to_string(C) +
+              " (the input's last axis), both the same length. Received: " + std::to_string(s.size()) + " and " +
+              std::to_string(o.size()) + " values for input shape " + dims_str(in) + ".");
+  node.geom<RescaleGeom>().K = K;
+  node.constants.resize(static_cast<size_t>(2 * K));
+  for (int64_t k = 0; k < K; ++k) {
+    node.constants[k] = static_cast<float>(s[k]);
+    node.constants[K + k] = static_cast<float>(o[k]);
+  }
   return in;
 }
 
-const float* rescaling_net_forward(const NetNode& node, const float* const* in, float* out, int32_t*, int64_t nb) {
-  const int64_t K = node.dims[0];
-  rescaling_forward(out, in[0], node.param[0], node.param[1], nb * node.out_size / K, K);
+const float* rescaling_op_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  const RescaleGeom& g = node.geom<RescaleGeom>();
+  rescaling_forward(out, in[0], node.constants.data(), node.constants.data() + g.K, nb * node.out_size / g.K, g.K);
   return out;
 }
 
-void rescaling_net_backward(const NetNode& node, float* const* dinp, float* const*, const float* dout,
-                            const float* const*, const float*, const int32_t*, int64_t nb) {
-  const int64_t K = node.dims[0];
-  rescaling_backward(dinp[0], dout, node.param[0], nb * node.out_size / K, K);
+void rescaling_op_backward(const Node& node, float* const* dinp, float* const*, const float* dout, const float* const*,
+                           const float*, const float*, int64_t nb) {
+  const RescaleGeom& g = node.geom<RescaleGeom>();
+  rescaling_backward(dinp[0], dout, node.constants.data(), nb * node.out_size / g.K, g.K);
 }
 
+const OpDef rescaling_op = {"rescaling", "x * scale + offset (one value, or one per channel of the last axis)", 1, {},
+                            {{"scale", AttrType::Floats, std::vector<double>{1.0}},
+                             {"offset", AttrType::Floats, std::vector<double>{0.0}}},
+                            rescaling_parse, rescaling_op_forward, rescaling_op_backward};
+
+PYCNN_REGISTER_OP(rescaling_op);
+
 }  // namespace
-
-extern const NetOp rescaling_net_op = {"rescaling", rescaling_net_parse, rescaling_net_forward,
-                                       rescaling_net_backward};
-
 }  // namespace pycnn

@@ -40,8 +40,9 @@ Isa active_isa();     // what the kernels use now (detected, unless capped)
 void set_isa_cap(Isa cap);  // tests force the baseline path through this
 const char* isa_name(Isa isa);
 
-// Activations that can be fused into conv2d / dense. Backward uses the *output* y:
-// relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2.
+// Activations the conv2d / dense / depthwise kernels fuse themselves. Backward uses the
+// *output* y: relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. Every other activation
+// (activation.h) runs after the kernel.
 enum class Activation { linear = 0, relu = 1, sigmoid = 2, tanh = 3 };
 
 // Aligned scratch memory, one arena per thread slot, reused across calls so that training
@@ -60,15 +61,16 @@ enum Scratch {
   kScratchPackedA = 8,   // a fully packed GEMM A operand (gemm.h)
   kScratchPackedB = 9,   // a fully packed GEMM B operand / channel-blocked gradient (over-F conv)
   kScratchPackedW = 10,  // weights packed (or channel-blocked) once per call, shared by all threads
-  kScratchNetActs = 11,  // network.cpp: every layer's output for a thread's samples
-  kScratchNetGrad = 12,  // network.cpp: two gradient buffers used in turn
-  kScratchNetParams = 13,  // network.cpp: a thread's weight gradients
-  kScratchNetIndex = 14,   // network.cpp: max-pooling argmax (int32 stored in float-sized cells)
-  kScratchNetFrozen = 15,  // network.cpp: discarded weight gradients of frozen layers
-  kScratchNetChunk = 16,   // network.cpp: weight gradients of a thread's later sample chunks
+  kScratchNetActs = 11,  // executor.cpp: every node's output for a thread's samples
+  kScratchNetGrad = 12,  // executor.cpp: the gradient buffers of the values, reused in turn
+  kScratchNetParams = 13,  // executor.cpp: a thread's weight gradients
+  kScratchNetIndex = 14,   // executor.cpp: the nodes' aux cells (argmax, kept pre-activations)
+  kScratchNetFrozen = 15,  // executor.cpp: discarded weight gradients of frozen layers
+  kScratchNetChunk = 16,   // executor.cpp: weight gradients of a thread's later sample chunks
   kScratchSeparable = 17,  // depthwise_conv2d.cpp: the depthwise output's gradient (network step)
   kScratchGroupedConv = 18,  // conv2d_grouped.cpp: phase / group copies of input, output, weight
-  kScratchKinds = 19
+  kScratchActivation = 19,   // activation.cpp: the gradient before an activation an op applies itself
+  kScratchKinds = 20
 };
 float* scratch(int slot, std::size_t count, Scratch which);
 

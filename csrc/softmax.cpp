@@ -1,10 +1,12 @@
-// Softmax over rows and the fused softmax + sparse categorical cross-entropy, forward and
-// backward. Rows are independent, so threads split rows.
+// Softmax over rows, forward and backward, registered as an activation, and the fused softmax
+// + sparse categorical cross-entropy registered as a loss component. Rows are independent.
 #include "softmax.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "activation.h"
+#include "executor.h"
 #include "runtime.h"
 
 namespace pycnn {
@@ -54,32 +56,53 @@ void softmax_backward(float* dinp, const float* dout, const float* out, int64_t 
   }
 }
 
-double softmax_crossentropy_forward(float* probs, const float* logits, const int64_t* labels, int64_t rows,
-                                    int64_t cols) {
-  // The batch sum is accumulated in double: it adds `rows` terms of similar size and is
-  // reported to the user, so float round-off would show in the printed loss.
+// ---------------------------------------------------------------------------- registered
+
+namespace {
+
+// Softmax as an activation: over the last axis (cols) of the rows. Backward from the output.
+const ActivationDef softmax_def = {
+    "softmax", "exp(x) / sum(exp(x)) over the last axis", Activation::linear, false, true,
+    [](float* y, const float* x, int64_t rows, int64_t cols) { softmax_forward(y, x, rows, cols); },
+    [](float* dx, const float* dy, const float* y, const float*, int64_t rows, int64_t cols) {
+      softmax_backward(dx, dy, y, rows, cols);
+    }};
+PYCNN_REGISTER_ACTIVATION(softmax_def);
+
+// The training loss of a softmax classifier, fused: the network's output is the logits (its
+// final softmax left out), the loss mean_r w_r (logsumexp(z_r) - z_r[y_r]) and the gradient
+// (softmax(z_r) - onehot(y_r)) * w_r / N, computed from the probabilities in one pass.
+double sparse_softmax_ce_rows(float* grad, const float* out, const void* targets, const float* weights, int64_t r0,
+                              int64_t n, int64_t cols, float scale, int64_t* hits) {
+  const int64_t* labels = static_cast<const int64_t*>(targets) + r0;
+  const float* w = weights ? weights + r0 : nullptr;
+  float* probs = grad ? grad : scratch(slot_base(), static_cast<std::size_t>(cols), kScratchActivation);
   double total = 0.0;
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) reduction(+ : total) if (rows * cols > 8192)
-#endif
-  for (int64_t r = 0; r < rows; ++r) {
+  int64_t correct = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* z = out + r * cols;
+    float* p = grad ? probs + r * cols : probs;
     float log_sum;
-    const float m = softmax_row(probs + r * cols, logits + r * cols, cols, &log_sum);
+    const float m = softmax_row(p, z, cols, &log_sum);
     // (max - z_y) is exact-ish for large logits, where max + log_sum would round first.
-    total += static_cast<double>(m - logits[r * cols + labels[r]]) + static_cast<double>(log_sum);
+    const double loss = static_cast<double>(m - z[labels[r]]) + static_cast<double>(log_sum);
+    total += w ? static_cast<double>(w[r]) * loss : loss;
+    correct += (std::max_element(z, z + cols) - z) == labels[r];
+    if (!grad) continue;
+    for (int64_t j = 0; j < cols; ++j) p[j] *= scale;
+    p[labels[r]] -= scale;
+    if (w)  // "loss = sum_r w_r loss_r / N": row r's gradient scales by w_r
+      for (int64_t j = 0; j < cols; ++j) p[j] *= w[r];
   }
-  return total / static_cast<double>(rows);
+  *hits += correct;
+  return total;
 }
 
-// "loss = mean_r (logsumexp(z_r) - z_r[y_r])" gives dz_r = (softmax(z_r) - onehot(y_r)) / rows.
-void softmax_crossentropy_backward(float* dlogits, const float* probs, const int64_t* labels, int64_t rows,
-                                   int64_t cols, float scale) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* p = probs + r * cols;
-    float* d = dlogits + r * cols;
-    for (int64_t j = 0; j < cols; ++j) d[j] = p[j] * scale;
-    d[labels[r]] -= scale;
-  }
-}
+const LossDef sparse_softmax_ce = {
+    "sparse_softmax_crossentropy",
+    "mean sparse categorical cross-entropy of softmax(logits) against int64 class indices (N,)", true,
+    sparse_softmax_ce_rows};
+PYCNN_REGISTER_LOSS(sparse_softmax_ce);
 
+}  // namespace
 }  // namespace pycnn

@@ -1,74 +1,54 @@
-"""Activation functions on NumPy arrays, computed by the native kernels.
+"""Activation functions on NumPy arrays, computed by the native core.
 
-``relu``, ``sigmoid``, ``tanh``, ``softmax`` (over the last axis), ``leaky_relu``
-(Keras's activation default ``negative_slope=0.2``) and ``linear`` take any real numeric
-array and return float32 of the same shape. Layers refer to activations by
-name; :func:`get` turns a name, ``None`` or one of these functions into that name.
-
-Each activation also has a backward that takes the forward *output* ``y`` (not the
-input): ``relu' = y > 0``, ``sigmoid' = y (1 - y)``, ``tanh' = 1 - y**2`` and the softmax
-Jacobian-vector product ``y * (dy - sum(dy * y))``. Layers call :func:`backward`.
+Every activation the core registers (csrc/activation.cpp and the files beside it: ``relu``,
+``sigmoid``, ``tanh``, ``softmax`` over the last axis, ``leaky_relu`` with Keras's
+activation default slope 0.2, ``linear``, ...) is a function of this module taking any real
+numeric array and returning float32 of the same shape: ``pycnn.activations.relu(x)``. Layers
+refer to activations by name; :func:`get` turns a name, ``None`` or one of these functions
+into that name. :func:`names` lists them; nothing here lists them by hand.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 
 from . import ops
 from .utils import as_float32
 
-#: Activations that conv2d_forward / dense_forward can fuse into the kernel.
-FUSED = ("linear", "relu", "sigmoid", "tanh")
-#: Every name a layer accepts. Softmax and leaky_relu run as their own op after the kernel.
-NAMES = FUSED + ("softmax", "leaky_relu")
-#: ``activation='leaky_relu'``'s slope, as ``keras.activations.leaky_relu`` (the LeakyReLU
-#: layer's default is 0.3).
-LEAKY_RELU_SLOPE = 0.2
+
+def names() -> Tuple[str, ...]:
+    """Every activation name a layer accepts."""
+    return tuple(ops.activations())
 
 
-def relu(x: Any) -> np.ndarray:
-    """max(x, 0), element-wise. Returns float32 with the shape of ``x``."""
-    return ops.relu_forward(as_float32(x, "relu()"))
+def _function(name: str) -> Callable[[Any], np.ndarray]:
+    def activation(x: Any) -> np.ndarray:
+        arr = as_float32(x, f"{name}()")
+        if arr.ndim == 0:
+            return ops.run("activation", [arr.reshape(1, 1)], attrs={"activation": name}).reshape(())
+        return ops.run("activation", [arr[None]], attrs={"activation": name})[0]
+
+    activation.__name__ = activation.__qualname__ = name
+    activation.__doc__ = f"{ops.activations()[name]}; float32 with the shape of ``x``."
+    activation._pycnn_activation = name  # type: ignore[attr-defined]
+    return activation
 
 
-def sigmoid(x: Any) -> np.ndarray:
-    """1 / (1 + exp(-x)), element-wise. Returns float32 with the shape of ``x``."""
-    return ops.sigmoid_forward(as_float32(x, "sigmoid()"))
+_FUNCTIONS: Dict[str, Callable[[Any], np.ndarray]] = {}
 
 
-def tanh(x: Any) -> np.ndarray:
-    """Hyperbolic tangent, element-wise. Returns float32 with the shape of ``x``."""
-    return ops.tanh_forward(as_float32(x, "tanh()"))
+def __getattr__(name: str) -> Callable[[Any], np.ndarray]:
+    """``pycnn.activations.relu`` and the like, one function per registered activation."""
+    if name in ops.activations():
+        if name not in _FUNCTIONS:
+            _FUNCTIONS[name] = _function(name)
+        return _FUNCTIONS[name]
+    raise AttributeError(f"module 'pycnn.activations' has no attribute {name!r}")
 
 
-def softmax(x: Any) -> np.ndarray:
-    """Softmax over the last axis (stable: the row maximum is subtracted before exp).
-
-    Args:
-        x: array of shape (..., K), at least 1-D.
-
-    Returns:
-        float32 array of the same shape whose last axis sums to 1.
-    """
-    return ops.softmax_forward(as_float32(x, "softmax()"))
-
-
-def leaky_relu(x: Any, negative_slope: float = LEAKY_RELU_SLOPE) -> np.ndarray:
-    """x where x > 0, else ``negative_slope * x``, element-wise (``negative_slope >= 0``).
-    Returns float32 with the shape of ``x``."""
-    return ops.leaky_relu_forward(as_float32(x, "leaky_relu()"), float(negative_slope))
-
-
-def linear(x: Any) -> np.ndarray:
-    """The identity (as float32): what ``activation=None`` means."""
-    return as_float32(x, "linear()")
-
-
-_BY_FUNCTION = {relu: "relu", sigmoid: "sigmoid", tanh: "tanh", softmax: "softmax", leaky_relu: "leaky_relu",
-                linear: "linear"}
-_FORWARD = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax, "leaky_relu": leaky_relu,
-            "linear": linear}
+def __dir__() -> List[str]:
+    return sorted(list(globals()) + list(names()))
 
 
 def get(identifier: Union[None, str, Callable], owner: str = "get()") -> str:
@@ -80,35 +60,18 @@ def get(identifier: Union[None, str, Callable], owner: str = "get()") -> str:
         owner: who is asking, for the error message (e.g. ``Conv2D``).
 
     Returns:
-        One of 'linear', 'relu', 'sigmoid', 'tanh', 'softmax', 'leaky_relu'.
+        A registered activation name, e.g. 'relu'.
 
     Raises:
         ValueError: for an unknown name or function.
     """
     if identifier is None:
         return "linear"
-    if isinstance(identifier, str):
-        name = identifier.lower()
-        if name in NAMES:
-            return name
-    elif callable(identifier) and identifier in _BY_FUNCTION:
-        return _BY_FUNCTION[identifier]
+    if isinstance(identifier, str) and identifier.lower() in ops.activations():
+        return identifier.lower()
+    name = getattr(identifier, "_pycnn_activation", None)
+    if callable(identifier) and name is not None:
+        return name
     raise ValueError(
         f"Invalid value for argument 'activation' of {owner}: expected one of "
-        f"{', '.join(repr(n) for n in NAMES)} or None. Received: activation={identifier!r}.")
-
-
-def forward(name: str, x: np.ndarray) -> np.ndarray:
-    """Apply the named activation to a float32 array."""
-    return _FORWARD[name](x)
-
-
-def backward(name: str, dout: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Gradient w.r.t. the activation's input, given ``dout`` w.r.t. its output ``out``."""
-    if name == "linear":
-        return dout
-    if name == "softmax":
-        return ops.softmax_backward(dout, out)
-    if name == "leaky_relu":
-        return ops.leaky_relu_backward(dout, out, LEAKY_RELU_SLOPE)
-    return getattr(ops, f"{name}_backward")(dout, out)
+        f"{', '.join(repr(n) for n in names())} or None. Received: activation={identifier!r}.")

@@ -1,17 +1,14 @@
-"""``Model``: a graph of layer calls, and the executor every model runs on.
+"""``Model``: a model from symbolic inputs to outputs; a model is also a layer.
 
-A model is a :class:`Graph`: K input values, then nodes in topological order, each one
-call of a layer on earlier values (value ``K + i`` is node ``i``'s output), and the values
-that are the outputs. ``pycnn.Model(inputs, outputs)`` finds the graph by walking back
-from the output tensors (pycnn/symbolic.py); ``Sequential`` (pycnn/sequential.py) is the
-chain ``node i reads value i``. Both run, train, save and summarise through the same code:
+``pycnn.Model(inputs, outputs)`` walks back from the output tensors (pycnn/symbolic.py) to
+find its graph (pycnn/graph.py: K input values, then nodes in topological order). Running,
+training, saving and the summary are delegated: the executor (pycnn/executor.py, through
+pycnn/step.py) runs the graph, the trainer (pycnn/trainer.py) loops, pycnn/saving.py and
+pycnn/summary.py read the model's config and layers.
 
-* :func:`run_forward` / :func:`run_backward` (here): eager execution layer by layer. The
-  state backward needs stays in the returned :class:`Trace`, one entry per node, so a layer
-  called twice (shared weights) gets the sum of both calls' gradients, a value read by
-  several nodes gets the sum of theirs, and concurrent ``predict`` calls share nothing;
-* pycnn/fused_step.py: the same graph as one native call per batch;
-* pycnn/trainer.py (compile / fit / evaluate / predict), pycnn/saving.py, pycnn/summary.py.
+A model is a :class:`pycnn.layers.Layer`: called on symbolic tensors (or added to a
+``Sequential``) it becomes one node of another model, sharing its weights; executors expand
+it into its own layers, so it trains natively like any other part.
 
 ``model.layers`` and ``get_weights()`` follow Keras's order (layers by decreasing depth,
 ties in the order a depth-first walk from the outputs meets them: for a chain, the order
@@ -23,168 +20,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import utils
+from . import symbolic, utils
+from .graph import Graph, GraphNode, run_forward
 from .layers.base import Layer, Shape
+from .layers.base import register as register_layer
 from .layers.core import InputLayer
 from .symbolic import KerasTensor, Node, is_symbolic
 from .trainer import Trainer
 
 
-class GraphNode:
-    """One layer call of a graph: ``layer`` applied to the values ``inputs``."""
-
-    __slots__ = ("layer", "inputs")
-
-    def __init__(self, layer: Layer, inputs: Tuple[int, ...]) -> None:
-        self.layer = layer
-        self.inputs = inputs
-
-
-class Graph:
-    """The executable form of a model (see the module docstring for the value numbering)."""
-
-    def __init__(self, input_shapes: Sequence[Shape], nodes: Sequence[GraphNode], outputs: Sequence[int]) -> None:
-        self.input_shapes = [tuple(s) for s in input_shapes]
-        self.nodes = list(nodes)
-        self.outputs = list(outputs)
-        self._shapes: Dict[Tuple[Shape, ...], List[Shape]] = {}  # value_shapes, by input shapes
-        self.plans: Dict[Any, Any] = {}  # fused_step plans, by what they depend on
-
-    @property
-    def num_inputs(self) -> int:
-        return len(self.input_shapes)
-
-    def producer(self, value: int) -> Optional[GraphNode]:
-        k = self.num_inputs
-        return None if value < k else self.nodes[value - k]
-
-    def output_layer(self, index: int = 0) -> Optional[Layer]:
-        node = self.producer(self.outputs[index])
-        return None if node is None else node.layer
-
-    def value_shapes(self, input_shapes: Sequence[Shape]) -> List[Shape]:
-        """The shape of every value for inputs of ``input_shapes``; raises the layers' errors.
-        (Memoised: a graph's layers are built, so the answer for given shapes never changes.)"""
-        key = tuple(tuple(s) for s in input_shapes)
-        known = self._shapes.get(key)
-        if known is not None:
-            return list(known)
-        shapes = [tuple(s) for s in input_shapes]
-        for node in self.nodes:
-            args = [shapes[j] for j in node.inputs] if node.layer._multi_input else shapes[node.inputs[0]]
-            shapes.append(node.layer._shape_for(args))
-        if len(self._shapes) < 64:
-            self._shapes[key] = shapes
-        return list(shapes)
-
-    def needs_grad(self, inputs: bool = False) -> List[bool]:
-        """Per value: whether it depends on a trainable weight (or, with ``inputs``, on an
-        input): whether backward must reach it."""
-        needs = [bool(inputs)] * self.num_inputs
-        for node in self.nodes:
-            layer = node.layer
-            needs.append(bool(layer.trainable and layer.weights) or any(needs[j] for j in node.inputs))
-        return needs
-
-    def consumers(self) -> List[int]:
-        """Per value: how many node inputs read it (a value read twice by one node counts twice)."""
-        counts = [0] * (self.num_inputs + len(self.nodes))
-        for node in self.nodes:
-            for j in node.inputs:
-                counts[j] += 1
-        return counts
-
-
-class Trace:
-    """What one forward pass leaves for its backward: each node's ctx (and the values)."""
-
-    __slots__ = ("ctxs",)
-
-    def __init__(self, ctxs: List[Any]) -> None:
-        self.ctxs = ctxs
-
-
-def run_forward(graph: Graph, xs: Sequence[np.ndarray], training: bool, logits: bool = False,
-                keep_trace: bool = True, record_on_layers: bool = False) -> Tuple[List[np.ndarray], Optional[Trace]]:
-    """Runs every node on the float32 inputs ``xs``; returns the outputs and the trace.
-
-    ``logits``: the layer producing output 0 leaves out its softmax (the loss fuses it).
-    Without ``keep_trace`` (inference) each value is released after its last reader.
-    ``record_on_layers``: also leave each layer its call's state, so that a user can
-    differentiate layer by layer with ``layer.backward`` after ``model(x)`` (a layer
-    called twice keeps its last call).
-    """
-    k = graph.num_inputs
-    values: List[Optional[np.ndarray]] = list(xs) + [None] * len(graph.nodes)
-    ctxs: List[Any] = [None] * len(graph.nodes)
-    logit_node = graph.outputs[0] - k if logits else -1
-    remaining = None if keep_trace else graph.consumers()
-    outputs = set(graph.outputs)
-    for i, node in enumerate(graph.nodes):
-        layer = node.layer
-        args = [values[j] for j in node.inputs] if layer._multi_input else values[node.inputs[0]]
-        out, ctx = layer._run(args, training, i == logit_node)
-        values[k + i] = out
-        if record_on_layers:
-            layer._last_call = (ctx, out.shape)
-        if keep_trace:
-            ctxs[i] = ctx
-        else:
-            for j in node.inputs:
-                remaining[j] -= 1
-                if remaining[j] == 0 and j not in outputs:
-                    values[j] = None
-    return [values[o] for o in graph.outputs], (Trace(ctxs) if keep_trace else None)
-
-
-def run_backward(graph: Graph, trace: Trace, dout: np.ndarray, output_index: int = 0,
-                 input_grads: Optional[List[Optional[np.ndarray]]] = None
-                 ) -> Dict[int, Tuple[Layer, List[np.ndarray]]]:
-    """Backpropagates ``dout`` (gradient w.r.t. output ``output_index``) through the trace.
-
-    Returns ``{id(layer): (layer, weight gradients)}`` for every trainable layer with
-    weights, each summed over the layer's calls. Nodes no trainable weight depends on are
-    skipped, and a node computes its input gradient only when something upstream needs it.
-    ``input_grads``: a list to receive the gradient w.r.t. each model input (None where the
-    output does not depend on it); asking for it makes backward run down to the inputs.
-    """
-    k = graph.num_inputs
-    needs = graph.needs_grad(inputs=input_grads is not None)
-    grads: List[Optional[np.ndarray]] = [None] * (k + len(graph.nodes))
-    grads[graph.outputs[output_index]] = dout
-    per_layer: Dict[int, Tuple[Layer, List[np.ndarray]]] = {}
-    for i in range(len(graph.nodes) - 1, -1, -1):
-        g = grads[k + i]
-        if g is None:
-            continue
-        grads[k + i] = None
-        node = graph.nodes[i]
-        layer = node.layer
-        trains = bool(layer.trainable and layer.weights)
-        need_input = any(needs[j] for j in node.inputs)
-        if not (trains or need_input):
-            continue
-        dinp, wgrads = layer._backward(trace.ctxs[i], g, need_input)
-        trace.ctxs[i] = None  # free what this node kept as soon as it is used
-        if trains:
-            entry = per_layer.get(id(layer))
-            if entry is None:
-                per_layer[id(layer)] = (layer, list(wgrads))
-            else:
-                per_layer[id(layer)] = (layer, [a + b for a, b in zip(entry[1], wgrads)])
-        if need_input:
-            pieces = dinp if layer._multi_input else [dinp]
-            for j, d in zip(node.inputs, pieces):
-                if needs[j] and d is not None:
-                    grads[j] = d if grads[j] is None else grads[j] + d
-    if input_grads is not None:
-        input_grads[:] = grads[:k]
-    return per_layer
-
-
 # --------------------------------------------------------------------------- the model
 
-class Model(Trainer):
+class Model(Trainer, Layer):
     """A model from symbolic inputs to outputs, like ``keras.Model(inputs, outputs)``.
 
     Example (the lecture's case study)::
@@ -206,9 +53,12 @@ class Model(Trainer):
     the order of ``inputs``; with several outputs ``predict`` returns a list.
     """
 
-    def __init__(self, inputs: Any = None, outputs: Any = None, name: Optional[str] = None) -> None:
-        super().__init__()
-        self.name = _model_name(name, "functional", type(self).__name__)
+    _builds_itself = True  # a model builds its layers, not weights of its own
+
+    def __init__(self, inputs: Any = None, outputs: Any = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        Trainer.__init__(self)
+        Layer.__init__(self, name=_model_name(name, "functional", type(self).__name__), trainable=trainable)
         if type(self) is Model or inputs is not None or outputs is not None:
             self._init_graph(inputs, outputs)
 
@@ -223,6 +73,7 @@ class Model(Trainer):
             raise ValueError(f"Model '{self.name}' received the same input tensor twice: {in_list!r}.")
         self._inputs = in_list
         self._outputs = out_list
+        self._multi_input = len(in_list) > 1
         self._single_output = not isinstance(outputs, (list, tuple)) or len(out_list) == 1
         nodes, order = _walk(in_list, out_list, self.name)
         value_of: Dict[int, int] = {id(t.node): k for k, t in enumerate(in_list)}
@@ -282,10 +133,44 @@ class Model(Trainer):
         graph = self._graph()
         return graph.value_shapes(input_shapes)[graph.outputs[0]]
 
-    def _weighted_layers(self) -> List[Layer]:
-        return [layer for layer in self.layers if layer.weights]
+    def _leaf_layers(self) -> List[Layer]:
+        """Every layer of the expanded graph (nested models' own layers), each once."""
+        seen: Dict[int, Layer] = {}
+        for node in self._graph().expanded().nodes:
+            seen.setdefault(id(node.layer), node.layer)
+        return list(seen.values())
+
+    def _shape_for(self, shape: Any) -> Any:
+        """As a layer of another model: checks ``shape`` against the inputs, returns the output shape."""
+        shapes = [tuple(shape)] if self._graph().num_inputs == 1 else [tuple(s) for s in shape]
+        expected = self._graph().input_shapes
+        for got, want in zip(shapes, expected):
+            if len(got) != len(want) or any(w is not None and g is not None and w != g
+                                            for g, w in zip(got[1:], want[1:])):
+                raise ValueError(f"Model '{self.name}' expected input of shape {utils.shape_str(want)}, but "
+                                 f"received input with shape {utils.shape_str(got)}.")
+        return self.compute_output_shape(shapes[0] if len(shapes) == 1 else shapes)
+
+    @property
+    def output_activation(self) -> Optional[str]:
+        layer = self._graph().expanded().output_layer(0)
+        return None if layer is None else layer.output_activation
 
     # ---------------------------------------------------------------- weights
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """As Keras: freezing (or unfreezing) a model does the same to every layer in it."""
+        self._trainable = bool(value)
+        for layer in getattr(self, "layers", []) if self._has_graph() else []:
+            layer.trainable = value
+
+    def _has_graph(self) -> bool:
+        return getattr(self, "_graph_cache", None) is not None or bool(getattr(self, "_layers", None))
 
     @property
     def weights(self) -> List[np.ndarray]:
@@ -293,11 +178,19 @@ class Model(Trainer):
 
     @property
     def trainable_weights(self) -> List[np.ndarray]:
+        if not self.trainable:
+            return []
         return [w for layer in self.layers for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self) -> List[np.ndarray]:
-        return [w for layer in self.layers for w in layer.non_trainable_weights]
+        trainable = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trainable]
+
+    @property
+    def weight_names(self) -> List[str]:
+        """``layer/weight`` for every weight, in ``get_weights()`` order."""
+        return [f"{layer.name}/{n}" for layer in self.layers for n in layer.weight_names]
 
     def get_weights(self) -> List[np.ndarray]:
         """Copies of every layer's weights, layer by layer in ``layers`` order (Keras's)."""
@@ -347,10 +240,13 @@ class Model(Trainer):
     # ---------------------------------------------------------------- calling
 
     def __call__(self, x: Any, training: bool = False) -> Any:
-        """Forward pass on one batch (no batching); returns float32 output(s)."""
+        """Forward pass on one batch (no batching); returns float32 output(s). On symbolic
+        tensors it records this model as one node of the model being written."""
         if is_symbolic(x):
-            raise NotImplementedError(f"Calling model '{self.name}' on symbolic tensors (a model inside another "
-                                      "model) is not supported yet; call its layers on the tensors instead.")
+            if not self._single_output:
+                raise ValueError(f"Model '{self.name}' has {len(self.outputs)} outputs; a model used as a layer must "
+                                 "have exactly one.")
+            return symbolic.call_layer(self, x)
         xs = self._prepare_inputs(x, f"Model '{self.name}'")
         outs, _ = run_forward(self._graph(), [utils.as_float32(v, f"Model '{self.name}'") for v in xs],
                               training, keep_trace=False, record_on_layers=True)
@@ -393,14 +289,51 @@ class Model(Trainer):
         summary.print_summary(self, print_fn=print_fn, line_length=line_length)
 
     def get_config(self) -> Dict[str, Any]:
-        """The architecture as plain data (layers and the calls between them)."""
-        from . import saving
-        return saving.functional_config(self)
+        """The architecture as plain data: layers in ``layers`` order; nodes in execution order,
+        each naming its layer and the tensors it reads as ``[layer name, call index]`` (an
+        Input's tensor is call 0); inputs and outputs likewise."""
+        graph = self._graph()
+        ref_of_value: List[List[Any]] = [[t.node.layer.name, 0] for t in self.inputs]
+        calls: Dict[int, int] = {}
+        nodes = []
+        for node in graph.nodes:
+            call = calls.get(id(node.layer), 0)
+            calls[id(node.layer)] = call + 1
+            nodes.append({"layer": node.layer.name, "inputs": [list(ref_of_value[j]) for j in node.inputs]})
+            ref_of_value.append([node.layer.name, call])
+        return {"name": self.name, "trainable": self.trainable,
+                "layers": [{"class_name": layer_class_name(l), "config": l.get_config()} for l in self.layers],
+                "nodes": nodes,
+                "inputs": [list(ref_of_value[k]) for k in range(graph.num_inputs)],
+                "outputs": [list(ref_of_value[v]) for v in graph.outputs],
+                "single_output": bool(self._single_output)}
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Model":
-        from . import saving
-        return saving.functional_from_config(config)
+        """The model :meth:`get_config` describes, its layers rebuilt through the layer
+        registry (:func:`pycnn.layers.get`; a user's own inside ``custom_object_scope``)."""
+        from .layers import base as layers_base
+        from .layers.core import Input
+        by_name: Dict[str, Any] = {}
+        tensors: Dict[Tuple[str, int], Any] = {}
+        for entry in config["layers"]:
+            layer_cls = layers_base.get(entry["class_name"])
+            cfg = dict(entry["config"])
+            if layer_cls is InputLayer:
+                tensors[(cfg["name"], 0)] = Input(**cfg)
+            else:
+                by_name[cfg["name"]] = layer_cls.from_config(cfg)
+        calls: Dict[str, int] = {}
+        for node in config["nodes"]:
+            layer = by_name[node["layer"]]
+            args = [tensors[(n, int(i))] for n, i in node["inputs"]]
+            call = calls.get(layer.name, 0)
+            calls[layer.name] = call + 1
+            tensors[(layer.name, call)] = layer(args if layer._multi_input else args[0])
+        inputs = [tensors[(n, int(i))] for n, i in config["inputs"]]
+        outputs = [tensors[(n, int(i))] for n, i in config["outputs"]]
+        return Model(inputs=inputs, outputs=outputs[0] if config.get("single_output", True) else outputs,
+                     name=config.get("name"), trainable=config.get("trainable", True))
 
     def save(self, path: Any) -> None:
         """Write architecture, weights and (when compiled) the optimizer's state to one
@@ -422,6 +355,14 @@ class Model(Trainer):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+register_layer("Functional", Model)  # the class name Keras (and pycnn's files) write for it
+
+
+def layer_class_name(layer: Any) -> str:
+    """The name a config records for ``layer``'s class ('Functional' for a plain Model)."""
+    return "Functional" if type(layer) is Model else type(layer).__name__
 
 
 # --------------------------------------------------------------------------- graph walking

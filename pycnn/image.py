@@ -28,7 +28,7 @@ def sobel_edges(images: Any) -> Any:
     if symbolic.is_symbolic(images):
         return SobelEdges()(images)
     arr = _images(images, "sobel_edges()")
-    return ops.sobel_edges_forward(arr)
+    return ops.run("sobel_edges", [arr])
 
 
 def image_gradients(images: Any) -> Tuple[Any, Any]:
@@ -38,4 +38,4 @@ def image_gradients(images: Any) -> Tuple[Any, Any]:
     if symbolic.is_symbolic(images):
         return ImageGradient(axis=0)(images), ImageGradient(axis=1)(images)
     arr = _images(images, "image_gradients()")
-    return ops.image_gradient_forward(arr, 0), ops.image_gradient_forward(arr, 1)
+    return (ops.run("image_gradient", [arr], attrs={"axis": 0}), ops.run("image_gradient", [arr], attrs={"axis": 1}))

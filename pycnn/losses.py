@@ -119,6 +119,10 @@ def _probability_ce(targets: np.ndarray, p: np.ndarray) -> Tuple[float, np.ndarr
     return loss, dp.astype(np.float32)
 
 
+#: The loss component the training step fuses with a final softmax (csrc/softmax.cpp).
+_FUSED = "sparse_softmax_crossentropy"
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     shifted = z - z.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -153,7 +157,7 @@ class SparseCategoricalCrossentropy(Loss):
         labels = self._labels(y_true, p)
         rows = p.reshape(-1, p.shape[-1])
         if self.from_logits:
-            return float(ops.softmax_crossentropy_forward(rows, labels)[0])
+            return ops.loss(_FUSED, rows, labels, need_grad=False)[0]
         return _probability_ce(_onehot(labels, rows.shape[1]), rows)[0]
 
     def gradient(self, y_true: Any, y_pred: Any) -> np.ndarray:
@@ -180,9 +184,8 @@ class SparseCategoricalCrossentropy(Loss):
         z = _pred(logits, self._who())
         labels = self._labels(y_true, z)
         rows = z.reshape(-1, z.shape[-1])
-        loss, probs = ops.softmax_crossentropy_forward(rows, labels)
-        dz = ops.softmax_crossentropy_backward(probs, labels)
-        return float(loss), dz.reshape(z.shape)
+        loss, _, dz = ops.loss(_FUSED, rows, labels)
+        return loss, dz.reshape(z.shape)
 
 
 class CategoricalCrossentropy(Loss):
@@ -240,11 +243,11 @@ class CategoricalCrossentropy(Loss):
         z2, y2 = z.reshape(-1, k), y.reshape(-1, k)
         if np.all((y2 == 0) | (y2 == 1)) and np.all(y2.sum(axis=1) == 1):
             labels = y2.argmax(axis=1).astype(np.int64)
-            loss, probs = ops.softmax_crossentropy_forward(z2, labels)
-            return float(loss), ops.softmax_crossentropy_backward(probs, labels).reshape(z.shape)
+            loss, _, dz = ops.loss(_FUSED, z2, labels)
+            return loss, dz.reshape(z.shape)
         rows = z2.shape[0]
         loss = float(-(y2 * _log_softmax(z2)).sum(dtype=np.float64) / rows)
-        probs = ops.softmax_forward(z2)
+        probs = ops.run("activation", [z2], attrs={"activation": "softmax"})
         dz = (probs * y2.sum(axis=1, keepdims=True) - y2) / np.float32(rows)
         return loss, dz.astype(np.float32).reshape(z.shape)
 

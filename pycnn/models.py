@@ -1,10 +1,10 @@
 """Models, as ``keras.models``: :class:`Sequential`, :class:`Model`, :func:`load_model` and
 the lecture's built models.
 
-Where things live: the graph and its executor in pycnn/functional.py, the chain in
-pycnn/sequential.py, training in pycnn/trainer.py, files in pycnn/saving.py (its docstring
-documents the file layout), the summary in pycnn/summary.py, and the built models in
-pycnn/applications.py.
+Where things live: graph models in pycnn/functional.py, the chain in pycnn/sequential.py,
+the graph in pycnn/graph.py, its compiled execution in pycnn/executor.py, training in
+pycnn/trainer.py and pycnn/step.py, files in pycnn/saving.py (its docstring documents the
+file layout), the summary in pycnn/summary.py, and the built models in pycnn/applications.py.
 """
 from __future__ import annotations
 

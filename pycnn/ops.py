@@ -1,25 +1,28 @@
-"""The seam between pycnn's Python code and its compiled kernels.
+"""The one door between pycnn's Python code and its compiled core, ``pycnn._core``.
 
-This is the only module that imports the compiled ``pycnn._core``: layers, losses,
-optimizers and the trainer call the functions below, never ``_core`` itself, so a second
-backend (CUDA) plugs in here and nowhere else. Each function looks its kernel up on
-``_core`` when it is called, which keeps the seam one indirection thin and lets tests
-wrap a kernel (``monkeypatch.setattr(pycnn._core, "conv2d_backward", ...)``).
+This is the only module that imports ``_core``. What the core holds is described once, in
+C++, by the files that implement it: each op registers its kind, named attributes (with types
+and defaults), parameters, shape rule, forward and backward (csrc/op_registry.h); activations,
+loss components and update components register the same way. :func:`registered_ops` and its
+siblings read those registries, so no Python table lists op kinds.
 
-Arguments and results are those of the bindings (csrc/bindings_*.cpp): NHWC float32
-arrays, kernels ``(KH, KW, C, F)``, dense kernels ``(in, out)``; bad arguments raise
-``ValueError`` / ``TypeError`` with the expected and the received values.
+Everything runs as a compiled network (:class:`Network`, csrc/network.h): a model's graph
+compiled once, or one op compiled as a one-node network for an eager call (:func:`run`,
+:class:`OpCall`). Arguments and results are NHWC float32 arrays; bad arguments raise
+``ValueError`` / ``TypeError`` naming the layer, the op and what was expected.
 
-Merging tensors (concatenate, add, multiply) is memory bound and NumPy does it at memory
-speed, so those eager ops are NumPy here; inside the one-call network step they are C++
-(csrc/merge.cpp).
+Example::
+
+    from pycnn import ops
+    out = ops.run("conv2d", [x], params=[kernel, bias], attrs={"padding": "same", "activation": "relu"})
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
-from typing import Any, Callable, List, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,117 +56,178 @@ def _load_core():
 
 _core = _load_core()
 
+# ----------------------------------------------------------------------------- runtime
 
-def _kernel(name: str, doc: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(_core, name)(*args, **kwargs)
-
-    call.__name__ = call.__qualname__ = name
-    call.__doc__ = doc
-    return call
+def build_info() -> Dict[str, Any]:
+    """What the core was compiled with (compiler, OpenMP, SIMD levels, CUDA)."""
+    return _core.build_info()
 
 
-# Runtime
-build_info = _kernel("build_info", "What the core was compiled with (compiler, OpenMP, SIMD levels, CUDA).")
-set_num_threads = _kernel("set_num_threads", "Threads every kernel uses.")
-get_num_threads = _kernel("get_num_threads", "Threads kernels use.")
-
-# Convolution, dense, pooling (forward and backward side by side, as in csrc/)
-conv2d_forward = _kernel("conv2d_forward", "(inp, weight, bias, strides, padding, activation) -> out.")
-conv2d_backward = _kernel("conv2d_backward", "-> (dinp or None, dweight, dbias or None).")
-conv2d_grouped_forward = _kernel("conv2d_grouped_forward",
-                                 "(inp, weight (KH, KW, C // groups, F), bias, strides, padding, dilation_rate, "
-                                 "groups, activation) -> out.")
-conv2d_grouped_backward = _kernel("conv2d_grouped_backward", "-> (dinp or None, dweight, dbias or None).")
-depthwise_conv2d_forward = _kernel("depthwise_conv2d_forward",
-                                   "(inp, weight (KH, KW, C, M), bias (C*M), strides, padding, dilation_rate, "
-                                   "activation) -> out (N, OH, OW, C*M).")
-depthwise_conv2d_backward = _kernel("depthwise_conv2d_backward", "-> (dinp or None, dweight, dbias or None).")
-dense_forward = _kernel("dense_forward", "(inp (N, in), weight (in, out), bias, activation) -> out.")
-dense_backward = _kernel("dense_backward", "-> (dinp or None, dweight, dbias or None).")
-maxpool2d_forward = _kernel("maxpool2d_forward", "(inp, pool_size, strides, padding) -> (out, argmax).")
-maxpool2d_backward = _kernel("maxpool2d_backward", "(dout, argmax, input_shape, pool_size, ...) -> dinp.")
-avgpool2d_forward = _kernel("avgpool2d_forward", "(inp, pool_size, strides, padding) -> out.")
-avgpool2d_backward = _kernel("avgpool2d_backward", "(dout, input_shape, pool_size, ...) -> dinp.")
-
-# Activations and softmax
-relu_forward = _kernel("relu_forward", "max(x, 0).")
-relu_backward = _kernel("relu_backward", "(dout, out) -> dinp.")
-sigmoid_forward = _kernel("sigmoid_forward", "1 / (1 + exp(-x)).")
-sigmoid_backward = _kernel("sigmoid_backward", "(dout, out) -> dinp.")
-tanh_forward = _kernel("tanh_forward", "tanh(x).")
-tanh_backward = _kernel("tanh_backward", "(dout, out) -> dinp.")
-softmax_forward = _kernel("softmax_forward", "Softmax over the last axis.")
-softmax_backward = _kernel("softmax_backward", "(dout, out) -> dinp through the softmax Jacobian.")
-softmax_crossentropy_forward = _kernel("softmax_crossentropy_forward", "(logits, labels) -> (loss, probs).")
-softmax_crossentropy_backward = _kernel("softmax_crossentropy_backward", "(probs, labels) -> dlogits.")
-
-# Batch normalization over the last axis (csrc/batchnorm.h)
-batchnorm_forward_train = _kernel("batchnorm_forward_train", "(inp, gamma, beta, epsilon) -> (out, mean, var).")
-batchnorm_backward_train = _kernel("batchnorm_backward_train", "-> (dinp or None, dgamma or None, dbeta or None).")
-batchnorm_forward_infer = _kernel("batchnorm_forward_infer", "(inp, gamma, beta, moving_mean, moving_var, eps) -> out.")
-batchnorm_backward_infer = _kernel("batchnorm_backward_infer", "-> (dinp or None, dgamma or None, dbeta or None).")
-
-# Images (TensorFlow's tf.image definitions)
-sobel_edges_forward = _kernel("sobel_edges_forward", "(N, H, W, C) -> (N, H, W, C, 2): [dy, dx].")
-sobel_edges_backward = _kernel("sobel_edges_backward", "(N, H, W, C, 2) -> (N, H, W, C).")
-image_gradient_forward = _kernel("image_gradient_forward", "(images, axis) -> forward differences.")
-image_gradient_backward = _kernel("image_gradient_backward", "(dout, axis) -> dinp.")
-
-# Padding, cropping, rescaling, leaky ReLU (csrc/padding.cpp, rescaling.cpp, activation.cpp)
-zero_padding2d_forward = _kernel("zero_padding2d_forward", "(inp, (top, bottom, left, right)) -> zero-padded out.")
-zero_padding2d_backward = _kernel("zero_padding2d_backward", "(dout, (top, bottom, left, right)) -> cropped dinp.")
-cropping2d_forward = _kernel("cropping2d_forward", "(inp, (top, bottom, left, right)) -> cropped out.")
-cropping2d_backward = _kernel("cropping2d_backward", "(dout, (top, bottom, left, right)) -> zero-framed dinp.")
-rescaling_forward = _kernel("rescaling_forward", "(inp, scale, offset) -> inp * scale + offset (last axis).")
-rescaling_backward = _kernel("rescaling_backward", "(dout, scale) -> dout * scale.")
-leaky_relu_forward = _kernel("leaky_relu_forward", "(inp, negative_slope) -> x > 0 ? x : slope * x.")
-leaky_relu_backward = _kernel("leaky_relu_backward", "(dout, out, negative_slope) -> dinp.")
-
-# ISA dispatch
-get_isa = _kernel("get_isa", "The SIMD level the kernels run.")
-set_isa = _kernel("set_isa", "Force a SIMD level (benchmarks, tests).")
-
-# Optimizers
-adam_update = _kernel("adam_update", "In-place Adam step over lists of variables, gradients and moments.")
-
-# The whole network in one call (csrc/network.h)
-network_train_step = _kernel("network_train_step", "(x, labels, nodes, adam=None) -> (loss, correct).")
-network_predict = _kernel("network_predict", "(x, nodes, softmax=False) -> out.")
+def set_num_threads(n: int) -> None:
+    _core.set_num_threads(n)
 
 
-# ----------------------------------------------------------------------------- merging
-
-def concatenate(inputs: Sequence[np.ndarray], axis: int) -> np.ndarray:
-    return np.concatenate(inputs, axis=axis)
+def get_num_threads() -> int:
+    return _core.get_num_threads()
 
 
-def concatenate_backward(dout: np.ndarray, sizes: Sequence[int], axis: int) -> List[np.ndarray]:
-    """Splits ``dout`` along ``axis`` into pieces of ``sizes``."""
-    return [np.ascontiguousarray(p) for p in np.split(dout, np.cumsum(sizes)[:-1], axis=axis)]
+def get_isa() -> str:
+    """The SIMD level the kernels run ('baseline', 'avx2', 'avx512')."""
+    return _core.get_isa()
 
 
-def add(inputs: Sequence[np.ndarray]) -> np.ndarray:
-    out = np.add(inputs[0], inputs[1])
-    for x in inputs[2:]:
-        out += x
+def set_isa(name: str) -> None:
+    """Cap the SIMD level (benchmarks, tests)."""
+    _core.set_isa(name)
+
+
+# ----------------------------------------------------------------------------- registries
+
+class AttrSchema(NamedTuple):
+    name: str
+    type: str           # 'int', 'ints', 'float', 'floats', 'str'
+    default: Any        # None when required
+    required: bool
+
+
+class ParamSchema(NamedTuple):
+    name: str
+    optional: bool      # may be None (a bias)
+    state: bool         # written by the op after a training step (moving statistics)
+
+
+class OpSchema(NamedTuple):
+    """What the C++ op declares about itself (csrc/<family>.cpp)."""
+    kind: str
+    doc: str
+    inputs: int         # 0: two or more
+    params: Tuple[ParamSchema, ...]
+    attrs: Tuple[AttrSchema, ...]
+
+
+@functools.lru_cache(maxsize=None)
+def registered_ops() -> Dict[str, OpSchema]:
+    """Every op the core registers, by kind."""
+    out = {}
+    for kind, info in _core.ops().items():
+        out[kind] = OpSchema(kind, info["doc"], info["inputs"],
+                             tuple(ParamSchema(p["name"], p["optional"], p["state"]) for p in info["params"]),
+                             tuple(AttrSchema(a["name"], a["type"], a["default"], a["required"]) for a in info["attrs"]))
     return out
 
 
-def multiply(inputs: Sequence[np.ndarray]) -> np.ndarray:
-    out = np.multiply(inputs[0], inputs[1])
-    for x in inputs[2:]:
-        out *= x
-    return out
+@functools.lru_cache(maxsize=None)
+def activations() -> Dict[str, str]:
+    """Every activation the core registers: name -> one-line definition."""
+    return dict(_core.activations())
 
 
-def multiply_backward(dout: np.ndarray, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
-    """d/dx_j of prod(x) is the product of the others (computed directly, never divided)."""
-    grads = []
-    for j in range(len(inputs)):
-        g = dout.copy()
-        for k, x in enumerate(inputs):
-            if k != j:
-                g *= x
-        grads.append(g)
-    return grads
+@functools.lru_cache(maxsize=None)
+def losses() -> Dict[str, str]:
+    """The loss components a training step can fuse: name -> definition."""
+    return dict(_core.losses())
+
+
+@functools.lru_cache(maxsize=None)
+def updates() -> Dict[str, Dict[str, Any]]:
+    """The update components a training step can apply: name -> {doc, hyper, slots}."""
+    return dict(_core.updates())
+
+
+# ----------------------------------------------------------------------------- specs and networks
+
+class OpSpec(NamedTuple):
+    """A layer's description of itself as one op: the kind, its named attributes and the live
+    parameter arrays in the op's order (None for an absent optional one, e.g. a bias)."""
+    kind: str
+    attrs: Dict[str, Any]
+    params: Tuple[Optional[np.ndarray], ...] = ()
+
+    def with_attrs(self, **changes: Any) -> "OpSpec":
+        attrs = dict(self.attrs)
+        attrs.update(changes)
+        return self._replace(attrs=attrs)
+
+
+#: A compiled network: ``Network(input_shapes, nodes, outputs, input_grads=False)`` with nodes
+#: ``(kind, name, inputs, params, attrs, weights)`` (see csrc/bindings.cpp); methods
+#: ``train_step``, ``forward`` -> (outputs, tape), ``backward``, ``commit``, ``predict``.
+Network = _core.Network
+
+
+def node(spec: OpSpec, name: Optional[str], inputs: Sequence[int], weights: Sequence[int] = ()) -> tuple:
+    """The node tuple of ``spec`` reading values ``inputs``; ``weights``: the trained-weight
+    index of each parameter (-1: not trained; default none trained)."""
+    w = list(weights) if weights else [-1] * len(spec.params)
+    return (spec.kind, name, list(inputs), list(spec.params), dict(spec.attrs), w)
+
+
+def _float32(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+class OpCall:
+    """One op compiled for inputs of given per-sample shapes (a one-node network): the eager
+    form of every op, for lone layers and tests. ``trained``: per parameter, whether backward
+    returns its gradient; ``input_grads``: whether backward returns the inputs' gradients."""
+
+    def __init__(self, spec: OpSpec, input_shapes: Sequence[Sequence[int]], trained: Optional[Sequence[bool]] = None,
+                 input_grads: bool = True, name: Optional[str] = None) -> None:
+        params = tuple(None if p is None else (p if _is_exact(p) else _float32(p)) for p in spec.params)
+        self.spec = spec._replace(params=params)
+        trained = [p is not None for p in params] if trained is None else list(trained)
+        self.trained = [bool(t) and p is not None for t, p in zip(trained, params)]
+        index, weights = 0, []
+        for t in self.trained:
+            weights.append(index if t else -1)
+            index += bool(t)
+        k = len(input_shapes)
+        self.network = Network([tuple(s) for s in input_shapes], [node(self.spec, name, range(k), weights)], [k],
+                               input_grads)
+        self.output_shape = tuple(self.network.output_shapes[0])
+
+    def forward(self, xs: Sequence[np.ndarray]) -> Tuple[np.ndarray, Any]:
+        """-> (output, tape for backward)."""
+        outs, tape = self.network.forward(list(xs))
+        return outs[0], tape
+
+    def backward(self, tape: Any, dout: np.ndarray) -> Tuple[List[Optional[np.ndarray]], List[Optional[np.ndarray]]]:
+        """-> (input gradients (None without input_grads), gradient per parameter (None where not trained))."""
+        grads = [np.empty_like(p) for p, t in zip(self.spec.params, self.trained) if t]
+        dinputs = self.network.backward(tape, [dout], grads)
+        it = iter(grads)
+        return list(dinputs), [next(it) if t else None for t in self.trained]
+
+    def commit(self, tape: Any) -> None:
+        """Write the state a training forward computed (batch normalization's moving statistics)."""
+        self.network.commit(tape)
+
+
+def _is_exact(a: Any) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+
+
+def run(kind: str, inputs: Sequence[Any], params: Sequence[Any] = (), attrs: Optional[Dict[str, Any]] = None
+        ) -> np.ndarray:
+    """Op ``kind`` on a batch: ``inputs`` are (N, ...) arrays (converted to float32)."""
+    xs = [_float32(x) for x in inputs]
+    if not xs or any(x.ndim < 1 or x.shape[0] < 1 for x in xs):
+        raise ValueError(f"ops.run('{kind}') expected non-empty batches (N, ...). "
+                         f"Received shapes: {[np.shape(x) for x in inputs]}.")
+    call = OpCall(OpSpec(kind, dict(attrs or {}), tuple(params)), [x.shape[1:] for x in xs],
+                  trained=[False] * len(params), input_grads=False)
+    return call.network.predict(xs)[0]
+
+
+def apply_update(name: str, hyper: Sequence[float], weights: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+                 slots: Sequence[Sequence[np.ndarray]]) -> None:
+    """A registered update component (``'adam'``, ``'sgd'``) applied in place to every weight."""
+    _core.apply_update((name, [float(h) for h in hyper], list(weights), [list(s) for s in slots]),
+                       [_float32(g) for g in grads])
+
+
+def loss(name: str, outputs: np.ndarray, targets: np.ndarray, sample_weight: Optional[np.ndarray] = None,
+         need_grad: bool = True) -> Tuple[float, int, Optional[np.ndarray]]:
+    """A registered loss component on (N, classes) outputs -> (mean loss, hits, gradient)."""
+    value, hits, grad = _core.loss(name, outputs, targets, sample_weight, need_grad)
+    return float(value), int(hits), grad

@@ -128,15 +128,17 @@ class Optimizer:
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         raise NotImplementedError
 
-    def native_step_args(self, variables: List[np.ndarray]) -> Optional[tuple]:
-        """The ``adam`` argument of ``ops.network_train_step`` when this optimizer's update can
-        run inside the native training step (counting the step), else None: the trainer
-        then applies the gradients the step wrote with :meth:`apply_gradients`."""
+    def native_update(self, variables: List[np.ndarray]) -> Optional[tuple]:
+        """``(name, hyper, slots per variable)`` of the registered update component
+        (csrc/optimizer.cpp) that applies this optimizer's step inside the native training
+        step, counting the step; None when it has none (the step then returns the gradients
+        and the trainer calls :meth:`apply_gradients`)."""
         return None
 
     def native_step_skipped(self) -> None:
-        """The native step refused to apply the update :meth:`native_step_args` prepared
+        """The native step refused to apply the update :meth:`native_update` prepared
         (its loss was not finite): take back the step it counted."""
+        self.iterations -= 1
 
     def get_slots(self, variables: Sequence[np.ndarray]) -> List[List[np.ndarray]]:
         """Per variable, the state arrays the update keeps (empty before the first step)."""
@@ -204,6 +206,12 @@ class SGD(Optimizer):
         else:
             w += v
 
+    def native_update(self, variables: List[np.ndarray]) -> Optional[tuple]:
+        if type(self) is not SGD or self.momentum == 0.0:
+            return None  # plain SGD is one NumPy pass per weight; a subclass may change the rule
+        rate = self._take_step()
+        return ("sgd", [rate, self.momentum, float(self.nesterov)], [self._slot(w, 1) for w in variables])
+
     def get_config(self) -> Dict[str, Any]:
         return {"learning_rate": self._learning_rate_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -236,23 +244,17 @@ class Adam(Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         alpha = self._step_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         slots = [self._slot(w, 3) for _, w in pairs]
-        ops.adam_update([w for _, w in pairs], [g for g, _ in pairs], [s[0] for s in slots],
-                          [s[1] for s in slots], alpha, b1, b2, self.epsilon)
+        ops.apply_update("adam", [alpha, b1, b2, self.epsilon], [w for _, w in pairs], [g for g, _ in pairs],
+                         [s[:2] for s in slots])
 
-    def native_step_args(self, variables: List[np.ndarray]) -> Optional[tuple]:
-        """Count one step and return ``ops.network_train_step``'s ``adam`` argument, which
-        applies this update inside the native training step (same rule as ``_update_all``)."""
+    def native_update(self, variables: List[np.ndarray]) -> Optional[tuple]:
         if type(self) is not Adam:
-            return None  # a subclass may change the rule the native step hard-codes
+            return None  # a subclass may change the rule the native update implements
         rate = self._take_step()
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
         alpha = rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-        slots = [self._slot(w, 3) for w in variables]
-        return (alpha, b1, b2, self.epsilon, list(variables), [s[0] for s in slots], [s[1] for s in slots])
-
-    def native_step_skipped(self) -> None:
-        self.iterations -= 1
+        return ("adam", [alpha, b1, b2, self.epsilon], [self._slot(w, 3)[:2] for w in variables])
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         m, v, scratch = self._slot(w, 3)

@@ -61,75 +61,6 @@ FORMAT_VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-# ----------------------------------------------------------------------------- configs
-
-def sequential_config(model: Any) -> Dict[str, Any]:
-    layer_configs = []
-    if model._input_layer is not None:
-        layer_configs.append({"class_name": "InputLayer", "config": model._input_layer.get_config()})
-    for layer in model.layers:
-        layer_configs.append({"class_name": type(layer).__name__, "config": layer.get_config()})
-    shape = model._batch_input_shape
-    return {"name": model.name, "layers": layer_configs, "build_input_shape": None if shape is None else list(shape)}
-
-
-def sequential_from_config(config: Dict[str, Any]) -> Any:
-    from .sequential import Sequential
-    model = Sequential(name=config.get("name"))
-    for entry in config["layers"]:
-        layer_cls = layers_module.get(entry["class_name"])
-        model.add(layer_cls.from_config(dict(entry["config"])))
-    shape = config.get("build_input_shape")
-    if shape is not None and model._batch_input_shape is None:
-        model.build(tuple(shape))
-    return model
-
-
-def functional_config(model: Any) -> Dict[str, Any]:
-    """Layers in ``model.layers`` order; nodes in execution order, each naming its layer and
-    the tensors it reads as ``[layer name, call index]`` (an Input's tensor is call 0)."""
-    graph = model._graph()
-    ref_of_value: List[List[Any]] = [[t.node.layer.name, 0] for t in model.inputs]
-    calls: Dict[int, int] = {}
-    nodes = []
-    for node in graph.nodes:
-        call = calls.get(id(node.layer), 0)
-        calls[id(node.layer)] = call + 1
-        nodes.append({"layer": node.layer.name, "inputs": [list(ref_of_value[j]) for j in node.inputs]})
-        ref_of_value.append([node.layer.name, call])
-    return {"name": model.name,
-            "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in model.layers],
-            "nodes": nodes,
-            "inputs": [list(ref_of_value[k]) for k in range(graph.num_inputs)],
-            "outputs": [list(ref_of_value[v]) for v in graph.outputs],
-            "single_output": bool(model._single_output)}
-
-
-def functional_from_config(config: Dict[str, Any]) -> Any:
-    from .functional import Model
-    from .layers.core import Input, InputLayer
-    by_name: Dict[str, Any] = {}
-    tensors: Dict[Tuple[str, int], Any] = {}
-    for entry in config["layers"]:
-        cls = layers_module.get(entry["class_name"])
-        cfg = dict(entry["config"])
-        if cls is InputLayer:
-            tensors[(cfg["name"], 0)] = Input(**cfg)
-        else:
-            by_name[cfg["name"]] = cls.from_config(cfg)
-    calls: Dict[str, int] = {}
-    for node in config["nodes"]:
-        layer = by_name[node["layer"]]
-        args = [tensors[(n, int(i))] for n, i in node["inputs"]]
-        call = calls.get(layer.name, 0)
-        calls[layer.name] = call + 1
-        tensors[(layer.name, call)] = layer(args if layer._multi_input else args[0])
-    inputs = [tensors[(n, int(i))] for n, i in config["inputs"]]
-    outputs = [tensors[(n, int(i))] for n, i in config["outputs"]]
-    return Model(inputs=inputs, outputs=outputs[0] if config.get("single_output", True) else outputs,
-                 name=config.get("name"))
-
-
 # ----------------------------------------------------------------------------- writing
 
 def _manifest(model: Any) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
@@ -176,10 +107,9 @@ def save_model(model: Any, path: PathLike) -> None:
 
     if not distributed.is_primary():
         return  # under MPI only rank 0 writes (every rank holds the same weights)
-    from .sequential import Sequential
     model._require_built("the weights")
     manifest, arrays = _manifest(model)
-    manifest["model_class"] = "Sequential" if isinstance(model, Sequential) else "Functional"
+    manifest["model_class"] = "Functional" if type(model).__name__ == "Model" else type(model).__name__
     manifest["config"] = _jsonable(model.get_config())
     if model.compiled:
         manifest["compile"] = {
@@ -324,8 +254,10 @@ def _assign(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray],
         if entry["class"] != cls:
             raise ValueError(f"{prefix}: the model's layer '{layer.name}' is a {cls}, but the matching layer "
                              f"in the file, '{entry['name']}', is a {entry['class']}.")
-        file_names = [w["name"] for w in entry["weights"]]
-        if file_names != layer.weight_names:
+        # A nested model's weights are named "layer/weight" after layer names, which depend on
+        # how many layers a session created: compare the weights' own names only.
+        file_names = [w["name"].split("/")[-1] for w in entry["weights"]]
+        if file_names != [n.split("/")[-1] for n in layer.weight_names]:
             raise ValueError(f"{prefix}: layer '{layer.name}' ({cls}) has weights {layer.weight_names}, but the "
                              f"file's layer '{entry['name']}' has {file_names} (use_bias differs?).")
         for w, param in zip(entry["weights"], layer.weights):
@@ -347,7 +279,7 @@ def _assign(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray],
         param[...] = value
 
 
-def load_model(path: PathLike, compile: bool = True) -> Any:
+def load_model(path: PathLike, compile: bool = True, custom_objects: Optional[Dict[str, Any]] = None) -> Any:
     """Rebuild a model written by ``model.save`` and load its weights.
 
     Args:
@@ -355,6 +287,8 @@ def load_model(path: PathLike, compile: bool = True) -> Any:
         compile: when the file was saved from a compiled model, compile the rebuilt one the
             same way and restore the optimizer's state (so training continues where it
             stopped); False returns it uncompiled.
+        custom_objects: ``{'ClassName': Class}`` for a user's own layers in the model, as
+            in Keras (their ``get_config`` went into the file; ``from_config`` rebuilds them).
 
     Raises:
         ValueError: if the file holds only weights (written by ``save_weights``), is damaged,
@@ -367,14 +301,12 @@ def load_model(path: PathLike, compile: bool = True) -> Any:
                          "model in code and call model.load_weights(path).")
     model_class = manifest.get("model_class", "Sequential")
     try:
-        if model_class == "Sequential":
-            model = sequential_from_config(manifest["config"])
-        elif model_class == "Functional":
-            model = functional_from_config(manifest["config"])
-        else:
-            raise ValueError(f"unknown model class {model_class!r}")
+        with layers_module.base.custom_object_scope(custom_objects):
+            model = layers_module.get(model_class).from_config(manifest["config"])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"Cannot rebuild the model stored in '{path}': {type(exc).__name__}: {exc}") from exc
+    if not hasattr(model, "compile"):
+        raise ValueError(f"Cannot rebuild the model stored in '{path}': its class {model_class!r} is not a model.")
     if not model.built or getattr(model, "_batch_input_shape", True) is None:
         if manifest.get("input_shape") is None:
             raise ValueError(f"'{path}' stores no input shape for model '{model.name}'.")

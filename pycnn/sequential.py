@@ -2,7 +2,8 @@
 
 It only keeps the list of layers (``add`` / ``pop`` / ``build``) and, from it, the chain
 graph ``node i reads value i``; running, training, saving and the summary are the graph
-model's (pycnn/functional.py, trainer.py, saving.py, summary.py).
+model's (pycnn/functional.py, executor.py, trainer.py, saving.py, summary.py). A model (a
+``Sequential`` too) may be one of its layers.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import utils
-from .functional import Graph, GraphNode, Model
+from .functional import Model, layer_class_name
+from .graph import Graph, GraphNode
 from .layers.base import Layer, Shape
 from .layers.core import InputLayer
 from .symbolic import KerasTensor
@@ -33,13 +35,16 @@ class Sequential(Model):
         model.fit(x_train / 255.0, y_train, epochs=10)
     """
 
-    def __init__(self, layers: Optional[Sequence[Layer]] = None, name: Optional[str] = None) -> None:
+    _chain = True  # summary: no "Connected to" column
+
+    def __init__(self, layers: Optional[Sequence[Layer]] = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
         if name is None:
             name = utils.unique_name("sequential")
         elif not isinstance(name, str) or not name:
             raise ValueError(f"Invalid value for argument 'name' of Sequential: expected a non-empty string. "
                              f"Received: name={name!r}.")
-        super().__init__(name=name)
+        super().__init__(name=name, trainable=trainable)
         self._layers: List[Layer] = []
         self._input_layer: Optional[InputLayer] = None
         self._batch_input_shape: Optional[Shape] = None
@@ -153,6 +158,12 @@ class Sequential(Model):
         return shape
 
 
+    def _shape_for(self, shape: Any) -> Any:
+        """As a layer of another model: builds for ``shape`` when needed, else checks it."""
+        if self._batch_input_shape is None:
+            self.build(tuple(shape))
+        return super()._shape_for(shape)
+
     def _require_built(self, what: str) -> None:
         if not self.built or self._batch_input_shape is None:
             raise RuntimeError(f"Model '{self.name}' has not been built yet, so {what} is unknown. Start the model "
@@ -185,10 +196,24 @@ class Sequential(Model):
 
     def get_config(self) -> Dict[str, Any]:
         """Architecture as plain data: ``{'name', 'layers': [{'class_name', 'config'}], 'build_input_shape'}``."""
-        from . import saving
-        return saving.sequential_config(self)
+        layer_configs = []
+        if self._input_layer is not None:
+            layer_configs.append({"class_name": "InputLayer", "config": self._input_layer.get_config()})
+        for layer in self.layers:
+            layer_configs.append({"class_name": layer_class_name(layer), "config": layer.get_config()})
+        shape = self._batch_input_shape
+        return {"name": self.name, "trainable": self.trainable, "layers": layer_configs,
+                "build_input_shape": None if shape is None else list(shape)}
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Sequential":
-        from . import saving
-        return saving.sequential_from_config(config)
+        """The model :meth:`get_config` describes, its layers rebuilt through the layer registry."""
+        from .layers import base as layers_base
+        model = cls(name=config.get("name"))
+        for entry in config["layers"]:
+            model.add(layers_base.get(entry["class_name"]).from_config(dict(entry["config"])))
+        shape = config.get("build_input_shape")
+        if shape is not None and model._batch_input_shape is None:
+            model.build(tuple(shape))
+        model.trainable = config.get("trainable", True)
+        return model

@@ -18,10 +18,8 @@ def print_summary(model: Any, print_fn: Optional[Callable[[str], Any]] = None,
         line_length: minimum table width (default 65, or 98 with the "Connected to"
             column); columns widen to fit long names.
     """
-    from .sequential import Sequential
-
     model._require_built("its summary")
-    graph_model = not isinstance(model, Sequential)
+    graph_model = not getattr(model, "_chain", False)
     rows = _graph_rows(model) if graph_model else _chain_rows(model)
     header: Tuple[str, ...] = ("Layer (type)", "Output Shape", "Param #") + (("Connected to",) if graph_model else ())
     width = line_length or (98 if graph_model else 65)

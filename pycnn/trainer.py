@@ -1,24 +1,25 @@
-"""compile / fit / evaluate / predict / train_on_batch / test_on_batch, once for every model.
+"""compile / fit / evaluate / predict / train_on_batch / test_on_batch: the loop, once for
+every model.
 
 Who owns what
 -------------
 =====================  =====================================================================
-pycnn/functional.py    the graph (nodes, Keras layer order, weights) and its eager executor:
-                       per-call state for backward, gradients summed over fan-out and shared
-                       layers
+pycnn/functional.py    ``Model``: symbolic inputs and outputs -> a graph; a model is a layer
 pycnn/sequential.py    the chain case: a list of layers -> a graph
-pycnn/trainer.py       (this) the loop: the loss (with sample weights and weight penalties),
-                       callbacks, the progress bar, and for each batch the choice between the
-                       one-call native step and the layer-by-layer executor
+pycnn/graph.py         the graph itself (nodes in topological order, nested models expanded)
+                       and its eager, layer-by-layer executor
+pycnn/trainer.py       (this) the loop: batches, callbacks, the progress bar, the History
+pycnn/step.py          one step: the loss (fused or NumPy), weight penalties, the optimizer's
+                       update (native or NumPy), the MPI gradient reducer
+pycnn/executor.py      a graph compiled into native networks and run; returns the loss, the
+                       hit count and the gradients aligned with ``trainable_weights``
+pycnn/ops.py           the only door to the compiled core (ops, networks, components)
 pycnn/data_adapter.py  batches: arrays (shuffled) or generators / iterables of batches;
                        sample_weight and class_weight -> per-sample weights
 pycnn/metrics.py       metric functions and objects, compile(metrics=, weighted_metrics=)
-pycnn/fused_step.py    a graph -> the native step's node list (each layer gives its twin)
-pycnn/optimizers.py    the update rules; an optimizer says itself whether the native step
-                       can apply its update (``native_step_args``)
+pycnn/optimizers.py    the update rules; an optimizer names its native update component
 pycnn/saving.py        files: architecture + weights (+ optimizer state), atomic, no pickle
 pycnn/summary.py       the printed table
-pycnn/ops.py           the only door to the compiled kernels
 =====================  =====================================================================
 
 Data conventions: images are NHWC arrays ``(N, H, W, C)``; any real numeric dtype is
@@ -37,12 +38,14 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import data_adapter, distributed, fused_step, ops
+from . import data_adapter, distributed, ops
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
+from . import step as step_module
 from . import utils
 from .progress import Progbar
+
 _NONFINITE_CHOICES = ("raise", "ignore")
 #: A batch loss above both this and 1000x the run's first batch loss draws one warning per fit.
 _EXPLODING_LOSS = 1e6
@@ -59,12 +62,6 @@ class NonFiniteLossError(FloatingPointError):
                          f"inputs or targets of that batch, or lower the learning rate; fit(..., "
                          f"nonfinite_loss='ignore') or a TerminateOnNaN callback lets training go on or stop quietly.")
         self.epoch, self.step, self.loss = epoch, step, loss
-
-
-class _Hits(NamedTuple):
-    """What a native step reports for metrics that are all plain accuracy: the hit count."""
-    correct: int
-    count: int
 
 
 def _check_device(device: Any) -> None:
@@ -90,7 +87,8 @@ class Trainer:
     """The training half of every model (``Model`` and ``Sequential`` inherit it).
 
     A model supplies ``_graph()``, ``_prepare_inputs(x, who)``, ``_output_shape_for(shapes)``,
-    ``layers`` and ``name``; everything here works on those.
+    ``layers``, ``trainable_weights``, ``_leaf_layers()`` and ``name``; everything here works
+    on those.
     """
 
     def __init__(self) -> None:
@@ -101,7 +99,8 @@ class Trainer:
         self.compiled = False
         self.stop_training = False
         self.history: Optional[callbacks_module.History] = None
-        self._exchange = distributed.GradientExchange()
+        self._step = step_module.Step(self)
+        self._step.reducer = distributed.GradientExchange()
 
     # ----------------------------------------------------------------- compile
 
@@ -138,30 +137,17 @@ class Trainer:
         self.metrics_names = list(self._metrics.names)
         self.compiled = True
         last = self._output_layer_or_none()
-        if getattr(self.loss, "from_logits", False) and getattr(last, "activation", None) == "softmax":
+        if getattr(self.loss, "from_logits", False) and last is not None and last.output_activation == "softmax":
             warnings.warn(f"Model '{self.name}': the loss has from_logits=True but the last layer "
                           f"'{last.name}' applies a softmax, so its outputs are not logits. "
                           "Use from_logits=False or a linear last layer.", UserWarning, stacklevel=2)
 
     def _output_layer_or_none(self) -> Any:
         try:
-            return self._graph().output_layer(0)
+            return self._graph().expanded().output_layer(0)
         except RuntimeError:  # an unbuilt Sequential
             layers = self.layers
             return layers[-1] if layers else None
-
-    def _softmax_output(self) -> bool:
-        return getattr(self._graph().output_layer(0), "activation", None) == "softmax"
-
-    def _fused(self) -> bool:
-        """Softmax last layer + cross-entropy on probabilities: train on logits with the fused kernel."""
-        return (isinstance(self.loss, (losses_module.SparseCategoricalCrossentropy,
-                                       losses_module.CategoricalCrossentropy))
-                and not self.loss.from_logits and self._softmax_output() and self._output_read_once())
-
-    def _output_read_once(self) -> bool:
-        graph = self._graph()
-        return graph.consumers()[graph.outputs[0]] == 0 and graph.producer(graph.outputs[0]) is not None
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
@@ -217,211 +203,19 @@ class Trainer:
         weights = data_adapter.sample_weights(targets, xs[0].shape[0], sample_weight, class_weight, who)
         return data_adapter.ArrayBatches(xs, targets, weights, batch_size, shuffle)
 
-    # ----------------------------------------------------------------- the loss
-
-    def _loss_and_grad(self, y: np.ndarray, out: np.ndarray, fused: bool, need_grad: bool,
-                       sample_weight: Optional[np.ndarray] = None) -> Tuple[float, Optional[np.ndarray]]:
-        """The batch loss and its gradient w.r.t. ``out`` (the logits when ``fused``). With
-        sample weights w: ``mean(w * per-sample loss)`` (Keras's sum over batch size)."""
-        if sample_weight is None:
-            if fused:
-                return self.loss.logits_value_and_gradient(y, out)
-            value = float(self.loss(y, out))
-            return value, (self.loss.gradient(y, out) if need_grad else None)
-        value = float(np.mean(self.loss.sample_losses(y, out, logits=fused) * sample_weight))
-        if not need_grad:
-            return value, None
-        grad = self.loss.logits_value_and_gradient(y, out)[1] if fused else self.loss.gradient(y, out)
-        return value, grad * sample_weight.reshape((-1,) + (1,) * (grad.ndim - 1))
-
-    def _regularized(self) -> List[Tuple[Any, int, Any]]:
-        return [(layer, i, r) for layer in self.layers if any(layer._param_regularizers)
-                for i, r in layer._regularized_weights()]
-
-    def _penalty(self, regularized: List[Tuple[Any, int, Any]]) -> float:
-        return float(sum(r.penalty(layer.weights[i]) for layer, i, r in regularized))
-
-    @staticmethod
-    def _add_penalty_gradients(regularized: List[Tuple[Any, int, Any]]) -> None:
-        for layer, i, r in regularized:
-            grad = layer._grads[i]
-            if grad is not None:
-                layer._grads[i] = grad + r.gradient(layer.weights[i])
-
-    # ----------------------------------------------------------------- one batch
-
-    def _native_train_plan(self, yb: np.ndarray) -> Optional[fused_step.Plan]:
-        """The one-call native training step's plan, when the model and loss allow it.
-
-        Needs sparse integer labels with a softmax (or from_logits) cross-entropy on one
-        (N, classes) output, and layers that all have a native twin.
-        """
-        loss = self.loss
-        if not (fused_step.enabled() and isinstance(loss, losses_module.SparseCategoricalCrossentropy)):
-            return None
-        graph = self._graph()
-        if len(graph.outputs) != 1:
-            return None
-        softmax_last = self._softmax_output()
-        if not (loss.from_logits or softmax_last) or (loss.from_logits and softmax_last):
-            return None
-        if len(self._output_shape_for(graph.input_shapes)) != 2 or yb.ndim != 2 or yb.shape[1] != 1:
-            return None
-        return fused_step.plan(graph, train=True, training=True, logits=True)
-
-    def _train_step(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray] = None
-                    ) -> Tuple[float, Optional[np.ndarray], bool]:
-        """One update. Returns the loss (penalties included), the output the metrics need
-        (None without metrics) and whether that output is the logits of a softmax."""
-        regularized = self._regularized()
-        penalty = self._penalty(regularized) if regularized else 0.0  # the weights the loss is computed with
-        plan = self._native_train_plan(yb)
-        if plan is not None:
-            logits = None
-            if self._metrics and not self._metrics.counts_only:
-                classes = int(self._output_shape_for([(None,) + a.shape[1:] for a in xs])[-1])
-                logits = np.empty((xs[0].shape[0], classes), np.float32)
-            xs = fused_step.run_front(plan, xs)
-            x_arg = xs[0] if len(xs) == 1 else xs
-            # With penalties, their gradients join before the update: no fused update then.
-            adam = None if regularized else self.optimizer.native_step_args(plan.trained)
-            # A step whose loss is not finite applies no update (its gradients are not finite
-            # either): the weights stay those of the last finite step, for fit() to report.
-            if adam is not None:  # the update runs inside the same native call, thread by thread
-                loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, adam=adam,
-                                                 sample_weight=sample_weight, logits_out=logits)
-                fused_step.publish_gradients(plan)
-                if not math.isfinite(loss):
-                    self.optimizer.native_step_skipped()
-            else:
-                loss, correct = ops.network_train_step(x_arg, yb.reshape(-1), plan.nodes, sample_weight=sample_weight,
-                                                 logits_out=logits)
-                fused_step.publish_gradients(plan)
-                if math.isfinite(loss):
-                    self._add_penalty_gradients(regularized)
-                    self.optimizer.apply_gradients(self._gradient_pairs())
-            if math.isfinite(loss):
-                fused_step.finish_step(plan)
-            if self._metrics and logits is None:  # plain accuracy: the step counted the hits
-                return float(loss) + penalty, _Hits(int(correct), xs[0].shape[0]), True
-            return float(loss) + penalty, logits, True
-        from .functional import run_backward, run_forward
-        fused = self._fused()
-        graph = self._graph()
-        outs, trace = run_forward(graph, xs, training=True, logits=fused)
-        out = outs[0]
-        loss, dout = self._loss_and_grad(yb, out, fused, need_grad=True, sample_weight=sample_weight)
-        for layer in self.layers:
-            layer._grads = [None] * len(layer.weights)  # a layer backward does not reach gets no update
-        for layer, grads in run_backward(graph, trace, dout).values():
-            layer._grads = grads
-        if math.isfinite(loss):
-            self._add_penalty_gradients(regularized)
-            self.optimizer.apply_gradients(self._gradient_pairs())
-        return loss + penalty, (out if self._metrics else None), fused
-
-    def _distributed_step(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray],
-                          global_count: int) -> Tuple[float, Any, bool]:
-        """One data-parallel step (pycnn/distributed.py): this rank's gradient of its share of
-        the global batch, one Allreduce of all gradients (and moving statistics, loss, hits),
-        then the same update on every rank."""
-        regularized = self._regularized()
-        penalty = self._penalty(regularized) if regularized else 0.0
-        n = xs[0].shape[0]
-        out: Any = None
-        is_logits = True
-        local_loss, hits = 0.0, 0.0
-        trained = [w for layer in self.layers for w in layer.trainable_weights]
-        for layer in self.layers:
-            layer._grads = [None] * len(layer.weights)
-        if n:
-            plan = self._native_train_plan(yb)
-            if plan is not None:
-                logits = None
-                if self._metrics and not self._metrics.counts_only:
-                    classes = int(self._output_shape_for([(None,) + a.shape[1:] for a in xs])[-1])
-                    logits = np.empty((n, classes), np.float32)
-                xs = fused_step.run_front(plan, xs)
-                local_loss, correct = ops.network_train_step(xs[0] if len(xs) == 1 else xs, yb.reshape(-1),
-                                                             plan.nodes, sample_weight=sample_weight,
-                                                             logits_out=logits)
-                fused_step.publish_gradients(plan)
-                if math.isfinite(local_loss):
-                    fused_step.finish_step(plan)
-                hits, out = float(correct), logits
-            else:
-                from .functional import run_backward, run_forward
-                fused = self._fused()
-                outs, trace = run_forward(self._graph(), xs, training=True, logits=fused)
-                out, is_logits = outs[0], fused
-                local_loss, dout = self._loss_and_grad(yb, out, fused, need_grad=True, sample_weight=sample_weight)
-                for layer, grads in run_backward(self._graph(), trace, dout).values():
-                    layer._grads = grads
-        by_weight = {id(w): g for layer in self.layers for g, w in zip(layer._grads, layer.weights)}
-        grads = [by_weight.get(id(w)) if by_weight.get(id(w)) is not None else np.zeros_like(w) for w in trained]
-        grads = [np.ascontiguousarray(g, dtype=np.float32) for g in grads]
-        states = [p for layer in self.layers for p, t in zip(layer._params, layer._param_trainable) if not t]
-        loss, hits = self._exchange.reduce(grads, states, float(local_loss), hits, n / global_count)
-        index = {id(w): i for i, w in enumerate(trained)}
-        for layer in self.layers:  # get_gradients() returns the global gradients
-            layer._grads = [grads[index[id(w)]] if id(w) in index else None for w in layer.weights]
-        if math.isfinite(loss):
-            self._add_penalty_gradients(regularized)
-            adam = self.optimizer.native_step_args(trained)
-            if adam is not None:  # Adam over every weight in one native call, the same on every rank
-                alpha, b1, b2, eps, weights, m, v = adam
-                # layer._grads, not `grads`: the penalty gradients were added to those
-                ops.adam_update(weights, [g for layer in self.layers for g, w in zip(layer._grads, layer.weights)
-                                          if id(w) in index], m, v, alpha, b1, b2, eps)
-            else:
-                self.optimizer.apply_gradients(self._gradient_pairs())
-        if self._metrics and out is None and self._metrics.counts_only:
-            out = _Hits(int(round(hits)), global_count)
-        return loss + penalty, out, is_logits
-
-    def _gradient_pairs(self) -> List[Tuple[np.ndarray, np.ndarray]]:
-        return [(g, w) for layer in self.layers if layer.trainable
-                for g, w in zip(layer.get_gradients(), layer.weights)]
-
-    def _inference(self, xs: List[np.ndarray], logits: bool = False) -> List[np.ndarray]:
-        """Forward in inference mode: one native call when every layer has a native twin."""
-        graph = self._graph()
-        if len(graph.outputs) == 1:
-            softmax_last = self._softmax_output() and self._output_read_once()
-            plan = fused_step.plan(graph, train=False, training=False, logits=softmax_last)
-            if plan is not None:
-                fused_step.refresh(plan)
-                try:
-                    return [ops.network_predict(xs[0] if len(xs) == 1 else xs, plan.nodes,
-                                                softmax=softmax_last and not logits)]
-                except ValueError:
-                    pass  # e.g. an input size the nodes do not fit: layer by layer explains it
-        from .functional import run_forward
-        outs, _ = run_forward(graph, xs, training=False, logits=logits, keep_trace=False)
-        return outs
-
-    def _test_step(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray] = None
-                   ) -> Tuple[float, Optional[np.ndarray], bool]:
-        fused = self._fused()
-        out = self._inference(xs, logits=fused)[0]
-        loss, _ = self._loss_and_grad(yb, out, fused, need_grad=False, sample_weight=sample_weight)
-        regularized = self._regularized()
-        if regularized:  # Keras's test loss includes the penalties too
-            loss += self._penalty(regularized)
-        return loss, out, fused
-
     def _update_metrics(self, yb: np.ndarray, out: Optional[np.ndarray], is_logits: bool,
                         sample_weight: Optional[np.ndarray]) -> None:
         if out is None or not self._metrics:
             return
-        if isinstance(out, _Hits):
+        if isinstance(out, step_module.Hits):
             self._metrics.add_hits(out.correct, out.count)
             return
 
         def probabilities() -> np.ndarray:
             if not is_logits:
                 return out
-            return ops.softmax_forward(out.reshape(-1, out.shape[-1])).reshape(out.shape)
+            rows = out.reshape(-1, out.shape[-1])
+            return ops.run("activation", [rows], attrs={"activation": "softmax"}).reshape(out.shape)
 
         self._metrics.update(yb, out, probabilities, sample_weight)
 
@@ -578,10 +372,7 @@ class Trainer:
                 for cb in cbs:
                     cb.on_batch_begin(step - 1)
                 with utils.deferred_interrupt():  # Ctrl-C lands between steps, never inside one
-                    if dist:
-                        loss, out, is_logits = self._distributed_step(xb, yb, wb, train.global_count)
-                    else:
-                        loss, out, is_logits = self._train_step(xb, yb, wb)
+                    loss, out, is_logits = self._step.train(xb, yb, wb, train.global_count if dist else None)
                 if first_loss is None and math.isfinite(loss):
                     first_loss = loss
                 if (not warned and math.isfinite(loss) and first_loss is not None
@@ -640,7 +431,7 @@ class Trainer:
         step = 0
         for step, (xb_raw, yb, wb) in enumerate(batches.epoch(), start=1):
             xb = [utils.as_float32(a, "evaluate()") for a in xb_raw]
-            loss, out, is_logits = self._test_step(xb, yb, wb)
+            loss, out, is_logits = self._step.test(xb, yb, wb)
             m = xb[0].shape[0]
             loss_sum += loss * m
             seen += m
@@ -711,8 +502,8 @@ class Trainer:
         if data_adapter.is_batch_source(x):
             for item in data_adapter.items(x, steps):
                 xb = item[0] if isinstance(item, tuple) else item
-                batches.append(self._inference([utils.as_float32(a, "predict()")
-                                                for a in self._prepare_inputs(xb, "predict()")]))
+                batches.append(self._step.infer([utils.as_float32(a, "predict()")
+                                                 for a in self._prepare_inputs(xb, "predict()")]))
         else:
             xs = self._prepare_inputs(x, "predict()")
             n = xs[0].shape[0]
@@ -723,7 +514,7 @@ class Trainer:
             for step in range(1, total + 1):
                 start = (step - 1) * batch_size
                 xb = [utils.as_float32(a[start:start + batch_size], "predict()") for a in xs]
-                batches.append(self._inference(xb))
+                batches.append(self._step.infer(xb))
                 if bar is not None:
                     bar.update(step, finalize=step == total)
         if not batches:
@@ -743,7 +534,7 @@ class Trainer:
         self._require_compiled("train_on_batch")
         xs, y, weights = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch()")
         with utils.deferred_interrupt():
-            loss, out, is_logits = self._train_step(xs, y, weights)
+            loss, out, is_logits = self._step.train(xs, y, weights)
         self._metrics.reset()
         self._update_metrics(y, out, is_logits, weights)
         return self._result(self._logs(loss), return_dict)
@@ -753,7 +544,7 @@ class Trainer:
         """Loss (and metrics) of one batch, no update."""
         self._require_compiled("test_on_batch")
         xs, y, weights = self._one_batch(x, y, sample_weight, None, "test_on_batch()")
-        loss, out, is_logits = self._test_step(xs, y, weights)
+        loss, out, is_logits = self._step.test(xs, y, weights)
         self._metrics.reset()
         self._update_metrics(y, out, is_logits, weights)
         return self._result(self._logs(loss), return_dict)

@@ -302,7 +302,7 @@ def _resolve_layers(model: Any, layers: Optional[Sequence[Any]], shapes: Sequenc
 def feature_maps(model: Any, image: Any, layers: Optional[Sequence[Any]] = None) -> List[Tuple[Any, np.ndarray]]:
     """``[(layer, activation (H, W, C)), ...]`` for one image: what :func:`show_feature_maps`
     draws, as arrays. ``layers`` as there."""
-    from .functional import Graph, run_forward
+    from .graph import Graph, run_forward
 
     who = "show_feature_maps()"
     x = _batch_of_one(model, image, who)

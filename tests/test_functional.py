@@ -10,7 +10,7 @@ import pytest
 
 import pycnn
 from pycnn import _core, layers, losses, optimizers, utils
-from pycnn.functional import run_backward, run_forward
+from pycnn.graph import run_backward, run_forward
 from pycnn.models import Model, Sequential
 
 L = layers

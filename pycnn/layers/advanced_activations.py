@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import ops
-from .base import Layer, NativeTwin, Shape
+from .base import Layer, Shape
 
 
 class LeakyReLU(Layer):
@@ -40,23 +40,14 @@ class LeakyReLU(Layer):
             raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or negative value. "
                              f"Expected a float. Received: negative_slope={negative_slope!r}.")
         self.negative_slope = float(negative_slope)
-        # The native step reads the slope as a (1,) float32 parameter (csrc/activation.cpp).
-        self._slope = np.array([self.negative_slope], dtype=np.float32)
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
     def _check_ndim(self, shape: Shape) -> None:
         if len(shape) < 1:
             super()._check_ndim(shape)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        out = ops.leaky_relu_forward(x, self.negative_slope)
-        return out, out
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (ops.leaky_relu_backward(dout, ctx, self.negative_slope) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("leaky_relu", (self._slope,))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("leaky_relu", {"negative_slope": self.negative_slope})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -1,68 +1,103 @@
-"""The ``Layer`` base class shared by every pycnn layer.
+"""The ``Layer`` base class: every pycnn layer, built-in or a user's own.
+
+A layer is its weights plus a description of what it computes. Built-in layers describe
+themselves as one native op (:meth:`Layer.spec` returns an :class:`pycnn.ops.OpSpec`: the
+op's kind, its named attributes and the weight arrays it reads); the eager call, the node of a
+compiled network, the config and exports all derive from that one spec. A user's layer
+writes :meth:`Layer.call` and :meth:`Layer.gradient` in NumPy instead, as in Keras::
+
+    class Scale(pycnn.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(name="w", shape=(input_shape[-1],), initializer="ones")
+        def call(self, inputs, training=False):
+            return inputs * self.w
+        def gradient(self, inputs, outputs, doutputs):
+            return doutputs * self.w, [np.sum(doutputs * inputs, axis=tuple(range(inputs.ndim - 1)))]
+
+and trains inside a model next to native layers: the compiled network runs the native parts
+and calls back into Python for it (pycnn/executor.py).
 
 Life cycle (the same as Keras):
 
 1. ``__init__`` validates and normalises the arguments and picks an automatic name
    (``conv2d``, ``conv2d_1``, ...; see :func:`pycnn.utils.clear_session`).
-2. ``build(input_shape)`` creates the weights once the input shape is known. Shapes
-   include the batch axis as ``None``: ``(None, 32, 32, 3)``. A model builds its layers
-   when they are added or called on symbolic tensors; a lone layer builds on first call.
-3. ``layer(x)`` on a NumPy array runs forward (float32 NHWC; real dtypes are converted);
-   on a symbolic tensor (``pycnn.Input``) it records a graph node instead
-   (pycnn/symbolic.py).
-4. ``layer.backward(dout)`` on a lone layer differentiates its last eager call and keeps
-   the parameter gradients for ``get_gradients()`` (order and shapes of ``get_weights()``).
-
-What a subclass implements:
-
-* ``_create_weights``, ``compute_output_shape``, ``_check_input``: shapes and weights;
-* ``_call(x, training, logits) -> (out, ctx)`` and ``_backward(ctx, dout, need_input_grad)
-  -> (dinp, weight_grads)``: forward and backward through :mod:`pycnn.ops`. ``ctx`` is what
-  backward needs from this call; it lives with the call (the model's executor keeps one per
-  node), never on the layer, so a layer can be called several times (shared weights) and
-  two threads can run one model;
-* ``native_twin(training, logits)``: the node this layer is in the one-call native step
-  (pycnn/fused_step.py, csrc/network.h), or None when it has none.
+2. ``build(input_shape)`` creates the weights with :meth:`add_weight` once the input shape is
+   known (batch axis included, as None). The base class wraps every subclass's ``build``: it
+   checks the shape first and marks the layer built after.
+3. ``layer(x)`` on a NumPy array runs forward (float32 NHWC; real dtypes are converted); on a
+   symbolic tensor (``pycnn.Input``) it records a graph node instead (pycnn/symbolic.py).
+4. ``layer.backward(dout)`` on a lone layer differentiates its last eager call and keeps the
+   weight gradients for ``get_gradients()`` (order and shapes of ``get_weights()``).
 
 Subclasses register by class name for loading (:func:`get`); no other table lists layers.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+import contextlib
+import functools
+import threading
+import weakref
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import activations, initializers, ops, symbolic, utils
+from .. import initializers, ops, symbolic, utils
 
 Shape = Tuple[Optional[int], ...]
 
 _REGISTRY: Dict[str, type] = {}
 
 
+_CUSTOM = threading.local()  # the custom_objects of the load in progress, per thread
+
+
+def register(name: str, cls: type) -> None:
+    """Make ``get(name)`` return ``cls`` (a second name for a class, e.g. Keras's 'Functional')."""
+    _REGISTRY[name] = cls
+
+
+@contextlib.contextmanager
+def custom_object_scope(custom_objects: Optional[Dict[str, Any]]) -> Iterator[None]:
+    """Within the block, :func:`get` also finds the classes of ``custom_objects`` (a user's own
+    layers, by the class name a saved model records), as Keras's ``custom_object_scope``."""
+    saved = getattr(_CUSTOM, "objects", None)
+    _CUSTOM.objects = {**(saved or {}), **(custom_objects or {})}
+    try:
+        yield
+    finally:
+        _CUSTOM.objects = saved
+
+
 def get(class_name: str) -> type:
-    """Layer class by its class name (``'Conv2D'``), for rebuilding saved models.
+    """Layer (or model) class by its class name (``'Conv2D'``), for rebuilding saved models;
+    inside :func:`custom_object_scope` also the user's classes it names.
 
     Raises:
-        ValueError: for a name pycnn does not define.
+        ValueError: for a name neither pycnn nor the custom objects define.
     """
+    custom = getattr(_CUSTOM, "objects", None) or {}
+    if class_name in custom:
+        return custom[class_name]
     if class_name not in _REGISTRY:
-        raise ValueError(f"Unknown layer class. Expected one of {', '.join(sorted(_REGISTRY))}. "
-                         f"Received: class_name={class_name!r}.")
+        raise ValueError(f"Unknown layer class {class_name!r}. Expected one of {', '.join(sorted(_REGISTRY))}, or a "
+                         "custom layer passed as load_model(path, custom_objects={'Name': Class}).")
     return _REGISTRY[class_name]
 
 
-class NativeTwin(NamedTuple):
-    """A layer's node in the native network step: see csrc/network.h and each op family's
-    NetOp (conv2d.cpp, pool2d.cpp, ...) for what ``kind``, ``ints``, ``strs`` and
-    ``floats`` mean. ``params`` are the live weight arrays in the op's order, None for an
-    absent bias. ``state``: float32 arrays the op fills during a training step for the
-    layer's :meth:`Layer.native_step_done` (batch normalization's batch moments)."""
-    kind: str
-    params: Tuple[Optional[np.ndarray], ...] = ()
-    ints: Tuple[int, ...] = ()
-    strs: Tuple[str, ...] = ()
-    floats: Tuple[float, ...] = ()
-    state: Tuple[np.ndarray, ...] = ()
+def _wrap_build(build: Callable[..., None]) -> Callable[..., None]:
+    """A subclass's ``build``, checked first (rank, output size, fit with existing weights) and
+    marked built after: what Keras 3's build wrapper does."""
+
+    @functools.wraps(build)
+    def wrapped(self: "Layer", input_shape: Any) -> None:
+        shape = self._prepare_build(input_shape)
+        if shape is None:  # already built and checked
+            return
+        build(self, shape)
+        self._finish_build(shape)
+
+    wrapped._pycnn_wrapped = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 class Layer:
@@ -75,6 +110,7 @@ class Layer:
             layer as in Keras, e.g. ``Conv2D(64, 3, input_shape=(224, 224, 1))``.
         trainable: when False the optimizer leaves the weights alone and ``summary()``
             counts them as non-trainable.
+        dtype: accepted for Keras compatibility; only 'float32' (or None).
     """
 
     #: Number of input dimensions including the batch axis (None: any, at least 2).
@@ -82,15 +118,29 @@ class Layer:
     _default_name: Optional[str] = None
     #: True for layers that take a list of tensors (Concatenate, Add, Multiply).
     _multi_input: bool = False
+    #: True for layers that act only in training (RandomFlip...): a trainer may run them on
+    #: each batch in NumPy ahead of the compiled network (they have no weights).
+    _preprocessing: bool = False
+
+    #: Models build their own layers: their ``build`` is not wrapped.
+    _builds_itself: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__ and not getattr(cls.__dict__["build"], "_pycnn_wrapped", False) \
+                and not cls._builds_itself:
+            cls.build = _wrap_build(cls.__dict__["build"])
         if not cls.__name__.startswith("_"):
             _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name: Optional[str] = None, input_shape: Optional[Sequence[Optional[int]]] = None,
-                 trainable: bool = True) -> None:
+                 trainable: bool = True, dtype: Any = None, **kwargs: Any) -> None:
         cls = type(self).__name__
+        if kwargs:
+            raise TypeError(f"{cls} got unexpected keyword arguments: {', '.join(sorted(kwargs))}.")
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"Invalid value for argument 'dtype' of {cls}: pycnn computes in float32. "
+                             f"Received: dtype={dtype!r}.")
         if name is None:
             name = utils.unique_name(self._default_name or utils.snake_case(cls))
         elif not isinstance(name, str) or not name:
@@ -100,9 +150,10 @@ class Layer:
             raise ValueError(f"Invalid value for argument 'trainable' of {cls}: expected True or False. "
                              f"Received: trainable={trainable!r}.")
         self.name: str = name
-        self.trainable: bool = bool(trainable)
+        self._trainable: bool = bool(trainable)
         self.built: bool = False
-        self.input_shape: Optional[Shape] = None
+        if not self._builds_itself:  # a model's input_shape is its graph's
+            self.input_shape: Optional[Shape] = None
         self._input_shape_arg: Optional[Shape] = (
             None if input_shape is None else _sample_shape(input_shape, "input_shape", cls))
         self._param_names: List[str] = []
@@ -110,8 +161,20 @@ class Layer:
         self._param_trainable: List[bool] = []  # False: a statistic, never given to the optimizer
         self._param_regularizers: List[Any] = []  # per weight: a pycnn.regularizers.Regularizer or None
         self._grads: List[Optional[np.ndarray]] = []
-        self._last_call: Optional[Tuple[Any, Tuple[int, ...]]] = None  # a lone layer's (ctx, output shape)
+        self._last_call: Optional[Tuple[Any, Any]] = None  # a lone layer's (ctx, output shape)
         self._inbound_nodes: List[symbolic.Node] = []  # one per call on symbolic tensors
+        self._op_calls: Dict[Any, ops.OpCall] = {}  # eager calls compiled, by what they depend on
+        self._output_shapes: Dict[Any, Shape] = {}  # inferred output shapes of user layers
+
+    # ----------------------------------------------------------------- trainable
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
 
     # ----------------------------------------------------------------- shapes and build
 
@@ -121,37 +184,73 @@ class Layer:
         return None if self._input_shape_arg is None else (None,) + self._input_shape_arg
 
     def build(self, input_shape: Sequence[Optional[int]]) -> None:
-        """Create the weights for inputs of ``input_shape`` (batch axis included, may be None).
+        """Create the weights for inputs of ``input_shape`` (batch axis included, may be None),
+        with :meth:`add_weight`. Layers without weights need not override it.
 
         Raises:
             ValueError: if the shape does not suit the layer (wrong rank, undefined
                 dimension the weights depend on, output size zero or negative).
         """
+
+    def _prepare_build(self, input_shape: Any) -> Optional[Shape]:
+        """Checks before a build; returns the shape to build for, or None when the layer is
+        already built (and the shape fits its weights)."""
+        if self._multi_input:
+            if not isinstance(input_shape, (list, tuple)) or len(input_shape) < 2 or \
+                    not all(isinstance(s, (list, tuple)) for s in input_shape):
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) should be called on a list of at "
+                                 f"least 2 inputs. Received: input_shape={input_shape!r}.")
+            shapes = [_full_shape(s, self.name) for s in input_shape]
+            self.compute_output_shape(shapes)
+            if self.built:
+                return None
+            self._op_calls = {}
+            return shapes
         shape = _full_shape(input_shape, self.name)
         self._check_ndim(shape)
-        self.compute_output_shape(shape)  # raises when an output dimension would be < 1
         if self.built:
             self._check_input(shape)  # weights exist: the new shape must suit them
-        else:
-            self._param_names, self._params, self._param_trainable, self._param_regularizers = [], [], [], []
-            self._create_weights(shape)
-            self._grads = [None] * len(self._params)
-        self.input_shape = shape
+            self.compute_output_shape(shape)
+            self.input_shape = shape
+            return None
+        if type(self).compute_output_shape is not Layer.compute_output_shape:
+            self.compute_output_shape(shape)  # raises when an output dimension would be < 1
+        self._param_names, self._params, self._param_trainable, self._param_regularizers = [], [], [], []
+        self._op_calls = {}
+        return shape
+
+    def _finish_build(self, shape: Any) -> None:
+        self._grads = [None] * len(self._params)
+        self.input_shape = [(None,) + tuple(s[1:]) for s in shape] if self._multi_input else shape
         self.built = True
 
-    def _create_weights(self, input_shape: Shape) -> None:
-        """Subclasses with weights call ``_add_weight`` here."""
+    def add_weight(self, name: Optional[str] = None, shape: Sequence[int] = (), initializer: Any = "glorot_uniform",
+                   trainable: bool = True, regularizer: Any = None, dtype: Any = None) -> np.ndarray:
+        """A new weight of ``shape`` (Keras's ``add_weight``), created in :meth:`build`.
 
-    def _add_weight(self, name: str, shape: Tuple[int, ...], initializer: Any, trainable: bool = True,
-                    regularizer: Any = None) -> np.ndarray:
-        """A new weight; ``trainable=False`` makes it state the layer updates itself (moving
-        statistics): saved and loaded, counted as non-trainable, never optimised.
-        ``regularizer``: a penalty on this weight that training adds to the loss."""
-        values = initializers.initialize(initializer, shape)
+        Args:
+            name: the weight's name (``get_config``, saved files); default ``variable_<i>``.
+            shape: its shape.
+            initializer: a :mod:`pycnn.initializers` name (``'glorot_uniform'``, ``'zeros'``,
+                ``'ones'``, ...) or a callable ``(shape) -> array``.
+            trainable: False makes it state the layer updates itself (moving statistics):
+                saved and loaded, counted as non-trainable, never optimised.
+            regularizer: a penalty (:mod:`pycnn.regularizers`) training adds to the loss.
+
+        Returns:
+            The live float32 array that training updates in place (keep it, e.g. ``self.w``).
+        """
+        from .. import regularizers
+
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"Layer '{self.name}'.add_weight() creates float32 weights. Received: dtype={dtype!r}.")
+        name = name or f"variable_{len(self._params)}"
+        dims = tuple(int(d) for d in shape)
+        values = initializers.initialize(initializers.get(initializer, "initializer", f"Layer '{self.name}'"), dims)
         self._param_names.append(name)
         self._params.append(values)
         self._param_trainable.append(bool(trainable))
-        self._param_regularizers.append(regularizer)
+        self._param_regularizers.append(regularizers.get(regularizer, "regularizer", f"Layer '{self.name}'"))
         return values
 
     @property
@@ -159,16 +258,34 @@ class Layer:
         """The regularization penalties of this layer's weights, as ``keras.layers.Layer.losses``."""
         return [float(r.penalty(p)) for p, r in zip(self._params, self._param_regularizers) if r is not None]
 
-    def _regularized_weights(self) -> List[Tuple[int, Any]]:
-        """(index, regularizer) of every trainable weight with a penalty."""
+    def regularized_weights(self) -> List[Tuple[np.ndarray, Any]]:
+        """(weight, regularizer) of every trainable weight with a penalty."""
         if not self.trainable:
             return []
-        return [(i, r) for i, (r, t) in enumerate(zip(self._param_regularizers, self._param_trainable))
+        return [(p, r) for p, r, t in zip(self._params, self._param_regularizers, self._param_trainable)
                 if r is not None and t]
 
-    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
-        """Output shape for ``input_shape`` (batch axis included); pure arithmetic."""
-        return tuple(input_shape)
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """Output shape for ``input_shape`` (batch axis included); pure arithmetic. A user layer
+        that leaves it out gets the shape of one call on zeros (fixed input sizes only)."""
+        if type(self).call is Layer.call:
+            return tuple(input_shape)
+        return self._inferred_output_shape(input_shape)
+
+    def _inferred_output_shape(self, input_shape: Any) -> Any:
+        shapes = [tuple(s) for s in input_shape] if self._multi_input else [tuple(input_shape)]
+        key = tuple(shapes)
+        if key in self._output_shapes:
+            return self._output_shapes[key]
+        if any(d is None for s in shapes for d in s[1:]):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) cannot infer its output shape for an input "
+                             f"of undefined size {', '.join(utils.shape_str(s) for s in shapes)}: implement "
+                             "compute_output_shape(input_shape).")
+        dummy = [np.zeros((1,) + s[1:], np.float32) for s in shapes]
+        out = np.asarray(self.call(dummy if self._multi_input else dummy[0], training=False))
+        result = (shapes[0][0],) + tuple(out.shape[1:])
+        self._output_shapes[key] = result
+        return result
 
     @property
     def output_shape(self) -> Shape:
@@ -195,7 +312,75 @@ class Layer:
     def _check_input(self, shape: Shape) -> None:
         """Checks a concrete input against the built layer (channels, features)."""
 
-    # ----------------------------------------------------------------- forward / backward
+    def _shape_for(self, shape: Any) -> Any:
+        """Builds the layer for ``shape`` if needed, else checks ``shape`` against it; returns
+        the output shape. Raises ValueError naming the layer when the shape does not fit."""
+        if self._multi_input:
+            shape = [tuple(s) for s in shape]
+        else:
+            shape = tuple(shape)
+            if self.built:
+                self._check_ndim(shape)
+                self._check_input(shape)
+        if not self.built:
+            self.build(shape)
+        return self.compute_output_shape(shape)
+
+    def _symbolic_output_shape(self, shape: Any, input_names: Sequence[str]) -> Any:
+        """Output shape of a call on symbolic inputs (names given for error messages)."""
+        return self._shape_for(shape)
+
+    # ----------------------------------------------------------------- what it computes
+
+    def spec(self, training: bool = False) -> Optional[ops.OpSpec]:
+        """This layer as one native op, or None for a layer that computes in Python
+        (:meth:`call` / :meth:`gradient`). ``training``: the spec for training mode (batch
+        normalization uses the batch's moments then; dropout has no native op then)."""
+        return None
+
+    def call(self, inputs: Any, training: bool = False) -> np.ndarray:
+        """A Python layer's forward: float32 NumPy inputs (a list for a merging layer) ->
+        the output array. Layers with a native op (:meth:`spec`) never need it."""
+        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) has neither a native op (spec()) "
+                                  "nor a call() method: implement call(inputs, training=False).")
+
+    def gradient(self, inputs: Any, outputs: np.ndarray, doutputs: np.ndarray
+                 ) -> Tuple[Any, List[Optional[np.ndarray]]]:
+        """A Python layer's backward: given the inputs and outputs of one :meth:`call` and the
+        loss's gradient w.r.t. the outputs, returns ``(dinputs, [one gradient per trainable
+        weight, in add_weight order])`` (a list of dinputs for a merging layer)."""
+        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) cannot be trained: implement "
+                                  "gradient(inputs, outputs, doutputs) -> (dinputs, [dweight, ...]).")
+
+    def _keep_for_gradient(self, outputs: np.ndarray, state: Any) -> None:
+        """For a Python layer: what :meth:`gradient` will need from the call that returned
+        ``outputs`` (a mask, the random draws), found again by those outputs, so that a layer
+        called twice in one step differentiates each call with its own."""
+        kept = getattr(self, "_kept", None)
+        kept = {k: v for k, v in (kept or {}).items() if v[0]() is not None}
+        kept[id(outputs)] = (weakref.ref(outputs), state)
+        self._kept = kept
+
+    def _kept_for_gradient(self, outputs: np.ndarray) -> Any:
+        entry = getattr(self, "_kept", {}).get(id(outputs))
+        if entry is None or entry[0]() is not outputs:
+            raise RuntimeError(f"Layer '{self.name}'.gradient() received outputs that no call of this layer returned.")
+        return entry[1]
+
+    def _spec_for(self, training: bool, logits: bool) -> Optional[ops.OpSpec]:
+        """``spec(training)``; with ``logits`` a final softmax activation is left out (the loss fuses it)."""
+        spec = self.spec(training)
+        if spec is not None and logits and spec.attrs.get("activation") == "softmax":
+            spec = spec.with_attrs(activation="linear")
+        return spec
+
+    @property
+    def output_activation(self) -> Optional[str]:
+        """The activation the layer's op applies last (``'softmax'``...), None when unknown."""
+        spec = self.spec(False)
+        return None if spec is None else spec.attrs.get("activation")
+
+    # ----------------------------------------------------------------- eager forward / backward
 
     def __call__(self, x: Any, training: bool = False) -> Any:
         """Forward pass, or a graph node when ``x`` is symbolic.
@@ -204,7 +389,7 @@ class Layer:
             x: array of shape (N, ...) (NHWC for conv and pooling layers); real numeric
                 dtypes are converted to float32 without rescaling. A KerasTensor (from
                 ``pycnn.Input`` or another layer) records a node and returns a KerasTensor.
-            training: enables training-only behaviour (dropout).
+            training: enables training-only behaviour (dropout, batch statistics).
 
         Returns:
             float32 array of shape ``compute_output_shape(x.shape)``.
@@ -215,33 +400,46 @@ class Layer:
         self._last_call = (ctx, out.shape)
         return out
 
+    def _inputs(self, x: Any) -> List[np.ndarray]:
+        if self._multi_input:
+            if not isinstance(x, (list, tuple)) or len(x) < 2:
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) should be called on a list of at least "
+                                 f"2 arrays. Received: {type(x).__name__}.")
+            return [utils.as_float32(v, f"Layer '{self.name}'", f"inputs[{i}]") for i, v in enumerate(x)]
+        return [utils.as_float32(x, f"Layer '{self.name}'")]
+
     def _run(self, x: Any, training: bool = False, logits: bool = False) -> Tuple[np.ndarray, Any]:
         """Checked forward on concrete data: returns ``(output, ctx for _backward)``."""
-        x = utils.as_float32(x, f"Layer '{self.name}'")
-        self._shape_for((None,) + x.shape[1:] if not self.built else x.shape)
-        return self._call(x, bool(training), bool(logits))
-
-    def _shape_for(self, shape: Shape) -> Shape:
-        """Builds the layer for ``shape`` if needed, else checks ``shape`` against it; returns
-        the output shape. Raises ValueError naming the layer when the shape does not fit."""
-        shape = tuple(shape)
-        if not self.built:
-            self.build(shape)
+        xs = self._inputs(x)
+        if self._multi_input:
+            self._shape_for([v.shape for v in xs])
         else:
-            self._check_ndim(shape)
-            self._check_input(shape)
-        return self.compute_output_shape(shape)
+            self._shape_for((None,) + xs[0].shape[1:] if not self.built else xs[0].shape)
+        spec = self._spec_for(bool(training), bool(logits))
+        if spec is None:
+            arg = xs if self._multi_input else xs[0]
+            out = utils.as_float32(self.call(arg, training=bool(training)), f"Layer '{self.name}'.call()", "output")
+            return out, ("python", arg, out)
+        call = self._op_call(spec, [v.shape[1:] for v in xs])
+        out, tape = call.forward(xs)
+        if training:
+            call.commit(tape)  # batch statistics -> moving statistics, as a Keras training call
+        return out, ("native", call, tape)
 
-    def _symbolic_output_shape(self, shape: Any, input_names: Sequence[str]) -> Shape:
-        """Output shape of a call on symbolic inputs (names given for error messages)."""
-        return self._shape_for(shape)
+    def _op_call(self, spec: ops.OpSpec, shapes: Sequence[Tuple[int, ...]]) -> ops.OpCall:
+        """The eager call of ``spec`` on inputs of ``shapes``, compiled once and kept."""
+        key = (spec.kind, tuple(sorted((k, repr(v)) for k, v in spec.attrs.items())),
+               tuple(id(p) for p in spec.params), tuple(tuple(s) for s in shapes))
+        call = self._op_calls.get(key)
+        if call is None:
+            trained = [p is not None and not _is_state(spec.kind, i) for i, p in enumerate(spec.params)]
+            call = ops.OpCall(spec, shapes, trained, input_grads=True, name=self.name)
+            if len(self._op_calls) >= 16:
+                self._op_calls.clear()
+            self._op_calls[key] = call
+        return call
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        """Forward on a checked float32 input; ``logits=True`` skips a final softmax.
-        Returns the output and what ``_backward`` needs from this call."""
-        raise NotImplementedError
-
-    def backward(self, dout: Any, need_input_grad: bool = True) -> Optional[np.ndarray]:
+    def backward(self, dout: Any, need_input_grad: bool = True) -> Optional[Any]:
         """Backward pass through the last (eager) forward of this layer.
 
         Args:
@@ -267,19 +465,37 @@ class Layer:
         self._grads = list(grads)
         return dinp
 
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool
-                  ) -> Tuple[Any, List[np.ndarray]]:
-        """Input gradient (None when not needed) and weight gradients (``get_weights()`` order)."""
-        raise NotImplementedError
+    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, List[Optional[np.ndarray]]]:
+        """Input gradient (a list for a merging layer) and one gradient per weight in
+        ``get_weights()`` order (None for statistics and weights nothing trains)."""
+        if ctx[0] == "python":
+            _, inputs, outputs = ctx
+            dinputs, dweights = self.gradient(inputs, outputs, dout)
+            return (dinputs if need_input_grad else None), self._python_weight_grads(dweights)
+        _, call, tape = ctx
+        dinputs, dparams = call.backward(tape, dout)
+        by_param = {id(p): g for p, g in zip(call.spec.params, dparams) if p is not None}
+        grads = [by_param.get(id(p)) for p in self._params]
+        if not need_input_grad:
+            return None, grads
+        return (dinputs if self._multi_input else dinputs[0]), grads
 
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        """This layer as a node of the native network step, or None (the model then runs
-        layer by layer). ``logits``: the layer's final softmax is left out (the loss fuses it)."""
-        return None
-
-    def native_step_done(self, twin: NativeTwin) -> None:
-        """Called after a native training step with a finite loss ran this layer's ``twin``
-        (which had ``state``): the layer takes what the step wrote there."""
+    def _python_weight_grads(self, dweights: Sequence[Any]) -> List[Optional[np.ndarray]]:
+        """A Python layer's gradients (one per trainable weight) -> one per weight, checked."""
+        trainable = [i for i, t in enumerate(self._param_trainable) if t]
+        dweights = list(dweights or [])
+        if len(dweights) != len(trainable):
+            raise ValueError(f"Layer '{self.name}'.gradient() expected one gradient per trainable weight "
+                             f"({len(trainable)}: {[self._param_names[i] for i in trainable]}). "
+                             f"Received: {len(dweights)}.")
+        grads: List[Optional[np.ndarray]] = [None] * len(self._params)
+        for i, g in zip(trainable, dweights):
+            g = utils.as_float32(g, f"Layer '{self.name}'.gradient()", self._param_names[i])
+            if g.shape != self._params[i].shape:
+                raise ValueError(f"Layer '{self.name}'.gradient() expected the gradient of '{self._param_names[i]}' "
+                                 f"with shape {self._params[i].shape}. Received: shape={g.shape}.")
+            grads[i] = g
+        return grads
 
     # ----------------------------------------------------------------- weights
 
@@ -302,9 +518,6 @@ class Layer:
             return list(self._params)
         return [p for p, t in zip(self._params, self._param_trainable) if not t]
 
-    def _is_trainable_weight(self, param: np.ndarray) -> bool:
-        return self.trainable and any(p is param and t for p, t in zip(self._params, self._param_trainable))
-
     @property
     def weight_names(self) -> List[str]:
         """Names of the weights in ``get_weights()`` order, e.g. ``['kernel', 'bias']``."""
@@ -312,7 +525,7 @@ class Layer:
 
     def get_weights(self) -> List[np.ndarray]:
         """Copies of the weights, Keras order and shapes (``[kernel, bias]``)."""
-        return [p.copy() for p in self._params]
+        return [p.copy() for p in self.weights]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Copy ``weights`` (Keras order and shapes) into the layer.
@@ -326,18 +539,19 @@ class Layer:
             raise RuntimeError(f"Layer '{self.name}' has not been built yet, so its weights do not exist. "
                                "Call it on an input or call build(input_shape) before set_weights().")
         weights = list(weights)
-        if len(weights) != len(self._params):
-            raise ValueError(f"Layer '{self.name}' expected a list of {len(self._params)} weight arrays "
-                             f"{self._param_names}. Received: a list of {len(weights)} arrays.")
+        params, names = self.weights, self.weight_names
+        if len(weights) != len(params):
+            raise ValueError(f"Layer '{self.name}' expected a list of {len(params)} weight arrays "
+                             f"{names}. Received: a list of {len(weights)} arrays.")
         arrays = []
-        for pname, param, value in zip(self._param_names, self._params, weights):
+        for pname, param, value in zip(names, params, weights):
             arr = utils.check_real_array(value, f"Layer '{self.name}'.set_weights()", pname)
             if arr.shape != param.shape:
                 raise ValueError(f"Layer '{self.name}' expected weight '{pname}' with shape {param.shape}. "
                                  f"Received: shape={arr.shape}.")
             arrays.append(arr)
-        for param, arr in zip(self._params, arrays):
-            param[...] = arr  # in place: optimizer state is keyed by these arrays
+        for param, arr in zip(params, arrays):
+            param[...] = arr  # in place: optimizer state and compiled networks hold these arrays
 
     def get_gradients(self) -> List[Optional[np.ndarray]]:
         """Gradients from the last backward(), in ``get_weights()`` order and shapes."""
@@ -352,7 +566,7 @@ class Layer:
         if not self.built:
             raise RuntimeError(f"Layer '{self.name}' has not been built yet, so its number of parameters is "
                                "unknown. Call it on an input or call build(input_shape) first.")
-        return int(sum(p.size for p in self._params))
+        return int(sum(p.size for p in self.weights))
 
     # ----------------------------------------------------------------- config
 
@@ -369,6 +583,14 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+Layer.build = _wrap_build(Layer.build)  # type: ignore[method-assign]  (layers without weights too)
+
+
+def _is_state(kind: str, index: int) -> bool:
+    params = ops.registered_ops()[kind].params
+    return index < len(params) and params[index].state
 
 
 def _sample_shape(shape: Any, arg: str, owner: str) -> Shape:
@@ -402,39 +624,11 @@ def _dims_or_none(shape: Any) -> Optional[Shape]:
 
 
 class KernelLayer(Layer):
-    """A layer whose weights are ``[kernel]`` or ``[kernel, bias]`` (Conv2D, Dense), with an
-    activation the kernel applies itself, except softmax, which runs as a separate op."""
+    """A layer whose weights are ``[kernel]`` or ``[kernel, bias]`` (Conv2D, Dense) with an
+    activation its op applies."""
 
     use_bias: bool = True
     activation: str = "linear"
-
-    @property
-    def _fused_activation(self) -> str:
-        """The part of the activation the conv2d/dense kernel applies."""
-        return self.activation if self.activation in activations.FUSED else "linear"
-
-    def _softmax_forward(self, out: np.ndarray, logits: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Applies an activation the kernel does not fuse (softmax, unless the loss fuses it
-        (``logits``); leaky_relu); returns ``(output, output to keep for backward or None)``."""
-        if self.activation == "softmax" and not logits:
-            out = ops.softmax_forward(out)
-            return out, out
-        if self.activation == "leaky_relu":
-            out = ops.leaky_relu_forward(out, activations.LEAKY_RELU_SLOPE)
-            return out, out
-        return out, None
-
-    def _softmax_backward(self, dout: np.ndarray, softmax_out: Optional[np.ndarray]) -> np.ndarray:
-        if softmax_out is None:
-            return dout
-        if self.activation == "leaky_relu":
-            return ops.leaky_relu_backward(dout, softmax_out, activations.LEAKY_RELU_SLOPE)
-        return ops.softmax_backward(dout, softmax_out)
-
-    def _twin_activation(self, logits: bool) -> Optional[str]:
-        """The activation the native node applies, or None when it cannot (softmax not fused)."""
-        act = "linear" if (logits and self.activation == "softmax") else self.activation
-        return act if act in activations.FUSED else None
 
     @property
     def kernel(self) -> np.ndarray:

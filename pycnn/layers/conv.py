@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import activations, initializers, ops, regularizers, utils
-from .base import KernelLayer, Layer, NativeTwin, Shape
+from .base import KernelLayer, Layer, Shape
 
 
 def conv_output_length(length: Optional[int], k: int, s: int, padding: str, dilation: int = 1) -> Optional[int]:
@@ -125,11 +125,6 @@ class Conv2D(KernelLayer):
                              f"Received: groups={self.groups}, filters={self.filters}.")
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
-    @property
-    def _general(self) -> bool:
-        """True when the layer needs the dilated / grouped kernel."""
-        return self.dilation_rate != (1, 1) or self.groups != 1
-
     def _channels(self, input_shape: Shape) -> int:
         if input_shape[-1] is None:
             raise ValueError(f"Conv2D layer '{self.name}' needs a defined number of input channels, but received "
@@ -137,16 +132,16 @@ class Conv2D(KernelLayer):
                              "Input(shape=(None, None, 3)).")
         return int(input_shape[-1])
 
-    def _create_weights(self, input_shape: Shape) -> None:
+    def build(self, input_shape: Shape) -> None:
         c = self._channels(input_shape)
         if c % self.groups != 0:
             raise ValueError(f"The number of input channels of layer '{self.name}' must be evenly divisible by the "
                              f"number of groups. Received: groups={self.groups}, but the input has {c} channels "
                              f"(full input shape is {utils.shape_str(input_shape)}).")
-        self._add_weight("kernel", self.kernel_size + (c // self.groups, self.filters), self.kernel_initializer,
-                         regularizer=self.kernel_regularizer)
+        self.add_weight("kernel", self.kernel_size + (c // self.groups, self.filters), self.kernel_initializer,
+                        regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
         shape = tuple(input_shape)
@@ -160,40 +155,10 @@ class Conv2D(KernelLayer):
             raise ValueError(f"Layer '{self.name}' expected input with {c} channels on the last axis, but "
                              f"received input with shape {utils.shape_str(shape)}.")
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        fused = self._fused_activation
-        if self._general:
-            out = ops.conv2d_grouped_forward(x, self.kernel, self.bias, strides=self.strides, padding=self.padding,
-                                             dilation_rate=self.dilation_rate, groups=self.groups, activation=fused)
-        else:
-            out = ops.conv2d_forward(x, self.kernel, self.bias, strides=self.strides, padding=self.padding,
-                                     activation=fused)
-        out, softmax_out = self._softmax_forward(out, logits)
-        return out, (x, out if fused != "linear" else None, softmax_out, fused)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        x, out, softmax_out, fused = ctx
-        dout = self._softmax_backward(dout, softmax_out)
-        if self._general:
-            dinp, dkernel, dbias = ops.conv2d_grouped_backward(
-                dout, x, self.kernel, out=out, strides=self.strides, padding=self.padding,
-                dilation_rate=self.dilation_rate, groups=self.groups, activation=fused, has_bias=self.use_bias,
-                need_dinp=need_input_grad)
-        else:
-            dinp, dkernel, dbias = ops.conv2d_backward(
-                dout, x, self.kernel, out=out, strides=self.strides, padding=self.padding,
-                activation=fused, has_bias=self.use_bias, need_dinp=need_input_grad)
-        return dinp, ([dkernel, dbias] if self.use_bias else [dkernel])
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        act = self._twin_activation(logits)
-        if act is None:
-            return None
-        if self._general:
-            # csrc/conv2d_grouped.cpp: ints (SH, SW, DH, DW, groups)
-            return NativeTwin("conv2d_grouped", (self.kernel, self.bias),
-                              tuple(self.strides) + tuple(self.dilation_rate) + (self.groups,), (self.padding, act))
-        return NativeTwin("conv2d", (self.kernel, self.bias), tuple(self.strides), (self.padding, act))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("conv2d", {"strides": self.strides, "padding": self.padding,
+                                     "dilation_rate": self.dilation_rate, "groups": self.groups,
+                                     "activation": self.activation}, (self.kernel, self.bias))
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -263,8 +228,9 @@ class _WindowConv(KernelLayer):
             raise ValueError(f"Layer '{self.name}' expected input with {c} channels on the last axis, but "
                              f"received input with shape {utils.shape_str(shape)}.")
 
-    def _depthwise_args(self) -> Dict[str, Any]:
-        return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
+    def _window_attrs(self) -> Dict[str, Any]:
+        return {"strides": self.strides, "padding": self.padding, "dilation_rate": self.dilation_rate,
+                "activation": self.activation}
 
     def _window_config(self) -> Dict[str, Any]:
         config = Layer.get_config(self)
@@ -321,35 +287,16 @@ class DepthwiseConv2D(_WindowConv):
     def _out_channels(self, channels: int) -> int:
         return channels * self.depth_multiplier
 
-    def _create_weights(self, input_shape: Shape) -> None:
+    def build(self, input_shape: Shape) -> None:
         c = self._channels(input_shape)
-        self._add_weight("depthwise_kernel", self.kernel_size + (c, self.depth_multiplier),
-                         self.depthwise_initializer, regularizer=self.depthwise_regularizer)
+        self.add_weight("depthwise_kernel", self.kernel_size + (c, self.depth_multiplier),
+                        self.depthwise_initializer, regularizer=self.depthwise_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (c * self.depth_multiplier,), self.bias_initializer,
-                             regularizer=self.bias_regularizer)
+            self.add_weight("bias", (c * self.depth_multiplier,), self.bias_initializer,
+                            regularizer=self.bias_regularizer)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        fused = self._fused_activation
-        out = ops.depthwise_conv2d_forward(x, self.kernel, self.bias, activation=fused, **self._depthwise_args())
-        out, softmax_out = self._softmax_forward(out, logits)
-        return out, (x, out if fused != "linear" else None, softmax_out, fused)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        x, out, softmax_out, fused = ctx
-        dout = self._softmax_backward(dout, softmax_out)
-        dinp, dkernel, dbias = ops.depthwise_conv2d_backward(
-            dout, x, self.kernel, out=out, activation=fused, has_bias=self.use_bias, need_dinp=need_input_grad,
-            **self._depthwise_args())
-        return dinp, ([dkernel, dbias] if self.use_bias else [dkernel])
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        act = self._twin_activation(logits)
-        if act is None:
-            return None
-        # csrc/depthwise_conv2d.cpp: ints (SH, SW, DH, DW)
-        return NativeTwin("depthwise_conv2d", (self.kernel, self.bias),
-                          tuple(self.strides) + tuple(self.dilation_rate), (self.padding, act))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("depthwise_conv2d", self._window_attrs(), (self.kernel, self.bias))
 
     def get_config(self) -> Dict[str, Any]:
         return self._window_config()
@@ -402,15 +349,15 @@ class SeparableConv2D(_WindowConv):
     def _out_channels(self, channels: int) -> int:
         return self.filters
 
-    def _create_weights(self, input_shape: Shape) -> None:
+    def build(self, input_shape: Shape) -> None:
         c = self._channels(input_shape)
         cm = c * self.depth_multiplier
-        self._add_weight("depthwise_kernel", self.kernel_size + (c, self.depth_multiplier),
-                         self.depthwise_initializer, regularizer=self.depthwise_regularizer)
-        self._add_weight("pointwise_kernel", (1, 1, cm, self.filters), self.pointwise_initializer,
-                         regularizer=self.pointwise_regularizer)
+        self.add_weight("depthwise_kernel", self.kernel_size + (c, self.depth_multiplier),
+                        self.depthwise_initializer, regularizer=self.depthwise_regularizer)
+        self.add_weight("pointwise_kernel", (1, 1, cm, self.filters), self.pointwise_initializer,
+                        regularizer=self.pointwise_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     @property
     def pointwise_kernel(self) -> np.ndarray:
@@ -420,29 +367,8 @@ class SeparableConv2D(_WindowConv):
     def bias(self) -> Optional[np.ndarray]:
         return self._params[2] if self.use_bias else None
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        fused = self._fused_activation
-        mid = ops.depthwise_conv2d_forward(x, self.kernel, None, **self._depthwise_args())
-        out = ops.conv2d_forward(mid, self.pointwise_kernel, self.bias, activation=fused)
-        out, softmax_out = self._softmax_forward(out, logits)
-        return out, (x, mid, out if fused != "linear" else None, softmax_out, fused)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        x, mid, out, softmax_out, fused = ctx
-        dout = self._softmax_backward(dout, softmax_out)
-        dmid, dpointwise, dbias = ops.conv2d_backward(dout, mid, self.pointwise_kernel, out=out, activation=fused,
-                                                      has_bias=self.use_bias, need_dinp=True)
-        dinp, ddepthwise, _ = ops.depthwise_conv2d_backward(dmid, x, self.kernel, has_bias=False,
-                                                            need_dinp=need_input_grad, **self._depthwise_args())
-        return dinp, ([ddepthwise, dpointwise, dbias] if self.use_bias else [ddepthwise, dpointwise])
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        act = self._twin_activation(logits)
-        if act is None:
-            return None
-        # csrc/depthwise_conv2d.cpp: params (depthwise, pointwise, bias), ints (SH, SW, DH, DW)
-        return NativeTwin("separable_conv2d", (self.kernel, self.pointwise_kernel, self.bias),
-                          tuple(self.strides) + tuple(self.dilation_rate), (self.padding, act))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("separable_conv2d", self._window_attrs(), (self.kernel, self.pointwise_kernel, self.bias))
 
     def get_config(self) -> Dict[str, Any]:
         config = self._window_config()

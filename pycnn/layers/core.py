@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import activations, initializers, ops, regularizers, symbolic, utils
-from .base import KernelLayer, Layer, NativeTwin, Shape, _sample_shape
+from .base import KernelLayer, Layer, Shape, _sample_shape
 
 
 class InputLayer(Layer):
@@ -38,14 +38,8 @@ class InputLayer(Layer):
     def batch_input_shape(self) -> Shape:
         return (self.batch_size,) + self.shape
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return x, None
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (dout if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("identity")
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("identity", {})
 
     def get_config(self) -> Dict[str, Any]:
         return {"shape": self.shape, "batch_size": self.batch_size, "name": self.name}
@@ -111,17 +105,17 @@ class Dense(KernelLayer):
         self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer", owner)
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
-    def _create_weights(self, input_shape: Shape) -> None:
+    def build(self, input_shape: Shape) -> None:
         if input_shape[-1] is None:
             raise ValueError(
                 f"Dense layer '{self.name}' needs a defined last input dimension, but received input shape "
                 f"{utils.shape_str(input_shape)}. Give the model a fixed input size, e.g. "
                 "Input(shape=(32, 32, 3)), or replace Flatten + Dense with convolutions (a Conv2D whose kernel "
                 "covers the remaining feature map, then 1x1 Conv2D) to accept any input size.")
-        self._add_weight("kernel", (int(input_shape[-1]), self.units), self.kernel_initializer,
-                         regularizer=self.kernel_regularizer)
+        self.add_weight("kernel", (int(input_shape[-1]), self.units), self.kernel_initializer,
+                        regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
+            self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
         shape = tuple(input_shape)
@@ -134,24 +128,8 @@ class Dense(KernelLayer):
             raise ValueError(f"Layer '{self.name}' expected input with {features} features on the last axis, but "
                              f"received input with shape {utils.shape_str(shape)}.")
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        fused = self._fused_activation
-        x2 = x.reshape(-1, x.shape[-1])
-        out = ops.dense_forward(x2, self.kernel, self.bias, activation=fused)
-        out, softmax_out = self._softmax_forward(out, logits)
-        ctx = (x2, x.shape, out if fused != "linear" else None, softmax_out, fused)
-        return out.reshape(x.shape[:-1] + (self.units,)), ctx
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        x2, shape, out, softmax_out, fused = ctx
-        dout = self._softmax_backward(dout.reshape(-1, self.units), softmax_out)
-        dinp, dkernel, dbias = ops.dense_backward(
-            dout, x2, self.kernel, out=out, activation=fused, has_bias=self.use_bias, need_dinp=need_input_grad)
-        return (None if dinp is None else dinp.reshape(shape)), ([dkernel, dbias] if self.use_bias else [dkernel])
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        act = self._twin_activation(logits)
-        return None if act is None else NativeTwin("dense", (self.kernel, self.bias), (), (act,))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("dense", {"activation": self.activation}, (self.kernel, self.bias))
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -174,14 +152,8 @@ class Flatten(Layer):
         rest = shape[1:]
         return (shape[0], None if any(d is None for d in rest) else int(np.prod(rest, dtype=np.int64)))
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return x.reshape(x.shape[0], -1), x.shape
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (dout.reshape(ctx) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("flatten")
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("flatten", {})
 
 
 class Activation(Layer):
@@ -204,24 +176,8 @@ class Activation(Layer):
         if len(shape) < 1:
             super()._check_ndim(shape)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        name = "linear" if (logits and self.activation == "softmax") else self.activation
-        out = activations.forward(name, x)
-        return out, (name, out)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        name, out = ctx
-        return activations.backward(name, dout, out), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        name = "linear" if (logits and self.activation == "softmax") else self.activation
-        if name == "linear":
-            return NativeTwin("identity")
-        if name == "leaky_relu":
-            return NativeTwin("leaky_relu", (_LEAKY_SLOPE,))
-        return NativeTwin("activation", (), (), (name,)) if name in activations.FUSED else None
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("activation", {"activation": self.activation})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -229,8 +185,6 @@ class Activation(Layer):
         return config
 
 
-#: activation='leaky_relu''s slope as the native step's (1,) parameter (csrc/activation.cpp).
-_LEAKY_SLOPE = np.array([activations.LEAKY_RELU_SLOPE], dtype=np.float32)
 
 
 class Dropout(Layer):
@@ -273,22 +227,24 @@ class Dropout(Layer):
                              f"noise_shape={self.noise_shape}. Received: input shape {tuple(shape)}.")
         return tuple(s if d is None else int(d) for d, s in zip(self.noise_shape, shape))
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        if not training or self.rate == 0.0:
-            return x, None
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
+        return tuple(input_shape)
+
+    def spec(self, training: bool = False) -> Optional[ops.OpSpec]:
+        # In training the mask is drawn in NumPy (call / gradient), so that the random stream
+        # is pycnn's seeded generator; at inference it is the identity.
+        return None if (training and self.rate > 0.0) else ops.OpSpec("identity", {})
+
+    def call(self, inputs: np.ndarray, training: bool = False) -> np.ndarray:
         rng = self._rng if self._rng is not None else utils.get_rng()
-        keep = rng.random(self._mask_shape(x.shape), dtype=np.float32) >= self.rate
+        keep = rng.random(self._mask_shape(inputs.shape), dtype=np.float32) >= self.rate
         mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - self.rate))
-        return x * mask, mask
+        out = inputs * mask
+        self._keep_for_gradient(out, mask)
+        return out
 
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        return (dout if ctx is None else dout * ctx), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        # The mask is drawn in Python, so training with dropout runs layer by layer.
-        return None if (training and self.rate > 0.0) else NativeTwin("identity")
+    def gradient(self, inputs: np.ndarray, outputs: np.ndarray, doutputs: np.ndarray) -> Tuple[np.ndarray, list]:
+        return doutputs * self._kept_for_gradient(outputs), []
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import ops, utils
-from .base import Layer, NativeTwin, Shape
+from .base import Layer, Shape
 
 
 class SobelEdges(Layer):
@@ -28,14 +28,8 @@ class SobelEdges(Layer):
                              f"reflect padding mirrors one pixel). Received: input shape {utils.shape_str(shape)}.")
         return shape + (2,)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.sobel_edges_forward(x), None
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (ops.sobel_edges_backward(dout) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("sobel_edges")
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("sobel_edges", {})
 
 
 class ImageGradient(Layer):
@@ -55,14 +49,8 @@ class ImageGradient(Layer):
         self.axis = int(axis)
         super().__init__(name=name, trainable=trainable)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.image_gradient_forward(x, self.axis), None
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (ops.image_gradient_backward(dout, self.axis) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("image_gradient", (), (self.axis,))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("image_gradient", {"axis": self.axis})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import ops, utils
-from .base import Layer, NativeTwin, Shape, _full_shape
+from .base import Layer, Shape, _full_shape
 
 
 class _Merge(Layer):
@@ -30,21 +30,9 @@ class _Merge(Layer):
                              f"2 inputs. Received: input_shape={input_shape!r}.")
         return [_full_shape(s, self.name) for s in input_shape]
 
-    def build(self, input_shape: Any) -> None:
-        shapes = self._shape_list(input_shape)
-        self.compute_output_shape(shapes)
-        self.input_shape = [(None,) + tuple(s[1:]) for s in shapes]
-        self.built = True
-
-    def _shape_for(self, shapes: Any) -> Shape:
-        if not self.built:
-            self.build(shapes)
-        return self.compute_output_shape(shapes)
-
     def _symbolic_output_shape(self, shapes: Any, input_names: Sequence[str]) -> Shape:
         out = self._checked_output_shape(self._shape_list(shapes), input_names)
-        if not self.built:
-            self.build(shapes)
+        self._shape_for(shapes)
         return out
 
     def compute_output_shape(self, input_shape: Any) -> Shape:
@@ -64,16 +52,6 @@ class _Merge(Layer):
             return super().output_shape
         return self.compute_output_shape(self.input_shape)
 
-    # ---------------------------------------------------------------- forward
-
-    def _run(self, x: Any, training: bool = False, logits: bool = False) -> Tuple[np.ndarray, Any]:
-        if not isinstance(x, (list, tuple)) or len(x) < 2:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) should be called on a list of at least "
-                             f"2 arrays. Received: {type(x).__name__}.")
-        xs = [utils.as_float32(v, f"Layer '{self.name}'", f"inputs[{i}]") for i, v in enumerate(x)]
-        self._shape_for([v.shape for v in xs])
-        return self._call(xs, bool(training), bool(logits))
-
 
 class _ElementWise(_Merge):
     def _checked_output_shape(self, shapes: List[Shape], names: Optional[Sequence[str]]) -> Shape:
@@ -90,27 +68,15 @@ class _ElementWise(_Merge):
 class Add(_ElementWise):
     """Element-wise sum of a list of tensors of one shape: ``Add()([x, y])``."""
 
-    def _call(self, xs: List[np.ndarray], training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.add(xs), len(xs)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return ([dout] * ctx if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("add")
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("add", {})
 
 
 class Multiply(_ElementWise):
     """Element-wise product of a list of tensors of one shape: ``Multiply()([x, y])``."""
 
-    def _call(self, xs: List[np.ndarray], training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.multiply(xs), xs
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (ops.multiply_backward(dout, ctx) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("multiply")
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("multiply", {})
 
 
 class Concatenate(_Merge):
@@ -155,20 +121,10 @@ class Concatenate(_Merge):
         out[0] = next((s[0] for s in shapes if s[0] is not None), None)
         return tuple(out)
 
-    def _call(self, xs: List[np.ndarray], training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        axis = self._axis(xs[0].ndim, [x.shape for x in xs], None)
-        return ops.concatenate(xs, axis), (axis, [x.shape[axis] for x in xs])
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        axis, sizes = ctx
-        return ops.concatenate_backward(dout, sizes, axis), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
+    def spec(self, training: bool = False) -> ops.OpSpec:
         ndim = len(self.input_shape[0])
         axis = self.axis + ndim if self.axis < 0 else self.axis
-        return NativeTwin("concatenate", (), (axis - 1,))  # the native step's axes are per sample
+        return ops.OpSpec("concatenate", {"axis": axis - 1})  # the op's axes are per sample
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

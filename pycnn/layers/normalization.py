@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import initializers, ops, utils
-from .base import Layer, NativeTwin, Shape
+from .base import Layer, Shape
 
 
 def _number(value: Any, arg: str, ok: Callable[[float], bool], want: str) -> float:
@@ -76,7 +76,6 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer,
                                                             "moving_variance_initializer", owner)
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        self._batch_moments: Optional[Tuple[np.ndarray, np.ndarray]] = None  # the native step writes these
 
     # ----------------------------------------------------------------- shapes and weights
 
@@ -86,18 +85,18 @@ class BatchNormalization(Layer):
             raise ValueError(f"Layer '{self.name}' normalizes the last axis only (axis=-1, the channels of NHWC "
                              f"data). Received: axis={self.axis} for input shape {utils.shape_str(shape)}.")
 
-    def _create_weights(self, input_shape: Shape) -> None:
+    def build(self, input_shape: Shape) -> None:
         c = input_shape[-1]
         if c is None:
             raise ValueError(f"BatchNormalization layer '{self.name}' needs a defined channel axis, but received "
                              f"input shape {utils.shape_str(input_shape)}.")
         shape = (int(c),)
         if self.scale:
-            self._add_weight("gamma", shape, self.gamma_initializer)
+            self.add_weight("gamma", shape, self.gamma_initializer)
         if self.center:
-            self._add_weight("beta", shape, self.beta_initializer)
-        self._add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
-        self._add_weight("moving_variance", shape, self.moving_variance_initializer, trainable=False)
+            self.add_weight("beta", shape, self.beta_initializer)
+        self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
+        self.add_weight("moving_variance", shape, self.moving_variance_initializer, trainable=False)
 
     def _check_input(self, shape: Shape) -> None:
         c = self.moving_mean.shape[0]
@@ -121,49 +120,13 @@ class BatchNormalization(Layer):
     def moving_variance(self) -> np.ndarray:
         return self._params[-1]
 
-    # ----------------------------------------------------------------- forward / backward
+    # ----------------------------------------------------------------- the op
 
-    def _uses_batch_moments(self, training: bool) -> bool:
-        return bool(training) and self.trainable  # Keras 3: a frozen layer runs in inference mode
-
-    def _update_moving(self, mean: np.ndarray, var: np.ndarray) -> None:
-        m = np.float32(self.momentum)
-        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
-            moving *= m
-            moving += np.float32(1.0 - self.momentum) * batch
-
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        if self._uses_batch_moments(training):
-            out, mean, var = ops.batchnorm_forward_train(x, self.gamma, self.beta, self.epsilon)
-            self._update_moving(mean, var)
-            return out, (x, mean, var, True)
-        out = ops.batchnorm_forward_infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-                                          self.epsilon)
-        return out, (x, None, None, False)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        x, mean, var, batch = ctx
-        if batch:
-            dinp, dgamma, dbeta = ops.batchnorm_backward_train(dout, x, self.gamma, mean, var, self.epsilon,
-                                                               self.center, need_input_grad)
-        else:
-            dinp, dgamma, dbeta = ops.batchnorm_backward_infer(dout, x, self.gamma, self.moving_mean,
-                                                               self.moving_variance, self.epsilon, self.center,
-                                                               need_input_grad)
-        grads = ([dgamma] if self.scale else []) + ([dbeta] if self.center else []) + [None, None]
-        return dinp, grads
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        params = (self.gamma, self.beta, self.moving_mean, self.moving_variance)
-        if not self._uses_batch_moments(training):
-            return NativeTwin("batchnorm", params, (0,), (), (self.epsilon,))
-        c = self.moving_mean.shape[0]
-        if self._batch_moments is None or self._batch_moments[0].shape != (c,):
-            self._batch_moments = (np.zeros(c, np.float32), np.ones(c, np.float32))
-        return NativeTwin("batchnorm", params, (1,), (), (self.epsilon,), self._batch_moments)
-
-    def native_step_done(self, twin: NativeTwin) -> None:
-        self._update_moving(*twin.state)
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        # Keras 3: a frozen layer normalizes with its moving statistics even in training.
+        return ops.OpSpec("batchnorm", {"epsilon": self.epsilon, "momentum": self.momentum,
+                                        "training": int(bool(training) and self.trainable)},
+                          (self.gamma, self.beta, self.moving_mean, self.moving_variance))
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

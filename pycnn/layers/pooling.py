@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import ops, utils
-from .base import Layer, NativeTwin, Shape
+from .base import Layer, Shape
 from .conv import window_output_shape
 
 
@@ -51,19 +51,9 @@ class MaxPooling2D(_Pooling2D):
     Input ``(N, H, W, C)``; output ``(N, OH, OW, C)``; no weights.
     """
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        out, argmax = ops.maxpool2d_forward(x, self.pool_size, strides=self.strides, padding=self.padding)
-        return out, (x.shape, argmax)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        shape, argmax = ctx
-        return ops.maxpool2d_backward(dout, argmax, shape, self.pool_size, strides=self.strides,
-                                      padding=self.padding), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("maxpool2d", (), self.pool_size + self.strides, (self.padding,))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("maxpool2d", {"pool_size": self.pool_size, "strides": self.strides,
+                                        "padding": self.padding})
 
 
 class AveragePooling2D(_Pooling2D):
@@ -79,16 +69,9 @@ class AveragePooling2D(_Pooling2D):
     Input ``(N, H, W, C)``; output ``(N, OH, OW, C)``; no weights.
     """
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.avgpool2d_forward(x, self.pool_size, strides=self.strides, padding=self.padding), x.shape
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        return ops.avgpool2d_backward(dout, ctx, self.pool_size, strides=self.strides, padding=self.padding), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("avgpool2d", (), self.pool_size + self.strides, (self.padding,))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("avgpool2d", {"pool_size": self.pool_size, "strides": self.strides,
+                                        "padding": self.padding})
 
 
 #: Keras's short aliases.
@@ -98,7 +81,7 @@ AvgPool2D = AveragePooling2D
 
 class _GlobalPooling2D(Layer):
     """Pooling over the whole of H and W: ``(N, H, W, C)`` -> ``(N, C)`` (``(N, 1, 1, C)`` with
-    ``keepdims=True``). Runs as the 2-D pooling kernels with a window of the input's size."""
+    ``keepdims=True``). Runs the 2-D pooling kernels with a window of the input's size."""
 
     _input_ndim = 4
     _kind = ""
@@ -120,16 +103,8 @@ class _GlobalPooling2D(Layer):
         self._check_ndim(shape)
         return (shape[0], 1, 1, shape[3]) if self.keepdims else (shape[0], shape[3])
 
-    def _out(self, pooled: np.ndarray) -> np.ndarray:
-        return pooled if self.keepdims else pooled.reshape(pooled.shape[0], pooled.shape[3])
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        if not self.keepdims:
-            return NativeTwin(self._kind)
-        h, w = self.input_shape[1], self.input_shape[2]
-        if h is None or w is None:
-            return None  # the window is the input size, unknown until the data arrives
-        return NativeTwin(self._kind.replace("global_", ""), (), (h, w, h, w), ("valid",))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec(self._kind, {"keepdims": int(self.keepdims)})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -145,35 +120,11 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 
     _kind = "global_maxpool2d"
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        window = (x.shape[1], x.shape[2])
-        out, argmax = ops.maxpool2d_forward(x, window, strides=window, padding="valid")
-        return self._out(out), (x.shape, argmax)
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        shape, argmax = ctx
-        window = (shape[1], shape[2])
-        return ops.maxpool2d_backward(dout.reshape(shape[0], 1, 1, shape[3]), argmax, shape, window,
-                                      strides=window, padding="valid"), []
-
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
     """Mean over H and W per channel, like ``keras.layers.GlobalAveragePooling2D``."""
 
     _kind = "global_avgpool2d"
-
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        window = (x.shape[1], x.shape[2])
-        return self._out(ops.avgpool2d_forward(x, window, strides=window, padding="valid")), x.shape
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        window = (ctx[1], ctx[2])
-        return ops.avgpool2d_backward(dout.reshape(ctx[0], 1, 1, ctx[3]), ctx, window, strides=window,
-                                      padding="valid"), []
 
 
 #: Keras's short aliases.

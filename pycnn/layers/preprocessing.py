@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import ops, utils
-from .base import Layer, NativeTwin, Shape
+from .base import Layer, Shape
 from .reshaping import _check_data_format
 
 
@@ -55,10 +55,10 @@ class Rescaling(Layer):
                              f"Received: scale={scale!r}, offset={offset!r}.")
         self.scale = float(s[0]) if np.ndim(scale) == 0 else s.tolist()
         self.offset = float(o[0]) if np.ndim(offset) == 0 else o.tolist()
-        # Both (1,) or both (K,): the form the kernel and the native step take.
+        # Both of one length, 1 or K: the op's attributes.
         k = max(s.size, o.size)
-        self._scale = np.ascontiguousarray(np.broadcast_to(s, (k,)), dtype=np.float32)
-        self._offset = np.ascontiguousarray(np.broadcast_to(o, (k,)), dtype=np.float32)
+        self._scale = tuple(float(v) for v in np.broadcast_to(s, (k,)))
+        self._offset = tuple(float(v) for v in np.broadcast_to(o, (k,)))
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
     @staticmethod
@@ -75,22 +75,16 @@ class Rescaling(Layer):
         return a.astype(np.float64).reshape(-1)
 
     def _check_input(self, shape: Shape) -> None:
-        k = self._scale.size
+        k = len(self._scale)
         if k > 1 and shape[-1] is not None and shape[-1] != k:
             raise ValueError(f"Layer '{self.name}' expected input with {k} channels on the last axis (one per "
                              f"scale/offset value), but received input with shape {utils.shape_str(shape)}.")
 
-    def _create_weights(self, input_shape: Shape) -> None:
+    def build(self, input_shape: Shape) -> None:
         self._check_input(input_shape)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.rescaling_forward(x, self._scale, self._offset), None
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (ops.rescaling_backward(dout, self._scale) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("rescaling", (self._scale, self._offset))
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("rescaling", {"scale": self._scale, "offset": self._offset})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -119,9 +113,12 @@ class _RandomImageLayer(Layer):
     def _generator(self) -> np.random.Generator:
         return self._rng if self._rng is not None else utils.get_rng()
 
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        # The draws are NumPy's: in training the layer runs in Python.
-        return None if training else NativeTwin("identity")
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
+        return tuple(input_shape)
+
+    def spec(self, training: bool = False) -> Optional[ops.OpSpec]:
+        # The draws are NumPy's: in training the layer runs in Python (call / gradient).
+        return None if training else ops.OpSpec("identity", {})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -163,16 +160,16 @@ class RandomFlip(_RandomImageLayer):
         out[flips] = x[flips][:, rows, cols]
         return out
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
+    def call(self, inputs: np.ndarray, training: bool = False) -> np.ndarray:
         if not training:
-            return x, None
-        flips = self._generator().random(x.shape[0]) <= 0.5
-        return self._flip(x, flips), flips
+            return inputs
+        flips = self._generator().random(inputs.shape[0]) <= 0.5
+        out = self._flip(inputs, flips)
+        self._keep_for_gradient(out, flips)
+        return out
 
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        return (dout if ctx is None else self._flip(dout, ctx)), []
+    def gradient(self, inputs: np.ndarray, outputs: np.ndarray, doutputs: np.ndarray) -> Tuple[np.ndarray, list]:
+        return self._flip(doutputs, self._kept_for_gradient(outputs)), []
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -223,47 +220,40 @@ class RandomCrop(_RandomImageLayer):
         top, left = (h - self.height) // 2, (w - self.width) // 2
         return (top, h - self.height - top, left, w - self.width - left)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        n, h, w, _ = x.shape
+    def call(self, inputs: np.ndarray, training: bool = False) -> np.ndarray:
+        n, h, w, _ = inputs.shape
         if not training:
-            sides = self._centre(h, w)
-            if not any(sides):
-                return x, ("centre", sides)
-            return ops.cropping2d_forward(x, sides), ("centre", sides)
+            top, _, left, _ = self._centre(h, w)
+            out = np.ascontiguousarray(inputs[:, top:top + self.height, left:left + self.width])
+            self._keep_for_gradient(out, (inputs.shape, np.full(n, top), np.full(n, left)))
+            return out
         rng = self._generator()
         tops = rng.integers(0, h - self.height + 1, size=n)
         lefts = rng.integers(0, w - self.width + 1, size=n)
         # Each image's window through a strided view: one gather of whole windows, about 10x
         # faster than fancy indexing with per-pixel index arrays (measured: 0.15 vs 1.7 ms for
         # 64 CIFAR images); same values.
-        windows = np.lib.stride_tricks.sliding_window_view(x, (self.height, self.width), axis=(1, 2))
+        windows = np.lib.stride_tricks.sliding_window_view(inputs, (self.height, self.width), axis=(1, 2))
         out = np.ascontiguousarray(windows[np.arange(n), tops, lefts].transpose(0, 2, 3, 1))
-        return out, ("random", (x.shape, tops, lefts))
+        self._keep_for_gradient(out, (inputs.shape, tops, lefts))
+        return out
 
     def _index(self, n: int, tops: np.ndarray, lefts: np.ndarray) -> tuple:
         rows = tops[:, None] + np.arange(self.height)   # (N, height)
         cols = lefts[:, None] + np.arange(self.width)   # (N, width)
         return (np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :])
 
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        kind, info = ctx
-        if kind == "centre":
-            return (dout if not any(info) else ops.cropping2d_backward(dout, info)), []
-        shape, tops, lefts = info
+    def gradient(self, inputs: np.ndarray, outputs: np.ndarray, doutputs: np.ndarray) -> Tuple[np.ndarray, list]:
+        shape, tops, lefts = self._kept_for_gradient(outputs)
         dinp = np.zeros(shape, dtype=np.float32)
-        dinp[self._index(shape[0], tops, lefts)] = dout  # the windows of one image do not overlap: assignment, not a sum
+        dinp[self._index(shape[0], tops, lefts)] = doutputs  # one image's window: assignment, not a sum
         return dinp, []
 
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        if training:
-            return None
+    def spec(self, training: bool = False) -> Optional[ops.OpSpec]:
         shape = self.input_shape
-        if shape is None or shape[1] is None or shape[2] is None:
-            return None  # the centre window depends on a size only the data knows
-        sides = self._centre(shape[1], shape[2])
-        return NativeTwin("cropping2d", (), sides) if any(sides) else NativeTwin("identity")
+        if training or shape is None or shape[1] is None or shape[2] is None:
+            return None  # random draws, or a centre window that depends on a size only the data knows
+        return ops.OpSpec("cropping2d", {"cropping": self._centre(shape[1], shape[2])})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -414,19 +404,19 @@ class RandomTranslation(_RandomImageLayer):
         self.fill_value = float(fill_value)
         super().__init__(seed, data_format, name, input_shape, trainable)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
+    def call(self, inputs: np.ndarray, training: bool = False) -> np.ndarray:
         if not training:
-            return x, None
-        n, h, w, _ = x.shape
+            return inputs
+        n, h, w, _ = inputs.shape
         rng = self._generator()
         dy = rng.uniform(self.height_lower, self.height_upper, size=n) * h
         dx = rng.uniform(self.width_lower, self.width_upper, size=n) * w
-        return translate(x, dy, dx, self.fill_mode, self.interpolation, self.fill_value)
+        out, taps = translate(inputs, dy, dx, self.fill_mode, self.interpolation, self.fill_value)
+        self._keep_for_gradient(out, taps)
+        return out
 
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        if not need_input_grad:
-            return None, []
-        return (dout if ctx is None else translate_backward(dout, ctx)), []
+    def gradient(self, inputs: np.ndarray, outputs: np.ndarray, doutputs: np.ndarray) -> Tuple[np.ndarray, list]:
+        return translate_backward(doutputs, self._kept_for_gradient(outputs)), []
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

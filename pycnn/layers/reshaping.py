@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import ops, utils
-from .base import Layer, NativeTwin, Shape
+from .base import Layer, Shape
 
 
 class Reshape(Layer):
@@ -57,15 +57,8 @@ class Reshape(Layer):
                              f"target_shape={self.target_shape}.")
         return (shape[0],) + tuple(out)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        out_shape = self.compute_output_shape(x.shape)
-        return x.reshape(out_shape), x.shape
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (dout.reshape(ctx) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("reshape", (), self.target_shape)
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("reshape", {"target_shape": self.target_shape})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -148,14 +141,8 @@ class ZeroPadding2D(Layer):
         n, h, w, c = shape
         return (n, None if h is None else h + t + b, None if w is None else w + l + r, c)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.zero_padding2d_forward(x, self._sides), None
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (ops.zero_padding2d_backward(dout, self._sides) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("zero_padding2d", (), self._sides)
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("zero_padding2d", {"padding": self._sides})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
@@ -204,14 +191,8 @@ class Cropping2D(Layer):
                              f"input shape={utils.shape_str(shape)}, cropping={self.cropping}.")
         return (n, oh, ow, c)
 
-    def _call(self, x: np.ndarray, training: bool, logits: bool) -> Tuple[np.ndarray, Any]:
-        return ops.cropping2d_forward(x, self._sides), None
-
-    def _backward(self, ctx: Any, dout: np.ndarray, need_input_grad: bool) -> Tuple[Any, list]:
-        return (ops.cropping2d_backward(dout, self._sides) if need_input_grad else None), []
-
-    def native_twin(self, training: bool, logits: bool) -> Optional[NativeTwin]:
-        return NativeTwin("cropping2d", (), self._sides)
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("cropping2d", {"cropping": self._sides})
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

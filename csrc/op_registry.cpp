@@ -1,0 +1,110 @@
+// The op registry and the helpers parse functions share (op_registry.h).
+#include "op_registry.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+namespace pycnn {
+namespace {
+
+// A function-local map: ops register from static initialisers of other files, whose order
+// is unspecified, so the map must exist before the first of them runs.
+std::map<std::string, const OpDef*>& registry() {
+  static std::map<std::string, const OpDef*> ops;
+  return ops;
+}
+
+template <class T>
+const T& attr_of(const std::map<std::string, AttrValue>& values, const char* name, const char* type) {
+  auto it = values.find(name);
+  if (it == values.end() || !std::holds_alternative<T>(it->second))
+    throw std::logic_error(std::string("op attribute '") + name + "' of type " + type + " was not declared");
+  return std::get<T>(it->second);
+}
+
+}  // namespace
+
+bool register_op(const OpDef* op) {
+  auto& ops = registry();
+  if (ops.count(op->kind)) throw std::logic_error(std::string("op '") + op->kind + "' is registered twice");
+  ops[op->kind] = op;
+  return true;
+}
+
+const OpDef* find_op(const std::string& kind) {
+  auto it = registry().find(kind);
+  return it == registry().end() ? nullptr : it->second;
+}
+
+std::vector<const OpDef*> registered_ops() {
+  std::vector<const OpDef*> out;
+  for (const auto& entry : registry()) out.push_back(entry.second);
+  return out;
+}
+
+int64_t Attrs::i(const char* name) const { return attr_of<int64_t>(values, name, "int"); }
+const std::vector<int64_t>& Attrs::ints(const char* name) const {
+  return attr_of<std::vector<int64_t>>(values, name, "ints");
+}
+double Attrs::f(const char* name) const { return attr_of<double>(values, name, "float"); }
+const std::vector<double>& Attrs::floats(const char* name) const {
+  return attr_of<std::vector<double>>(values, name, "floats");
+}
+const std::string& Attrs::s(const char* name) const { return attr_of<std::string>(values, name, "str"); }
+
+void OpArgs::fail(const std::string& what) const { throw std::invalid_argument(where + " " + what); }
+
+std::string dims_str(const std::vector<int64_t>& dims) {
+  std::ostringstream os;
+  os << "(None";
+  for (int64_t v : dims) os << ", " << v;
+  os << ")";
+  return os.str();
+}
+
+std::string shape_str(const std::vector<int64_t>& dims) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < dims.size(); ++i) os << dims[i] << (i + 1 < dims.size() ? ", " : dims.size() == 1 ? "," : "");
+  os << ")";
+  return os.str();
+}
+
+int64_t size_of(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t v : dims) n *= v;
+  return n;
+}
+
+void expect_input_rank(const OpArgs& args, size_t rank, const char* layout) {
+  if (args.in_shapes[0].size() != rank)
+    args.fail(std::string("needs ") + layout + " input. Received: input shape " + dims_str(args.in_shapes[0]) + ".");
+}
+
+void expect_param_shape(const OpArgs& args, int k, const std::vector<int64_t>& shape) {
+  if (!args.params[k]) return;  // absent optional parameters are checked by the binding
+  if (args.param_shapes[k] != shape)
+    args.fail("expected parameter " + std::to_string(k) + " of shape " + shape_str(shape) +
+              ". Received: " + shape_str(args.param_shapes[k]) + ".");
+}
+
+bool padding_is_same(const OpArgs& args, const char* attr) {
+  const std::string& padding = args.attrs.s(attr);
+  if (padding == "same") return true;
+  if (padding == "valid") return false;
+  args.fail(std::string("expected ") + attr + " 'valid' or 'same'. Received: " + attr + "='" + padding + "'.");
+}
+
+const char* attr_type_name(AttrType type) {
+  switch (type) {
+    case AttrType::Int: return "int";
+    case AttrType::Ints: return "ints";
+    case AttrType::Float: return "float";
+    case AttrType::Floats: return "floats";
+    case AttrType::Str: return "str";
+  }
+  return "?";
+}
+
+}  // namespace pycnn

@@ -1,0 +1,146 @@
+// The op contract: every op pycnn runs is described once, by the OpDef its own family file
+// registers (conv2d.cpp registers "conv2d" beside its kernels, pool2d.cpp "maxpool2d", ...):
+//
+//   kind     the name layers and saved models use ("conv2d")
+//   inputs   how many tensors it reads (kVariadic: two or more, as Add and Concatenate)
+//   params   its weights in order, by name ("kernel", "bias"), which may be absent (a bias of
+//            None) and which the op itself updates (batch normalization's moving statistics)
+//   attrs    its hyper-parameters by name, each with a type and a default ("strides": ints,
+//            "padding": str = "valid", ...); the binding checks names and types against them
+//   parse    the shape rule and every check of shapes and attribute values (an error names the
+//            node, what was expected and what was received), filling the node's geometry
+//   forward / backward, side by side; optionally commit (state written after a finite step)
+//
+// Everything else reads this description: the network compiler, the CPU executor, the one
+// generic binding, and Python (pycnn.ops.registered_ops()). No other list of op kinds exists.
+//
+// Shapes here are per sample (no batch axis). Forward and backward run on `nb` samples that
+// are contiguous in memory, so an executor can give each thread a share of the batch.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+namespace pycnn {
+
+constexpr int kMaxNodeParams = 4;
+constexpr int kVariadic = 0;  // OpDef::inputs: two or more
+
+enum class AttrType { Int, Ints, Float, Floats, Str };
+using AttrValue = std::variant<int64_t, std::vector<int64_t>, double, std::vector<double>, std::string>;
+
+struct AttrDef {
+  const char* name;
+  AttrType type;
+  AttrValue default_value;  // used when the node leaves the attribute out
+  bool required = false;    // true: no default, the node must give it
+};
+
+struct ParamDef {
+  const char* name;
+  bool optional = false;  // may be absent (None), e.g. a bias
+  bool state = false;     // written by the op's commit, never trained (moving statistics)
+};
+
+// A node's attributes, complete (defaults filled in) and of the declared types.
+class Attrs {
+ public:
+  int64_t i(const char* name) const;
+  const std::vector<int64_t>& ints(const char* name) const;
+  double f(const char* name) const;
+  const std::vector<double>& floats(const char* name) const;
+  const std::string& s(const char* name) const;
+  std::map<std::string, AttrValue> values;
+};
+
+// What parse knows of a node: where it is (for messages), its inputs' shapes, its
+// parameters (null and an empty shape when absent) and attributes.
+struct OpArgs {
+  std::string where;  // "layers[3] ('conv2d')"
+  std::vector<std::vector<int64_t>> in_shapes;
+  std::vector<const float*> params;
+  std::vector<std::vector<int64_t>> param_shapes;
+  Attrs attrs;
+  [[noreturn]] void fail(const std::string& what) const;  // throws std::invalid_argument
+};
+
+struct OpDef;
+
+// A compiled node: its op, wiring, parameters and the geometry its op's parse stored.
+struct Node {
+  const OpDef* op = nullptr;
+  std::vector<int> inputs;        // value indices, each < K + this node's index
+  std::vector<int64_t> in_sizes;  // floats per sample of each input
+  int64_t out_size = 0;           // floats per sample of the output
+  int64_t aux_size = 0;           // 4-byte cells per sample kept from forward to backward (argmax, ...)
+  bool view = false;              // forward returns in[0]: no output buffer of its own
+  int nparams = 0;
+  const float* param[kMaxNodeParams] = {};
+  float* state[kMaxNodeParams] = {};  // the writable state parameters (ParamDef::state), else null
+  int64_t param_size[kMaxNodeParams] = {};
+  int weight[kMaxNodeParams] = {-1, -1, -1, -1};  // the trained weight each gradient goes to, -1: none
+  // A batch-wide node sums over the whole batch (team_allreduce, executor.h); team_doubles
+  // is the most values it reduces at once and the per-thread storage kept to its backward.
+  bool batch_wide = false;
+  int64_t team_doubles = 0;
+  std::vector<float> constants;  // per-node constants an op keeps beside its geometry (rescaling's)
+
+  // The op's own geometry, a trivially copyable struct of the op's choosing.
+  template <class T>
+  T& geom() {
+    static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= sizeof(geometry_), "geometry too large");
+    return *reinterpret_cast<T*>(geometry_);
+  }
+  template <class T>
+  const T& geom() const {
+    static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= sizeof(geometry_), "geometry too large");
+    return *reinterpret_cast<const T*>(geometry_);
+  }
+
+ private:
+  alignas(8) unsigned char geometry_[320] = {};
+};
+
+struct OpDef {
+  const char* kind;
+  const char* doc;  // one line: what it computes, its input and output shapes
+  int inputs;       // exact count, or kVariadic
+  std::vector<ParamDef> params;
+  std::vector<AttrDef> attrs;
+  // Shape rule and validation: checks `args`, fills node geometry (and aux_size, view,
+  // batch_wide, team_doubles); returns the output shape per sample.
+  std::vector<int64_t> (*parse)(Node& node, const OpArgs& args);
+  // nb samples: in[j] is (nb, in_size[j]), out (nb, out_size) this node's buffer (unused by
+  // views), aux (nb, aux_size) cells. Returns the output: `out`, or in[0] for a view.
+  const float* (*forward)(const Node& node, const float* const* in, float* out, float* aux, int64_t nb);
+  // dout (nb, out_size) -> dinp[j] for every non-null dinp[j] (written, not accumulated) and
+  // dparam[k] for every parameter present (never null then: frozen ones get scratch); in,
+  // out and aux are what forward read and wrote.
+  void (*backward)(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
+                   const float* const* in, const float* out, const float* aux, int64_t nb);
+  // Optional: after a training step whose loss is finite, write the node's state parameters
+  // from what its forward kept (thread 0's team storage, the batch-wide sums).
+  void (*commit)(const Node& node, const double* team_storage) = nullptr;
+};
+
+// Registration, from each family's file: `PYCNN_REGISTER_OP(conv2d_op);` at namespace scope.
+bool register_op(const OpDef* op);
+const OpDef* find_op(const std::string& kind);
+std::vector<const OpDef*> registered_ops();  // sorted by kind
+#define PYCNN_REGISTER_OP(def) \
+  [[maybe_unused]] static const bool pycnn_registered_##def = ::pycnn::register_op(&def)
+
+// Helpers for parse functions and messages.
+void expect_input_rank(const OpArgs& args, size_t rank, const char* layout);  // e.g. 3, "(H, W, C)"
+void expect_param_shape(const OpArgs& args, int k, const std::vector<int64_t>& shape);
+std::string dims_str(const std::vector<int64_t>& dims);   // a sample shape as "(None, 32, 32, 3)"
+std::string shape_str(const std::vector<int64_t>& dims);  // an array shape as "(5, 5, 3, 6)"
+int64_t size_of(const std::vector<int64_t>& dims);        // product
+bool padding_is_same(const OpArgs& args, const char* attr = "padding");  // 'same' or 'valid', else fail
+const char* attr_type_name(AttrType type);
+
+}  // namespace pycnn

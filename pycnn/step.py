@@ -1,0 +1,206 @@
+"""One training, test or inference step of a model, over the executor (pycnn/executor.py).
+
+The trainer (pycnn/trainer.py) loops; this module decides, for each batch, what the step is:
+
+* the loss: a sparse categorical cross-entropy on a softmax output (or on logits) is fused
+  into the native call as the registered loss component ``sparse_softmax_crossentropy``;
+  other losses run in NumPy (pycnn/losses.py) between the executor's forward and backward;
+* the weight penalties (regularizers): their value joins the loss, their gradient the
+  weights' gradients before the update;
+* the update: an optimizer that names a registered update component (Adam, SGD) runs inside
+  the native call, thread by thread, unless penalties or an MPI reduction must come first;
+  otherwise :meth:`pycnn.optimizers.Optimizer.apply_gradients`;
+* with several MPI processes (pycnn/distributed.py) a gradient reducer sums every rank's
+  gradients (and statistics, loss and hits) between backward and the update.
+
+Nothing here writes gradients onto layers: the executor returns them aligned with the
+model's trainable weights, and they go straight to the reducer and the optimizer.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import distributed, executor, graph as graph_module
+from . import losses as losses_module
+
+
+class Hits(NamedTuple):
+    """What a fused step reports for metrics that are all plain accuracy: the hit count."""
+    correct: int
+    count: int
+
+
+class Step:
+    """The steps of one compiled model (``model.compile`` makes one)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.reducer: Optional[distributed.GradientExchange] = None
+
+    # ------------------------------------------------------------------ what the model allows
+
+    @property
+    def loss(self) -> Any:
+        return self.model.loss
+
+    def _graph(self) -> graph_module.Graph:
+        return self.model._graph().expanded()
+
+    def softmax_output(self) -> bool:
+        layer = self._graph().output_layer(0)
+        return layer is not None and layer.output_activation == "softmax"
+
+    def _output_read_once(self) -> bool:
+        g = self._graph()
+        return g.consumers()[g.outputs[0]] == 0 and g.producer(g.outputs[0]) is not None
+
+    def fused(self) -> bool:
+        """Softmax last layer + cross-entropy on probabilities: compute on logits instead."""
+        return (isinstance(self.loss, (losses_module.SparseCategoricalCrossentropy,
+                                       losses_module.CategoricalCrossentropy))
+                and not self.loss.from_logits and self.softmax_output() and self._output_read_once())
+
+    def _native_loss(self, yb: np.ndarray, xs: Sequence[np.ndarray]) -> bool:
+        """The loss can be the native call's: sparse labels, one (N, classes) output, logits."""
+        if not (executor.enabled() and isinstance(self.loss, losses_module.SparseCategoricalCrossentropy)):
+            return False
+        g = self._graph()
+        if len(g.outputs) != 1 or not (self.loss.from_logits or self.fused()):
+            return False
+        out = self.model._output_shape_for([(None,) + a.shape[1:] for a in xs])
+        return len(out) == 2 and yb.ndim == 2 and yb.shape[1] == 1
+
+    def _trained(self) -> List[np.ndarray]:
+        return self.model.trainable_weights
+
+    def _compiled(self, xs: Sequence[np.ndarray], training: bool, logits: bool, trained: Sequence[np.ndarray]
+                  ) -> executor.CompiledGraph:
+        return executor.compiled(self.model._graph(), [a.shape for a in xs], training, logits, trained)
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray],
+              global_count: Optional[int] = None) -> Tuple[float, Any, bool]:
+        """One update. Returns the loss (penalties included), the output the metrics need
+        (None without metrics; :class:`Hits` for plain accuracy) and whether that output is
+        logits. ``global_count``: with MPI, the global batch this rank has a share of."""
+        model = self.model
+        metrics = model._metrics
+        optimizer = model.optimizer
+        trained = self._trained()
+        regularized = [(w, r) for layer in model._leaf_layers() for w, r in layer.regularized_weights()]
+        penalty = float(sum(r.penalty(w) for w, r in regularized))  # at the weights the loss sees
+        reduce = self.reducer is not None and distributed.active()
+        n = xs[0].shape[0]
+        is_logits = True
+        out: Any = None
+        hits: Optional[int] = None
+        if n == 0:  # an MPI rank whose share of the last batch is empty
+            loss, grads, applied = 0.0, [None] * len(trained), False
+        elif self._native_loss(yb, xs):
+            compiled = self._compiled(xs, True, True, trained)
+            if compiled.fusable:
+                want = bool(metrics) and not metrics.counts_only
+                update = None if (regularized or reduce) else optimizer.native_update(trained)
+                result = compiled.fused_step(xs, yb.reshape(-1), "sparse_softmax_crossentropy", sample_weight,
+                                             want, update)
+                if update is not None and not result.applied:
+                    optimizer.native_step_skipped()
+                loss, grads, applied, hits, out = result.loss, result.gradients, result.applied, result.hits, \
+                    result.outputs
+            else:
+                loss, out, grads = self._general(compiled, xs, yb, sample_weight, fused=True)
+                applied = False
+        else:
+            fused = self.fused()
+            compiled = self._compiled(xs, True, fused, trained) if executor.enabled() else None
+            if compiled is None:
+                loss, out, grads = self._eager(xs, yb, sample_weight, fused, trained)
+            else:
+                loss, out, grads = self._general(compiled, xs, yb, sample_weight, fused)
+            is_logits, applied = fused, False
+        if reduce:
+            loss, hits = self._reduce(trained, grads, loss, hits, n / (global_count or n))
+        if not applied and math.isfinite(loss):
+            pairs = []
+            penalties = {id(w): r for w, r in regularized}
+            for w, g in zip(trained, grads):
+                r = penalties.get(id(w))
+                if r is not None and g is not None:
+                    g = g + r.gradient(w)
+                pairs.append((g, w))
+            optimizer.apply_gradients(pairs)
+        if metrics and out is None and hits is not None:
+            out = Hits(int(round(hits)), global_count or n)
+        return loss + penalty, (out if metrics else None), is_logits
+
+    def _general(self, compiled: executor.CompiledGraph, xs: List[np.ndarray], yb: np.ndarray,
+                 sample_weight: Optional[np.ndarray], fused: bool) -> Tuple[float, np.ndarray, List[Any]]:
+        """Forward through the segments and Python layers, the loss in NumPy, backward."""
+        outs, state = compiled.forward(xs)
+        loss, dout = self._loss_and_grad(yb, outs[0], fused, sample_weight)
+        grads = compiled.backward(state, [dout] + [None] * (len(outs) - 1))
+        if math.isfinite(loss):
+            compiled.commit(state)
+        return loss, outs[0], grads
+
+    def _eager(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray], fused: bool,
+               trained: Sequence[np.ndarray]) -> Tuple[float, np.ndarray, List[Any]]:
+        """Layer by layer (PYCNN_NATIVE_STEP=0): the reference the compiled step matches."""
+        g = self.model._graph()
+        outs, trace = graph_module.run_forward(g, xs, training=True, logits=fused)
+        loss, dout = self._loss_and_grad(yb, outs[0], fused, sample_weight)
+        per_weight = graph_module.run_backward(g, trace, dout)
+        return loss, outs[0], [per_weight.get(id(w), (None, None))[1] for w in trained]
+
+    def _loss_and_grad(self, y: np.ndarray, out: np.ndarray, fused: bool, sample_weight: Optional[np.ndarray]
+                       ) -> Tuple[float, np.ndarray]:
+        """The batch loss and its gradient w.r.t. ``out`` (the logits when ``fused``). With
+        sample weights w: ``mean(w * per-sample loss)`` (Keras's sum over batch size)."""
+        loss = self.loss
+        if sample_weight is None:
+            if fused:
+                return loss.logits_value_and_gradient(y, out)
+            return float(loss(y, out)), loss.gradient(y, out)
+        value = float(np.mean(loss.sample_losses(y, out, logits=fused) * sample_weight))
+        grad = loss.logits_value_and_gradient(y, out)[1] if fused else loss.gradient(y, out)
+        return value, grad * sample_weight.reshape((-1,) + (1,) * (grad.ndim - 1))
+
+    def _reduce(self, trained: List[np.ndarray], grads: List[Any], loss: float, hits: Optional[int],
+                fraction: float) -> Tuple[float, Optional[float]]:
+        """The MPI reducer hook: every rank's gradients, statistics, loss and hits summed."""
+        for i, (w, g) in enumerate(zip(trained, grads)):
+            if g is None:
+                grads[i] = np.zeros_like(w)
+        states = [w for layer in self.model._leaf_layers() for w in layer.weights
+                  if not any(w is t for t in layer.trainable_weights) and layer.trainable]
+        total, total_hits = self.reducer.reduce(grads, states, float(loss), float(hits or 0), fraction)
+        return total, (total_hits if hits is not None else None)
+
+    # ------------------------------------------------------------------ test and inference
+
+    def test(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray] = None
+             ) -> Tuple[float, np.ndarray, bool]:
+        fused = self.fused()
+        out = self.infer(xs, logits=fused)[0]
+        loss, _ = self._loss_and_grad(yb, out, fused, sample_weight)
+        regularized = [(w, r) for layer in self.model._leaf_layers() for w, r in layer.regularized_weights()]
+        if regularized:  # Keras's test loss includes the penalties too
+            loss += float(sum(r.penalty(w) for w, r in regularized))
+        return loss, out, fused
+
+    def infer(self, xs: List[np.ndarray], logits: bool = False) -> List[np.ndarray]:
+        return infer(self.model, xs, logits)
+
+
+def infer(model: Any, xs: List[np.ndarray], logits: bool = False) -> List[np.ndarray]:
+    """A model's outputs for one batch in inference mode (output 0 as logits when asked and
+    its layer ends in a softmax)."""
+    g = model._graph()
+    if not executor.enabled():
+        outs, _ = graph_module.run_forward(g, xs, training=False, logits=logits, keep_trace=False)
+        return outs
+    return executor.compiled(g, [a.shape for a in xs], False, logits, []).predict(xs)
