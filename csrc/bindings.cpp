@@ -126,7 +126,8 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
     spec.kind = t[0].cast<std::string>();
     spec.name = t[1].is_none() ? std::string() : t[1].cast<std::string>();
     const pycnn::OpDef* op = pycnn::find_op(spec.kind);
-    const std::string where = cat(fn, "(): layer '", spec.name, "' (op '", spec.kind, "')");
+    const std::string where = spec.name.empty() ? cat(fn, "(): node ", i, " (op '", spec.kind, "')")
+                                                : cat(fn, "(): layer '", spec.name, "' (op '", spec.kind, "')");
     for (const py::handle& v : t[2]) spec.inputs.push_back(static_cast<int>(v.cast<int64_t>()));
     py::list params = py::list(t[3]);
     for (size_t k = 0; k < params.size(); ++k) {
@@ -137,7 +138,7 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
         continue;
       }
       const bool state = op && k < op->params.size() && op->params[k].state;
-      auto a = exact_float(params[k], fn, cat(where.substr(std::string(fn).size() + 3), " parameter ", k), state);
+      auto a = exact_float(params[k], fn, cat(where.substr(std::string(fn).size() + 4), " parameter ", k), state);
       spec.params.push_back(a.data());
       spec.param_shapes.push_back(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
       spec.writable.push_back(state ? a.mutable_data() : nullptr);
@@ -235,6 +236,8 @@ pycnn::StepUpdate make_update(const PyNetwork* pn, const py::tuple& spec, const 
     value_error(cat(fn, "() expected ", u.def->hyper.size(), " hyper-parameters for update '", u.def->name, "'."));
   for (double h : u.hyper)
     if (!std::isfinite(h)) value_error(cat(fn, "() expected finite hyper-parameters. Received: ", h, "."));
+  const std::string wrong = u.def->check(u.hyper.data());
+  if (!wrong.empty()) value_error(cat(fn, "() update '", u.def->name, "' ", wrong));
   py::list weights = spec[2].cast<py::list>(), slots = spec[3].cast<py::list>();
   if (weights.size() != grads.size() || slots.size() != grads.size())
     value_error(cat(fn, "() expected one weight and one list of slots per gradient (", grads.size(), ")."));
@@ -550,6 +553,9 @@ PYBIND11_MODULE(_core, m) {
         return out;
       })
       .def_property_readonly("weight_sizes", [](const PyNetwork& pn) { return pn.net.weight_sizes; })
+      .def_property_readonly("needs_grad", [](const PyNetwork& pn) {
+        return std::vector<bool>(pn.net.needs_grad.begin(), pn.net.needs_grad.end());
+      }, "Per value: whether backward computes its gradient (a trained weight lies before it).")
       .def("train_step", &train_step, py::arg("x"), py::arg("targets"), py::arg("loss"), py::arg("grads"),
            py::arg("sample_weight") = py::none(), py::arg("outputs_out") = py::none(), py::arg("update") = py::none(),
            "Forward, the loss, backward (and the update) in one call -> (mean loss, hits).")

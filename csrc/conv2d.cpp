@@ -686,13 +686,9 @@ struct Conv2dGeom {
 std::vector<int64_t> conv2d_parse(Node& node, const OpArgs& args) {
   expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];
-  const std::vector<int64_t>& strides = args.attrs.ints("strides");
-  const std::vector<int64_t>& dilation = args.attrs.ints("dilation_rate");
+  const std::vector<int64_t> strides = window_pair(args, "strides");
+  const std::vector<int64_t> dilation = window_pair(args, "dilation_rate");
   const int64_t G = args.attrs.i("groups");
-  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
-    args.fail("expected strides of 2 positive integers. Received: strides=" + shape_str(strides) + ".");
-  if (dilation.size() != 2 || dilation[0] < 1 || dilation[1] < 1)
-    args.fail("expected dilation_rate of 2 positive integers. Received: dilation_rate=" + shape_str(dilation) + ".");
   if (G < 1) args.fail("expected groups >= 1. Received: groups=" + std::to_string(G) + ".");
   const std::vector<int64_t>& w = args.param_shapes[0];
   if (w.size() != 4 || in[2] % G != 0 || w[2] != in[2] / G || w[0] < 1 || w[1] < 1 || w[3] < 1 || w[3] % G != 0)

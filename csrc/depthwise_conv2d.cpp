@@ -179,12 +179,8 @@ void parse_depthwise(DepthwiseGeom& g, const OpArgs& args, const std::vector<int
   if (w.size() != 4 || w[2] != in[2] || w[0] < 1 || w[1] < 1 || w[3] < 1)
     args.fail("has a depthwise kernel of shape " + shape_str(w) + " that does not fit its input of shape " +
               dims_str(in) + ".");
-  const std::vector<int64_t>& strides = args.attrs.ints("strides");
-  const std::vector<int64_t>& dilation = args.attrs.ints("dilation_rate");
-  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
-    args.fail("expected strides of 2 positive integers. Received: strides=" + shape_str(strides) + ".");
-  if (dilation.size() != 2 || dilation[0] < 1 || dilation[1] < 1)
-    args.fail("expected dilation_rate of 2 positive integers. Received: dilation_rate=" + shape_str(dilation) + ".");
+  const std::vector<int64_t> strides = window_pair(args, "strides");
+  const std::vector<int64_t> dilation = window_pair(args, "dilation_rate");
   ConvShape& c = g.d.s;
   c.N = 1; c.H = in[0]; c.W = in[1]; c.C = in[2]; c.F = in[2] * w[3]; c.KH = w[0]; c.KW = w[1];
   c.SH = strides[0]; c.SW = strides[1];

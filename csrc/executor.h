@@ -50,6 +50,9 @@ struct UpdateDef {
   std::vector<const char*> hyper;  // the hyper-parameters, in the order apply reads them
   int slots;                       // state arrays per weight (Adam: m and v)
   void (*apply)(float* w, float* const* slots, const float* g, int64_t n, const double* hyper);
+  // What is wrong with `hyper` ("expected beta_1 in [0, 1). Received: beta_1=1.5."), or empty:
+  // a negative rate or a beta of 1 would silently wreck the weights.
+  std::string (*check)(const double* hyper);
 };
 bool register_update(const UpdateDef* def);
 const UpdateDef* find_update(const std::string& name);

@@ -77,6 +77,14 @@ int64_t size_of(const std::vector<int64_t>& dims) {
   return n;
 }
 
+std::vector<int64_t> window_pair(const OpArgs& args, const char* name) {
+  const std::vector<int64_t>& v = args.attrs.ints(name);
+  if (v.size() != 2 || v[0] < 1 || v[1] < 1 || v[0] > kMaxWindow || v[1] > kMaxWindow)
+    args.fail(std::string("expected ") + name + " of 2 integers in [1, " + std::to_string(kMaxWindow) +
+              "]. Received: " + name + "=" + shape_str(v) + ".");
+  return v;
+}
+
 void expect_input_rank(const OpArgs& args, size_t rank, const char* layout) {
   if (args.in_shapes[0].size() != rank)
     args.fail(std::string("needs ") + layout + " input. Received: input shape " + dims_str(args.in_shapes[0]) + ".");

@@ -135,6 +135,11 @@ std::vector<const OpDef*> registered_ops();  // sorted by kind
   [[maybe_unused]] static const bool pycnn_registered_##def = ::pycnn::register_op(&def)
 
 // Helpers for parse functions and messages.
+// Window sizes, strides, dilations and paddings are at most this (and sizes computed from
+// them cannot overflow int64): the layers refuse larger values at construction too.
+constexpr int64_t kMaxWindow = 2147483647;
+// Attribute `name` as 2 integers in [1, kMaxWindow] (pool_size, strides, dilation_rate).
+std::vector<int64_t> window_pair(const OpArgs& args, const char* name);
 void expect_input_rank(const OpArgs& args, size_t rank, const char* layout);  // e.g. 3, "(H, W, C)"
 void expect_param_shape(const OpArgs& args, int k, const std::vector<int64_t>& shape);
 std::string dims_str(const std::vector<int64_t>& dims);   // a sample shape as "(None, 32, 32, 3)"

@@ -2,6 +2,8 @@
 #include "optimizer.h"
 
 #include <cmath>
+#include <initializer_list>
+#include <string>
 
 #include "executor.h"
 
@@ -36,12 +38,29 @@ void sgd_update(float* __restrict w, float* __restrict v, const float* __restric
 
 namespace {
 
+std::string expect(const char* name, double v, bool ok, const char* want) {
+  if (ok) return std::string();
+  return std::string("expected ") + name + " " + want + ". Received: " + name + "=" + std::to_string(v) + ".";
+}
+
+std::string first_error(std::initializer_list<std::string> errors) {
+  for (const std::string& e : errors)
+    if (!e.empty()) return e;
+  return std::string();
+}
+
 // hyper: alpha (bias-corrected rate), beta_1, beta_2, epsilon; slots m, v.
 const UpdateDef adam_def = {
     "adam", "Adam (Keras 3), the bias correction folded into alpha", {"alpha", "beta_1", "beta_2", "epsilon"}, 2,
     [](float* w, float* const* slots, const float* g, int64_t n, const double* h) {
       adam_update(w, slots[0], slots[1], g, n, static_cast<float>(h[0]), static_cast<float>(h[1]),
                   static_cast<float>(h[2]), static_cast<float>(h[3]));
+    },
+    [](const double* h) {
+      return first_error({expect("alpha", h[0], std::isfinite(h[0]) && h[0] >= 0, "to be a finite number >= 0"),
+                          expect("beta_1", h[1], h[1] >= 0 && h[1] < 1, "in [0, 1)"),
+                          expect("beta_2", h[2], h[2] >= 0 && h[2] < 1, "in [0, 1)"),
+                          expect("epsilon", h[3], std::isfinite(h[3]) && h[3] >= 0, "to be a finite number >= 0")});
     }};
 
 // hyper: learning_rate, momentum, nesterov (0 or 1); slot: the velocity.
@@ -49,6 +68,11 @@ const UpdateDef sgd_def = {
     "sgd", "SGD with optional (Nesterov) momentum (Keras 3)", {"learning_rate", "momentum", "nesterov"}, 1,
     [](float* w, float* const* slots, const float* g, int64_t n, const double* h) {
       sgd_update(w, slots[0], g, n, static_cast<float>(h[0]), static_cast<float>(h[1]), h[2] != 0.0);
+    },
+    [](const double* h) {
+      return first_error({expect("learning_rate", h[0], std::isfinite(h[0]) && h[0] >= 0, "to be a finite number >= 0"),
+                          expect("momentum", h[1], h[1] >= 0 && h[1] <= 1, "in [0, 1]"),
+                          expect("nesterov", h[2], h[2] == 0 || h[2] == 1, "to be 0 or 1")});
     }};
 
 PYCNN_REGISTER_UPDATE(adam_def);

@@ -90,7 +90,9 @@ FrameGeom frame_parse(const OpArgs& args, const char* attr) {
   const std::vector<int64_t>& sides = args.attrs.ints(attr);
   if (sides.size() != 4) args.fail(std::string("expected ") + attr + " as 4 sizes (top, bottom, left, right).");
   for (int64_t v : sides)
-    if (v < 0) args.fail(std::string("expected ") + attr + " sizes >= 0. Received: " + shape_str(sides) + ".");
+    if (v < 0 || v > kMaxWindow)
+      args.fail(std::string("expected ") + attr + " sizes in [0, " + std::to_string(kMaxWindow) + "]. Received: " +
+                shape_str(sides) + ".");
   return {in[0], in[1], in[2], sides[0], sides[1], sides[2], sides[3]};
 }
 

@@ -138,12 +138,8 @@ namespace {
 std::vector<int64_t> window_parse(Node& node, const OpArgs& args) {
   expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];
-  const std::vector<int64_t>& size = args.attrs.ints("pool_size");
-  const std::vector<int64_t>& strides = args.attrs.ints("strides");
-  if (size.size() != 2 || size[0] < 1 || size[1] < 1)
-    args.fail("expected pool_size of 2 positive integers. Received: pool_size=" + shape_str(size) + ".");
-  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
-    args.fail("expected strides of 2 positive integers. Received: strides=" + shape_str(strides) + ".");
+  const std::vector<int64_t> size = window_pair(args, "pool_size");
+  const std::vector<int64_t> strides = window_pair(args, "strides");
   PoolShape& p = node.geom<PoolShape>();
   p.N = 1; p.H = in[0]; p.W = in[1]; p.C = in[2];
   p.KH = size[0]; p.KW = size[1]; p.SH = strides[0]; p.SW = strides[1];

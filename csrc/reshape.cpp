@@ -31,8 +31,9 @@ std::vector<int64_t> reshape_parse(Node& node, const OpArgs& args) {
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1 && unknown < 0) {
       unknown = static_cast<int64_t>(i);
-    } else if (out[i] < 1) {
-      args.fail("expected a target shape of positive sizes and at most one -1. Received: " + shape_str(target) + ".");
+    } else if (out[i] < 1 || out[i] > size / known) {  // (the second: cannot fit, and the product stays in range)
+      args.fail("cannot reshape input of shape " + dims_str(args.in_shapes[0]) + " (" + std::to_string(size) +
+                " values per sample) to " + shape_str(target) + ": expected positive sizes, at most one -1.");
     } else {
       known *= out[i];
     }

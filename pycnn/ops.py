@@ -162,8 +162,13 @@ def node(spec: OpSpec, name: Optional[str], inputs: Sequence[int], weights: Sequ
     return (spec.kind, name, list(inputs), list(spec.params), dict(spec.attrs), w)
 
 
-def _float32(a: Any) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32)
+def _float32(a: Any, what: str = "an array") -> np.ndarray:
+    """A real numeric array-like as C-contiguous float32 (complex, object and string arrays
+    are refused rather than silently cast)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"pycnn.ops expected a real numeric array for {what}. Received: dtype={arr.dtype}.")
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 class OpCall:
@@ -173,7 +178,8 @@ class OpCall:
 
     def __init__(self, spec: OpSpec, input_shapes: Sequence[Sequence[int]], trained: Optional[Sequence[bool]] = None,
                  input_grads: bool = True, name: Optional[str] = None) -> None:
-        params = tuple(None if p is None else (p if _is_exact(p) else _float32(p)) for p in spec.params)
+        params = tuple(None if p is None else (p if _is_exact(p) else _float32(p, f"parameter {i} of op '{spec.kind}'"))
+                       for i, p in enumerate(spec.params))
         self.spec = spec._replace(params=params)
         trained = [p is not None for p in params] if trained is None else list(trained)
         self.trained = [bool(t) and p is not None for t, p in zip(trained, params)]
@@ -210,11 +216,11 @@ def _is_exact(a: Any) -> bool:
 def run(kind: str, inputs: Sequence[Any], params: Sequence[Any] = (), attrs: Optional[Dict[str, Any]] = None
         ) -> np.ndarray:
     """Op ``kind`` on a batch: ``inputs`` are (N, ...) arrays (converted to float32)."""
-    xs = [_float32(x) for x in inputs]
-    if not xs or any(x.ndim < 1 or x.shape[0] < 1 for x in xs):
-        raise ValueError(f"ops.run('{kind}') expected non-empty batches (N, ...). "
-                         f"Received shapes: {[np.shape(x) for x in inputs]}.")
-    call = OpCall(OpSpec(kind, dict(attrs or {}), tuple(params)), [x.shape[1:] for x in xs],
+    xs = list(inputs)
+    shapes = [np.shape(x) for x in xs]
+    if not xs or any(len(s) < 1 or s[0] < 1 for s in shapes):
+        raise ValueError(f"ops.run('{kind}') expected non-empty batches (N, ...). Received shapes: {shapes}.")
+    call = OpCall(OpSpec(kind, dict(attrs or {}), tuple(params)), [s[1:] for s in shapes],
                   trained=[False] * len(params), input_grads=False)
     return call.network.predict(xs)[0]
 
@@ -223,7 +229,7 @@ def apply_update(name: str, hyper: Sequence[float], weights: Sequence[np.ndarray
                  slots: Sequence[Sequence[np.ndarray]]) -> None:
     """A registered update component (``'adam'``, ``'sgd'``) applied in place to every weight."""
     _core.apply_update((name, [float(h) for h in hyper], list(weights), [list(s) for s in slots]),
-                       [_float32(g) for g in grads])
+                       [_float32(g, "a gradient") for g in grads])
 
 
 def loss(name: str, outputs: np.ndarray, targets: np.ndarray, sample_weight: Optional[np.ndarray] = None,

@@ -54,17 +54,18 @@ def isa(request):
 
 @pytest.fixture
 def native_step_calls(monkeypatch):
-    """Counts calls of _core.network_train_step (the fused native step): ``calls["n"]``."""
-    from pycnn import _core
+    """Counts one-call training steps (forward, fused loss, backward and update in one native
+    call: CompiledGraph.fused_step): ``calls["n"]``."""
+    from pycnn import executor
 
     calls = {"n": 0}
-    real = _core.network_train_step
+    real = executor.CompiledGraph.fused_step
 
-    def counting(*args, **kwargs):
+    def counting(self, *args, **kwargs):
         calls["n"] += 1
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(_core, "network_train_step", counting)
+    monkeypatch.setattr(executor.CompiledGraph, "fused_step", counting)
     return calls
 
 

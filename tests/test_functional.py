@@ -31,11 +31,8 @@ def graph_gradients(model, xs, G):
     graph = model._graph()
     outs, trace = run_forward(graph, [np.asarray(x, np.float32) for x in xs], training=False)
     dxs = []
-    per_layer = run_backward(graph, trace, G.astype(np.float32), input_grads=dxs)
-    wgrads = []
-    for layer in model.layers:
-        if layer.weights:
-            wgrads.extend(per_layer[id(layer)][1])
+    per_weight = run_backward(graph, trace, G.astype(np.float32), input_grads=dxs)
+    wgrads = [per_weight[id(w)][1] for w in model.trainable_weights]
     return outs[0], dxs, wgrads
 
 
@@ -318,17 +315,25 @@ def test_branchy_graph_trains_through_the_native_step(monkeypatch, native_step_c
     np.testing.assert_allclose(p_native, model.predict(xs), rtol=1e-5, atol=1e-6)
 
 
-def test_shared_weighted_layer_runs_layer_by_layer(monkeypatch):
+def test_shared_weighted_layer_trains_natively_with_the_sum_of_its_calls(monkeypatch, native_step_calls):
     inp = L.Input((4,))
     shared = L.Dense(4, activation="relu")
     model = Model(inp, L.Dense(2, activation="softmax")(shared(shared(inp))))
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a layer called twice must not run through the native step")
-
-    monkeypatch.setattr(_core, "network_train_step", forbidden)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    assert np.isfinite(model.train_on_batch(np.ones((3, 4)), np.array([0, 1, 0])))
+    x = np.random.default_rng(4).standard_normal((5, 4)).astype(np.float32)
+    y = np.array([0, 1, 0, 1, 1])
+    start = model.get_weights()
+    results = {}
+    for native in ("1", "0"):
+        monkeypatch.setenv("PYCNN_NATIVE_STEP", native)
+        model.set_weights(start)
+        model.compile(optimizer=optimizers.SGD(1.0), loss="sparse_categorical_crossentropy")
+        loss = model.train_on_batch(x, y)
+        results[native] = (loss, [b - a for a, b in zip(model.get_weights(), start)])
+    assert native_step_calls["n"] == 1  # the native run was one call, shared weights and all
+    assert results["1"][0] == pytest.approx(results["0"][0], rel=1e-5)
+    for native, eager in zip(results["1"][1], results["0"][1]):
+        np.testing.assert_allclose(native, eager, rtol=1e-4, atol=1e-6)
+    assert np.abs(results["1"][1][0]).max() > 0
 
 
 # --------------------------------------------------------------------------- summary, config, threads

@@ -6,55 +6,63 @@ import weakref
 import numpy as np
 import pytest
 
-from pycnn import _core
+from pycnn import ops
 
 
-def test_adam_update_keeps_every_array_it_writes_alive():
+def _dense_net(w, b, weights=(0, 1)):
+    """A one-node network x (N, 3) -> dense -> (N, 2), both parameters trained."""
+    return ops.Network([(3,)], [("dense", None, [0], [w, b], {}, list(weights))], [1])
+
+
+def test_the_network_keeps_every_array_alive_while_it_converts_the_others():
     # Converting a later argument runs __array__, which drops the caller's only references to
-    # the first weight and its moments; the binding must still hold them (else: use after free).
-    W = [np.ones(1 << 16, np.float32), np.ones(1, np.float32)]
-    M = [np.zeros(1 << 16, np.float32), np.zeros(1, np.float32)]
-    V = [np.zeros(1 << 16, np.float32), np.zeros(1, np.float32)]
-    refs = [weakref.ref(a[0]) for a in (W, M, V)]
+    # the first input; the binding must still hold it (else: use after free).
+    net = ops.Network([(3,), (3,)], [("add", None, [0, 1], [], {}, [])], [2])
+    first = [np.full((1 << 14, 3), 2.0, np.float32)]
+    ref = weakref.ref(first[0])
     seen = {}
 
     class DropsTheOthers:
         def __array__(self, dtype=None, copy=None):
-            W[0] = M[0] = V[0] = None
-            seen["alive"] = [r() is not None for r in refs]
-            return np.zeros(1, np.float32)
+            first[0] = None
+            seen["alive"] = ref() is not None
+            return np.ones((1 << 14, 3), np.float32)
 
-    _core.adam_update(W, [np.ones(1 << 16, np.float32), DropsTheOthers()], M, V, 0.01, 0.9, 0.999, 1e-7)
-    assert seen["alive"] == [True, True, True], "the binding let go of arrays whose pointers it kept"
-    assert all(r() is None for r in refs)  # and released them after the kernel ran
+    (out,) = net.predict([first[0], DropsTheOthers()])
+    assert seen["alive"], "the binding let go of an array whose pointer it kept"
+    assert ref() is None  # and released it after the call
+    np.testing.assert_array_equal(out, 3.0)
 
 
 @pytest.mark.parametrize("which", ["weights", "m", "v"])
 def test_big_endian_buffers_written_in_place_are_refused(which):
     arrays = {k: np.ones(4, np.float32) if k == "weights" else np.zeros(4, np.float32) for k in ("weights", "m", "v")}
     arrays[which] = arrays[which].astype(">f4")
-    with pytest.raises(TypeError, match=rf"adam_update\(\) expected {which}\[0\] in native byte order.*>f4"):
-        _core.adam_update([arrays["weights"]], [np.ones(4, np.float32)], [arrays["m"]], [arrays["v"]],
-                          0.01, 0.9, 0.999, 1e-7)
+    name = {"weights": r"weights\[0\]", "m": r"slots\[0\]\[0\]", "v": r"slots\[0\]\[1\]"}[which]
+    with pytest.raises(TypeError, match=rf"apply_update\(\) expected {name} to be float32 in native byte order.*>f4"):
+        ops.apply_update("adam", [0.01, 0.9, 0.999, 1e-7], [arrays["weights"]], [np.ones(4, np.float32)],
+                         [[arrays["m"], arrays["v"]]])
 
 
 def test_big_endian_gradient_buffer_of_the_network_step_is_refused():
-    x = np.zeros((2, 3), np.float32)
     w, b = np.zeros((3, 2), np.float32), np.zeros(2, np.float32)
-    nodes = [("dense", (0,), (w, b), (np.zeros((3, 2), ">f4"), None), (), ("linear",))]
-    with pytest.raises(TypeError, match=r"network_train_step\(\) expected dweight\[0\] in native byte order"):
-        _core.network_train_step(x, np.array([0, 1]), nodes)
+    with pytest.raises(TypeError, match=r"train_step\(\) expected grads\[0\] to be float32 in native byte order"):
+        _dense_net(w, b).train_step(np.zeros((2, 3), np.float32), np.array([0, 1]), "sparse_softmax_crossentropy",
+                                    [np.zeros((3, 2), ">f4"), np.zeros(2, np.float32)])
+    with pytest.raises(TypeError, match=r"parameter 0 to be float32 in native byte order"):
+        _dense_net(w.astype(">f4"), b)
 
 
 def test_big_endian_read_only_inputs_are_converted_not_misread():
     x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(1, 2, 3, 4)
-    np.testing.assert_array_equal(_core.image_gradient_forward(x.astype(">f4"), 1), _core.image_gradient_forward(x, 1))
+    np.testing.assert_array_equal(ops.run("image_gradient", [x.astype(">f4")], attrs={"axis": 1}),
+                                  ops.run("image_gradient", [x], attrs={"axis": 1}))
 
 
 def test_one_adam_step_on_native_order_weights_is_right():
     w = np.ones(4, np.float32)
-    _core.adam_update([w], [np.ones(4, np.float32)], [np.zeros(4, np.float32)], [np.zeros(4, np.float32)],
-                      0.032, 0.9, 0.999, 1e-7)
+    ops.apply_update("adam", [0.032, 0.9, 0.999, 1e-7], [w], [np.ones(4, np.float32)],
+                     [[np.zeros(4, np.float32), np.zeros(4, np.float32)]])
     # alpha is the caller's bias-corrected step size: m = 0.1, v = 0.001 after the first step.
     np.testing.assert_allclose(w, 1 - 0.032 * 0.1 / (np.sqrt(0.001) + 1e-7), rtol=1e-5)
 
@@ -65,28 +73,36 @@ HUGE = 2**63 - 1
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_huge_pool_strides_and_sizes_name_the_argument(padding):
     x = np.ones((1, 5, 5, 1), np.float32)
-    for call, arg in [(lambda: _core.maxpool2d_forward(x, 2, HUGE, padding), "strides"),
-                      (lambda: _core.avgpool2d_forward(x, 2, (1, HUGE), padding), "strides"),
-                      (lambda: _core.maxpool2d_forward(x, HUGE, 1, padding), "pool_size"),
-                      (lambda: _core.conv2d_forward(x, np.ones((2, 2, 1, 1), np.float32), None, HUGE, padding),
-                       "strides")]:
-        with pytest.raises(ValueError, match=rf"expected '{arg}' to be positive integers of at most 2147483647"):
-            call()
+    kernel = np.ones((2, 2, 1, 1), np.float32)
+    for kind, params, attrs, arg in [
+            ("maxpool2d", [], {"pool_size": (2, 2), "strides": (HUGE, HUGE)}, "strides"),
+            ("avgpool2d", [], {"pool_size": (2, 2), "strides": (1, HUGE)}, "strides"),
+            ("maxpool2d", [], {"pool_size": (HUGE, 2), "strides": (1, 1)}, "pool_size"),
+            ("conv2d", [kernel, None], {"strides": (HUGE, 1)}, "strides"),
+            ("conv2d", [kernel, None], {"dilation_rate": (1, HUGE)}, "dilation_rate"),
+            ("depthwise_conv2d", [kernel, None], {"dilation_rate": (HUGE, HUGE)}, "dilation_rate")]:
+        with pytest.raises(ValueError, match=rf"expected {arg} of 2 integers in \[1, 2147483647\]"):
+            ops.run(kind, [x], params, {**attrs, "padding": padding})
+    with pytest.raises(ValueError, match=r"expected padding sizes in \[0, 2147483647\]"):
+        ops.run("zero_padding2d", [x], attrs={"padding": (0, HUGE, 0, 0)})
+    with pytest.raises(ValueError, match=r"cannot reshape input of shape \(None, 5, 5, 1\)"):
+        ops.run("reshape", [x], attrs={"target_shape": (HUGE, HUGE, -1)})
 
 
 def test_bool_and_non_integer_window_arguments_are_refused():
     x = np.ones((1, 5, 5, 1), np.float32)
-    for bad in [(True, True), True, np.bool_(True), (2, 2.0), "2"]:
-        with pytest.raises(TypeError, match="expected 'pool_size' to be an int or a tuple of 2 ints"):
-            _core.maxpool2d_forward(x, bad)
-    for bad in [(2,), (2, 2, 2), 0, (1, -1)]:
-        with pytest.raises(ValueError, match="pool_size"):
-            _core.maxpool2d_forward(x, bad)
+    for bad in [(True, True), True, np.bool_(True), (2, 2.0), "2", 2]:
+        with pytest.raises(TypeError, match="expected attribute 'pool_size' to be a tuple of integers"):
+            ops.run("maxpool2d", [x], attrs={"pool_size": bad})
+    for bad in [(2,), (2, 2, 2), (0, 1), (1, -1)]:
+        with pytest.raises(ValueError, match=r"expected pool_size of 2 integers"):
+            ops.run("maxpool2d", [x], attrs={"pool_size": bad})
 
 
 def test_numpy_integers_and_the_largest_stride_still_work():
     x = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1)
-    out, _ = _core.maxpool2d_forward(x, (np.int64(2), np.int32(2)), 2**31 - 1, "same")
+    out = ops.run("maxpool2d", [x], attrs={"pool_size": (np.int64(2), np.int32(2)), "strides": (2**31 - 1,) * 2,
+                                           "padding": "same"})
     assert out.shape == (1, 1, 1, 1) and out[0, 0, 0, 0] == 6.0  # one window: rows/cols 0-1 ('same' pads 0 before)
 
 
@@ -97,26 +113,34 @@ def test_max_pooling_propagates_nan_like_numpy():
     x[0, 1, 1, 0] = np.nan           # inside a window, not its first element
     x[1, 0, 0, 2] = np.nan           # a window's first element
     x[1, 2, 3, 1] = x[1, 3, 2, 1] = np.nan  # two NaNs in one window: the first wins
-    out, argmax = _core.maxpool2d_forward(x, 2)
+    call = ops.OpCall(ops.OpSpec("maxpool2d", {}), [x.shape[1:]])
+    out, tape = call.forward([x])
     want, want_argmax = ref.maxpool2d_forward(x, 2)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
     assert np.isnan(out).sum() == 3
     np.testing.assert_array_equal(out[~np.isnan(out)], want[~np.isnan(want)])
-    np.testing.assert_array_equal(argmax, want_argmax)
+    dout = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
+    (dinp,), _ = call.backward(tape, dout)  # routed to the winner the reference chose, NaN or not
+    np.testing.assert_array_equal(dinp, ref.maxpool2d_backward(dout, want_argmax, x.shape, 2).astype(np.float32))
 
 
-@pytest.mark.parametrize("backward", ["relu_backward", "dense"])
-def test_relu_backward_passes_nan_gradients_where_the_unit_is_active(backward):
+@pytest.mark.parametrize("where", ["activation", "dense"])
+def test_relu_backward_passes_nan_gradients_where_the_unit_is_active(where):
     # A NaN or inf gradient reaches the input where relu is active; where it is not, the
     # gradient is 0, as PyTorch's threshold_backward does (TF's dy * (y > 0) would give NaN
     # there, at a 10-15% cost on a LeNet step, measured: not taken).
-    out = np.array([[1.0, 0.0, 0.0, 2.0]], np.float32)
+    x = np.array([[1.0, -1.0, 0.0, 2.0]], np.float32)
     dout = np.array([[np.nan, np.nan, np.inf, 1.0]], np.float32)
-    if backward == "relu_backward":
-        d = _core.relu_backward(dout, out)
-    else:  # the fused activation inside dense's backward
-        w = np.eye(4, dtype=np.float32)
-        d = _core.dense_backward(dout, out, w, out, activation="relu")[2][None]  # dbias: dz summed over the batch
+    if where == "activation":
+        call = ops.OpCall(ops.OpSpec("activation", {"activation": "relu"}), [(4,)])
+        _, tape = call.forward([x])
+        (d,), _ = call.backward(tape, dout)
+    else:  # the fused activation inside dense's backward: the bias gradient is dz summed over the batch
+        call = ops.OpCall(ops.OpSpec("dense", {"activation": "relu"}, (np.eye(4, dtype=np.float32),
+                                                                     np.zeros(4, np.float32))), [(4,)])
+        _, tape = call.forward([x])
+        _, (_, dbias) = call.backward(tape, dout)
+        d = dbias[None]
     assert np.isnan(d[0, 0]) and d[0, 1] == 0.0 and d[0, 2] == 0.0 and d[0, 3] == 1.0
 
 
@@ -125,45 +149,42 @@ def test_the_native_step_reports_a_nan_loss_for_a_nan_input():
     x[2, 3, 3, 0] = np.nan
     w1, b1 = np.full((3, 3, 1, 2), 0.1, np.float32), np.zeros(2, np.float32)
     w2, b2 = np.full((18, 3), 0.1, np.float32), np.zeros(3, np.float32)
-    nodes = [("conv2d", (0,), (w1, b1), (np.zeros_like(w1), np.zeros_like(b1)), (1, 1), ("valid", "relu")),
-             ("maxpool2d", (1,), (), None, (2, 2, 2, 2), ("valid",)), ("flatten", (2,), (), None, (), ()),
-             ("dense", (3,), (w2, b2), (np.zeros_like(w2), np.zeros_like(b2)), (), ("linear",))]
-    loss, _ = _core.network_train_step(x, np.array([0, 1, 2, 0]), nodes)
+    nodes = [("conv2d", None, [0], [w1, b1], {"activation": "relu"}, [0, 1]),
+             ("maxpool2d", None, [1], [], {}, []), ("flatten", None, [2], [], {}, []),
+             ("dense", None, [3], [w2, b2], {}, [2, 3])]
+    grads = [np.zeros_like(a) for a in (w1, b1, w2, b2)]
+    loss, _ = ops.Network([(8, 8, 1)], nodes, [4]).train_step(x, np.array([0, 1, 2, 0]),
+                                                              "sparse_softmax_crossentropy", grads)
     assert np.isnan(loss)
-    assert np.isnan(nodes[0][3][0]).any()
+    assert np.isnan(grads[0]).any()
 
 
-def test_unvalidated_scalar_arguments_are_now_refused():
-    p = np.full((1, 2), 0.5, np.float32)
-    with pytest.raises(ValueError, match=r"expected 'scale' to be a finite float32 number. Received: scale=1e\+40"):
-        _core.softmax_crossentropy_backward(p, np.array([0]), 1e40)
+def test_unvalidated_scalar_arguments_are_refused():
     one = lambda: [np.ones(2, np.float32)]  # noqa: E731
-    for kwargs, name in [(dict(alpha=-1.0), "alpha"), (dict(beta_1=2.0**200), "beta_1"), (dict(beta_2=1.0), "beta_2"),
-                         (dict(epsilon=float("nan")), "epsilon"), (dict(alpha=float("inf")), "alpha")]:
-        args = {**dict(alpha=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7), **kwargs}
-        with pytest.raises(ValueError, match=rf"adam_update\(\) expected {name} "):
-            _core.adam_update(one(), one(), one(), one(), **args)
-    d, x, w = np.ones((1, 2), np.float32), np.ones((1, 2), np.float32), np.ones((2, 2), np.float32)
-    for bad in (2**70, None, 1, "yes"):
-        with pytest.raises(TypeError):
-            _core.dense_backward(d, x, w, None, "linear", bad)
-    assert _core.dense_backward(d, x, w, None, "linear", np.bool_(False))[2] is None
+    for hyper, name in [([-1.0, 0.9, 0.999, 1e-7], "alpha"), ([0.01, 2.0**200, 0.999, 1e-7], "beta_1"),
+                        ([0.01, 0.9, 1.0, 1e-7], "beta_2"), ([0.01, 0.9, 0.999, -1.0], "epsilon")]:
+        with pytest.raises(ValueError, match=rf"apply_update\(\) update 'adam' expected {name} "):
+            ops.apply_update("adam", hyper, one(), one(), [one() + one()])
+    for hyper in ([float("nan"), 0.9, 0.999, 1e-7], [float("inf"), 0.9, 0.999, 1e-7]):
+        with pytest.raises(ValueError, match=r"expected finite hyper-parameters"):
+            ops.apply_update("adam", hyper, one(), one(), [one() + one()])
+    for hyper, name in [([-0.1, 0.9, 0.0], "learning_rate"), ([0.1, 1.5, 0.0], "momentum"), ([0.1, 0.9, 0.5], "nesterov")]:
+        with pytest.raises(ValueError, match=rf"update 'sgd' expected {name} "):
+            ops.apply_update("sgd", hyper, one(), one(), [one()])
     with pytest.raises(ValueError, match=r"set_num_threads\(\) supports at most 256 threads. Received: n=1000000"):
-        _core.set_num_threads(10**6)
+        ops.set_num_threads(10**6)
     with pytest.raises(ValueError, match="at most 256"):
         import pycnn
         pycnn.set_num_threads(257)
 
 
-def test_the_native_step_checks_its_adam_hyper_parameters():
-    x = np.zeros((2, 3), np.float32)
+def test_the_native_step_checks_its_update_hyper_parameters():
     w, b = np.zeros((3, 2), np.float32), np.zeros(2, np.float32)
-    gw, gb = np.zeros_like(w), np.zeros_like(b)
-    nodes = [("dense", (0,), (w, b), (gw, gb), (), ("linear",))]
-    m = [np.zeros_like(w), np.zeros_like(b)]
-    v = [np.zeros_like(w), np.zeros_like(b)]
-    with pytest.raises(ValueError, match=r"network_train_step\(\) expected beta_1 in \[0, 1\)"):
-        _core.network_train_step(x, np.array([0, 1]), nodes, adam=(0.01, 1.5, 0.999, 1e-7, [w, b], m, v))
+    slots = [[np.zeros_like(w), np.zeros_like(w)], [np.zeros_like(b), np.zeros_like(b)]]
+    with pytest.raises(ValueError, match=r"train_step\(\) update 'adam' expected beta_1 in \[0, 1\)"):
+        _dense_net(w, b).train_step(np.zeros((2, 3), np.float32), np.array([0, 1]), "sparse_softmax_crossentropy",
+                                    [np.zeros_like(w), np.zeros_like(b)],
+                                    update=("adam", [0.01, 1.5, 0.999, 1e-7], [w, b], slots))
     assert not w.any(), "nothing may be written when the arguments are refused"
 
 
@@ -453,14 +474,14 @@ def test_rng_state_round_trip_and_bad_state():
 
 _INTERRUPTED = r"""
 import sys, numpy as np, pycnn
-from pycnn import layers, _core
+from pycnn import layers, executor
 applied = [0]
-real = _core.network_train_step
+real = executor.CompiledGraph.fused_step
 def counting(*a, **k):
     out = real(*a, **k)
     applied[0] += 1
     return out
-_core.network_train_step = counting
+executor.CompiledGraph.fused_step = counting
 rng = np.random.default_rng(0)
 x, y = rng.random((4096, 16, 16, 3), dtype=np.float32), rng.integers(0, 10, 4096)
 model = pycnn.Sequential([layers.Input((16, 16, 3)), layers.Conv2D(8, 3, activation="relu"), layers.Flatten(),

@@ -192,22 +192,22 @@ def test_fused_training_step_matches_the_chained_gradient(monkeypatch):
     expected, probs = _gradients_through_softmax_jacobian(model, x, y)
     before = model.get_weights()
 
-    calls = {"ce_backward": 0}
-    real_ce_backward = _core.softmax_crossentropy_backward
+    calls = {"fused_loss": 0}
+    real_loss = pycnn.ops.loss
 
-    def counting_ce_backward(*args, **kwargs):
-        calls["ce_backward"] += 1
-        return real_ce_backward(*args, **kwargs)
+    def counting_loss(*args, **kwargs):
+        calls["fused_loss"] += 1
+        return real_loss(*args, **kwargs)
 
     def forbidden(*args, **kwargs):
-        raise AssertionError("training chained the softmax Jacobian instead of the fused kernel")
+        raise AssertionError("training chained the softmax Jacobian instead of the fused loss")
 
-    monkeypatch.setattr(_core, "softmax_crossentropy_backward", counting_ce_backward)
-    monkeypatch.setattr(_core, "softmax_backward", forbidden)
+    monkeypatch.setattr(pycnn.ops, "loss", counting_loss)
+    monkeypatch.setattr(losses.SparseCategoricalCrossentropy, "gradient", forbidden)
     model.compile(optimizer=optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     loss, acc = model.train_on_batch(x, y)
-    assert calls["ce_backward"] == 1
+    assert calls["fused_loss"] == 1
     grads = [b - a for a, b in zip(model.get_weights(), before)]  # w_new = w - 1.0 * g
     for g, e in zip(grads, expected):
         np.testing.assert_allclose(g, e, rtol=1e-3, atol=2e-6)
@@ -222,7 +222,8 @@ def test_fused_path_for_an_activation_softmax_layer_and_categorical_targets(monk
     y = np.array([2, 0, 1, 1])
     expected, _ = _gradients_through_softmax_jacobian(model, x, y)
     before = model.get_weights()
-    monkeypatch.setattr(_core, "softmax_backward", lambda *a, **k: (_ for _ in ()).throw(AssertionError("chained")))
+    monkeypatch.setattr(losses.CategoricalCrossentropy, "gradient",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("chained")))
     model.compile(optimizer=optimizers.SGD(learning_rate=1.0), loss="categorical_crossentropy")
     loss = model.train_on_batch(x, utils.to_categorical(y, 3))
     assert isinstance(loss, float)
@@ -230,20 +231,17 @@ def test_fused_path_for_an_activation_softmax_layer_and_categorical_targets(monk
         np.testing.assert_allclose(g, e, rtol=1e-3, atol=2e-6)
 
 
-def test_first_layer_skips_its_input_gradient(monkeypatch):
-    monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")  # the native step's first_param rule: test_native_network.py
-    seen = []
-    real = _core.conv2d_backward
-
-    def recording(*args, **kwargs):
-        seen.append(kwargs.get("need_dinp", True))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_core, "conv2d_backward", recording)
+def test_first_layer_skips_its_input_gradient():
     model = small_cnn()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    model.train_on_batch(np.zeros((2, 8, 8, 3)), np.array([0, 1]))
-    assert seen == [True, False]  # conv2d_1 (backward runs last layer first), then conv2d
+    compiled = pycnn.executor.compiled(model._graph(), [(2, 8, 8, 3)], True, True, model.trainable_weights)
+    (segment,) = compiled.steps
+    # value 0 is the input: no gradient is computed for it; every layer's output needs one
+    assert segment.network.needs_grad == [False] + [True] * len(model.layers)
+    model.layers[0].trainable = False
+    model.layers[1].trainable = False  # a frozen prefix: nothing before conv2d_1's weights needs a gradient
+    compiled = pycnn.executor.compiled(model._graph(), [(2, 8, 8, 3)], True, True, model.trainable_weights)
+    assert compiled.steps[0].network.needs_grad[:3] == [False, False, False]
 
 
 def test_frozen_layers_are_not_updated_and_counted_as_non_trainable():

@@ -1,5 +1,6 @@
-"""The native network step on graphs: concatenate, add, multiply, global pooling, Sobel
-edges and image gradients as nodes, against a float64 NumPy forward and backward.
+"""Compiled networks (csrc/network.h, executor.h) on graphs: concatenate, add, multiply,
+global pooling, Sobel edges and image gradients as nodes, against a float64 NumPy forward
+and backward.
 
 Each network starts with trainable 1x1 convolutions (so the gradients of the ops under test
 reach parameters the step reports) and ends in a dense head; the reference computes the
@@ -7,17 +8,26 @@ loss, the logits and every parameter gradient by hand from tests/reference.py.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 import reference as ref
-from pycnn import _core
+from pycnn import ops
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 
 
+def node(kind, inputs, params=(), attrs=None, weights=()):
+    """A network node tuple (kind, name, inputs, params, attrs, trained-weight indices)."""
+    return (kind, None, list(inputs), list(params), dict(attrs or {}), list(weights) or [-1] * len(params))
+
+
 class Conv1x1:
     """A trainable 1x1 convolution node and its float64 reference."""
+
+    counter = itertools.count()
 
     def __init__(self, rng, cin, cout, reads):
         self.w = (rng.standard_normal((1, 1, cin, cout)) * 0.5).astype(np.float32)
@@ -25,8 +35,8 @@ class Conv1x1:
         self.gw, self.gb = np.zeros_like(self.w), np.zeros_like(self.b)
         self.reads = reads
 
-    def node(self):
-        return ("conv2d", (self.reads,), (self.w, self.b), (self.gw, self.gb), (1, 1), ("valid", "linear"))
+    def node(self, first_weight):
+        return node("conv2d", [self.reads], [self.w, self.b], {}, [first_weight, first_weight + 1])
 
     def forward(self, x):
         return np.einsum("nhwc,cf->nhwf", x.astype(np.float64), self.w[0, 0].astype(np.float64)) + self.b
@@ -43,8 +53,8 @@ class Head:
         self.b = (rng.standard_normal(classes) * 0.1).astype(np.float32)
         self.gw, self.gb = np.zeros_like(self.w), np.zeros_like(self.b)
 
-    def node(self, reads):
-        return ("dense", (reads,), (self.w, self.b), (self.gw, self.gb), (), ("linear",))
+    def node(self, reads, first_weight):
+        return node("dense", [reads], [self.w, self.b], {}, [first_weight, first_weight + 1])
 
     def loss_and_dfeatures(self, feats, labels):
         logits = feats @ self.w.astype(np.float64) + self.b
@@ -54,13 +64,23 @@ class Head:
 
 
 def check_step(x, labels, nodes, logits, loss, expected_grads, buffers):
-    """network_predict's logits and network_train_step's loss and gradient buffers."""
-    ref.assert_close(_core.network_predict(x, nodes), logits, **TOL, name="logits", scale_atol=True)
-    got_loss, correct = _core.network_train_step(x, labels, nodes)
+    """The compiled network's predicted logits, and its training step's loss, hits and
+    gradients (written into ``buffers``, one per trained weight in index order)."""
+    xs = x if isinstance(x, list) else [x]
+    net = ops.Network([a.shape[1:] for a in xs], nodes, [len(xs) + len(nodes) - 1])
+    ref.assert_close(net.predict(xs)[0], logits, **TOL, name="logits", scale_atol=True)
+    got_loss, correct = net.train_step(xs, labels, "sparse_softmax_crossentropy", buffers)
     assert abs(got_loss - loss) <= 1e-4 * max(1.0, abs(loss))
     assert correct == int((np.argmax(logits, axis=1) == labels).sum())
     for i, (got, want) in enumerate(zip(buffers, expected_grads)):
         ref.assert_close(got, want, **TOL, name=f"gradient {i}", scale_atol=True)
+    # The same gradients from forward + backward with the loss's gradient as dout.
+    outs, tape = net.forward(xs)
+    _, _, dlogits = ops.loss("sparse_softmax_crossentropy", outs[0], labels)
+    again = [np.empty_like(b) for b in buffers]
+    net.backward(tape, [dlogits], again)
+    for i, (got, want) in enumerate(zip(again, buffers)):
+        ref.assert_close(got, want, rtol=1e-5, atol=1e-7, name=f"backward gradient {i}", scale_atol=True)
 
 
 def test_the_lecture_arrangement_sobel_gradients_reshape_concatenate_pool(rng):
@@ -69,15 +89,15 @@ def test_the_lecture_arrangement_sobel_gradients_reshape_concatenate_pool(rng):
     labels = rng.integers(0, 5, N)
     conv = Conv1x1(rng, C, F, 0)                                       # value 1
     head = Head(rng, (H // 2) * (W // 2) * 4 * F)
-    nodes = [conv.node(),
-             ("sobel_edges", (1,), (), None, (), ()),                   # 2: (H, W, F, 2)
-             ("image_gradient", (1,), (), None, (0,), ()),              # 3
-             ("image_gradient", (1,), (), None, (1,), ()),              # 4
-             ("reshape", (2,), (), None, (H, W, 2 * F), ()),            # 5
-             ("concatenate", (3, 4, 5), (), None, (2,), ()),            # 6: (H, W, 4F)
-             ("maxpool2d", (6,), (), None, (2, 2, 2, 2), ("valid",)),   # 7
-             ("flatten", (7,), (), None, (), ()),                       # 8
-             head.node(8)]
+    nodes = [conv.node(0),
+             node("sobel_edges", [1]),                                  # 2: (H, W, F, 2)
+             node("image_gradient", [1], attrs={"axis": 0}),            # 3
+             node("image_gradient", [1], attrs={"axis": 1}),            # 4
+             node("reshape", [2], attrs={"target_shape": (H, W, 2 * F)}),  # 5
+             node("concatenate", [3, 4, 5], attrs={"axis": 2}),         # 6: (H, W, 4F)
+             node("maxpool2d", [6], attrs={"pool_size": (2, 2), "strides": (2, 2)}),  # 7
+             node("flatten", [7]),                                      # 8
+             head.node(8, 2)]
     a = conv.forward(x)
     dy, dx, sob = ref.image_gradient_forward(a, 0), ref.image_gradient_forward(a, 1), ref.sobel_edges_forward(a)
     cat = ref.concatenate_forward([dy, dx, sob.reshape(N, H, W, 2 * F)], axis=3)
@@ -107,8 +127,8 @@ def test_concatenate_of_three_network_inputs_along_each_axis(rng, axis):
     outs = [c.forward(x) for c, x in zip(convs, xs)]
     cat = ref.concatenate_forward(outs, axis=axis + 1)
     head = Head(rng, cat[0].size)
-    nodes = [c.node() for c in convs] + [("concatenate", (3, 4, 5), (), None, (axis,), ()),
-                                         ("flatten", (6,), (), None, (), ()), head.node(7)]
+    nodes = [c.node(2 * k) for k, c in enumerate(convs)] + [node("concatenate", [3, 4, 5], attrs={"axis": axis}),
+                                                            node("flatten", [6]), head.node(7, 6)]
     logits, loss, dfeat, head_grads = head.loss_and_dfeatures(cat.reshape(N, -1), labels)
     parts = ref.concatenate_backward(dfeat.reshape(cat.shape), [o.shape[axis + 1] for o in outs], axis=axis + 1)
     expected, buffers = [], []
@@ -124,11 +144,11 @@ def test_add_with_one_value_twice_and_multiply(rng):
     labels = rng.integers(0, 5, N)
     c1, c2 = Conv1x1(rng, C, 3, 0), Conv1x1(rng, C, 3, 0)               # values 1, 2
     head = Head(rng, H * W * 3 * 2)
-    nodes = [c1.node(), c2.node(),
-             ("add", (1, 2, 1), (), None, (), ()),                      # 3 = a + b + a
-             ("multiply", (1, 3), (), None, (), ()),                    # 4 = a * (2a + b)
-             ("concatenate", (3, 4), (), None, (2,), ()),               # 5
-             ("flatten", (5,), (), None, (), ()), head.node(6)]
+    nodes = [c1.node(0), c2.node(2),
+             node("add", [1, 2, 1]),                                    # 3 = a + b + a
+             node("multiply", [1, 3]),                                  # 4 = a * (2a + b)
+             node("concatenate", [3, 4], attrs={"axis": 2}),            # 5
+             node("flatten", [5]), head.node(6, 4)]
     a, b = c1.forward(x), c2.forward(x)
     s = ref.add_forward([a, b, a])
     m = ref.multiply_forward([a, s])
@@ -148,8 +168,8 @@ def test_global_max_and_average_pooling(rng):
     labels = rng.integers(0, 5, N)
     conv = Conv1x1(rng, C, 4, 0)
     head = Head(rng, 8)
-    nodes = [conv.node(), ("global_maxpool2d", (1,), (), None, (), ()), ("global_avgpool2d", (1,), (), None, (), ()),
-             ("concatenate", (2, 3), (), None, (0,), ()), head.node(4)]
+    nodes = [conv.node(0), node("global_maxpool2d", [1]), node("global_avgpool2d", [1]),
+             node("concatenate", [2, 3], attrs={"axis": 0}), head.node(4, 2)]
     a = conv.forward(x)
     gmax, gavg = ref.global_maxpool2d_forward(a), ref.global_avgpool2d_forward(a)
     logits, loss, dfeat, head_grads = head.loss_and_dfeatures(np.concatenate([gmax, gavg], axis=1), labels)
@@ -160,23 +180,24 @@ def test_global_max_and_average_pooling(rng):
 
 def _err(nodes, x, match):
     with pytest.raises(ValueError, match=match):
-        _core.network_predict(x, nodes)
+        ops.Network([x.shape[1:]], nodes, [len(nodes)])
 
 
 def test_parse_errors_name_the_node_and_the_shapes():
     x = np.zeros((2, 4, 5, 3), np.float32)
-    dense = ("dense", (2,), (np.zeros((60, 2), np.float32), None), None, (), ("linear",))
-    _err([("flatten", (0,), (), None, (), ()), ("concatenate", (0, 1), (), None, (0,), ()), dense], x,
-         r"layers\[1\] \('concatenate'\) expected inputs with matching shapes except along axis 0\. "
+    dense = node("dense", [2], [np.zeros((60, 2), np.float32), None])
+    _err([node("flatten", [0]), node("concatenate", [0, 1], attrs={"axis": 0}), dense], x,
+         r"node 1 \(op 'concatenate'\) expected inputs with matching shapes except along axis 0\. "
          r"Received: input shapes \(None, 4, 5, 3\), \(None, 60\)")
-    _err([("concatenate", (0, 0), (), None, (3,), ())], x, r"per-sample axis in \[0, 3\)\. Received: axis=3")
-    _err([("flatten", (0,), (), None, (), ()), ("add", (0, 1), (), None, (), ())], x,
-         r"layers\[1\] \('add'\) expected inputs of the same shape\. Received: input shapes \(None, 4, 5, 3\), "
+    _err([node("concatenate", [0, 0], attrs={"axis": 3})], x, r"per-sample axis in \[0, 3\)\. Received: axis=3")
+    _err([node("flatten", [0]), node("add", [0, 1])], x,
+         r"node 1 \(op 'add'\) expected inputs of the same shape\. Received: input shapes \(None, 4, 5, 3\), "
          r"\(None, 60\)")
-    _err([("multiply", (0, 1), (), None, (), ())], x, r"reads value 1, but only values 0 \.\. 0 exist")
-    _err([("sobel_edges", (0,), (), None, (), ())], np.zeros((2, 1, 5, 3), np.float32),
-         r"\('sobel_edges'\) needs images of at least 2x2 pixels.*\(None, 1, 5, 3\)")
-    _err([("image_gradient", (0,), (), None, (2,), ())], x, r"expected axis 0 \(dy\) or 1 \(dx\)\. Received: axis=2")
-    _err([("flatten", (0,), (), None, (), ()), ("global_avgpool2d", (1,), (), None, (), ())], x,
-         r"layers\[1\] \('global_avgpool2d'\).*\(None, 60\)")
-    _err([("image_gradient", (0,), (), None, (), ())], x, r"layers\[0\] \('image_gradient'\)")
+    _err([node("multiply", [0, 1])], x, r"reads value 1, but only values 0 \.\. 0 exist")
+    _err([node("sobel_edges", [0])], np.zeros((2, 1, 5, 3), np.float32),
+         r"\(op 'sobel_edges'\) needs images of at least 2x2 pixels.*\(None, 1, 5, 3\)")
+    _err([node("image_gradient", [0], attrs={"axis": 2})], x, r"expected axis 0 \(dy\) or 1 \(dx\)\. Received: axis=2")
+    _err([node("flatten", [0]), node("global_avgpool2d", [1])], x,
+         r"node 1 \(op 'global_avgpool2d'\).*\(None, 60\)")
+    _err([node("image_gradient", [0])], x, r"node 0 \(op 'image_gradient'\) needs attribute 'axis'")
+    _err([node("add", [0])], x, r"node 0 \(op 'add'\) expected at least 2 input\(s\)\. Received: 1")

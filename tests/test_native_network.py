@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pycnn
-from pycnn import _core, layers, optimizers
+from pycnn import layers, ops, optimizers
 from pycnn.models import Sequential
 
 
@@ -112,70 +112,101 @@ def test_native_step_one_and_two_threads_agree(monkeypatch):
         np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-6 * (np.abs(g1).max() + 1e-12))
 
 
-def test_dropout_in_training_falls_back_to_layer_by_layer(monkeypatch):
-    pycnn.set_random_seed(8)
-    model = Sequential([layers.Input((4, 4, 1)), layers.Flatten(), layers.Dropout(0.5),
-                        layers.Dense(3, activation="softmax")])
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+def test_dropout_in_training_runs_between_native_segments(monkeypatch, native_step_calls):
+    """Dropout draws its mask in NumPy while training: the network runs as two native segments
+    with the Python layer between them, and matches the layer-by-layer run (same draws)."""
+    def build():
+        pycnn.set_random_seed(8)
+        return Sequential([layers.Input((4, 4, 2)), layers.Conv2D(3, 2, activation="relu"), layers.Flatten(),
+                           layers.Dropout(0.5), layers.Dense(3, activation="softmax")])
 
-    def forbidden(*args, **kwargs):
-        raise AssertionError("Dropout(0.5) has no native twin; training must run layer by layer")
+    x = np.random.default_rng(3).random((5, 4, 4, 2), dtype=np.float32)
+    y = np.array([0, 1, 2, 0, 1])
+    results = []
+    for native in (True, False):
+        model = build()
+        pycnn.set_random_seed(21)  # the same dropout masks in both runs
+        results.append(one_sgd_step(model, x, y, native, monkeypatch))
+    assert native_step_calls["n"] == 0  # not one call: the Python layer sits in between
+    compiled = pycnn.executor.compiled(model._graph(), [x.shape], True, True, model.trainable_weights)
+    assert [type(s).__name__ for s in compiled.steps] == ["_Segment", "_PythonNode", "_Segment"]
+    (loss_n, _, grads_n), (loss_l, _, grads_l) = results
+    assert loss_n == pytest.approx(loss_l, rel=1e-6)
+    for gn, gl in zip(grads_n, grads_l):
+        np.testing.assert_allclose(gn, gl, rtol=1e-5, atol=1e-7)
+    assert np.any(grads_n[0])  # the conv before the dropout learns through it
 
-    monkeypatch.setattr(_core, "network_train_step", forbidden)
-    x = np.ones((5, 4, 4, 1), np.float32)
-    assert np.isfinite(model.train_on_batch(x, np.array([0, 1, 2, 0, 1])))
+
+def node(kind, inputs, params=(), attrs=None, weights=()):
+    return (kind, None, list(inputs), list(params), dict(attrs or {}), list(weights) or [-1] * len(params))
 
 
-def lenet_tuples(grads=True):
-    """Node tuples (kind, inputs, params, grads, ints, strs) of a small chain."""
+def lenet_nodes():
+    """A small chain's nodes and its trained weights (indices 0..3)."""
     rng = np.random.default_rng(0)
     w1, b1 = rng.standard_normal((5, 5, 3, 6)).astype(np.float32), np.zeros(6, np.float32)
     w2, b2 = rng.standard_normal((1176, 10)).astype(np.float32), np.zeros(10, np.float32)
-    g = [np.zeros_like(a) for a in (w1, b1, w2, b2)] if grads else [None] * 4
-    return [("conv2d", (0,), (w1, b1), (g[0], g[1]), (1, 1), ("same", "relu")),
-            ("maxpool2d", (1,), (), None, (2, 2, 2, 2), ("valid",)), ("flatten", (2,), (), None, (), ()),
-            ("dense", (3,), (w2, b2), (g[2], g[3]), (), ("linear",))]
-
-
-def replace(node, **fields):
-    names = ("kind", "inputs", "params", "grads", "ints", "strs")
-    return tuple(fields.get(n, v) for n, v in zip(names, node))
+    nodes = [node("conv2d", [0], [w1, b1], {"padding": "same", "activation": "relu"}, [0, 1]),
+             node("maxpool2d", [1], attrs={"pool_size": (2, 2), "strides": (2, 2)}), node("flatten", [2]),
+             node("dense", [3], [w2, b2], {}, [2, 3])]
+    return nodes, [w1, b1, w2, b2]
 
 
 def test_network_binding_validates_everything():
     x = np.zeros((2, 28, 28, 3), np.float32)
     y = np.array([1, 2])
-    good = lenet_tuples()
-    loss, correct = _core.network_train_step(x, y, good)
+    good, params = lenet_nodes()
+    grads = [np.empty_like(p) for p in params]
+    net = ops.Network([(28, 28, 3)], good, [4])
+    loss, correct = net.train_step(x, y, "sparse_softmax_crossentropy", grads)
     assert np.isfinite(loss) and 0 <= correct <= 2
-    bad_channels = [replace(good[0], params=(np.zeros((5, 5, 4, 6), np.float32), good[0][2][1]))] + good[1:]
-    with pytest.raises(ValueError, match=r"network_train_step\(\) layers\[0\] \('conv2d'\) has a weight of shape "
-                                         r"\(5, 5, 4, 6\) that does not fit its input of shape \(None, 28, 28, 3\)"):
-        _core.network_train_step(x, y, bad_channels)
-    with pytest.raises(ValueError, match="does not know layer kind 'lstm'"):
-        _core.network_train_step(x, y, [("lstm", (0,), (), None, (), ())] + good[1:])
-    float64_grad = good[:3] + [replace(good[3], grads=(np.zeros((1176, 10)), good[3][3][1]))]
-    with pytest.raises(TypeError, match=r"dweight\[3\] to be float32 \(updated in place\)"):
-        _core.network_train_step(x, y, float64_grad)
-    strided = good[:3] + [replace(good[3], grads=(np.zeros((1176, 20), np.float32)[:, ::2], good[3][3][1]))]
-    with pytest.raises(ValueError, match="writeable C-contiguous"):
-        _core.network_train_step(x, y, strided)
+
+    def compile_error(nodes, match, error=ValueError, outputs=(4,)):
+        with pytest.raises(error, match=match):
+            ops.Network([(28, 28, 3)], nodes, list(outputs))
+
+    bad = list(good)
+    bad[0] = node("conv2d", [0], [np.zeros((5, 5, 4, 6), np.float32), params[1]], {"padding": "same"}, [0, 1])
+    compile_error(bad, r"Network\(\): node 0 \(op 'conv2d'\) has a kernel of shape \(5, 5, 4, 6\) that does not fit "
+                       r"its input of shape \(None, 28, 28, 3\)")
+    compile_error([node("lstm", [0])] + good[1:], "no op of this kind is registered. Known ops: 'activation'")
+    compile_error([node("maxpool2d", [0], attrs={"pool_size": (32, 32)})], "computed output size would be zero",
+                  outputs=(1,))
+    compile_error([good[0], node("maxpool2d", [2])] + good[2:], r"node 1 \(op 'maxpool2d'\) reads value 2, but only "
+                                                                r"values 0 \.\. 1")
+    compile_error([node("conv2d", [0], params[:2], {"padding": 3}, [0, 1])] + good[1:],
+                  r"expected attribute 'padding' to be a string\. Received: padding=3", TypeError)
+    compile_error([node("conv2d", [0], params[:2], {"strides": (1,)}, [0, 1])] + good[1:],
+                  r"expected strides of 2 positive integers\. Received: strides=\(1,\)")
+    compile_error([node("conv2d", [0], params[:2], {"kernel_size": 3}, [0, 1])] + good[1:],
+                  r"has no attribute 'kernel_size'\. Expected one of 'strides', 'padding'")
+    compile_error([node("conv2d", [0], params[:1], {}, [0])] + good[1:], r"expected 2 parameter\(s\)\. Received: 1")
+    compile_error([node("conv2d", [0], [None, params[1]], {}, [-1, 1])] + good[1:],
+                  r"needs its parameter 'kernel'\. Received: None")
+    compile_error([node("conv2d", [0], [params[0].astype(np.float64), params[1]], {}, [0, 1])] + good[1:],
+                  r"to be float32 in native byte order \(read by later calls\)", TypeError)
+    compile_error(good[:3] + [node("dense", [3], params[2:], {}, [0, 3])], "shares trained weight 0 with a parameter "
+                                                                            "of another size")
+    compile_error(good, r"output value 9 does not exist", outputs=(9,))
     with pytest.raises(ValueError, match=r"class indices in \[0, 10\)"):
-        _core.network_train_step(x, np.array([1, 10]), good)
-    with pytest.raises(ValueError, match=r"end in \(N, classes\) logits"):
-        _core.network_train_step(x, y, good[:2])
-    with pytest.raises(ValueError, match="computed output size would be zero"):
-        _core.network_train_step(np.zeros((2, 1, 1, 3), np.float32), y, [replace(good[1], inputs=(0,))])
-    with pytest.raises(ValueError, match=r"layers\[0\] to be \(kind, inputs, params, grads, ints, strs\[, floats\[, state\]\]\). "
-                                         r"Received a tuple of 5"):
-        _core.network_train_step(x, y, [good[0][:5]] + good[1:])
-    with pytest.raises(ValueError, match=r"layers\[1\] \('maxpool2d'\) reads value 2, but only values 0 \.\. 1"):
-        _core.network_train_step(x, y, [good[0], replace(good[1], inputs=(2,))] + good[2:])
-    with pytest.raises(TypeError, match=r"layers\[0\]'s strs to hold strings"):
-        _core.network_train_step(x, y, [replace(good[0], strs=("same", 3))] + good[1:])
-    with pytest.raises(ValueError, match=r"expected 2 params, 2 ints and 2 strs. Received: 2, 1 and 2"):
-        _core.network_train_step(x, y, [replace(good[0], ints=(1,))] + good[1:])
-    out = _core.network_predict(x, lenet_tuples(grads=False), softmax=True)
+        net.train_step(x, np.array([1, 10]), "sparse_softmax_crossentropy", grads)
+    with pytest.raises(ValueError, match=r"one output of shape \(N, classes\)"):
+        ops.Network([(28, 28, 3)], good[:2], [2]).train_step(x, y, "sparse_softmax_crossentropy", [grads[0], grads[1]])
+    with pytest.raises(ValueError, match=r"expected 4 grads arrays \(one per trained weight\)\. Received: 3"):
+        net.train_step(x, y, "sparse_softmax_crossentropy", grads[:3])
+    with pytest.raises(TypeError, match=r"grads\[3\] to be float32"):
+        net.train_step(x, y, "sparse_softmax_crossentropy", grads[:3] + [np.zeros(10)])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.train_step(x, y, "sparse_softmax_crossentropy", grads[:2] + [np.zeros((1176, 20), np.float32)[:, ::2],
+                                                                         grads[3]])
+    with pytest.raises(ValueError, match=r"has no loss named 'hinge'"):
+        net.train_step(x, y, "hinge", grads)
+    with pytest.raises(ValueError, match=r"expected input 0 of shape \(None, 28, 28, 3\)"):
+        net.predict(np.zeros((2, 28, 27, 3), np.float32))
+    with pytest.raises(ValueError, match=r"expected 1 input array\(s\)\. Received: 2"):
+        net.predict([x, x])
+    out = ops.Network([(28, 28, 3)], good[:3] + [node("dense", [3], params[2:], {"activation": "softmax"})],
+                      [4]).predict(x)[0]
     assert out.shape == (2, 10)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -219,22 +250,28 @@ def test_fused_adam_matches_layer_by_layer_adam(monkeypatch):
         np.testing.assert_allclose(wn, wl, rtol=1e-4, atol=1e-5)
 
 
-def test_fused_adam_argument_is_validated():
+def test_fused_update_argument_is_validated():
     x = np.zeros((2, 28, 28, 3), np.float32)
     y = np.array([1, 2])
-    good = lenet_tuples()
-    params = [good[0][2][0], good[0][2][1], good[3][2][0], good[3][2][1]]
-    zeros = [np.zeros_like(p) for p in params]
-    _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params, zeros, [z.copy() for z in zeros]))
-    with pytest.raises(ValueError, match=r"expected 4 adam parameters"):
-        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params + [params[0]], zeros + [zeros[0]],
-                                                   zeros + [zeros[0]]))
-    with pytest.raises(ValueError, match=r"adam weights\[0\] to be the same array"):
-        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, [params[0].copy()] + params[1:], zeros,
-                                                   zeros))
-    with pytest.raises(ValueError, match=r"adam m\[1\] and v\[1\] of 6 values"):
-        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params, zeros[:1] + [np.zeros(5, np.float32)]
-                                                   + zeros[2:], zeros))
-    with pytest.raises(TypeError, match=r"adam m\[0\] to be float32"):
-        _core.network_train_step(x, y, good, adam=(1e-3, 0.9, 0.999, 1e-7, params, [zeros[0].astype(np.float64)]
-                                                   + zeros[1:], zeros))
+    good, params = lenet_nodes()
+    net = ops.Network([(28, 28, 3)], good, [4])
+    grads = [np.empty_like(p) for p in params]
+    slots = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
+    hyper = [1e-3, 0.9, 0.999, 1e-7]
+    net.train_step(x, y, "sparse_softmax_crossentropy", grads, update=("adam", hyper, params, slots))
+
+    def update_error(update, match, error=ValueError):
+        with pytest.raises(error, match=match):
+            net.train_step(x, y, "sparse_softmax_crossentropy", grads, update=update)
+
+    update_error(("adam", hyper, params + [params[0]], slots), r"one weight and one list of slots per gradient \(4\)")
+    update_error(("adam", hyper, [params[0].copy()] + params[1:], slots),
+                 r"weights\[0\] to be the array the network reads")
+    update_error(("adam", hyper, params, slots[:1] + [[np.zeros(5, np.float32), slots[1][1]]] + slots[2:]),
+                 r"slots\[1\]\[0\] of its weight's size")
+    update_error(("adam", hyper, params, [[slots[0][0].astype(np.float64), slots[0][1]]] + slots[1:]),
+                 r"slots\[0\]\[0\] to be float32", TypeError)
+    update_error(("adam", hyper, params, [s[:1] for s in slots]), r"expected 2 slot arrays per weight for update 'adam'")
+    update_error(("adam", hyper[:3], params, slots), r"expected 4 hyper-parameters for update 'adam'")
+    update_error(("adam", [float("nan")] + hyper[1:], params, slots), r"finite hyper-parameters")
+    update_error(("lion", hyper, params, slots), r"has no update named 'lion'")

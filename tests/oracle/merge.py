@@ -1,0 +1,44 @@
+"""Merging ops, float64: concatenate (along a per-sample axis), add, multiply. Inputs are
+batches (N, ...); ``axis`` counts the axes of one sample, as the concatenate op's attribute
+(per-sample axis a is NumPy axis a + 1 of the batch)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .numeric import _f64
+
+
+def concatenate_forward(inputs, axis: int) -> np.ndarray:
+    return np.concatenate([_f64(x) for x in inputs], axis=axis + 1)
+
+
+def concatenate_backward(dout, inputs, axis: int) -> list:
+    sizes = [np.shape(x)[axis + 1] for x in inputs]
+    return [p.copy() for p in np.split(_f64(dout), np.cumsum(sizes)[:-1], axis=axis + 1)]
+
+
+def add_forward(inputs) -> np.ndarray:
+    return sum(_f64(x) for x in inputs)
+
+
+def add_backward(dout, inputs) -> list:
+    return [_f64(dout).copy() for _ in inputs]
+
+
+def multiply_forward(inputs) -> np.ndarray:
+    out = np.ones_like(_f64(inputs[0]))
+    for x in inputs:
+        out = out * _f64(x)
+    return out
+
+
+def multiply_backward(dout, inputs) -> list:
+    """d/d x_j of prod_k x_k is the product of the others (no division: zeros are fine)."""
+    grads = []
+    for j in range(len(inputs)):
+        g = _f64(dout).copy()
+        for k, x in enumerate(inputs):
+            if k != j:
+                g = g * _f64(x)
+        grads.append(g)
+    return grads
