@@ -112,7 +112,7 @@ struct PyTape {
 };
 
 std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::list& nodes, const py::list& outputs,
-                                        bool input_grads) {
+                                        bool input_grads, bool device_bodies) {
   const char* fn = "Network";
   auto pn = std::make_shared<PyNetwork>();
   std::vector<std::vector<int64_t>> shapes;
@@ -160,7 +160,7 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
   std::vector<int> outs;
   for (const py::handle& o : outputs) outs.push_back(static_cast<int>(o.cast<int64_t>()));
   try {
-    pn->net = pycnn::compile_network(shapes, specs, outs, input_grads, fn);
+    pn->net = pycnn::compile_network(shapes, specs, outs, input_grads, fn, device_bodies);
   } catch (const std::invalid_argument& err) {
     value_error(err.what());
   }
@@ -272,10 +272,12 @@ struct LossInputs {
 };
 
 LossInputs loss_inputs(const std::string& name, const py::object& targets, const py::object& sample_weight,
-                       int64_t N, int64_t cols, const char* fn) {
+                       int64_t N, int64_t cols, const char* fn, bool device_bodies) {
   LossInputs li;
   li.step.def = pycnn::find_loss(name);
   if (!li.step.def) value_error(cat(fn, "() has no loss named '", name, "'."));
+  if (device_bodies && !li.step.def->device_rows)
+    value_error(cat(fn, "() loss '", name, "' has no CUDA bodies to run on the host."));
   if (li.step.def->class_targets) {
     IArray labels = as_labels(targets, fn, "targets");
     if (labels.ndim() != 1 || labels.shape(0) != N)
@@ -317,7 +319,7 @@ py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targe
   int64_t N;
   std::vector<FArray> xs = batch_inputs(pn, x, fn, &N);
   const int64_t cols = net.value_sizes[net.outputs[0]];
-  LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn);
+  LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn, net.device_bodies);
   std::vector<py::object> keep;
   std::vector<float*> g = weight_arrays(pn, grads, fn, "grads", &keep);
   if (!outputs_out.is_none()) {
@@ -431,21 +433,22 @@ void apply_update(const py::tuple& spec, const py::list& grads) {
 
 // (loss, hits, gradient or None) of a registered loss on outputs (N, cols).
 py::tuple loss(const std::string& name, const py::object& outputs, const py::object& targets,
-               const py::object& sample_weight, bool need_grad) {
+               const py::object& sample_weight, bool need_grad, bool device_bodies) {
   const char* fn = "loss";
   FArray out = as_float(outputs, fn, "outputs");
   if (out.ndim() != 2 || out.shape(0) < 1 || out.shape(1) < 1)
     value_error(cat(fn, "() expected outputs of shape (N, classes). Received: outputs.shape=", shape_str(out), "."));
   const int64_t N = out.shape(0), cols = out.shape(1);
-  LossInputs li = loss_inputs(name, targets, sample_weight, N, cols, fn);
+  LossInputs li = loss_inputs(name, targets, sample_weight, N, cols, fn, device_bodies);
+  const auto rows = device_bodies ? li.step.def->device_rows : li.step.def->rows;
   std::optional<FArray> grad;
   if (need_grad) grad = FArray({N, cols});
   float* pg = grad ? grad->mutable_data() : nullptr;
   double total = 0.0;
   int64_t hits = 0;
   release_and_run([&] {
-    total = li.step.def->rows(pg, out.data(), li.step.targets, li.step.sample_weight, 0, N, cols,
-                              1.f / static_cast<float>(N), &hits);
+    total = rows(pg, out.data(), li.step.targets, li.step.sample_weight, 0, N, cols, 1.f / static_cast<float>(N),
+                 &hits);
   });
   return py::make_tuple(total / static_cast<double>(N), hits, grad ? py::object(*grad) : py::none());
 }
@@ -540,12 +543,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("apply_update", &apply_update, py::arg("update"), py::arg("grads"),
         "update=(name, hyper, weights, slots): the registered update applied in place to every weight.");
   m.def("loss", &loss, py::arg("name"), py::arg("outputs"), py::arg("targets"), py::arg("sample_weight") = py::none(),
-        py::arg("need_grad") = true, "(mean loss, hits, d mean loss / d outputs or None) of a registered loss.");
+        py::arg("need_grad") = true, py::arg("device_bodies") = false,
+        "(mean loss, hits, d mean loss / d outputs or None) of a registered loss (device_bodies: its CUDA bodies).");
 
   py::class_<PyTape>(m, "Tape", "What a forward kept for its backward (activations, per-thread state).");
   py::class_<PyNetwork, std::shared_ptr<PyNetwork>>(m, "Network", "A network compiled once; see pycnn.ops.")
       .def(py::init(&make_network), py::arg("input_shapes"), py::arg("nodes"), py::arg("outputs"),
-           py::arg("input_grads") = false)
+           py::arg("input_grads") = false, py::arg("device_bodies") = false)
       .def_property_readonly("value_shapes", [](const PyNetwork& pn) { return pn.net.value_shapes; })
       .def_property_readonly("output_shapes", [](const PyNetwork& pn) {
         std::vector<std::vector<int64_t>> out;

@@ -217,7 +217,7 @@ void forward_chunk(const Network& net, const std::vector<const float*>& x, int64
       cv->aux[i] = aux;
       aux += n.aux_size * nb;
     }
-    cv->value[K + i] = n.op->forward(n, in.data(), acts, cv->aux[i], nb);
+    cv->value[K + i] = n.forward(n, in.data(), acts, cv->aux[i], nb);
     if (!n.view) acts += n.out_size * nb;
   }
 }
@@ -291,7 +291,7 @@ void backward_chunk(const Network& net, const ChunkValues& cv, float* gbuf, int6
     }
     if (!any && !trains) continue;
     const float* dout = slot_ptr(net.grad_slot[v]);
-    n.op->backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], nb);
+    n.backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], nb);
     // Contributions to values that already hold a gradient: added through `spare`, one
     // input at a time (a node reading the same value twice, e.g. Add(x, x), loops here).
     for (size_t j = 0; j < n.inputs.size(); ++j) {
@@ -302,7 +302,7 @@ void backward_chunk(const Network& net, const ChunkValues& cv, float* gbuf, int6
         dinp[j] = spare;
         for (int p = 0; p < n.nparams; ++p)
           if (n.param[p]) dparam[p] = frozen + p * layout.frozen;
-        n.op->backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], nb);
+        n.backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], nb);
       }
       float* target = slot_ptr(net.grad_slot[u]);
       const int64_t count = nb * n.in_sizes[j];
@@ -365,7 +365,8 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
       float* gbuf = scratch(slot, static_cast<std::size_t>(slots * net.max_size * cb), kScratchNetGrad);
       float* g = net.grad_slot[o] >= 0 ? gbuf + net.grad_slot[o] * net.max_size * cb : nullptr;
       const float* w = loss.sample_weight;
-      loss_part[t] += loss.def->rows(g, out, loss.targets, w, c0, cb, cols, scale, &hit_part[t]);
+      const auto rows = net.device_bodies ? loss.def->device_rows : loss.def->rows;
+      loss_part[t] += rows(g, out, loss.targets, w, c0, cb, cols, scale, &hit_part[t]);
       if (loss.outputs_out) std::memcpy(loss.outputs_out + c0 * cols, out, sizeof(float) * cb * cols);
       if (g) backward_chunk(net, cv, gbuf, cb, layout, dst, slot);
       else std::memset(dst, 0, sizeof(float) * layout.total);

@@ -37,6 +37,9 @@ struct LossDef {
   // `scale` (1/N: the gradient of the batch mean) and by w_r.
   double (*rows)(float* grad, const float* out, const void* targets, const float* weights, int64_t r0, int64_t n,
                  int64_t cols, float scale, int64_t* hits);
+  // Optional: the same with the CUDA kernels' bodies (csrc/cuda/bodies.h), on the host.
+  double (*device_rows)(float* grad, const float* out, const void* targets, const float* weights, int64_t r0,
+                        int64_t n, int64_t cols, float scale, int64_t* hits) = nullptr;
 };
 bool register_loss(const LossDef* def);
 const LossDef* find_loss(const std::string& name);

@@ -90,8 +90,10 @@ void check_attrs(const OpDef& op, std::map<std::string, AttrValue>& attrs, const
 }
 
 Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, const std::vector<NodeSpec>& specs,
-                        const std::vector<int>& outputs, bool input_grads, const std::string& fn) {
+                        const std::vector<int>& outputs, bool input_grads, const std::string& fn,
+                        bool device_bodies) {
   Network net;
+  net.device_bodies = device_bodies;
   net.num_inputs = static_cast<int>(input_shapes.size());
   net.input_grads = input_grads;
   if (specs.empty() && outputs.empty()) throw std::invalid_argument(fn + "() expected at least one node or output.");
@@ -149,6 +151,15 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
     std::vector<int64_t> out_shape = op->parse(node, args);
     for (int64_t d : out_shape)
       if (d < 1) args.fail("computed an output shape " + dims_str(out_shape) + " with a dimension < 1.");
+    node.forward = op->forward;
+    node.backward = op->backward;
+    if (device_bodies) {
+      if (!op->device) args.fail("has no CUDA bodies (csrc/cuda/bodies.h) to run on the host.");
+      if (const char* why = op->device->unsupported ? op->device->unsupported(node) : nullptr)
+        args.fail(std::string("cannot run on the CUDA bodies: ") + why + ".");
+      node.forward = op->device->forward;
+      node.backward = op->device->backward;
+    }
     node.out_size = size_of(out_shape);
     net.value_shapes.push_back(out_shape);
     net.value_sizes.push_back(node.out_size);

@@ -69,6 +69,21 @@ struct OpArgs {
 };
 
 struct OpDef;
+struct Node;
+
+using ForwardFn = const float* (*)(const Node& node, const float* const* in, float* out, float* aux, int64_t nb);
+using BackwardFn = void (*)(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
+                            const float* const* in, const float* out, const float* aux, int64_t nb);
+
+// The CUDA kernels' per-element bodies (csrc/cuda/bodies.h) of an op, looped over every
+// output element on the host, with forward / backward's contract: the arithmetic a GPU runs,
+// checked against the CPU kernels on every machine. A network compiled with device bodies
+// runs these in place of forward / backward.
+struct DeviceBodies {
+  const char* (*unsupported)(const Node& node);  // why the bodies cannot run this node, or null
+  ForwardFn forward;
+  BackwardFn backward;
+};
 
 // A compiled node: its op, wiring, parameters and the geometry its op's parse stored.
 struct Node {
@@ -88,6 +103,8 @@ struct Node {
   bool batch_wide = false;
   int64_t team_doubles = 0;
   std::vector<float> constants;  // per-node constants an op keeps beside its geometry (rescaling's)
+  ForwardFn forward = nullptr;    // the op's forward (or its device bodies'), chosen at compile
+  BackwardFn backward = nullptr;
 
   // The op's own geometry, a trivially copyable struct of the op's choosing.
   template <class T>
@@ -116,15 +133,16 @@ struct OpDef {
   std::vector<int64_t> (*parse)(Node& node, const OpArgs& args);
   // nb samples: in[j] is (nb, in_size[j]), out (nb, out_size) this node's buffer (unused by
   // views), aux (nb, aux_size) cells. Returns the output: `out`, or in[0] for a view.
-  const float* (*forward)(const Node& node, const float* const* in, float* out, float* aux, int64_t nb);
+  ForwardFn forward;
   // dout (nb, out_size) -> dinp[j] for every non-null dinp[j] (written, not accumulated) and
   // dparam[k] for every parameter present (never null then: frozen ones get scratch); in,
   // out and aux are what forward read and wrote.
-  void (*backward)(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
-                   const float* const* in, const float* out, const float* aux, int64_t nb);
+  BackwardFn backward;
   // Optional: after a training step whose loss is finite, write the node's state parameters
   // from what its forward kept (thread 0's team storage, the batch-wide sums).
   void (*commit)(const Node& node, const double* team_storage) = nullptr;
+  // Optional: the CUDA kernels' bodies of this op (csrc/cuda/bodies.h), run on the host.
+  const DeviceBodies* device = nullptr;
 };
 
 // Registration, from each family's file: `PYCNN_REGISTER_OP(conv2d_op);` at namespace scope.

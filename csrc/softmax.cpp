@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "activation.h"
+#include "cuda/bodies.h"
 #include "executor.h"
 #include "runtime.h"
 
@@ -98,10 +99,30 @@ double sparse_softmax_ce_rows(float* grad, const float* out, const void* targets
   return total;
 }
 
+// The same from the CUDA bodies: per row, then per gradient element (loss summed in double
+// here, as the CPU rows are).
+double sparse_softmax_ce_device_rows(float* grad, const float* out, const void* targets, const float* weights,
+                                     int64_t r0, int64_t n, int64_t cols, float scale, int64_t* hits) {
+  const int64_t* labels = static_cast<const int64_t*>(targets) + r0;
+  const float* w = weights ? weights + r0 : nullptr;
+  float* probs = scratch(slot_base(), static_cast<std::size_t>(n * cols), kScratchActivation);
+  double total = 0.0;
+  for (int64_t r = 0; r < n; ++r) {
+    const double loss = bodies::softmax_crossentropy_forward_row(probs, out, labels[r], cols, r);
+    total += w ? static_cast<double>(w[r]) * loss : loss;
+    const float* z = out + r * cols;
+    *hits += (std::max_element(z, z + cols) - z) == labels[r];
+  }
+  if (grad)
+    for (int64_t i = 0; i < n * cols; ++i)
+      grad[i] = bodies::softmax_crossentropy_backward_at(probs, labels, cols, scale, i) * (w ? w[i / cols] : 1.f);
+  return total;
+}
+
 const LossDef sparse_softmax_ce = {
     "sparse_softmax_crossentropy",
     "mean sparse categorical cross-entropy of softmax(logits) against int64 class indices (N,)", true,
-    sparse_softmax_ce_rows};
+    sparse_softmax_ce_rows, sparse_softmax_ce_device_rows};
 PYCNN_REGISTER_LOSS(sparse_softmax_ce);
 
 }  // namespace

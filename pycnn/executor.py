@@ -219,13 +219,12 @@ class CompiledGraph:
 
     @property
     def fusable(self) -> bool:
-        """A training step can be one native call: one network that makes the graph's only
-        output, after at most Python layers without weights (random augmentation), which
-        run first in NumPy on each batch."""
+        """A training step can be one native call: the last network makes the graph's only
+        output and nothing before it needs a gradient (what comes first, e.g. rescaling and
+        random augmentation, runs ahead of it on each batch)."""
         last = self.steps[-1]
         return (isinstance(last, _Segment) and last.outputs == self.graph.outputs and len(self.graph.outputs) == 1
-                and not last.input_grads
-                and all(isinstance(s, _PythonNode) and not s.layer.weights for s in self.steps[:-1]))
+                and not last.input_grads)
 
     def refresh(self) -> None:
         """Recompute arrays derived from the live weights (folded batch normalization)."""
@@ -256,9 +255,7 @@ class CompiledGraph:
                    sample_weight: Optional[np.ndarray], want_outputs: bool, update: Optional[tuple]) -> StepResult:
         """The one-call step (``fusable`` graphs): forward, the registered ``loss``, backward and
         the optional ``update`` = (name, hyper, slots per trained weight)."""
-        values: Dict[int, np.ndarray] = dict(enumerate(xs))
-        for step in self.steps[:-1]:
-            values[step.output] = self._python_call(step, values)
+        values, tapes = self._run_ahead(xs, self.steps[:-1])
         segment = self.steps[-1]
         grads = [np.empty_like(w) for w in self.trained]
         out = None
@@ -276,13 +273,15 @@ class CompiledGraph:
         for g in range(len(grads)):
             if g not in trained_here:
                 grads[g] = None  # a trained weight this graph does not read: no gradient
+        if np.isfinite(value):
+            self.commit((values, tapes))
         return StepResult(float(value), int(hits), out, grads, update is not None and np.isfinite(value))
 
-    def forward(self, xs: Sequence[np.ndarray]) -> Tuple[List[np.ndarray], Any]:
-        """Forward keeping what backward needs -> (outputs, state)."""
+    def _run_ahead(self, xs: Sequence[np.ndarray], steps: Sequence[Any]) -> Tuple[Dict[int, np.ndarray], List[Any]]:
+        """``steps`` forward, keeping what backward (and commit) need -> (values, tapes)."""
         values: Dict[int, np.ndarray] = dict(enumerate(xs))
         tapes: List[Any] = []
-        for step in self.steps:
+        for step in steps:
             if isinstance(step, _Segment):
                 outs, tape = step.network.forward([values[v] for v in step.inputs])
                 values.update(zip(step.outputs, outs))
@@ -290,6 +289,11 @@ class CompiledGraph:
             else:
                 values[step.output] = self._python_call(step, values)
                 tapes.append(None)
+        return values, tapes
+
+    def forward(self, xs: Sequence[np.ndarray]) -> Tuple[List[np.ndarray], Any]:
+        """Forward keeping what backward needs -> (outputs, state)."""
+        values, tapes = self._run_ahead(xs, self.steps)
         return [values[o] for o in self.graph.outputs], (values, tapes)
 
     def backward(self, state: Any, douts: Sequence[Optional[np.ndarray]]) -> List[Optional[np.ndarray]]:
@@ -338,7 +342,7 @@ class CompiledGraph:
         """After a finite training step: the native nodes' state (moving statistics)."""
         _, tapes = state
         for step, tape in zip(self.steps, tapes):
-            if isinstance(step, _Segment):
+            if isinstance(step, _Segment) and tape is not None:
                 step.network.commit(tape)
 
 

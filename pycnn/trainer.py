@@ -357,60 +357,62 @@ class Trainer:
             cb.on_train_begin()
         first_loss: Optional[float] = None
         warned = False
-        for epoch in range(initial_epoch, epochs):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            bar = Progbar(train.steps or 0, verbose=verbose)
-            self._metrics.reset()
-            loss_sum, seen = 0.0, 0
-            logs: Dict[str, float] = {}
-            step = 0
-            for step, (xb_raw, yb, wb) in enumerate(train.epoch(), start=1):
-                xb = [utils.as_float32(a, "fit()") for a in xb_raw]
+        # Ctrl-C is recorded and raised between steps (utils.interrupt_guard says why).
+        with utils.interrupt_guard() as guard:
+            for epoch in range(initial_epoch, epochs):
                 for cb in cbs:
-                    cb.on_batch_begin(step - 1)
-                with utils.deferred_interrupt():  # Ctrl-C lands between steps, never inside one
+                    cb.on_epoch_begin(epoch)
+                if verbose:
+                    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                bar = Progbar(train.steps or 0, verbose=verbose)
+                self._metrics.reset()
+                loss_sum, seen = 0.0, 0
+                logs: Dict[str, float] = {}
+                step = 0
+                for step, (xb_raw, yb, wb) in enumerate(train.epoch(), start=1):
+                    xb = [utils.as_float32(a, "fit()") for a in xb_raw]
+                    for cb in cbs:
+                        cb.on_batch_begin(step - 1)
                     loss, out, is_logits = self._step.train(xb, yb, wb, train.global_count if dist else None)
-                if first_loss is None and math.isfinite(loss):
-                    first_loss = loss
-                if (not warned and math.isfinite(loss) and first_loss is not None
-                        and loss > max(_EXPLODING_LOSS, 1e3 * first_loss)):
-                    warned = True
-                    warnings.warn(f"fit(): the loss of epoch {epoch + 1}, step {step} is {loss:.4g}, "
-                                  f"{loss / max(first_loss, 1e-30):.3g}x the first batch's ({first_loss:.4g}): "
-                                  f"training is diverging; lower the learning rate.", RuntimeWarning, stacklevel=2)
-                m = train.global_count if dist else xb[0].shape[0]
-                loss_sum += loss * m
-                seen += m
-                self._update_metrics(yb, out, is_logits, wb)
-                logs = self._logs(loss_sum / max(seen, 1))
+                    guard.check()  # a Ctrl-C lands here, between steps
+                    if first_loss is None and math.isfinite(loss):
+                        first_loss = loss
+                    if (not warned and math.isfinite(loss) and first_loss is not None
+                            and loss > max(_EXPLODING_LOSS, 1e3 * first_loss)):
+                        warned = True
+                        warnings.warn(f"fit(): the loss of epoch {epoch + 1}, step {step} is {loss:.4g}, "
+                                      f"{loss / max(first_loss, 1e-30):.3g}x the first batch's ({first_loss:.4g}): "
+                                      f"training is diverging; lower the learning rate.", RuntimeWarning, stacklevel=2)
+                    m = train.global_count if dist else xb[0].shape[0]
+                    loss_sum += loss * m
+                    seen += m
+                    self._update_metrics(yb, out, is_logits, wb)
+                    logs = self._logs(loss_sum / max(seen, 1))
+                    for cb in cbs:
+                        cb.on_batch_end(step - 1, dict(logs))
+                    if not math.isfinite(loss) and nonfinite_loss == "raise" and not self.stop_training:
+                        raise NonFiniteLossError(epoch, step, loss)
+                    if train.steps is None or step < train.steps:
+                        bar.update(step, logs)
+                    if self.stop_training:
+                        break
+                if step == 0:  # a generator with nothing left: IterableBatches warned
+                    break
+                if dist and not self._metrics.counts_only:
+                    self._metrics.reduce_()  # the epoch's metrics over every rank's shares
+                    logs = self._logs(loss_sum / max(seen, 1))
+                epoch_logs = dict(logs)
+                if val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
+                    epoch_logs.update(self._evaluate_batches(val, prefix="val_", guard=guard,
+                                                             reduce=dist and isinstance(val, data_adapter.ArrayBatches)))
+                bar.update(step, epoch_logs, finalize=True)
+                self._epochs_done = epoch + 1  # a checkpoint written now records it
                 for cb in cbs:
-                    cb.on_batch_end(step - 1, dict(logs))
-                if not math.isfinite(loss) and nonfinite_loss == "raise" and not self.stop_training:
-                    raise NonFiniteLossError(epoch, step, loss)
-                if train.steps is None or step < train.steps:
-                    bar.update(step, logs)
+                    cb.on_epoch_end(epoch, epoch_logs)
+                if getattr(train, "exhausted", False):
+                    self.stop_training = True
                 if self.stop_training:
                     break
-            if step == 0:  # a generator with nothing left: IterableBatches warned
-                break
-            if dist and not self._metrics.counts_only:
-                self._metrics.reduce_()  # the epoch's metrics over every rank's shares
-                logs = self._logs(loss_sum / max(seen, 1))
-            epoch_logs = dict(logs)
-            if val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
-                epoch_logs.update(self._evaluate_batches(val, prefix="val_",
-                                                         reduce=dist and isinstance(val, data_adapter.ArrayBatches)))
-            bar.update(step, epoch_logs, finalize=True)
-            self._epochs_done = epoch + 1  # a checkpoint written now records it
-            for cb in cbs:
-                cb.on_epoch_end(epoch, epoch_logs)
-            if getattr(train, "exhausted", False):
-                self.stop_training = True
-            if self.stop_training:
-                break
         for cb in cbs:
             cb.on_train_end()
         return history
@@ -424,7 +426,7 @@ class Trainer:
                                          None if w is None else w[part], batches.batch_size, False)
 
     def _evaluate_batches(self, batches: Any, prefix: str = "", bar: Optional[Progbar] = None,
-                          reduce: bool = False) -> Dict[str, float]:
+                          reduce: bool = False, guard: Optional[utils.interrupt_guard] = None) -> Dict[str, float]:
         """Loss and metrics over ``batches``; ``reduce``: each rank holds a share, sum them."""
         self._metrics.reset()
         loss_sum, seen = 0.0, 0
@@ -432,6 +434,8 @@ class Trainer:
         for step, (xb_raw, yb, wb) in enumerate(batches.epoch(), start=1):
             xb = [utils.as_float32(a, "evaluate()") for a in xb_raw]
             loss, out, is_logits = self._step.test(xb, yb, wb)
+            if guard is not None:
+                guard.check()
             m = xb[0].shape[0]
             loss_sum += loss * m
             seen += m
@@ -533,7 +537,7 @@ class Trainer:
         """One gradient step on one batch; returns ``[loss, metric...]`` (or the loss)."""
         self._require_compiled("train_on_batch")
         xs, y, weights = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch()")
-        with utils.deferred_interrupt():
+        with utils.interrupt_guard():  # a Ctrl-C during the step is raised after it
             loss, out, is_logits = self._step.train(xs, y, weights)
         self._metrics.reset()
         self._update_metrics(y, out, is_logits, weights)

@@ -53,16 +53,23 @@ def get_rng() -> np.random.Generator:
     return _rng
 
 
-class deferred_interrupt:
-    """Context manager: a Ctrl-C (SIGINT) arriving inside the block is raised as
-    KeyboardInterrupt when the block ends, not in its middle. fit() runs each training step
-    (update and step count) inside one, so an interrupted run stops between steps and
-    ``optimizer.iterations`` equals the steps applied. Only in the main thread, and only
-    while Python's own SIGINT handler is installed (a handler of yours is left alone)."""
+class interrupt_guard:
+    """Context manager: inside the block a Ctrl-C (SIGINT) is only recorded, and
+    :meth:`check` raises it as KeyboardInterrupt where the caller chooses. fit() checks after
+    each training step (and each validation batch), so an interrupted run stops between steps
+    with ``optimizer.iterations`` equal to the steps applied.
+
+    Why not Python's own handler: it raises at whatever bytecode the main thread runs next,
+    which can be a finalizer or a weakref callback, where the interpreter reports the
+    exception as "ignored" and the run goes on as if Ctrl-C never came; or halfway through a
+    step's bookkeeping. A second Ctrl-C while one is pending raises at once (a stuck call can
+    still be interrupted). Only in the main thread, and only while Python's own SIGINT handler
+    is installed (a handler of yours is left alone).
+    """
 
     __slots__ = ("_previous", "_pending")
 
-    def __enter__(self) -> "deferred_interrupt":
+    def __enter__(self) -> "interrupt_guard":
         self._previous = None
         self._pending = False
         if (threading.current_thread() is threading.main_thread()
@@ -71,7 +78,15 @@ class deferred_interrupt:
         return self
 
     def _record(self, signum, frame) -> None:
+        if self._pending:
+            raise KeyboardInterrupt
         self._pending = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a Ctrl-C came since the block began."""
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc_info) -> None:
         if self._previous is not None:

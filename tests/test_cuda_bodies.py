@@ -1,11 +1,11 @@
 """The CUDA kernels' arithmetic, checked on the CPU.
 
 csrc/cuda/bodies.h holds the per-element body of every CUDA kernel (one thread per output
-element on the GPU). The test-only bindings ``pycnn._core._bodies_*`` loop the same bodies
-over all outputs on the host, so these tests run everywhere (no GPU, no CUDA build) and
-check the formulas the GPU runs against the float64 reference (tests/reference.py) and the
-CPU kernels. They do not check launch, memory or synchronisation: those need a device
-(tests for pycnn._cuda itself skip without one).
+element on the GPU). Each op registers those bodies, looped over all outputs on the host, as
+its DeviceBodies (csrc/op_registry.h); a network compiled with ``device_bodies=True`` runs
+them instead of the CPU kernels. These tests compare the two, and both with the float64
+oracle, everywhere (no GPU, no CUDA build). They do not check launch, memory or
+synchronisation: those need a device (tests for pycnn._cuda itself skip without one).
 """
 from __future__ import annotations
 
@@ -13,10 +13,23 @@ import numpy as np
 import pytest
 
 import reference as ref
-from pycnn import _core
+from pycnn import ops
 
 FWD = dict(rtol=1e-5, atol=1e-5)
 BWD = dict(rtol=1e-4, atol=1e-4)
+
+
+def both(spec, xs, dout_seed=None):
+    """(CPU forward, bodies forward) and, with a seed, (CPU backward, bodies backward) for a
+    random upstream gradient: each backward is (input gradients, parameter gradients)."""
+    shapes = [x.shape[1:] for x in xs]
+    cpu, dev = ops.OpCall(spec, shapes), ops.OpCall(spec, shapes, device_bodies=True)
+    (out_c, tape_c), (out_d, tape_d) = cpu.forward(xs), dev.forward(xs)
+    if dout_seed is None:
+        return (out_c, out_d), None
+    G = np.random.default_rng(dout_seed).standard_normal(out_c.shape).astype(np.float32)
+    return (out_c, out_d), (G, cpu.backward(tape_c, G), dev.backward(tape_d, G))
+
 
 CONV_CASES = [  # N, H, W, C, F, KH, KW, strides, padding
     pytest.param(1, 5, 5, 1, 1, 3, 3, (1, 1), "valid", id="batch1-C1"),
@@ -36,37 +49,37 @@ def test_conv2d_bodies(N, H, W, C, F, KH, KW, strides, padding, activation):
     x = rng.standard_normal((N, H, W, C)).astype(np.float32)
     w = rng.standard_normal((KH, KW, C, F)).astype(np.float32) * 0.3
     b = rng.standard_normal(F).astype(np.float32)
-    out = _core._bodies_conv2d_forward(x, w, b, strides=strides, padding=padding, activation=activation)
-    np.testing.assert_allclose(out, ref.conv2d_forward(x, w, b, strides, padding, activation), **FWD)
-    np.testing.assert_allclose(out, _core.conv2d_forward(x, w, b, strides, padding, activation), **FWD)
-
-    G = rng.standard_normal(out.shape).astype(np.float32)  # random upstream gradient
-    got = _core._bodies_conv2d_backward(G, x, w, out, strides=strides, padding=padding, activation=activation)
-    want = ref.conv2d_backward(G, x, w, out, strides, padding, activation)
-    cpu = _core.conv2d_backward(G, x, w, out, strides=strides, padding=padding, activation=activation)
-    for name, g, r, c in zip(("dinp", "dweight", "dbias"), got, want, cpu):
-        np.testing.assert_allclose(g, r, **BWD, err_msg=name)
-        np.testing.assert_allclose(g, c, **BWD, err_msg=name)
+    spec = ops.OpSpec("conv2d", {"strides": strides, "padding": padding, "activation": activation}, (w, b))
+    (cpu, dev), (G, (cdx, cdp), (ddx, ddp)) = both(spec, [x], dout_seed=1)
+    want = ref.conv2d_forward(x, w, b, strides, padding, activation)
+    np.testing.assert_allclose(dev, want, **FWD)
+    np.testing.assert_allclose(dev, cpu, **FWD)
+    rdx, rdw, rdb = ref.conv2d_backward(G, x, w, want, strides, padding, activation)
+    for name, got, r, c in zip(("dinp", "dweight", "dbias"), (ddx[0], ddp[0], ddp[1]), (rdx, rdw, rdb),
+                               (cdx[0], cdp[0], cdp[1])):
+        np.testing.assert_allclose(got, r, **BWD, err_msg=name)
+        np.testing.assert_allclose(got, c, **BWD, err_msg=name)
 
 
 def test_conv2d_bodies_without_bias():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
     w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
-    np.testing.assert_allclose(_core._bodies_conv2d_forward(x, w, None, padding="same"),
-                               ref.conv2d_forward(x, w, None, (1, 1), "same"), **FWD)
+    (cpu, dev), _ = both(ops.OpSpec("conv2d", {"padding": "same"}, (w, None)), [x])
+    np.testing.assert_allclose(dev, ref.conv2d_forward(x, w, None, (1, 1), "same"), **FWD)
+    np.testing.assert_allclose(dev, cpu, **FWD)
 
 
 POOL_CASES = [  # N, H, W, C, pool, strides, padding
-    pytest.param(1, 4, 4, 1, 2, None, "valid", id="batch1-C1"),
-    pytest.param(3, 7, 5, 3, 2, None, "valid", id="non-tiling-odd"),
-    pytest.param(2, 6, 7, 3, 3, 1, "valid", id="overlapping"),
+    pytest.param(1, 4, 4, 1, (2, 2), (2, 2), "valid", id="batch1-C1"),
+    pytest.param(3, 7, 5, 3, (2, 2), (2, 2), "valid", id="non-tiling-odd"),
+    pytest.param(2, 6, 7, 3, (3, 3), (1, 1), "valid", id="overlapping"),
     pytest.param(2, 9, 8, 2, (3, 2), (2, 3), "valid", id="rect-stride!=pool"),
-    pytest.param(2, 5, 4, 3, (5, 4), None, "valid", id="out1x1"),
-    pytest.param(2, 5, 5, 3, 2, 2, "same", id="asym-pad"),
-    pytest.param(2, 7, 6, 3, 3, 2, "same", id="odd-window"),
-    pytest.param(2, 6, 7, 2, (2, 4), 1, "same", id="even-window-overlap"),
-    pytest.param(1, 3, 3, 2, 4, 1, "same", id="window-larger-than-input"),
+    pytest.param(2, 5, 4, 3, (5, 4), (5, 4), "valid", id="out1x1"),
+    pytest.param(2, 5, 5, 3, (2, 2), (2, 2), "same", id="asym-pad"),
+    pytest.param(2, 7, 6, 3, (3, 3), (2, 2), "same", id="odd-window"),
+    pytest.param(2, 6, 7, 2, (2, 4), (1, 1), "same", id="even-window-overlap"),
+    pytest.param(1, 3, 3, 2, (4, 4), (1, 1), "same", id="window-larger-than-input"),
 ]
 
 
@@ -80,71 +93,75 @@ def distinct(shape, seed):
 @pytest.mark.parametrize("N,H,W,C,pool,strides,padding", POOL_CASES)
 def test_maxpool2d_bodies(N, H, W, C, pool, strides, padding):
     x = distinct((N, H, W, C), 2)
-    out, argmax = _core._bodies_maxpool2d_forward(x, pool, strides, padding)
+    spec = ops.OpSpec("maxpool2d", {"pool_size": pool, "strides": strides, "padding": padding})
+    (cpu, dev), (G, (cdx, _), (ddx, _)) = both(spec, [x], dout_seed=3)
     rout, rargmax = ref.maxpool2d_forward(x, pool, strides, padding)
-    cout, cargmax = _core.maxpool2d_forward(x, pool, strides, padding)
-    np.testing.assert_allclose(out, rout, **FWD)
-    assert argmax.dtype == np.int32
-    np.testing.assert_array_equal(argmax, cargmax)
-    np.testing.assert_array_equal(argmax, rargmax)
-    G = np.random.default_rng(3).standard_normal(out.shape).astype(np.float32)
-    dinp = _core._bodies_maxpool2d_backward(G, argmax, x.shape, pool, strides, padding)
-    np.testing.assert_allclose(dinp, ref.maxpool2d_backward(G, rargmax, x.shape, pool, strides, padding), **BWD)
+    np.testing.assert_allclose(dev, rout, **FWD)
+    np.testing.assert_array_equal(dev, cpu)
+    np.testing.assert_allclose(ddx[0], ref.maxpool2d_backward(G, rargmax, x.shape, pool, strides, padding), **BWD)
     # The gather adds in the CPU scatter's order: bit-identical.
-    np.testing.assert_array_equal(dinp, _core.maxpool2d_backward(G, cargmax, x.shape, pool, strides, padding))
+    np.testing.assert_array_equal(ddx[0], cdx[0])
 
 
 def test_maxpool2d_bodies_ties_go_to_the_first_maximum():
     x = np.zeros((1, 4, 4, 2), np.float32)  # every window is a tie
-    _, argmax = _core._bodies_maxpool2d_forward(x, 2)
-    np.testing.assert_array_equal(argmax, _core.maxpool2d_forward(x, 2)[1])
-    assert argmax[0, 0, 0, 0] == 0 and argmax[0, 1, 1, 1] == (2 * 4 + 2) * 2 + 1
+    (_, _), (G, (cdx, _), (ddx, _)) = both(ops.OpSpec("maxpool2d", {}), [x], dout_seed=4)
+    np.testing.assert_array_equal(ddx[0], cdx[0])
+    first = np.zeros_like(x)
+    first[0, ::2, ::2, :] = G[0]  # each window's gradient goes to its top-left (first) element
+    np.testing.assert_array_equal(ddx[0], first)
 
 
 def test_maxpool2d_bodies_nan_wins_like_the_cpu():
     x = distinct((1, 4, 4, 1), 4)
     x[0, 1, 0, 0] = np.nan
-    out, argmax = _core._bodies_maxpool2d_forward(x, 2)
-    cout, cargmax = _core.maxpool2d_forward(x, 2)
-    np.testing.assert_array_equal(argmax, cargmax)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(cout))
+    (cpu, dev), (_, (cdx, _), (ddx, _)) = both(ops.OpSpec("maxpool2d", {}), [x], dout_seed=5)
+    np.testing.assert_array_equal(np.isnan(dev), np.isnan(cpu))
+    np.testing.assert_array_equal(ddx[0], cdx[0])
 
 
 @pytest.mark.parametrize("N,H,W,C,pool,strides,padding", POOL_CASES)
 def test_avgpool2d_bodies(N, H, W, C, pool, strides, padding):
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
-    out = _core._bodies_avgpool2d_forward(x, pool, strides, padding)
-    np.testing.assert_allclose(out, ref.avgpool2d_forward(x, pool, strides, padding), **FWD)
-    np.testing.assert_allclose(out, _core.avgpool2d_forward(x, pool, strides, padding), **FWD)
-    G = rng.standard_normal(out.shape).astype(np.float32)
-    dinp = _core._bodies_avgpool2d_backward(G, x.shape, pool, strides, padding)
-    np.testing.assert_allclose(dinp, ref.avgpool2d_backward(G, x.shape, pool, strides, padding), **BWD)
-    np.testing.assert_allclose(dinp, _core.avgpool2d_backward(G, x.shape, pool, strides, padding), **BWD)
+    x = np.random.default_rng(5).standard_normal((N, H, W, C)).astype(np.float32)
+    spec = ops.OpSpec("avgpool2d", {"pool_size": pool, "strides": strides, "padding": padding})
+    (cpu, dev), (G, (cdx, _), (ddx, _)) = both(spec, [x], dout_seed=6)
+    np.testing.assert_allclose(dev, ref.avgpool2d_forward(x, pool, strides, padding), **FWD)
+    np.testing.assert_allclose(dev, cpu, **FWD)
+    np.testing.assert_allclose(ddx[0], ref.avgpool2d_backward(G, x.shape, pool, strides, padding), **BWD)
+    np.testing.assert_allclose(ddx[0], cdx[0], **BWD)
+
+
+@pytest.mark.parametrize("kind", ["global_maxpool2d", "global_avgpool2d"])
+def test_global_pooling_bodies(kind):
+    x = distinct((3, 5, 4, 2), 7)
+    (cpu, dev), (_, (cdx, _), (ddx, _)) = both(ops.OpSpec(kind, {}), [x], dout_seed=8)
+    np.testing.assert_allclose(dev, cpu, **FWD)
+    np.testing.assert_allclose(ddx[0], cdx[0], **BWD)
 
 
 @pytest.mark.parametrize("N,K", [(1, 1), (1, 10), (7, 3), (64, 10)])
-def test_softmax_crossentropy_bodies(N, K):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_crossentropy_bodies(N, K, weighted):
     rng = np.random.default_rng(6)
     logits = (rng.standard_normal((N, K)) * 4).astype(np.float32)
     labels = rng.integers(0, K, N)
-    loss, probs = _core._bodies_softmax_crossentropy_forward(logits, labels)
+    w = rng.random(N).astype(np.float32) if weighted else None
+    loss, hits, grad = ops.loss("sparse_softmax_crossentropy", logits, labels, w, device_bodies=True)
+    closs, chits, cgrad = ops.loss("sparse_softmax_crossentropy", logits, labels, w)
     rloss, rprobs = ref.softmax_crossentropy_forward(logits, labels)
-    closs, _ = _core.softmax_crossentropy_forward(logits, labels)
-    assert loss == pytest.approx(rloss, rel=1e-5, abs=1e-5)
+    if not weighted:
+        assert loss == pytest.approx(rloss, rel=1e-5, abs=1e-5)
+        np.testing.assert_allclose(grad, ref.softmax_crossentropy_backward(rprobs, labels), **FWD)
     assert loss == pytest.approx(closs, rel=1e-6, abs=1e-6)
-    np.testing.assert_allclose(probs, rprobs, **FWD)
-    for scale in (None, 0.25):
-        d = _core._bodies_softmax_crossentropy_backward(probs, labels, scale)
-        np.testing.assert_allclose(d, ref.softmax_crossentropy_backward(probs, labels, scale), **FWD)
-        np.testing.assert_allclose(d, _core.softmax_crossentropy_backward(probs, labels, scale), **FWD)
+    assert hits == chits == int((logits.argmax(axis=1) == labels).sum())
+    np.testing.assert_allclose(grad, cgrad, **FWD)
 
 
 def test_softmax_crossentropy_bodies_large_logits_stay_finite():
     logits = np.array([[1000.0, 0.0, -1000.0], [-5e4, 5e4, 0.0]], np.float32)
     labels = np.array([2, 0])
-    loss, probs = _core._bodies_softmax_crossentropy_forward(logits, labels)
-    assert np.isfinite(loss) and np.all(np.isfinite(probs))
+    loss, _, grad = ops.loss("sparse_softmax_crossentropy", logits, labels, device_bodies=True)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
     assert loss == pytest.approx(ref.softmax_crossentropy_forward(logits, labels)[0], rel=1e-6)
 
 
@@ -155,16 +172,15 @@ def test_dense_bodies(N, IN, OUT, activation):
     x = rng.standard_normal((N, IN)).astype(np.float32)
     w = (rng.standard_normal((IN, OUT)) / np.sqrt(IN)).astype(np.float32)
     b = rng.standard_normal(OUT).astype(np.float32)
-    out = _core._bodies_dense_forward(x, w, b, activation)
-    np.testing.assert_allclose(out, ref.dense_forward(x, w, b, activation), **FWD)
-    np.testing.assert_allclose(out, _core.dense_forward(x, w, b, activation), **FWD)
-    G = rng.standard_normal(out.shape).astype(np.float32)
-    got = _core._bodies_dense_backward(G, x, w, out, activation)
-    want = ref.dense_backward(G, x, w, out, activation)
-    cpu = _core.dense_backward(G, x, w, out, activation)
-    for name, g, r, c in zip(("dinp", "dweight", "dbias"), got, want, cpu):
-        np.testing.assert_allclose(g, r, **BWD, err_msg=name)
-        np.testing.assert_allclose(g, c, **BWD, err_msg=name)
+    (cpu, dev), (G, (cdx, cdp), (ddx, ddp)) = both(ops.OpSpec("dense", {"activation": activation}, (w, b)), [x], 9)
+    want = ref.dense_forward(x, w, b, activation)
+    np.testing.assert_allclose(dev, want, **FWD)
+    np.testing.assert_allclose(dev, cpu, **FWD)
+    rdx, rdw, rdb = ref.dense_backward(G, x, w, want, activation)
+    for name, got, r, c in zip(("dinp", "dweight", "dbias"), (ddx[0], ddp[0], ddp[1]), (rdx, rdw, rdb),
+                               (cdx[0], cdp[0], cdp[1])):
+        np.testing.assert_allclose(got, r, **BWD, err_msg=name)
+        np.testing.assert_allclose(got, c, **BWD, err_msg=name)
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "linear"])
@@ -172,27 +188,44 @@ def test_activation_bodies(activation):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((4, 5, 3)).astype(np.float32) * 3
     x[np.abs(x) < 1e-3] = 0.5  # away from relu's kink
-    y = _core._bodies_activation_forward(x, activation)
-    np.testing.assert_allclose(y, ref.activate(x, activation), **FWD)
-    G = rng.standard_normal(x.shape).astype(np.float32)
-    d = _core._bodies_activation_backward(G, y, activation)
-    np.testing.assert_allclose(d, G * ref.activation_grad(y, activation), **FWD)
-    if activation != "linear":
-        cpu = getattr(_core, f"{activation}_backward")(G, y)
-        np.testing.assert_allclose(d, cpu, **FWD)
-        np.testing.assert_allclose(y, getattr(_core, f"{activation}_forward")(x), **FWD)
+    (cpu, dev), (G, (cdx, _), (ddx, _)) = both(ops.OpSpec("activation", {"activation": activation}), [x], 10)
+    np.testing.assert_allclose(dev, ref.activate(x, activation), **FWD)
+    np.testing.assert_allclose(dev, cpu, **FWD)
+    np.testing.assert_allclose(ddx[0], G * ref.activation_grad(dev, activation), **FWD)
+    np.testing.assert_allclose(ddx[0], cdx[0], **FWD)
 
 
-def test_bodies_validate_like_the_single_ops():
+def test_a_whole_network_on_the_bodies_matches_the_cpu_step():
+    """LeNet-like chain compiled on the bodies: loss, hits and every gradient as the CPU's."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 12, 12, 3)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    k1, b1 = (rng.standard_normal((3, 3, 3, 4)) * 0.3).astype(np.float32), np.zeros(4, np.float32)
+    k2, b2 = (rng.standard_normal((100, 5)) * 0.1).astype(np.float32), np.zeros(5, np.float32)
+    nodes = [("conv2d", "c", [0], [k1, b1], {"activation": "relu"}, [0, 1]),
+             ("maxpool2d", "p", [1], [], {}, []), ("flatten", "f", [2], [], {}, []),
+             ("dense", "d", [3], [k2, b2], {}, [2, 3])]
+    results = []
+    for device in (False, True):
+        grads = [np.empty_like(a) for a in (k1, b1, k2, b2)]
+        net = ops.Network([(12, 12, 3)], nodes, [4], device_bodies=device)
+        loss, hits = net.train_step(x, y, "sparse_softmax_crossentropy", grads)
+        results.append((loss, hits, grads))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    assert results[1][1] == results[0][1]
+    for d, c in zip(results[1][2], results[0][2]):
+        np.testing.assert_allclose(d, c, rtol=1e-4, atol=1e-5 * np.abs(c).max())
+
+
+def test_what_the_bodies_cannot_run_is_refused_by_name():
     x = np.zeros((1, 4, 4, 3), np.float32)
-    with pytest.raises(ValueError, match=r"_bodies_conv2d_forward\(\) expected weight.shape\[2\]"):
-        _core._bodies_conv2d_forward(x, np.zeros((3, 3, 2, 4), np.float32))
-    with pytest.raises(ValueError, match="computed output size would be zero or negative"):
-        _core._bodies_maxpool2d_forward(x, 5)
-    with pytest.raises(ValueError, match="class indices in"):
-        _core._bodies_softmax_crossentropy_forward(np.zeros((2, 3), np.float32), np.array([0, 3]))
-    with pytest.raises(ValueError, match="forward output's shape"):
-        _core._bodies_dense_backward(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32),
-                                     np.zeros((4, 2), np.float32))
-    with pytest.raises(TypeError, match="int32 array"):
-        _core._bodies_maxpool2d_backward(np.zeros((1, 2, 2, 3), np.float32), np.zeros((1, 2, 2, 3)), x.shape, 2)
+    w = np.zeros((3, 3, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"\(op 'conv2d'\) cannot run on the CUDA bodies: dilated and grouped"):
+        ops.OpCall(ops.OpSpec("conv2d", {"dilation_rate": (2, 2), "padding": "same"}, (w, None)), [x.shape[1:]],
+                   device_bodies=True)
+    with pytest.raises(ValueError, match=r"cannot run on the CUDA bodies: only relu, sigmoid and tanh"):
+        ops.OpCall(ops.OpSpec("conv2d", {"activation": "softmax"}, (w, None)), [x.shape[1:]], device_bodies=True)
+    with pytest.raises(ValueError, match=r"\(op 'sobel_edges'\) has no CUDA bodies"):
+        ops.OpCall(ops.OpSpec("sobel_edges", {}), [x.shape[1:]], device_bodies=True)
+    with pytest.raises(ValueError, match=r"computed output size would be zero or negative"):
+        ops.OpCall(ops.OpSpec("maxpool2d", {"pool_size": (5, 5)}), [x.shape[1:]], device_bodies=True)

@@ -180,17 +180,17 @@ def test_preprocessing_layers_repeat_under_set_random_seed():
 
 # ----------------------------------------------------------------------------- flags, twins, models
 
-def test_flags_and_native_twins():
+def test_flags_and_specs():
     for layer in (layers.RandomFlip(), layers.RandomCrop(2, 2), layers.RandomTranslation(0.1, 0.1)):
         assert layer._preprocessing is True
-        assert layer.native_twin(True, False) is None
-    assert layers.RandomFlip().native_twin(False, False) == layers.NativeTwin("identity")
-    assert layers.RandomTranslation(0.1, 0.1).native_twin(False, False) == layers.NativeTwin("identity")
+        assert layer.spec(training=True) is None  # NumPy draws: a Python layer while training
+    assert layers.RandomFlip().spec(training=False) == pycnn.ops.OpSpec("identity", {})
+    assert layers.RandomTranslation(0.1, 0.1).spec(training=False) == pycnn.ops.OpSpec("identity", {})
     crop = layers.RandomCrop(32, 30)
-    assert crop.native_twin(False, False) is None  # not built: the centre depends on the input size
+    assert crop.spec(training=False) is None  # not built: the centre depends on the input size
     crop.build((None, 40, 40, 3))
-    assert crop.native_twin(False, False) == layers.NativeTwin("cropping2d", (), (4, 4, 5, 5))
-    assert not getattr(layers.Rescaling(1.0), "_preprocessing", False)
+    assert crop.spec(training=False) == pycnn.ops.OpSpec("cropping2d", {"cropping": (4, 4, 5, 5)})
+    assert not layers.Rescaling(1.0)._preprocessing
 
 
 def augmenting_model(seed=0):
@@ -243,16 +243,24 @@ def test_native_training_behind_a_preprocessing_front_matches_layer_by_layer(mon
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_a_front_that_is_not_a_plain_chain_trains_layer_by_layer(native_step_calls):
-    inp = pycnn.Input((8, 8, 3))
-    flipped = layers.RandomFlip("horizontal")(inp)
-    merged = layers.Add()([flipped, inp])  # reads the input again behind the random layer
-    out = layers.Dense(2, activation="softmax")(layers.Flatten()(merged))
-    model = pycnn.Model(inp, out)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+def test_a_front_that_is_not_a_plain_chain_still_trains_in_one_call(monkeypatch, native_step_calls):
     x = np.random.default_rng(0).random((6, 8, 8, 3)).astype(np.float32)
-    model.fit(x, np.array([0, 1, 0, 1, 0, 1]), batch_size=3, epochs=1, verbose=0)
-    assert native_step_calls["n"] == 0
+    y = np.array([0, 1, 0, 1, 0, 1])
+    runs = []
+    for native in ("1", "0"):
+        monkeypatch.setenv("PYCNN_NATIVE_STEP", native)
+        pycnn.utils.set_random_seed(3)
+        inp = pycnn.Input((8, 8, 3))
+        flipped = layers.RandomFlip("horizontal")(inp)
+        merged = layers.Add()([flipped, inp])  # reads the input again behind the random layer
+        out = layers.Dense(2, activation="softmax")(layers.Flatten()(merged))
+        model = pycnn.Model(inp, out)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        runs.append((model.fit(x, y, batch_size=3, epochs=1, verbose=0).history["loss"], model.get_weights()))
+    assert native_step_calls["n"] == 2  # the flip runs ahead in NumPy; nothing before it trains
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_cli_augmentation_is_the_old_crop_flip_with_the_same_draws():

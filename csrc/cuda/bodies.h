@@ -1,11 +1,11 @@
 // The per-element arithmetic of the CUDA kernels, written once for host and device.
 //
 // Each body computes ONE output element from its flat index; the CUDA kernels in
-// csrc/cuda/*.cu run one thread per output element and call these, and the CPU module
-// loops them over all outputs in a test-only binding (csrc/bindings_cuda_bodies.cpp, the
-// `pycnn._core._bodies_*` functions) so that CPU-only tests check the same formulas
-// against the CPU kernels and tests/reference.py. Only launch, memory and synchronisation
-// are GPU-only.
+// csrc/cuda/*.cu run one thread per output element and call these, and each op's family
+// file loops them over all outputs on the host as the op's DeviceBodies (op_registry.h), so
+// that a network compiled with device bodies (pycnn.ops.OpCall(..., device_bodies=True))
+// checks the same formulas against the CPU kernels and the NumPy oracle on every machine.
+// Only launch, memory and synchronisation are GPU-only.
 //
 // Layout and shapes are those of the CPU kernels (NHWC; conv weight (KH, KW, C, F); dense
 // weight (IN, OUT)); geometry comes in the same ConvShape / PoolShape structs (conv2d.h,
