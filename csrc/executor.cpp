@@ -164,16 +164,34 @@ int64_t chunk_size(const Network& net, int64_t extra) {
   return std::max<int64_t>(kMinChunk, kChunkBytes / (std::max<int64_t>(per_sample, 1) * 4));
 }
 
-// Threads for a batch of N: never more than samples. One thread runs without the serial
-// guard, so its kernels may use every core themselves (a single large image).
-int threads_for(int64_t N) { return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N))); }
+// Below this many multiply-adds for the whole batch, one thread runs the call: waking the
+// others costs more. With passive waiting (pycnn's default) a wake-up costs tens of
+// microseconds, measured here: a Conv2D(4, 3) + Dense(3) step at batch 8 (about 16k
+// multiply-adds) took 20 us on one thread and 75 us on two.
+constexpr double kParallelWork = 1 << 18;
+
+// Threads for a batch of N: never more than samples, one for a small call. Returns 0 for a
+// large call on one sample: one thread without the serial guard, whose kernels may then use
+// every core themselves (a single large image).
+int threads_for(const Network& net, int64_t N) {
+  if (net.work_per_sample * static_cast<double>(N) < kParallelWork) return 1;
+  const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), N)));
+  return T == 1 && get_num_threads() > 1 ? 0 : T;
+}
 
 // Runs body(t, team) on T threads (in a parallel region when T > 1), each with its team
-// scope and, when T > 1, the serial kernels on its own scratch slots.
+// scope and the serial kernels on its own scratch slots; T == 0: on this thread, with the
+// kernels parallel inside (threads_for).
 template <class Body>
 void run_team(int T, Team* team, Body&& body) {
   const int base = slot_base();
+  if (T == 0) {
+    TeamScope scope(team);
+    body(0, 1);
+    return;
+  }
   if (T == 1) {
+    SerialKernels serial(base);
     TeamScope scope(team);
     body(0, 1);
     return;
@@ -337,18 +355,17 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
   const int o = net.outputs.at(0);
   const int64_t cols = net.value_sizes[o];
   const GradLayout layout(net);
-  const int T = threads_for(N);
-  std::vector<double> loss_part(T, 0.0);
-  std::vector<int64_t> hit_part(T, 0);
-  std::vector<float*> parts(T, nullptr);
+  const int T = threads_for(net, N), slots_T = std::max(T, 1);
+  std::vector<double> loss_part(slots_T, 0.0);
+  std::vector<int64_t> hit_part(slots_T, 0);
+  std::vector<float*> parts(slots_T, nullptr);
   const float scale = 1.f / static_cast<float>(N);
   const int64_t slots = net.grad_slots + 1;  // + one for contributions to a value already written
   // Batch-wide nodes reduce over the team at every call: each thread makes the same calls when
   // each runs its samples as one chunk.
   const int64_t chunk = net.batch_wide ? N : chunk_size(net, slots * net.max_size);
   const int64_t acts_size = acts_per_sample(net), aux_size = aux_per_sample(net);
-  Team team_state(net, T);
-  bool applied = false;
+  Team team_state(net, slots_T);
 
   run_team(T, &team_state, [&](int t, int team) {
     int64_t n0, n1;
@@ -390,7 +407,6 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
     double total = 0.0;
     for (int u = 0; u < team; ++u) total += loss_part[u];
     const bool apply = update && std::isfinite(total);
-    if (t == 0) applied = apply;
     std::vector<float*> slot_ptrs;
     for (size_t w = 0; w < net.weight_sizes.size(); ++w) {
       const int64_t size = net.weight_sizes[w];
@@ -404,13 +420,12 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
   });
   double total = 0.0;
   int64_t hit_total = 0;
-  for (int t = 0; t < T; ++t) {
+  for (int t = 0; t < slots_T; ++t) {
     total += loss_part[t];
     hit_total += hit_part[t];
   }
   *hits = hit_total;
   if (net.has_commit && std::isfinite(total)) commit_nodes(net, team_state);
-  (void)applied;
   return total / static_cast<double>(N);
 }
 
@@ -429,15 +444,15 @@ void TapeDeleter::operator()(Tape* tape) const { delete tape; }
 
 TapePtr forward(const Network& net, const std::vector<const float*>& x, int64_t N, float* const* outputs) {
   TapePtr tape(new Tape);
-  const int T = threads_for(N);
+  const int T = threads_for(net, N), slots_T = std::max(T, 1);
   tape->threads = T;
   tape->N = N;
   tape->x = x;
-  tape->arena.resize(T);
-  tape->values.resize(T);
-  tape->team.reset(new Team(net, T));
+  tape->arena.resize(slots_T);
+  tape->values.resize(slots_T);
+  tape->team.reset(new Team(net, slots_T));
   const int64_t acts_size = acts_per_sample(net), aux_size = aux_per_sample(net);
-  int team_seen = T;
+  int team_seen = slots_T;
   run_team(T, tape->team.get(), [&](int t, int team) {
     if (t == 0) team_seen = team;
     int64_t n0, n1;
@@ -452,20 +467,20 @@ TapePtr forward(const Network& net, const std::vector<const float*>& x, int64_t 
       std::memcpy(outputs[k] + n0 * size, tape->values[t].value[v], sizeof(float) * nb * size);
     }
   });
-  if (team_seen != T) throw std::runtime_error("forward(): the OpenMP runtime gave fewer threads than asked for.");
+  if (team_seen != slots_T) throw std::runtime_error("forward(): the OpenMP runtime gave fewer threads than asked for.");
   return tape;
 }
 
 void backward(const Network& net, Tape& tape, const float* const* douts, float* const* dinputs, float* const* grads) {
   const GradLayout layout(net);
-  const int T = tape.threads;
+  const int T = tape.threads, slots_T = std::max(T, 1);
   const int64_t N = tape.N;
-  std::vector<float*> parts(T, nullptr);
+  std::vector<float*> parts(slots_T, nullptr);
   const int64_t slots = net.grad_slots + 1;
-  int team_seen = T;
+  int team_seen = slots_T;
   run_team(T, tape.team.get(), [&](int t, int team) {
     if (t == 0) team_seen = team;
-    if (team != T) return;  // shares would not match the forward's (reported below)
+    if (team != slots_T) return;  // shares would not match the forward's (reported below)
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);
     const int64_t nb = n1 - n0;
@@ -506,7 +521,8 @@ void backward(const Network& net, Tape& tape, const float* const* douts, float* 
       reduce_slice(layout, static_cast<int64_t>(w), size * t / team, size * (t + 1) / team, parts, team, grads[w]);
     }
   });
-  if (team_seen != T) throw std::runtime_error("backward(): the OpenMP runtime gave fewer threads than the forward had.");
+  if (team_seen != slots_T)
+    throw std::runtime_error("backward(): the OpenMP runtime gave fewer threads than the forward had.");
 }
 
 void commit(const Network& net, const Tape& tape) {
@@ -517,9 +533,9 @@ void commit(const Network& net, const Tape& tape) {
 
 void predict(const Network& net, const std::vector<const float*>& x, int64_t N, float* const* outputs) {
   const int64_t chunk = net.batch_wide ? N : chunk_size(net, 0);
-  const int T = threads_for(N);
+  const int T = threads_for(net, N);
   const int64_t acts_size = acts_per_sample(net), aux_size = aux_per_sample(net);
-  Team team_state(net, T);
+  Team team_state(net, std::max(T, 1));
   run_team(T, &team_state, [&](int t, int team) {
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);

@@ -161,6 +161,10 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
       node.backward = op->device->backward;
     }
     node.out_size = size_of(out_shape);
+    double per_output = 1.0;
+    for (int k = 0; k < node.nparams; ++k)
+      per_output += static_cast<double>(node.param_size[k]) / static_cast<double>(out_shape.empty() ? 1 : out_shape.back());
+    net.work_per_sample += static_cast<double>(node.out_size) * per_output;
     net.value_shapes.push_back(out_shape);
     net.value_sizes.push_back(node.out_size);
     net.batch_wide = net.batch_wide || node.batch_wide;

@@ -41,6 +41,9 @@ struct Network {
   std::vector<std::vector<char>> first_write;
   int grad_slots = 0;
   int64_t max_size = 1;     // largest value, floats per sample
+  // Multiply-adds per sample, roughly: each node's outputs times (1 + its parameters' values per
+  // output channel). What the executor weighs against waking its threads.
+  double work_per_sample = 0;
   bool batch_wide = false;  // some node is batch-wide: one chunk per thread
   bool has_commit = false;  // some node commits state after a finite step
   bool device_bodies = false;  // the nodes run their ops' CUDA bodies on the host

@@ -22,6 +22,7 @@ Set ``PYCNN_NATIVE_STEP=0`` to run layer by layer instead (pycnn/graph.py, for d
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -94,6 +95,7 @@ class CompiledGraph:
             self._fold_batchnorm(specs)
         self._fuse_activations(specs)
         self.specs = specs
+        self._grads: Optional[Tuple[List[Optional[np.ndarray]], List[np.ndarray]]] = None
         self.steps: List[Any] = []
         needs = graph.needs_grad()
         readers = self._readers()
@@ -109,6 +111,8 @@ class CompiledGraph:
                 j += 1
             self.steps.append(self._segment(i, j, shapes, needs, readers))
             i = j
+        last = self.steps[-1] if self.steps else None
+        self._in_order = isinstance(last, _Segment) and last.weights == list(range(len(self.trained)))
 
     # ------------------------------------------------------------------ compile
 
@@ -255,27 +259,39 @@ class CompiledGraph:
                    sample_weight: Optional[np.ndarray], want_outputs: bool, update: Optional[tuple]) -> StepResult:
         """The one-call step (``fusable`` graphs): forward, the registered ``loss``, backward and
         the optional ``update`` = (name, hyper, slots per trained weight)."""
-        values, tapes = self._run_ahead(xs, self.steps[:-1])
+        if len(self.steps) > 1:
+            values, tapes = self._run_ahead(xs, self.steps[:-1])
+            inputs = [values[v] for v in self.steps[-1].inputs]
+        else:
+            values, tapes, inputs = {}, [], list(xs)
         segment = self.steps[-1]
-        grads = [np.empty_like(w) for w in self.trained]
+        grads, seg_grads = self._gradient_buffers()
         out = None
         if want_outputs:
             out = np.empty((xs[0].shape[0],) + tuple(self.value_shapes[self.graph.outputs[0]][1:]), np.float32)
-        seg_grads = [grads[g] for g in segment.weights]
         native_update = None
         if update is not None:
             name, hyper, slots = update
-            native_update = (name, list(hyper), [self.trained[g] for g in segment.weights],
-                             [list(slots[g]) for g in segment.weights])
-        value, hits = segment.network.train_step([values[v] for v in segment.inputs], targets, loss, seg_grads,
-                                                 sample_weight, out, native_update)
-        trained_here = set(segment.weights)
-        for g in range(len(grads)):
-            if g not in trained_here:
-                grads[g] = None  # a trained weight this graph does not read: no gradient
-        if np.isfinite(value):
+            if self._in_order:
+                native_update = (name, hyper, self.trained, slots)
+            else:
+                native_update = (name, hyper, [self.trained[g] for g in segment.weights], [slots[g] for g in segment.weights])
+        value, hits = segment.network.train_step(inputs, targets, loss, seg_grads, sample_weight, out, native_update)
+        finite = math.isfinite(value)
+        if finite and tapes:
             self.commit((values, tapes))
-        return StepResult(float(value), int(hits), out, grads, update is not None and np.isfinite(value))
+        return StepResult(value, hits, out, grads, update is not None and finite)
+
+    def _gradient_buffers(self) -> Tuple[List[Optional[np.ndarray]], List[np.ndarray]]:
+        """The fused step's gradient arrays, made once and written by every step (None for a
+        trained weight this graph does not read), and the last segment's share of them."""
+        if self._grads is None:
+            segment = self.steps[-1]
+            grads: List[Optional[np.ndarray]] = [None] * len(self.trained)
+            for g in segment.weights:
+                grads[g] = np.empty_like(self.trained[g])
+            self._grads = (grads, [grads[g] for g in segment.weights])
+        return self._grads
 
     def _run_ahead(self, xs: Sequence[np.ndarray], steps: Sequence[Any]) -> Tuple[Dict[int, np.ndarray], List[Any]]:
         """``steps`` forward, keeping what backward (and commit) need -> (values, tapes)."""

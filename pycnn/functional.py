@@ -24,6 +24,7 @@ from . import symbolic, utils
 from .graph import Graph, GraphNode, run_forward
 from .layers.base import Layer, Shape
 from .layers.base import register as register_layer
+from .layers.base import structure_changed
 from .layers.core import InputLayer
 from .symbolic import KerasTensor, Node, is_symbolic
 from .trainer import Trainer
@@ -84,6 +85,7 @@ class Model(Trainer, Layer):
         self._symbolic_nodes = nodes
         self._graph_cache = Graph([t.shape for t in in_list], graph_nodes, [value_of[id(t.node)] for t in out_list])
         self._layer_order = order
+        structure_changed()
         names = [layer.name for layer in order]
         for n in names:
             if names.count(n) > 1:
@@ -166,6 +168,7 @@ class Model(Trainer, Layer):
     def trainable(self, value: bool) -> None:
         """As Keras: freezing (or unfreezing) a model does the same to every layer in it."""
         self._trainable = bool(value)
+        structure_changed()
         for layer in getattr(self, "layers", []) if self._has_graph() else []:
             layer.trainable = value
 

@@ -135,6 +135,16 @@ class Optimizer:
         and the trainer calls :meth:`apply_gradients`)."""
         return None
 
+    def _native_slots(self, variables: List[np.ndarray], count: int, native: int) -> List[List[np.ndarray]]:
+        """The first ``native`` of each variable's ``count`` slots, the list kept between steps
+        (it is rebuilt when the variables or the slots change: set_slots)."""
+        key = tuple(id(v) for v in variables)
+        cached = getattr(self, "_native_cache", None)
+        if cached is None or cached[0] != key or any(self._slots.get(id(v), (None,))[0] is not v for v in variables):
+            cached = (key, [self._slot(w, count)[:native] for w in variables])
+            self._native_cache = cached
+        return cached[1]
+
     def native_step_skipped(self) -> None:
         """The native step refused to apply the update :meth:`native_update` prepared
         (its loss was not finite): take back the step it counted."""
@@ -160,6 +170,7 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}.set_slots() expected state arrays of shape {var.shape}. "
                                      f"Received: shape={np.shape(a)}.")
         self._slots = {}
+        self._native_cache = None
         for var, arrays in zip(variables, slots):
             if arrays:
                 self._slots[id(var)] = (var, [np.array(a, dtype=np.float32) for a in arrays])
@@ -210,7 +221,7 @@ class SGD(Optimizer):
         if type(self) is not SGD or self.momentum == 0.0:
             return None  # plain SGD is one NumPy pass per weight; a subclass may change the rule
         rate = self._take_step()
-        return ("sgd", [rate, self.momentum, float(self.nesterov)], [self._slot(w, 1) for w in variables])
+        return ("sgd", [rate, self.momentum, float(self.nesterov)], self._native_slots(variables, 1, 1))
 
     def get_config(self) -> Dict[str, Any]:
         return {"learning_rate": self._learning_rate_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -254,7 +265,7 @@ class Adam(Optimizer):
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
         alpha = rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-        return ("adam", [alpha, b1, b2, self.epsilon], [self._slot(w, 3)[:2] for w in variables])
+        return ("adam", [alpha, b1, b2, self.epsilon], self._native_slots(variables, 3, 2))
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         m, v, scratch = self._slot(w, 3)

@@ -14,7 +14,7 @@ import numpy as np
 from . import utils
 from .functional import Model, layer_class_name
 from .graph import Graph, GraphNode
-from .layers.base import Layer, Shape
+from .layers.base import Layer, Shape, structure_changed
 from .layers.core import InputLayer
 from .symbolic import KerasTensor
 
@@ -98,17 +98,20 @@ class Sequential(Model):
             layer._shape_for(self._current_output_shape())
         self._layers.append(layer)
         self._graph_cache = None
+        structure_changed()
 
     def pop(self) -> Layer:
         """Remove and return the last layer."""
         if not self._layers:
             raise ValueError(f"Model '{self.name}' has no layers to pop.")
         self._graph_cache = None
+        structure_changed()
         return self._layers.pop()
 
     def _set_input_shape(self, shape: Shape) -> None:
         self._batch_input_shape = tuple(shape)
         self._graph_cache = None
+        structure_changed()
         self.built = True
 
     def _current_output_shape(self) -> Shape:

@@ -19,12 +19,13 @@ model's trainable weights, and they go straight to the reducer and the optimizer
 from __future__ import annotations
 
 import math
-from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import distributed, executor, graph as graph_module
 from . import losses as losses_module
+from .layers.base import structure_version
 
 
 class Hits(NamedTuple):
@@ -33,12 +34,22 @@ class Hits(NamedTuple):
     count: int
 
 
+class _Plan(NamedTuple):
+    """What a training step on batches of one shape does, decided once per model structure."""
+    trained: List[np.ndarray]            # the model's trainable weights, the gradients' order
+    regularized: List[Tuple[np.ndarray, Any]]  # (weight, regularizer)
+    native_loss: bool                    # the registered fused loss inside the native call
+    fused: bool                          # the loss is computed on the logits of a final softmax
+    compiled: Optional[executor.CompiledGraph]  # None: layer by layer (PYCNN_NATIVE_STEP=0)
+
+
 class Step:
     """The steps of one compiled model (``model.compile`` makes one)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.reducer: Optional[distributed.GradientExchange] = None
+        self._plans: Dict[Any, _Plan] = {}
 
     # ------------------------------------------------------------------ what the model allows
 
@@ -76,6 +87,23 @@ class Step:
     def _trained(self) -> List[np.ndarray]:
         return self.model.trainable_weights
 
+    def _plan(self, xs: Sequence[np.ndarray], yb: np.ndarray) -> _Plan:
+        """The step for batches like ``xs`` and ``yb`` (kept until the model's structure, the
+        loss or the native switch changes)."""
+        key = (structure_version(), tuple(a.shape[1:] for a in xs), yb.shape[1:], id(self.loss), executor.enabled())
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        trained = self._trained()
+        regularized = [(w, r) for layer in self.model._leaf_layers() for w, r in layer.regularized_weights()]
+        native_loss = self._native_loss(yb, xs)
+        fused = True if native_loss else self.fused()
+        compiled = self._compiled(xs, True, fused, trained) if executor.enabled() else None
+        if len(self._plans) >= 16:
+            self._plans.clear()
+        plan = self._plans[key] = _Plan(trained, regularized, native_loss, fused, compiled)
+        return plan
+
     def _compiled(self, xs: Sequence[np.ndarray], training: bool, logits: bool, trained: Sequence[np.ndarray]
                   ) -> executor.CompiledGraph:
         return executor.compiled(self.model._graph(), [a.shape for a in xs], training, logits, trained)
@@ -90,9 +118,9 @@ class Step:
         model = self.model
         metrics = model._metrics
         optimizer = model.optimizer
-        trained = self._trained()
-        regularized = [(w, r) for layer in model._leaf_layers() for w, r in layer.regularized_weights()]
-        penalty = float(sum(r.penalty(w) for w, r in regularized))  # at the weights the loss sees
+        plan = self._plan(xs, yb)
+        trained, regularized, compiled = plan.trained, plan.regularized, plan.compiled
+        penalty = float(sum(r.penalty(w) for w, r in regularized)) if regularized else 0.0  # the weights the loss sees
         reduce = self.reducer is not None and distributed.active()
         n = xs[0].shape[0]
         is_logits = True
@@ -100,8 +128,7 @@ class Step:
         hits: Optional[int] = None
         if n == 0:  # an MPI rank whose share of the last batch is empty
             loss, grads, applied = 0.0, [None] * len(trained), False
-        elif self._native_loss(yb, xs):
-            compiled = self._compiled(xs, True, True, trained)
+        elif plan.native_loss and compiled is not None:
             if compiled.fusable:
                 want = bool(metrics) and not metrics.counts_only
                 update = None if (regularized or reduce) else optimizer.native_update(trained)
@@ -115,8 +142,7 @@ class Step:
                 loss, out, grads = self._general(compiled, xs, yb, sample_weight, fused=True)
                 applied = False
         else:
-            fused = self.fused()
-            compiled = self._compiled(xs, True, fused, trained) if executor.enabled() else None
+            fused = plan.fused
             if compiled is None:
                 loss, out, grads = self._eager(xs, yb, sample_weight, fused, trained)
             else:
@@ -126,7 +152,7 @@ class Step:
             loss, hits = self._reduce(trained, grads, loss, hits, n / (global_count or n))
         if not applied and math.isfinite(loss):
             pairs = []
-            penalties = {id(w): r for w, r in regularized}
+            penalties = {id(w): r for w, r in regularized} if regularized else {}
             for w, g in zip(trained, grads):
                 r = penalties.get(id(w))
                 if r is not None and g is not None:

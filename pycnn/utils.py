@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random as _random
 import re
+import _signal
 import signal
 import threading
 from typing import Any, Iterable, Optional, Tuple
@@ -53,6 +54,9 @@ def get_rng() -> np.random.Generator:
     return _rng
 
 
+_SIGINT = int(signal.SIGINT)
+
+
 class interrupt_guard:
     """Context manager: inside the block a Ctrl-C (SIGINT) is only recorded, and
     :meth:`check` raises it as KeyboardInterrupt where the caller chooses. fit() checks after
@@ -72,9 +76,11 @@ class interrupt_guard:
     def __enter__(self) -> "interrupt_guard":
         self._previous = None
         self._pending = False
+        # _signal: the signal module's C functions, without its enum wrapping (a tenth of
+        # the cost, which matters around every small step).
         if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._previous = signal.signal(signal.SIGINT, self._record)
+                and _signal.getsignal(_SIGINT) is _signal.default_int_handler):
+            self._previous = _signal.signal(_SIGINT, self._record)
         return self
 
     def _record(self, signum, frame) -> None:
@@ -90,7 +96,7 @@ class interrupt_guard:
 
     def __exit__(self, *exc_info) -> None:
         if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+            _signal.signal(_SIGINT, self._previous)
             if self._pending and exc_info[0] is None:
                 raise KeyboardInterrupt
 

@@ -1,141 +1,154 @@
-"""pycnn._core dense_forward / dense_backward and the element-wise activations vs the float64 reference."""
+"""The dense, activation and leaky_relu ops (pycnn.ops) against the float64 oracle.
+
+Every test runs through the ``isa`` fixture (best SIMD path, AVX2, portable baseline).
+Backward is driven by a random upstream gradient. The oracle's finite differences are in
+test_oracle.py; 1 vs 2 threads in test_threads.py.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import reference as ref
-from pycnn import _core
+import oracle
+from op_harness import check_backward, check_forward, check_spot_fd, f32, make_call
+from pycnn import ops
 
 pytestmark = pytest.mark.usefixtures("isa")
 
-FWD = dict(rtol=1e-5, atol=1e-5)
-BWD = dict(rtol=1e-4, atol=1e-4)
-# dweight and dbias are float32 sums over the batch; atol scaled by RMS, see ref.assert_close.
-BWD_BATCH_SUM = dict(BWD, scale_atol=True)
-
 DENSE_SHAPES = [
-    pytest.param(1, 1, 1, id="1x1x1"),
-    pytest.param(1, 5, 3, id="batch1"),
-    pytest.param(7, 13, 9, id="odd"),
-    pytest.param(64, 576, 120, id="lenet-fc1"),
-    pytest.param(64, 120, 84, id="lenet-fc2"),
-    pytest.param(64, 84, 10, id="lenet-fc3"),
-    pytest.param(33, 257, 129, id="odd-blocked"),
-    pytest.param(256, 700, 300, id="large"),
-    pytest.param(8, 300, 4100, id="out>4096-gemm-NC-panel"),
+    pytest.param((1, 1), 1, id="1x1x1"),
+    pytest.param((1, 5), 3, id="batch1"),
+    pytest.param((7, 13), 9, id="odd"),
+    pytest.param((64, 576), 120, id="lenet-fc1"),
+    pytest.param((64, 120), 84, id="lenet-fc2"),
+    pytest.param((64, 84), 10, id="lenet-fc3"),
+    pytest.param((33, 257), 129, id="odd-blocked"),
+    pytest.param((256, 700), 300, id="large"),
+    pytest.param((8, 300), 4100, id="out>4096-gemm-NC-panel"),
+    pytest.param((3, 4, 7), 5, id="rank3-rows-per-sample"),
+    pytest.param((2, 3, 5, 6), 4, id="rank4"),
 ]
 
 
-def make_dense(rng, N, IN, OUT):
-    x = rng.uniform(-1, 1, (N, IN)).astype(np.float32)
-    w = (rng.standard_normal((IN, OUT)) / np.sqrt(IN)).astype(np.float32)
-    b = (rng.standard_normal(OUT) * 0.1).astype(np.float32)
+def make_dense(rng, shape, OUT):
+    IN = shape[-1]
+    x = f32(rng.uniform(-1, 1, shape))
+    w = f32(rng.standard_normal((IN, OUT)) / np.sqrt(IN))
+    b = f32(rng.standard_normal(OUT) * 0.1)
     return x, w, b
 
 
-@pytest.mark.parametrize("N,IN,OUT", DENSE_SHAPES)
-def test_dense_forward(N, IN, OUT, rng):
-    x, w, b = make_dense(rng, N, IN, OUT)
-    out = _core.dense_forward(x, w, b)
-    assert out.dtype == np.float32
-    ref.assert_close(out, ref.dense_forward(x, w, b), name="out", **FWD)
-    ref.assert_close(_core.dense_forward(x, w), ref.dense_forward(x, w), name="out(no bias)", **FWD)
+@pytest.mark.parametrize("shape,OUT", DENSE_SHAPES)
+def test_dense_forward(shape, OUT, rng):
+    x, w, b = make_dense(rng, shape, OUT)
+    check_forward("dense", [x], [w, b])
+    check_forward("dense", [x], [w, None], name="out (no bias)")
 
 
-@pytest.mark.parametrize("N,IN,OUT", DENSE_SHAPES)
-def test_dense_backward(N, IN, OUT, rng):
-    x, w, b = make_dense(rng, N, IN, OUT)
-    G = rng.standard_normal((N, OUT)).astype(np.float32)
-    dinp, dweight, dbias = _core.dense_backward(G, x, w)
-    rdinp, rdweight, rdbias = ref.dense_backward(G, x, w)
-    ref.assert_close(dinp, rdinp, name="dinp", **BWD)
-    ref.assert_close(dweight, rdweight, name="dweight", **BWD_BATCH_SUM)
-    ref.assert_close(dbias, rdbias, name="dbias", **BWD_BATCH_SUM)
+@pytest.mark.parametrize("shape,OUT", DENSE_SHAPES)
+def test_dense_backward(shape, OUT, rng):
+    x, w, b = make_dense(rng, shape, OUT)
+    check_backward("dense", [x], [w, b], {}, rng)
 
 
-@pytest.mark.parametrize("activation", ref.ACTIVATIONS)
-@pytest.mark.parametrize("N,IN,OUT", [pytest.param(5, 7, 6, id="small"), pytest.param(64, 576, 120, id="lenet-fc1")])
-def test_dense_fused_activation(N, IN, OUT, activation, rng):
-    x, w, b = make_dense(rng, N, IN, OUT)
-    out = _core.dense_forward(x, w, b, activation)
-    ref.assert_close(out, ref.dense_forward(x, w, b, activation), name="out", **FWD)
-    G = rng.standard_normal(out.shape).astype(np.float32)
-    got = _core.dense_backward(G, x, w, out, activation)
-    want = ref.dense_backward(G, x, w, out, activation)  # same cached output on both sides
-    for g, r, name in zip(got, want, ["dinp", "dweight", "dbias"]):
-        ref.assert_close(g, r, name=name, **(BWD if name == "dinp" else BWD_BATCH_SUM))
+@pytest.mark.parametrize("activation", oracle.ACTIVATIONS)
+@pytest.mark.parametrize("shape,OUT", [pytest.param((5, 7), 6, id="small"), pytest.param((64, 576), 120, id="lenet-fc1"),
+                                       pytest.param((3, 2, 7), 5, id="rank3")])
+def test_dense_activation(shape, OUT, activation, rng):
+    """relu / sigmoid / tanh inside the kernel; softmax (over the units) and leaky_relu after it."""
+    x, w, b = make_dense(rng, shape, OUT)
+    check_forward("dense", [x], [w, b], {"activation": activation})
+    check_backward("dense", [x], [w, b], {"activation": activation}, rng)
 
 
-def test_dense_without_bias_and_without_dinp(rng):
-    x, w, _ = make_dense(rng, 9, 30, 17)
-    out = _core.dense_forward(x, w, None, "tanh")
-    G = rng.standard_normal(out.shape).astype(np.float32)
-    rdinp, rdweight, rdbias = ref.dense_backward(G, x, w, out, "tanh")
-    for has_bias, need_dinp in [(False, True), (True, False), (False, False)]:
-        dinp, dweight, dbias = _core.dense_backward(G, x, w, out, "tanh", has_bias=has_bias, need_dinp=need_dinp)
-        flags = f"(has_bias={has_bias}, need_dinp={need_dinp})"
-        assert (dinp is None) == (not need_dinp), flags
-        assert (dbias is None) == (not has_bias), flags
-        ref.assert_close(dweight, rdweight, name="dweight" + flags, **BWD_BATCH_SUM)
-        if need_dinp:
-            ref.assert_close(dinp, rdinp, name="dinp" + flags, **BWD)
-        if has_bias:
-            ref.assert_close(dbias, rdbias, name="dbias" + flags, **BWD_BATCH_SUM)
+@pytest.mark.parametrize("trained,input_grads", [([True, True], False), ([False, True], True), ([True, False], True),
+                                                 ([False, False], True)])
+def test_dense_without_bias_and_backward_of_a_subset(trained, input_grads, rng):
+    x, w, b = make_dense(rng, (9, 30), 17)
+    check_backward("dense", [x], [w, None], {"activation": "tanh"}, rng, input_grads=input_grads)
+    check_backward("dense", [x], [w, b], {"activation": "tanh"}, rng, trained=trained, input_grads=input_grads)
 
 
-@pytest.mark.parametrize("activation", ["linear", "sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", oracle.ACTIVATIONS)
 def test_dense_float32_finite_difference_spot_check(activation, rng):
-    x, w, b = make_dense(rng, 6, 11, 7)
-    out = _core.dense_forward(x, w, b, activation)
-    G = rng.standard_normal(out.shape)
-
-    def loss():
-        return np.sum(_core.dense_forward(x, w, b, activation).astype(np.float64) * G)
-
-    grads = _core.dense_backward(G, x, w, out, activation)
-    for arr, grad, name in zip([x, w, b], grads, ["dinp", "dweight", "dbias"]):
-        idx = ref.random_indices(rng, arr.shape, 20)
-        num = ref.numerical_gradient(loss, arr, eps=1e-2, indices=idx)
-        assert ref.rel_error(num, [grad[i] for i in idx]) < 1e-2, name
+    x, w, b = make_dense(rng, (6, 11), 7)
+    check_spot_fd("dense", [x], [w, b], {"activation": activation}, rng,
+                  skip_kinks=activation in ("relu", "leaky_relu"))
 
 
-# ----------------------------------------------------------------------------- activations
+# ----------------------------------------------------------------------------- the activation op
 
-ACT_SHAPES = [(1,), (1000,), (3, 4, 5), (2, 3, 4, 5), (64, 32, 32, 6)]
+ACT_SHAPES = [(1, 1), (1, 1000), (3, 4, 5), (2, 3, 4, 5), (64, 32, 32, 6), (3, 1000), (33, 17), (4, 1)]
 
 
 @pytest.mark.parametrize("shape", ACT_SHAPES, ids=str)
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
-def test_activation_forward_backward(name, shape, rng):
-    x = (rng.standard_normal(shape) * 3).astype(np.float32)
-    forward, backward = getattr(_core, f"{name}_forward"), getattr(_core, f"{name}_backward")
-    out = forward(x)
-    assert out.dtype == np.float32 and out.shape == x.shape
-    ref.assert_close(out, getattr(ref, f"{name}_forward")(x), name="out", **FWD)
-    G = rng.standard_normal(shape).astype(np.float32)
-    dinp = backward(G, out)
-    assert dinp.dtype == np.float32 and dinp.shape == x.shape
-    ref.assert_close(dinp, getattr(ref, f"{name}_backward")(G, out), name="dinp", **BWD)
+@pytest.mark.parametrize("activation", oracle.ACTIVATIONS)
+def test_activation_forward_backward(activation, shape, rng):
+    x = f32(rng.standard_normal(shape) * 3)
+    out, _, _ = check_forward("activation", [x], [], {"activation": activation})
+    if activation == "softmax":
+        np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-5)
+    check_backward("activation", [x], [], {"activation": activation}, rng)
 
 
 def test_activation_extremes():
-    x = np.array([-1e4, -100.0, -20.0, -1e-30, 0.0, 1e-30, 20.0, 100.0, 1e4], dtype=np.float32)
-    for name in ["relu", "sigmoid", "tanh"]:
-        out = getattr(_core, f"{name}_forward")(x)
+    x = np.array([[-1e4, -100.0, -20.0, -1e-30, 0.0, 1e-30, 20.0, 100.0, 1e4]], dtype=np.float32)
+    for name in oracle.ACTIVATIONS:
+        out = ops.run("activation", [x], attrs={"activation": name})
         assert np.isfinite(out).all(), name
-        ref.assert_close(out, getattr(ref, f"{name}_forward")(x), name=name, **FWD)
-    np.testing.assert_array_equal(_core.relu_forward(x)[:5], 0.0)
-    np.testing.assert_array_equal(_core.relu_backward(np.ones(3), np.array([0.0, 0.0, 2.0])), [0.0, 0.0, 1.0])
+        oracle.assert_close(out, oracle.activate(x, name), name=name, rtol=1e-5, atol=1e-5)
+    relu = ops.run("activation", [x], attrs={"activation": "relu"})
+    np.testing.assert_array_equal(relu[0, :5], 0.0)
+    # the derivative at exactly 0 is 0 for relu, the slope for leaky_relu (as Keras)
+    z = np.array([[0.0, 0.0, 2.0]], np.float32)
+    for name, want in [("relu", [0.0, 0.0, 1.0]), ("leaky_relu", [0.2, 0.2, 1.0])]:
+        call = make_call("activation", [z], [], {"activation": name})
+        _, tape = call.forward([z])
+        (dinp,), _ = call.backward(tape, np.ones_like(z))
+        np.testing.assert_allclose(dinp[0], want, rtol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu"])
-def test_activation_float32_finite_difference_spot_check(name, rng):
-    x = rng.uniform(-3, 3, (4, 9)).astype(np.float32)
-    x[np.abs(x) < 0.05] = 0.5  # a 1e-2 step must not cross the ReLU kink
-    forward, backward = getattr(_core, f"{name}_forward"), getattr(_core, f"{name}_backward")
-    G = rng.standard_normal(x.shape)
-    idx = ref.random_indices(rng, x.shape, 20)
-    dinp = backward(G, forward(x))
-    num = ref.numerical_gradient(lambda: np.sum(forward(x).astype(np.float64) * G), x, 1e-2, idx)
-    assert ref.rel_error(num, [dinp[i] for i in idx]) < 1e-2
+def test_linear_activation_is_the_identity(rng):
+    x = f32(rng.standard_normal((3, 4)))
+    call = make_call("activation", [x], [], {"activation": "linear"})
+    out, tape = call.forward([x])
+    np.testing.assert_array_equal(out, x)
+    G = f32(rng.standard_normal(x.shape))
+    np.testing.assert_array_equal(call.backward(tape, G)[0][0], G)
+
+
+@pytest.mark.parametrize("activation", oracle.ACTIVATIONS)
+def test_activation_float32_finite_difference_spot_check(activation, rng):
+    x = f32(rng.uniform(-3, 3, (4, 9)))
+    x[np.abs(x) < 0.05] = 0.5  # a 1e-2 step must not cross the relu / leaky_relu kink
+    check_spot_fd("activation", [x], [], {"activation": activation}, rng)
+
+
+# ----------------------------------------------------------------------------- the leaky_relu op
+
+
+def kinkless(rng, shape):
+    """Inputs with |x| >= 1e-3, so finite differences never straddle the kink at 0."""
+    x = rng.standard_normal(shape)
+    return f32(np.where(np.abs(x) < 1e-3, 0.5, x))
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2, 0.3, 1.5])
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (1, 7), (64, 33)], ids=str)
+def test_leaky_relu_op(slope, shape, rng):
+    x = kinkless(rng, shape)
+    x.flat[0] = 0.0
+    check_forward("leaky_relu", [x], [], {"negative_slope": slope})
+    check_backward("leaky_relu", [x], [], {"negative_slope": slope}, rng)
+
+
+def test_leaky_relu_default_slope_and_spot_check(rng):
+    x = kinkless(rng, (2, 3, 3, 2))
+    np.testing.assert_allclose(ops.run("leaky_relu", [x]), oracle.leaky_relu_forward(x, 0.3), rtol=1e-6)
+    x[np.abs(x) < 0.05] = 0.5
+    check_spot_fd("leaky_relu", [x], [], {"negative_slope": 0.3}, rng)
+
+
+def test_leaky_relu_keeps_nan():
+    out = ops.run("leaky_relu", [np.array([[np.nan, -1.0, 2.0]], np.float32)], attrs={"negative_slope": 0.5})
+    assert np.isnan(out[0, 0]) and out[0, 1] == -0.5 and out[0, 2] == 2.0

@@ -49,6 +49,17 @@ _REGISTRY: Dict[str, type] = {}
 
 
 _CUSTOM = threading.local()  # the custom_objects of the load in progress, per thread
+_STRUCTURE = [0]  # bumped whenever a layer's weights or trainable flag, or a model's layers, change
+
+
+def structure_changed() -> None:
+    """Something a compiled step depends on changed (weights created, trainable flags, a
+    model's layers): steps planned before are planned again (pycnn/step.py)."""
+    _STRUCTURE[0] += 1
+
+
+def structure_version() -> int:
+    return _STRUCTURE[0]
 
 
 def register(name: str, cls: type) -> None:
@@ -175,6 +186,7 @@ class Layer:
     @trainable.setter
     def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
+        structure_changed()
 
     # ----------------------------------------------------------------- shapes and build
 
@@ -220,6 +232,7 @@ class Layer:
         return shape
 
     def _finish_build(self, shape: Any) -> None:
+        structure_changed()
         self._grads = [None] * len(self._params)
         self.input_shape = [(None,) + tuple(s[1:]) for s in shape] if self._multi_input else shape
         self.built = True
