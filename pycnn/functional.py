@@ -135,6 +135,17 @@ class Model(Trainer, Layer):
         graph = self._graph()
         return graph.value_shapes(input_shapes)[graph.outputs[0]]
 
+    @property
+    def batch_input_shape(self) -> Optional[Shape]:
+        """As a model's first layer: the input shape it fixes (a single-input model's)."""
+        if not self._has_graph():
+            return None
+        try:
+            shapes = self._graph().input_shapes
+        except RuntimeError:  # an unbuilt Sequential
+            return None
+        return shapes[0] if len(shapes) == 1 else None
+
     def _leaf_layers(self) -> List[Layer]:
         """Every layer of the expanded graph (nested models' own layers), each once."""
         seen: Dict[int, Layer] = {}

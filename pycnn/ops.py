@@ -183,7 +183,10 @@ class OpCall:
         params = tuple(None if p is None else (p if _is_exact(p) else _float32(p, f"parameter {i} of op '{spec.kind}'"))
                        for i, p in enumerate(spec.params))
         self.spec = spec._replace(params=params)
-        trained = [p is not None for p in params] if trained is None else list(trained)
+        schema = registered_ops()[spec.kind].params if spec.kind in registered_ops() else ()
+        if trained is None:  # every parameter present, but the state the op writes itself
+            trained = [p is not None and not (i < len(schema) and schema[i].state) for i, p in enumerate(params)]
+        trained = list(trained)
         self.trained = [bool(t) and p is not None for t, p in zip(trained, params)]
         index, weights = 0, []
         for t in self.trained:

@@ -262,3 +262,72 @@ def to_categorical(y: Any, num_classes: Optional[int] = None) -> np.ndarray:
     return out
 
 
+
+
+def check_gradients(layer: Any, inputs: Any, training: bool = False, eps: float = 1e-3, max_coords: int = 64,
+                    seed: int = 0) -> dict:
+    """Compare ``layer``'s gradients with central finite differences: the lecture's backprop
+    walk-through, for any layer, your own included.
+
+    The check differentiates ``L = sum(layer(inputs) * G)`` for a random ``G`` (a random
+    upstream gradient catches transposition bugs an all-ones one hides): the analytic side is
+    ``layer.backward(G)`` and ``layer.get_gradients()``; the numeric side perturbs each
+    checked coordinate by +-eps (the float32 step actually taken) and evaluates L in float64.
+    Every coordinate of a small tensor is checked, else ``max_coords`` random ones.
+
+    Args:
+        layer: a pycnn layer (built on the first call when needed).
+        inputs: an array (N, ...), or a list of arrays for a merging layer.
+        training: run the layer in training mode (batch statistics); random layers
+            (Dropout, RandomFlip) cannot be checked this way in training.
+        eps: the perturbation.
+
+    Returns:
+        ``{"inputs": error, "<weight name>": error, ...}`` (``"inputs[i]"`` for several inputs),
+        each the largest absolute difference over the checked coordinates divided by the
+        largest magnitude of either gradient there: about 1e-3 or less for a correct float32
+        gradient, of order 1 for a wrong one.
+    """
+    # A stream of its own: inputs drawn from default_rng(seed) must not come back as G (a G
+    # equal to the inputs lies where batch normalization's input gradient vanishes).
+    rng = np.random.default_rng([seed, 0x9E3779B9])
+    multi = bool(getattr(layer, "_multi_input", False))
+    xs = [as_float32(x, "check_gradients()", "inputs").copy() for x in (inputs if multi else [inputs])]
+    arg = (lambda: xs) if multi else (lambda: xs[0])
+    out = np.asarray(layer(arg(), training=training))
+    G = rng.standard_normal(out.shape)
+    saved = [w.copy() for w in layer.weights]  # state a training call may change (moving statistics)
+    dinputs = layer.backward(G.astype(np.float32))
+    grads = layer.get_gradients()
+    dinputs = list(dinputs) if multi else [dinputs]
+
+    def loss() -> float:
+        return float(np.sum(np.asarray(layer(arg(), training=training), dtype=np.float64) * G))
+
+    def error(array: np.ndarray, analytic: Any) -> float:
+        analytic = np.asarray(analytic, dtype=np.float64).reshape(array.shape)
+        coords = range(array.size) if array.size <= max_coords else rng.choice(array.size, max_coords, replace=False)
+        diffs, scale = 0.0, 1e-12
+        for flat in coords:
+            idx = np.unravel_index(int(flat), array.shape)
+            keep = array[idx]
+            array[idx] = keep + np.float32(eps)
+            up, plus = loss(), float(array[idx])
+            array[idx] = keep - np.float32(eps)
+            down, minus = loss(), float(array[idx])
+            array[idx] = keep
+            numeric = (up - down) / (plus - minus)
+            diffs = max(diffs, abs(numeric - analytic[idx]))
+            scale = max(scale, abs(numeric), abs(analytic[idx]))
+        return diffs / scale
+
+    result = {}
+    for i, (x, d) in enumerate(zip(xs, dinputs)):
+        result["inputs" if not multi else f"inputs[{i}]"] = float(error(x, d))
+    trainable = {id(w) for w in layer.trainable_weights}
+    for name, w, g in zip(layer.weight_names, layer.weights, grads):
+        if id(w) in trainable and g is not None:
+            result[name] = float(error(w, g))
+    for w, value in zip(layer.weights, saved):
+        w[...] = value
+    return result

@@ -1,7 +1,8 @@
 """Checks every op test runs, through pycnn's one door to the core (pycnn.ops): the float32
 op (a one-node network, ops.OpCall) against the float64 oracle (tests/oracle).
 
-- :func:`check_forward`: OpCall.forward and ops.run (inference) against oracle.forward;
+- :func:`check_forward`: OpCall.forward against oracle.forward, and ops.run (the network's
+  predict) equal to it;
 - :func:`check_backward`: OpCall.backward driven by a *random* upstream gradient against
   oracle.backward (an all-ones dout would hide transposition bugs);
 - :func:`check_oracle_fd`: central finite differences of the float64 oracle (eps 1e-6,
@@ -58,8 +59,7 @@ def check_forward(kind, inputs, params=(), attrs=None, tol=FWD, name="out"):
     assert out.shape[1:] == call.output_shape, (out.shape, call.output_shape)
     oracle.assert_close(out, want, name=f"{kind} {name}", **tol)
     inference = ops.run(kind, list(inputs), params, attrs)
-    if not dict(attrs or {}).get("training"):
-        np.testing.assert_array_equal(inference, out, err_msg=f"{kind}: ops.run (predict) != OpCall.forward")
+    np.testing.assert_array_equal(inference, out, err_msg=f"{kind}: ops.run (predict) != OpCall.forward")
     return out, call, tape
 
 

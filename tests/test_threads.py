@@ -1,131 +1,136 @@
-"""Serial equals parallel: every kernel gives the same result with 1 thread and with 2 threads
-(within 1e-6 of the output's scale: parallel batch reductions may add partial sums in another
-order). Shapes are large enough to reach the parallel code paths."""
+"""Serial equals parallel: every op gives the same forward and backward with 1 thread and with
+2 threads (within 1e-6 of the output's scale: parallel batch reductions may add partial sums
+in another order). Shapes are large enough to reach the parallel code paths."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import pycnn
-from pycnn import _core
+from op_harness import assert_same, check_threads, f32
+from pycnn import ops
 
-OPENMP = pycnn.build_info()["openmp"]
+OPENMP = ops.build_info()["openmp"]
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_threads():
-    before = _core.get_num_threads()
+    before = ops.get_num_threads()
     try:
         yield before
     finally:
-        _core.set_num_threads(before)
+        ops.set_num_threads(before)
 
 
-def assert_same(a, b, name):
-    if a is None or b is None:
-        assert a is None and b is None, name
-        return
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, name
-    scale = max(1.0, float(np.max(np.abs(a), initial=0.0)))
-    err = float(np.max(np.abs(a - b), initial=0.0))
-    assert err <= 1e-6 * scale, f"{name}: 1 vs 2 threads differ by {err:.3g} (scale {scale:.3g})"
-
-
-def run_both(fn):
-    """fn() with 1 thread and with 2 threads; both results as tuples."""
-    results = []
-    for n in (1, 2):
-        _core.set_num_threads(n)
-        r = fn()
-        results.append(r if isinstance(r, tuple) else (r,))
-    return results
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 CONV = [
-    pytest.param(64, 32, 32, 3, 5, 5, 6, 1, "same", id="lenet-conv1"),
-    pytest.param(64, 16, 16, 6, 5, 5, 16, 1, "valid", id="lenet-conv2"),
-    pytest.param(8, 14, 14, 64, 3, 3, 128, 1, "same", id="64to128"),
-    pytest.param(3, 15, 17, 48, 3, 3, 96, 2, "same", id="stride2"),
-    pytest.param(5, 9, 8, 7, 1, 1, 9, 1, "valid", id="1x1"),
+    pytest.param(64, 32, 32, 3, 5, 5, 6, 1, "same", 1, 1, id="lenet-conv1"),
+    pytest.param(64, 16, 16, 6, 5, 5, 16, 1, "valid", 1, 1, id="lenet-conv2"),
+    pytest.param(8, 14, 14, 64, 3, 3, 128, 1, "same", 1, 1, id="64to128"),
+    pytest.param(3, 15, 17, 48, 3, 3, 96, 2, "same", 1, 1, id="stride2"),
+    pytest.param(5, 9, 8, 7, 1, 1, 9, 1, "valid", 1, 1, id="1x1"),
+    pytest.param(6, 10, 10, 8, 3, 3, 8, 1, "same", 2, 2, id="dilated-grouped"),
+    pytest.param(5, 9, 11, 8, 3, 3, 8, 2, "same", 2, 2, id="im2col-stride-and-dilation"),
 ]
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu"])
-@pytest.mark.parametrize("N,H,W,C,KH,KW,F,strides,padding", CONV)
-def test_conv2d_threads(N, H, W, C, KH, KW, F, strides, padding, activation, rng, restore_threads):
-    x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
-    w = (rng.standard_normal((KH, KW, C, F)) / np.sqrt(KH * KW * C)).astype(np.float32)
-    b = rng.standard_normal(F).astype(np.float32) * 0.1
-    fwd = run_both(lambda: _core.conv2d_forward(x, w, b, strides=strides, padding=padding, activation=activation))
-    assert_same(fwd[0][0], fwd[1][0], "out")
-    out = fwd[0][0]
-    G = rng.standard_normal(out.shape).astype(np.float32)
-    bwd = run_both(lambda: _core.conv2d_backward(G, x, w, out, strides=strides, padding=padding, activation=activation))
-    for a, c, name in zip(bwd[0], bwd[1], ["dinp", "dweight", "dbias"]):
-        assert_same(a, c, name)
+@pytest.mark.parametrize("activation", ["linear", "relu", "softmax"])
+@pytest.mark.parametrize("N,H,W,C,KH,KW,F,strides,padding,dilation,groups", CONV)
+def test_conv2d_threads(N, H, W, C, KH, KW, F, strides, padding, dilation, groups, activation, rng):
+    x = f32(rng.uniform(-1, 1, (N, H, W, C)))
+    w = f32(rng.standard_normal((KH, KW, C // groups, F)) / np.sqrt(KH * KW * C))
+    b = f32(rng.standard_normal(F) * 0.1)
+    check_threads("conv2d", [x], [w, b], dict(strides=_pair(strides), padding=padding, dilation_rate=_pair(dilation),
+                                              groups=groups, activation=activation), rng)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "leaky_relu"])
+def test_depthwise_and_separable_threads(activation, rng):
+    x = f32(rng.uniform(-1, 1, (6, 12, 12, 32)))
+    w = f32(rng.standard_normal((3, 3, 32, 2)) / 3)
+    b = f32(rng.standard_normal(64) * 0.1)
+    attrs = dict(padding="same", activation=activation)
+    check_threads("depthwise_conv2d", [x], [w, b], attrs, rng)
+    check_threads("depthwise_conv2d", [x], [w, None], dict(attrs, strides=(2, 2), dilation_rate=(1, 1)), rng)
+    pw = f32(rng.standard_normal((1, 1, 64, 16)) / 8)
+    check_threads("separable_conv2d", [x], [w, pw, b[:16]], dict(attrs, dilation_rate=(2, 2)), rng)
 
 
 @pytest.mark.parametrize("pool,strides,padding", [(2, None, "valid"), (3, 1, "same"), (3, 2, "same")])
-def test_pool_threads(pool, strides, padding, rng, restore_threads):
-    x = rng.standard_normal((64, 32, 32, 6)).astype(np.float32)
-    mx = run_both(lambda: _core.maxpool2d_forward(x, pool, strides, padding))
-    assert_same(mx[0][0], mx[1][0], "maxpool out")
-    np.testing.assert_array_equal(mx[0][1], mx[1][1])
-    G = rng.standard_normal(mx[0][0].shape).astype(np.float32)
-    dmx = run_both(lambda: _core.maxpool2d_backward(G, mx[0][1], x.shape, pool, strides, padding))
-    assert_same(dmx[0][0], dmx[1][0], "maxpool dinp")
-    av = run_both(lambda: _core.avgpool2d_forward(x, pool, strides, padding))
-    assert_same(av[0][0], av[1][0], "avgpool out")
-    dav = run_both(lambda: _core.avgpool2d_backward(G, x.shape, pool, strides, padding))
-    assert_same(dav[0][0], dav[1][0], "avgpool dinp")
+def test_pool_threads(pool, strides, padding, rng):
+    x = f32(rng.standard_normal((64, 32, 32, 6)))
+    attrs = dict(pool_size=_pair(pool), strides=_pair(pool if strides is None else strides), padding=padding)
+    check_threads("maxpool2d", [x], [], attrs, rng)
+    check_threads("avgpool2d", [x], [], attrs, rng)
 
 
-@pytest.mark.parametrize("activation", ["linear", "sigmoid"])
-@pytest.mark.parametrize("N,IN,OUT", [(64, 576, 120), (256, 700, 300), (3, 1000, 17)])
-def test_dense_threads(N, IN, OUT, activation, rng, restore_threads):
-    x = rng.uniform(-1, 1, (N, IN)).astype(np.float32)
-    w = (rng.standard_normal((IN, OUT)) / np.sqrt(IN)).astype(np.float32)
-    b = rng.standard_normal(OUT).astype(np.float32)
-    fwd = run_both(lambda: _core.dense_forward(x, w, b, activation))
-    assert_same(fwd[0][0], fwd[1][0], "out")
-    G = rng.standard_normal((N, OUT)).astype(np.float32)
-    bwd = run_both(lambda: _core.dense_backward(G, x, w, fwd[0][0], activation))
-    for a, c, name in zip(bwd[0], bwd[1], ["dinp", "dweight", "dbias"]):
-        assert_same(a, c, name)
+@pytest.mark.parametrize("kind", ["global_maxpool2d", "global_avgpool2d"])
+def test_global_pool_threads(kind, rng):
+    check_threads(kind, [f32(rng.standard_normal((64, 16, 16, 24)))], [], {"keepdims": 1}, rng)
+
+
+@pytest.mark.parametrize("activation", ["linear", "sigmoid", "softmax"])
+@pytest.mark.parametrize("shape,OUT", [((64, 576), 120), ((256, 700), 300), ((3, 1000), 17), ((16, 9, 50), 20)])
+def test_dense_threads(shape, OUT, activation, rng):
+    x = f32(rng.uniform(-1, 1, shape))
+    w = f32(rng.standard_normal((shape[-1], OUT)) / np.sqrt(shape[-1]))
+    b = f32(rng.standard_normal(OUT))
+    check_threads("dense", [x], [w, b], {"activation": activation}, rng)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax", "leaky_relu"])
+def test_activation_threads(activation, rng):
+    x = f32(rng.standard_normal((64, 32, 32, 6)) * 3)
+    check_threads("activation", [x], [], {"activation": activation}, rng)
+    if activation == "softmax":
+        check_threads("activation", [f32(rng.standard_normal((4096, 10)))], [], {"activation": activation}, rng)
 
 
 @pytest.mark.parametrize("N,K", [(512, 1000), (4096, 10), (3, 7)])
-def test_softmax_threads(N, K, rng, restore_threads):
-    z = (rng.standard_normal((N, K)) * 3).astype(np.float32)
+def test_loss_threads(N, K, rng):
+    z = f32(rng.standard_normal((N, K)) * 3)
     labels = rng.integers(0, K, N)
-    sm = run_both(lambda: _core.softmax_forward(z))
-    assert_same(sm[0][0], sm[1][0], "softmax out")
-    G = rng.standard_normal(z.shape).astype(np.float32)
-    dsm = run_both(lambda: _core.softmax_backward(G, sm[0][0]))
-    assert_same(dsm[0][0], dsm[1][0], "softmax dinp")
-    ce = run_both(lambda: _core.softmax_crossentropy_forward(z, labels))
-    assert abs(ce[0][0] - ce[1][0]) <= 1e-6 * max(1.0, abs(ce[0][0])), (ce[0][0], ce[1][0])
-    assert_same(ce[0][1], ce[1][1], "probs")
-    dce = run_both(lambda: _core.softmax_crossentropy_backward(ce[0][1], labels))
-    assert_same(dce[0][0], dce[1][0], "dlogits")
+    w = f32(rng.uniform(0, 2, N))
+    results = []
+    for n in (1, 2):
+        ops.set_num_threads(n)
+        results.append(ops.loss("sparse_softmax_crossentropy", z, labels, w))
+    (l1, h1, d1), (l2, h2, d2) = results
+    assert abs(l1 - l2) <= 1e-6 * max(1.0, abs(l1)) and h1 == h2
+    assert_same(d1, d2, "dlogits")
 
 
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
-def test_activation_threads(name, rng, restore_threads):
-    x = (rng.standard_normal((64, 32, 32, 6)) * 3).astype(np.float32)
-    fwd = run_both(lambda: getattr(_core, f"{name}_forward")(x))
-    assert_same(fwd[0][0], fwd[1][0], "out")
-    G = rng.standard_normal(x.shape).astype(np.float32)
-    bwd = run_both(lambda: getattr(_core, f"{name}_backward")(G, fwd[0][0]))
-    assert_same(bwd[0][0], bwd[1][0], "dinp")
+@pytest.mark.parametrize("training", [1, 0])
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_batchnorm_threads(training, activation, rng):
+    x = f32(rng.standard_normal((37, 9, 9, 6)) * 2 + 1)
+    params = [f32(rng.standard_normal(6)), f32(rng.standard_normal(6)), f32(rng.standard_normal(6)),
+              f32(rng.random(6) + 0.5)]
+    check_threads("batchnorm", [x], params, {"training": training, "activation": activation}, rng)
+
+
+@pytest.mark.parametrize("kind,attrs", [("sobel_edges", {}), ("image_gradient", {"axis": 0}),
+                                        ("image_gradient", {"axis": 1}), ("zero_padding2d", {"padding": (1, 2, 3, 4)}),
+                                        ("cropping2d", {"cropping": (1, 2, 3, 1)}), ("leaky_relu", {}),
+                                        ("rescaling", {"scale": (0.5, 2.0, -1.0), "offset": (1.0, 0.0, 2.0)}),
+                                        ("flatten", {}), ("reshape", {"target_shape": (-1, 3)}), ("identity", {})])
+def test_small_ops_threads(kind, attrs, rng):
+    check_threads(kind, [f32(rng.standard_normal((32, 17, 15, 3)))], [], attrs, rng)
+
+
+@pytest.mark.parametrize("kind,attrs", [("concatenate", {"axis": 2}), ("add", {}), ("multiply", {})])
+def test_merge_threads(kind, attrs, rng):
+    xs = [f32(rng.standard_normal((32, 9, 11, 4))) for _ in range(3)]
+    check_threads(kind, xs, [], attrs, rng)
 
 
 @pytest.mark.skipif(not OPENMP, reason="serial build: the thread count is always 1")
-def test_set_get_num_threads_round_trip(restore_threads):
+def test_set_get_num_threads_round_trip():
     for n in (1, 2, 3, 1):
-        pycnn.set_num_threads(n)
+        ops.set_num_threads(n)
+        assert ops.get_num_threads() == n
         assert pycnn.get_num_threads() == n
-        assert _core.get_num_threads() == n
-        assert pycnn.build_info()["num_threads"] == n
-
+        assert ops.build_info()["num_threads"] == n

@@ -141,7 +141,9 @@ class Layer:
         if "build" in cls.__dict__ and not getattr(cls.__dict__["build"], "_pycnn_wrapped", False) \
                 and not cls._builds_itself:
             cls.build = _wrap_build(cls.__dict__["build"])
-        if not cls.__name__.startswith("_"):
+        # pycnn's own classes register by name; a user's own are found through
+        # custom_objects when a model is loaded, as in Keras (and never shadow pycnn's).
+        if not cls.__name__.startswith("_") and cls.__module__.split(".")[0] == "pycnn":
             _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name: Optional[str] = None, input_shape: Optional[Sequence[Optional[int]]] = None,
