@@ -136,6 +136,10 @@ class Model(Trainer, Layer):
         return graph.value_shapes(input_shapes)[graph.outputs[0]]
 
     @property
+    def class_name(self) -> str:
+        return "Functional" if type(self) is Model else type(self).__name__  # Keras's name for it
+
+    @property
     def batch_input_shape(self) -> Optional[Shape]:
         """As a model's first layer: the input shape it fixes (a single-input model's)."""
         if not self._has_graph():
@@ -316,7 +320,7 @@ class Model(Trainer, Layer):
             nodes.append({"layer": node.layer.name, "inputs": [list(ref_of_value[j]) for j in node.inputs]})
             ref_of_value.append([node.layer.name, call])
         return {"name": self.name, "trainable": self.trainable,
-                "layers": [{"class_name": layer_class_name(l), "config": l.get_config()} for l in self.layers],
+                "layers": [{"class_name": l.class_name, "config": l.get_config()} for l in self.layers],
                 "nodes": nodes,
                 "inputs": [list(ref_of_value[k]) for k in range(graph.num_inputs)],
                 "outputs": [list(ref_of_value[v]) for v in graph.outputs],
@@ -374,9 +378,7 @@ class Model(Trainer, Layer):
 register_layer("Functional", Model)  # the class name Keras (and pycnn's files) write for it
 
 
-def layer_class_name(layer: Any) -> str:
-    """The name a config records for ``layer``'s class ('Functional' for a plain Model)."""
-    return "Functional" if type(layer) is Model else type(layer).__name__
+
 
 
 # --------------------------------------------------------------------------- graph walking

@@ -72,7 +72,7 @@ def _manifest(model: Any) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
             key = f"layer_{i:02d}_{layer.name}/{pname}"
             arrays[key] = param
             weights.append({"name": pname, "key": key, "shape": list(param.shape)})
-        entries.append({"index": i, "name": layer.name, "class": type(layer).__name__, "weights": weights})
+        entries.append({"index": i, "name": layer.name, "class": layer.class_name, "weights": weights})
     shape = model.input_shape
     if isinstance(shape, list):
         input_shape: Any = [list(s) for s in shape]
@@ -109,7 +109,7 @@ def save_model(model: Any, path: PathLike) -> None:
         return  # under MPI only rank 0 writes (every rank holds the same weights)
     model._require_built("the weights")
     manifest, arrays = _manifest(model)
-    manifest["model_class"] = "Functional" if type(model).__name__ == "Model" else type(model).__name__
+    manifest["model_class"] = model.class_name
     manifest["config"] = _jsonable(model.get_config())
     if model.compiled:
         manifest["compile"] = {
@@ -250,7 +250,7 @@ def _assign(model: Any, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray],
             f"({', '.join(l.name + ' (' + type(l).__name__ + ')' for l in model_layers)}).")
     assignments = []
     for entry, layer in zip(file_layers, model_layers):
-        cls = type(layer).__name__
+        cls = layer.class_name
         if entry["class"] != cls:
             raise ValueError(f"{prefix}: the model's layer '{layer.name}' is a {cls}, but the matching layer "
                              f"in the file, '{entry['name']}', is a {entry['class']}.")

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import utils
-from .functional import Model, layer_class_name
+from .functional import Model
 from .graph import Graph, GraphNode
 from .layers.base import Layer, Shape, structure_changed
 from .layers.core import InputLayer
@@ -203,7 +203,7 @@ class Sequential(Model):
         if self._input_layer is not None:
             layer_configs.append({"class_name": "InputLayer", "config": self._input_layer.get_config()})
         for layer in self.layers:
-            layer_configs.append({"class_name": layer_class_name(layer), "config": layer.get_config()})
+            layer_configs.append({"class_name": layer.class_name, "config": layer.get_config()})
         shape = self._batch_input_shape
         return {"name": self.name, "trainable": self.trainable, "layers": layer_configs,
                 "build_input_shape": None if shape is None else list(shape)}

@@ -54,7 +54,7 @@ def _chain_rows(model: Any) -> List[Tuple[str, ...]]:
     shape = model.input_shape
     for layer in model.layers:
         shape = layer.compute_output_shape(shape)
-        rows.append((f"{layer.name} ({type(layer).__name__})", utils.shape_str(shape), str(layer.count_params())))
+        rows.append((f"{layer.name} ({layer.class_name})", utils.shape_str(shape), str(layer.count_params())))
     return rows
 
 
@@ -77,6 +77,6 @@ def _graph_rows(model: Any) -> List[Tuple[str, ...]]:
         value = first_output.get(id(layer))
         shape = utils.shape_str(shapes[value]) if value is not None else "?"
         connected = inbound.get(id(layer), []) or ["-"]
-        rows.append((f"{layer.name} ({type(layer).__name__})", shape, str(layer.count_params()), connected[0]))
+        rows.append((f"{layer.name} ({layer.class_name})", shape, str(layer.count_params()), connected[0]))
         rows.extend(("", "", "", c) for c in connected[1:])
     return rows

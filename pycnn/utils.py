@@ -294,9 +294,11 @@ def check_gradients(layer: Any, inputs: Any, training: bool = False, eps: float 
     multi = bool(getattr(layer, "_multi_input", False))
     xs = [as_float32(x, "check_gradients()", "inputs").copy() for x in (inputs if multi else [inputs])]
     arg = (lambda: xs) if multi else (lambda: xs[0])
+    if not layer.built:
+        layer._shape_for([x.shape for x in xs] if multi else xs[0].shape)
+    saved = [w.copy() for w in layer.weights]  # state a training call changes (moving statistics)
     out = np.asarray(layer(arg(), training=training))
     G = rng.standard_normal(out.shape)
-    saved = [w.copy() for w in layer.weights]  # state a training call may change (moving statistics)
     dinputs = layer.backward(G.astype(np.float32))
     grads = layer.get_gradients()
     dinputs = list(dinputs) if multi else [dinputs]

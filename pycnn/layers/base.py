@@ -179,6 +179,11 @@ class Layer:
         self._op_calls: Dict[Any, ops.OpCall] = {}  # eager calls compiled, by what they depend on
         self._output_shapes: Dict[Any, Shape] = {}  # inferred output shapes of user layers
 
+    @property
+    def class_name(self) -> str:
+        """The class name configs, saved files and ``summary()`` record for this layer."""
+        return type(self).__name__
+
     # ----------------------------------------------------------------- trainable
 
     @property
