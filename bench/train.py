@@ -1,10 +1,11 @@
 """Training benchmark: whole networks, pycnn (train_on_batch) vs PyTorch (the usual loop).
 
-    python bench/train.py [--quick] [--threads N] [--models lenet,heavy,strided,lenet_bn,heavy_bn]
+    python bench/train.py [--quick] [--threads N] [--models tiny,lenet,heavy,strided,lenet_bn,heavy_bn]
                           [--batches 32,64,128,256] [--time-to-accuracy] [--omp-wait-policy P]
 
-Networks, built with pycnn.models and mirrored layer by layer in torch.nn.Sequential:
-LeNet on 32x32x3 (batches 32, 64, 128, 256), the lecture's heavy Fashion-MNIST model (four
+Networks, built with pycnn.models and mirrored layer by layer in torch.nn.Sequential: tiny
+(Conv2D(4, 3, relu) on 8x8x1, Flatten, Dense(10, softmax), batch 8: a few microseconds of
+arithmetic, so its step time is the fixed cost of one train_on_batch call), LeNet on 32x32x3 (batches 32, 64, 128, 256), the lecture's heavy Fashion-MNIST model (four
 7x7 'valid' relu convs 32-64-128-256, dense 10 softmax; batches 32 and 128) and its strided
 model (3x3 relu convs 32..512 with strides 1,2,1,2,1; batch 64); lenet_bn and heavy_bn are
 LeNet and the heavy model with a BatchNormalization after every convolution (conv without
@@ -49,8 +50,10 @@ import _common as C  # first: it configures OpenBLAS before NumPy is loaded
 
 import numpy as np
 
-# model key -> (pycnn.models builder, input shape, default batches)
+# model key -> (pycnn.models builder, input shape, default batches); "tiny" is built here: a
+# network whose arithmetic is a few microseconds, so its step time is the fixed per-step cost.
 MODELS = {
+    "tiny": ("tiny", (8, 8, 1), [8]),
     "lenet": ("lenet", (32, 32, 3), [32, 64, 128, 256]),
     "heavy": ("fashion_mnist_cnn", (28, 28, 1), [32, 128]),
     "strided": ("strided_cnn", (28, 28, 1), [64]),
@@ -69,8 +72,12 @@ MIB = 1024.0 * 1024.0
 
 def build_pycnn(builder: str, input_shape):
     """The pycnn model, compiled for training (Adam 1e-3, sparse categorical cross-entropy)."""
-    from pycnn import models, optimizers
-    model = getattr(models, builder)(input_shape=tuple(input_shape))
+    from pycnn import layers, models, optimizers
+    if builder == "tiny":  # Conv2D(4, 3, relu) -> Flatten -> Dense(10, softmax)
+        model = models.Sequential([layers.Input(tuple(input_shape)), layers.Conv2D(4, 3, activation="relu"),
+                                   layers.Flatten(), layers.Dense(10, activation="softmax")])
+    else:
+        model = getattr(models, builder)(input_shape=tuple(input_shape))
     model.compile(optimizer=optimizers.Adam(learning_rate=LR, epsilon=EPS), loss="sparse_categorical_crossentropy")
     return model
 
@@ -484,7 +491,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="LeNet batch 64 only, short rounds (~30 s)")
     ap.add_argument("--threads", default=None, help="thread count(s) for the main table (default: all cores)")
-    ap.add_argument("--models", default=None, help="comma-separated subset of lenet,heavy,strided,lenet_bn,heavy_bn")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated subset of tiny,lenet,heavy,strided,lenet_bn,heavy_bn")
     ap.add_argument("--batches", default=None, help="batch sizes for every model (default: per model)")
     ap.add_argument("--time-to-accuracy", action="store_true",
                     help="also train LeNet on CIFAR-10 to 60%% test accuracy with both (minutes)")
@@ -494,7 +502,7 @@ def main() -> None:
     if args.quick and args.time_to_accuracy:
         raise SystemExit("--time-to-accuracy takes minutes; run it without --quick.")
     threads = C.parse_threads(args.threads)
-    model_keys = (args.models or ("lenet" if args.quick else "lenet,heavy,strided")).split(",")
+    model_keys = (args.models or ("tiny,lenet" if args.quick else "tiny,lenet,heavy,strided")).split(",")
     for k in model_keys:
         if k not in MODELS:
             raise SystemExit(f"--models expected names from {', '.join(MODELS)}. Received: {k!r}.")
@@ -535,7 +543,8 @@ def main() -> None:
         print()
         print("Step ms: median (min) over rounds. pycnn/torch speed = pycnn img/s / PyTorch img/s "
               "(> 1 means pycnn is faster). Peak RSS: the worker's peak RSS (VmHWM) at the end minus "
-              "its RSS after import + model build (absolute peak in MiB).")
+              "its RSS after import + model build (absolute peak in MiB). tiny = Conv2D(4, 3, relu) on 8x8x1 "
+              "-> Flatten -> Dense(10, softmax): its step time is the fixed cost of a train_on_batch call.")
         print()
 
         # ---------------------------------------------------------------- inference

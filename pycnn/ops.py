@@ -34,17 +34,16 @@ def _load_core():
     module unless built in place) ahead of the installed one; then the installed package's
     directory is added to the package's search path so `pip install .` works from anywhere.
     """
-    import pycnn
-
     try:
         from . import _core as core
         return core
     except ImportError as err:
+        package = sys.modules[__package__]  # pycnn, being imported (not imported again from here)
         here = os.path.dirname(os.path.abspath(__file__))
         for entry in sys.path:
             candidate = os.path.join(os.path.abspath(entry or "."), "pycnn")
             if candidate != here and glob.glob(os.path.join(candidate, "_core*")):
-                pycnn.__path__.append(candidate)
+                package.__path__.append(candidate)
                 from . import _core as core
                 return core
         raise ImportError(

@@ -80,14 +80,8 @@ class KerasTensor:
     def get_config(self) -> dict:
         return self._input_layer("get_config()").get_config()
 
-    @classmethod
-    def from_config(cls, config: dict) -> "KerasTensor":
-        from .layers.core import Input
-        return Input(**config)
-
     def _input_layer(self, what: str) -> Any:
-        from .layers.core import InputLayer
-        if not isinstance(self.node.layer, InputLayer):
+        if not self.node.is_input:
             raise TypeError(f"{what} applies to the tensor an Input() returns. Received: {self!r}, the output "
                             f"of layer '{self.node.layer.name}'.")
         return self.node.layer

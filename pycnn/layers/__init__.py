@@ -10,23 +10,18 @@ Every layer class registers itself by name (:func:`get`) when it is defined.
 """
 from __future__ import annotations
 
-from .advanced_activations import LeakyReLU
-from .base import Layer, get
-from .conv import Conv2D, Convolution2D, DepthwiseConv2D, SeparableConv2D
-from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer
-from .image import ImageGradient, SobelEdges
-from .merge import Add, Concatenate, Multiply
-from .normalization import BatchNormalization
-from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
-                      GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
-from .preprocessing import RandomCrop, RandomFlip, RandomTranslation, Rescaling
-from .reshaping import Cropping2D, Reshape, ZeroPadding2D
+from . import advanced_activations, conv, core, image, merge, normalization, pooling, preprocessing, reshaping
+from .advanced_activations import *  # noqa: F401,F403 - each family's __all__ is the public list
+from .base import Layer, custom_object_scope, get
+from .conv import *  # noqa: F401,F403
+from .core import *  # noqa: F401,F403
+from .image import *  # noqa: F401,F403
+from .merge import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .preprocessing import *  # noqa: F401,F403
+from .reshaping import *  # noqa: F401,F403
 
-__all__ = [
-    "Layer", "Input", "InputLayer", "Conv2D", "Convolution2D", "DepthwiseConv2D",
-    "SeparableConv2D", "MaxPooling2D", "MaxPool2D",
-    "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D",
-    "GlobalMaxPool2D", "Flatten", "Reshape", "Dense", "Activation", "Dropout", "Concatenate", "Add", "Multiply",
-    "SobelEdges", "ImageGradient", "BatchNormalization", "ZeroPadding2D", "Cropping2D", "Rescaling", "LeakyReLU",
-    "RandomFlip", "RandomCrop", "RandomTranslation", "get",
-]
+__all__ = ["Layer", "get", "custom_object_scope"] + [
+    name for family in (advanced_activations, conv, core, image, merge, normalization, pooling, preprocessing,
+                        reshaping) for name in family.__all__]

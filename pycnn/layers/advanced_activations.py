@@ -9,6 +9,8 @@ import numpy as np
 from .. import ops
 from .base import Layer, Shape
 
+__all__ = ["LeakyReLU"]
+
 
 class LeakyReLU(Layer):
     """``x`` where ``x > 0``, else ``negative_slope * x``, element-wise, like

@@ -10,6 +10,8 @@ import numpy as np
 from .. import activations, initializers, ops, regularizers, utils
 from .base import KernelLayer, Layer, Shape
 
+__all__ = ["Conv2D", "Convolution2D", "DepthwiseConv2D", "SeparableConv2D"]
+
 
 def conv_output_length(length: Optional[int], k: int, s: int, padding: str, dilation: int = 1) -> Optional[int]:
     """TensorFlow's output size: 'same' -> ceil(length / s); 'valid' -> (length - k) // s + 1,

@@ -8,6 +8,8 @@ import numpy as np
 from .. import activations, initializers, ops, regularizers, symbolic, utils
 from .base import KernelLayer, Layer, Shape, _sample_shape
 
+__all__ = ["InputLayer", "Input", "Dense", "Flatten", "Activation", "Dropout"]
+
 
 class InputLayer(Layer):
     """Declares a model's input shape; the identity in forward and backward.

@@ -9,6 +9,8 @@ import numpy as np
 from .. import ops, utils
 from .base import Layer, Shape
 
+__all__ = ["SobelEdges", "ImageGradient"]
+
 
 class SobelEdges(Layer):
     """``tf.image.sobel_edges``: (N, H, W, C) -> (N, H, W, C, 2), last axis [dy, dx].

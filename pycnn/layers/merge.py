@@ -12,6 +12,8 @@ import numpy as np
 from .. import ops, utils
 from .base import Layer, Shape, _full_shape
 
+__all__ = ["Add", "Multiply", "Concatenate"]
+
 
 class _Merge(Layer):
     """Base of the merging layers: the input is a list of at least two tensors."""

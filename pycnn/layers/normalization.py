@@ -8,6 +8,8 @@ import numpy as np
 from .. import initializers, ops, utils
 from .base import Layer, Shape
 
+__all__ = ["BatchNormalization"]
+
 
 def _number(value: Any, arg: str, ok: Callable[[float], bool], want: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not ok(float(value)):

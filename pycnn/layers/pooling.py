@@ -9,6 +9,8 @@ from .. import ops, utils
 from .base import Layer, Shape
 from .conv import window_output_shape
 
+__all__ = ["MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "GlobalAveragePooling2D", "GlobalAvgPool2D"]
+
 
 class _Pooling2D(Layer):
     _input_ndim = 4

@@ -31,6 +31,8 @@ from .. import ops, utils
 from .base import Layer, Shape
 from .reshaping import _check_data_format
 
+__all__ = ["Rescaling", "RandomFlip", "RandomCrop", "RandomTranslation"]
+
 
 class Rescaling(Layer):
     """``x * scale + offset``, like ``keras.layers.Rescaling``: ``Rescaling(1 / 255)`` maps

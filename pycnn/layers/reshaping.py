@@ -9,6 +9,8 @@ import numpy as np
 from .. import ops, utils
 from .base import Layer, Shape
 
+__all__ = ["Reshape", "ZeroPadding2D", "Cropping2D"]
+
 
 class Reshape(Layer):
     """Reshapes each sample to ``target_shape``, like ``keras.layers.Reshape``.
