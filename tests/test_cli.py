@@ -201,12 +201,13 @@ def test_python_dash_m_entry_point(tmp_path, cifar_dir):
                     reason="PYCNN_DATA_DIR is unset or missing (set PYCNN_DATA_DIR=../shared/data)")
 def test_train_on_real_cifar_slice(capsys, tmp_path):
     code, out, err = run(capsys, "train", "--model", "lenet", "--dataset", "cifar10", "--data-dir",
-                         REAL_DATA, "--limit-train", "512", "--limit-test", "256", "--epochs", "1",
+                         REAL_DATA, "--limit-train", "2048", "--limit-test", "512", "--epochs", "3",
                          "--seed", "0", "--verbose", "2")
     assert code == 0, err
-    assert "Dataset cifar10: 512 of 50000 training and 256 of 10000 test images" in out
+    assert "Dataset cifar10: 2048 of 50000 training and 512 of 10000 test images" in out
     loss, acc = map(float, TEST_LINE.search(out).groups())
-    assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+    # Seed 0 reached 30% here (chance: 10%); the loss falls from ln(10) = 2.30 at the start.
+    assert acc > 0.2 and loss < 2.15
 
 
 def test_plot_history_direct(tmp_path):

@@ -49,11 +49,16 @@ def test_compile_device_cuda_raises_why():
 
 
 def test_compile_device_cpu_is_the_default_and_trains():
-    model = tiny_model()
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", device="cpu")
     x = np.random.default_rng(0).standard_normal((8, 4, 4, 1)).astype(np.float32)
-    model.fit(x, np.arange(8) % 2, epochs=1, verbose=0)
-    tiny_model().compile(optimizer="sgd", loss="sparse_categorical_crossentropy", device="CPU")
+    y = np.arange(8) % 2
+    for device in ("cpu", "CPU", None):
+        model = tiny_model()
+        kwargs = {} if device is None else {"device": device}
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", **kwargs)
+        before = model.get_weights()
+        losses = model.fit(x, y, epochs=20, verbose=0).history["loss"]
+        assert losses[-1] < losses[0]
+        assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
 def test_compile_device_validation():

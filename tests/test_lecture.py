@@ -213,9 +213,13 @@ def test_lecture_training_snippet_runs_end_to_end(capsys):
     train_labels = rng.integers(0, 10, 64)
     model = models.strided_cnn()
     model.compile(optimizer="adam", metrics=["accuracy"], loss="sparse_categorical_crossentropy")
-    model.fit(train_images, train_labels, epochs=1, verbose=0)
+    history = model.fit(train_images, train_labels, epochs=1, verbose=0)
     test_loss, test_acc = model.evaluate(train_images, train_labels, verbose=2)
-    assert np.isfinite(test_loss) and 0.0 <= test_acc <= 1.0
+    probs = model.predict(train_images)
+    assert test_acc == np.mean(probs.argmax(axis=1) == train_labels)  # evaluate agrees with predict
+    assert test_loss == pytest.approx(-np.mean(np.log(probs[np.arange(64), train_labels].astype(np.float64))),
+                                      rel=1e-5)
+    assert set(history.history) == {"loss", "accuracy"} and len(history.history["loss"]) == 1
     assert "2/2 - " in capsys.readouterr().out
     assert pycnn.models.Sequential is Sequential
 
