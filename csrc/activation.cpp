@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <map>
 #include <stdexcept>
 
 #include "cuda/bodies.h"
@@ -18,31 +17,12 @@ namespace pycnn {
 // ---------------------------------------------------------------------------- registry
 
 namespace {
-
-std::map<std::string, const ActivationDef*>& activations() {
-  static std::map<std::string, const ActivationDef*> defs;  // see op_registry.cpp: registration order
-  return defs;
-}
-
+using ActivationRegistry = Registry<ActivationDef, &ActivationDef::name>;
 }  // namespace
 
-bool register_activation(const ActivationDef* def) {
-  if (activations().count(def->name))
-    throw std::logic_error(std::string("activation '") + def->name + "' is registered twice");
-  activations()[def->name] = def;
-  return true;
-}
-
-const ActivationDef* find_activation(const std::string& name) {
-  auto it = activations().find(name);
-  return it == activations().end() ? nullptr : it->second;
-}
-
-std::vector<const ActivationDef*> registered_activations() {
-  std::vector<const ActivationDef*> out;
-  for (const auto& entry : activations()) out.push_back(entry.second);
-  return out;
-}
+bool register_activation(const ActivationDef* def) { return ActivationRegistry::add(def, "activation"); }
+const ActivationDef* find_activation(const std::string& name) { return ActivationRegistry::find(name); }
+std::vector<const ActivationDef*> registered_activations() { return ActivationRegistry::all(); }
 
 NodeActivation parse_activation(const OpArgs& args, const std::vector<int64_t>& out_shape, const char* attr) {
   const std::string& name = args.attrs.s(attr);

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <map>
 #include <optional>
 #include <stdexcept>
 
@@ -18,42 +17,12 @@ namespace pycnn {
 
 // ---------------------------------------------------------------------------- component registries
 
-namespace {
-
-template <class Def>
-std::map<std::string, const Def*>& defs() {
-  static std::map<std::string, const Def*> map;  // see op_registry.cpp: registration order
-  return map;
-}
-
-template <class Def>
-bool add_def(const Def* def, const char* what) {
-  if (defs<Def>().count(def->name)) throw std::logic_error(std::string(what) + " '" + def->name + "' is registered twice");
-  defs<Def>()[def->name] = def;
-  return true;
-}
-
-template <class Def>
-const Def* find_def(const std::string& name) {
-  auto it = defs<Def>().find(name);
-  return it == defs<Def>().end() ? nullptr : it->second;
-}
-
-template <class Def>
-std::vector<const Def*> all_defs() {
-  std::vector<const Def*> out;
-  for (const auto& entry : defs<Def>()) out.push_back(entry.second);
-  return out;
-}
-
-}  // namespace
-
-bool register_loss(const LossDef* def) { return add_def(def, "loss"); }
-const LossDef* find_loss(const std::string& name) { return find_def<LossDef>(name); }
-std::vector<const LossDef*> registered_losses() { return all_defs<LossDef>(); }
-bool register_update(const UpdateDef* def) { return add_def(def, "update"); }
-const UpdateDef* find_update(const std::string& name) { return find_def<UpdateDef>(name); }
-std::vector<const UpdateDef*> registered_updates() { return all_defs<UpdateDef>(); }
+bool register_loss(const LossDef* def) { return Registry<LossDef, &LossDef::name>::add(def, "loss"); }
+const LossDef* find_loss(const std::string& name) { return Registry<LossDef, &LossDef::name>::find(name); }
+std::vector<const LossDef*> registered_losses() { return Registry<LossDef, &LossDef::name>::all(); }
+bool register_update(const UpdateDef* def) { return Registry<UpdateDef, &UpdateDef::name>::add(def, "update"); }
+const UpdateDef* find_update(const std::string& name) { return Registry<UpdateDef, &UpdateDef::name>::find(name); }
+std::vector<const UpdateDef*> registered_updates() { return Registry<UpdateDef, &UpdateDef::name>::all(); }
 
 // ---------------------------------------------------------------------------- teams
 

@@ -8,12 +8,7 @@
 namespace pycnn {
 namespace {
 
-// A function-local map: ops register from static initialisers of other files, whose order
-// is unspecified, so the map must exist before the first of them runs.
-std::map<std::string, const OpDef*>& registry() {
-  static std::map<std::string, const OpDef*> ops;
-  return ops;
-}
+using OpRegistry = Registry<OpDef, &OpDef::kind>;
 
 template <class T>
 const T& attr_of(const std::map<std::string, AttrValue>& values, const char* name, const char* type) {
@@ -25,23 +20,9 @@ const T& attr_of(const std::map<std::string, AttrValue>& values, const char* nam
 
 }  // namespace
 
-bool register_op(const OpDef* op) {
-  auto& ops = registry();
-  if (ops.count(op->kind)) throw std::logic_error(std::string("op '") + op->kind + "' is registered twice");
-  ops[op->kind] = op;
-  return true;
-}
-
-const OpDef* find_op(const std::string& kind) {
-  auto it = registry().find(kind);
-  return it == registry().end() ? nullptr : it->second;
-}
-
-std::vector<const OpDef*> registered_ops() {
-  std::vector<const OpDef*> out;
-  for (const auto& entry : registry()) out.push_back(entry.second);
-  return out;
-}
+bool register_op(const OpDef* op) { return OpRegistry::add(op, "op"); }
+const OpDef* find_op(const std::string& kind) { return OpRegistry::find(kind); }
+std::vector<const OpDef*> registered_ops() { return OpRegistry::all(); }
 
 int64_t Attrs::i(const char* name) const { return attr_of<int64_t>(values, name, "int"); }
 const std::vector<int64_t>& Attrs::ints(const char* name) const {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <variant>
@@ -143,6 +144,35 @@ struct OpDef {
   void (*commit)(const Node& node, const double* team_storage) = nullptr;
   // Optional: the CUDA kernels' bodies of this op (csrc/cuda/bodies.h), run on the host.
   const DeviceBodies* device = nullptr;
+};
+
+// A registry by name of one kind of definition (ops, activations, loss and update components),
+// filled by the definitions' own files as the library loads (static initialisers) and read by
+// everything else. The map is a function-local static: it exists before the first file that
+// registers into it runs, whatever the order of the files' initialisers.
+template <class Def, const char* Def::*Key>
+class Registry {
+ public:
+  static bool add(const Def* def, const char* what) {
+    if (map().count(def->*Key)) throw std::logic_error(std::string(what) + " '" + def->*Key + "' is registered twice");
+    map()[def->*Key] = def;
+    return true;
+  }
+  static const Def* find(const std::string& name) {
+    auto it = map().find(name);
+    return it == map().end() ? nullptr : it->second;
+  }
+  static std::vector<const Def*> all() {  // sorted by name
+    std::vector<const Def*> out;
+    for (const auto& entry : map()) out.push_back(entry.second);
+    return out;
+  }
+
+ private:
+  static std::map<std::string, const Def*>& map() {
+    static std::map<std::string, const Def*> m;
+    return m;
+  }
 };
 
 // Registration, from each family's file: `PYCNN_REGISTER_OP(conv2d_op);` at namespace scope.
