@@ -1,4 +1,6 @@
-"""The one-call native network step (csrc/network.cpp) against the layer-by-layer path."""
+"""The compiled executor (pycnn/executor.py over csrc/executor.cpp) against the layer-by-layer
+path: one-call steps, segments around Python layers, threads, frozen layers, fused updates and
+the validation of compiled networks."""
 from __future__ import annotations
 
 import numpy as np

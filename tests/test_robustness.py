@@ -1,4 +1,5 @@
-"""Reproducers of what the hostile-input attack (issue 8) found, kept so they stay fixed."""
+"""Reproducers of what the hostile-input attack found (kept so they stay fixed), non-finite
+losses in long runs, damaged and hostile files, interrupted and resumed runs."""
 from __future__ import annotations
 
 import weakref
