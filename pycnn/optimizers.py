@@ -138,10 +138,9 @@ class Optimizer:
     def _native_slots(self, variables: List[np.ndarray], count: int, native: int) -> List[List[np.ndarray]]:
         """The first ``native`` of each variable's ``count`` slots, the list kept between steps
         (it is rebuilt when the variables or the slots change: set_slots)."""
-        key = tuple(id(v) for v in variables)
         cached = getattr(self, "_native_cache", None)
-        if cached is None or cached[0] != key or any(self._slots.get(id(v), (None,))[0] is not v for v in variables):
-            cached = (key, [self._slot(w, count)[:native] for w in variables])
+        if cached is None or len(cached[0]) != len(variables) or any(a is not b for a, b in zip(cached[0], variables)):
+            cached = (list(variables), [self._slot(w, count)[:native] for w in variables])
             self._native_cache = cached
         return cached[1]
 
