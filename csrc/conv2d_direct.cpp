@@ -1,7 +1,11 @@
 // Instantiates the direct-convolution kernels of conv2d_direct_impl.h and conv2d_vf_impl.h
 // once per instruction set. Each copy is compiled under its own `#pragma GCC target`, so one
-// portable binary carries AVX-512, AVX2+FMA and baseline code; conv2d.cpp picks one at run
-// time.
+// portable binary carries AVX-512, AVX2+FMA and baseline code; conv2d_planar.cpp and
+// conv2d.cpp / conv2d_overf.cpp pick one at run time. Both families stay in this one file,
+// and the code that drives them stays out of it, on purpose: GCC 12's inlining of the over-F
+// tiles depends on what else the file holds (compiled beside their driver, the AVX2 and
+// AVX-512 over-F forward kernels came out different), and this is the object code that was
+// measured.
 #include <cstdint>
 
 #include "conv2d_direct.h"
