@@ -1,4 +1,4 @@
-// The element-wise activations (linear, relu, sigmoid, tanh, leaky_relu), the activation
+// The element-wise activations (linear, relu, sigmoid, tanh, leaky_relu, gelu), the activation
 // registry, NodeActivation, and two ops:
 //   activation  attrs (activation); any input shape -> the same: y = act(x)
 //   leaky_relu  attrs (negative_slope >= 0); any shape -> the same: y = x > 0 ? x : slope x
@@ -106,11 +106,54 @@ const ActivationDef leaky_relu_def = {
       leaky_backward(dx, dy, y, rows * cols, kLeakySlope);
     }};
 
+// GELU, x * P(X <= x) for a standard normal X, in Keras's two forms. The derivative needs x
+// (the output does not determine it), so ops that apply GELU keep the pre-activation.
+//   exact:       y = 0.5 x (1 + erf(x / sqrt(2))) = 0.5 x erfc(-x / sqrt(2))
+//                dy/dx = 0.5 erfc(-x / sqrt(2)) + x exp(-x^2 / 2) / sqrt(2 pi)
+//                (erfc, as TensorFlow: 1 + erf(x / sqrt(2)) cancels to a few digits for x < -2)
+//   approximate: y = 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2 / pi), c = 0.044715
+//                dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3))
+constexpr float kInvSqrt2 = 0.70710678118654752f, kInvSqrt2Pi = 0.39894228040143268f;
+constexpr float kGeluK = 0.79788456080286536f, kGeluC = 0.044715f;
+
+void gelu_forward(float* y, const float* x, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows * cols; ++i) y[i] = 0.5f * x[i] * std::erfc(-x[i] * kInvSqrt2);
+}
+
+void gelu_backward(float* dx, const float* dy, const float*, const float* x, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = x[i];
+    dx[i] = dy[i] * (0.5f * std::erfc(-v * kInvSqrt2) + v * std::exp(-0.5f * v * v) * kInvSqrt2Pi);
+  }
+}
+
+void gelu_approximate_forward(float* y, const float* x, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.f + std::tanh(kGeluK * (v + kGeluC * v * v * v)));
+  }
+}
+
+void gelu_approximate_backward(float* dx, const float* dy, const float*, const float* x, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = x[i], t = std::tanh(kGeluK * (v + kGeluC * v * v * v));
+    dx[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * kGeluK * (1.f + 3.f * kGeluC * v * v));
+  }
+}
+
+const ActivationDef gelu_def = {"gelu", "x * P(X <= x) = 0.5 x (1 + erf(x / sqrt(2))), Keras's exact GELU",
+                                Activation::linear, true, false, gelu_forward, gelu_backward};
+const ActivationDef gelu_approximate_def = {
+    "gelu_approximate", "0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), Keras's gelu(approximate=True)",
+    Activation::linear, true, false, gelu_approximate_forward, gelu_approximate_backward};
+
 PYCNN_REGISTER_ACTIVATION(linear_def);
 PYCNN_REGISTER_ACTIVATION(relu_def);
 PYCNN_REGISTER_ACTIVATION(sigmoid_def);
 PYCNN_REGISTER_ACTIVATION(tanh_def);
 PYCNN_REGISTER_ACTIVATION(leaky_relu_def);
+PYCNN_REGISTER_ACTIVATION(gelu_def);
+PYCNN_REGISTER_ACTIVATION(gelu_approximate_def);
 
 // ---------------------------------------------------------------------------- ops
 

@@ -1,4 +1,5 @@
-"""LeakyReLU: an activation with a parameter, as its own layer (``keras.layers.LeakyReLU``)."""
+"""Activations with a parameter, as their own layers: LeakyReLU (``keras.layers.LeakyReLU``)
+and GELU (exact or approximate)."""
 from __future__ import annotations
 
 import warnings
@@ -9,7 +10,7 @@ import numpy as np
 from .. import ops
 from .base import Layer, Shape
 
-__all__ = ["LeakyReLU"]
+__all__ = ["LeakyReLU", "GELU"]
 
 
 class LeakyReLU(Layer):
@@ -54,4 +55,40 @@ class LeakyReLU(Layer):
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config["negative_slope"] = self.negative_slope
+        return config
+
+
+class GELU(Layer):
+    """The Gaussian error linear unit ``x * P(X <= x)`` for a standard normal X, element-wise:
+    Keras's ``keras.activations.gelu(x, approximate)`` as a layer (PyTorch's ``nn.GELU``).
+
+    ``activation="gelu"`` (any layer with an activation argument) and ``Activation("gelu")``
+    are the exact form too; ``"gelu_approximate"`` names the other.
+
+    Args:
+        approximate: False (default, as Keras): ``0.5 x (1 + erf(x / sqrt(2)))``; True:
+            ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``.
+
+    Raises:
+        ValueError: for an ``approximate`` that is not True or False.
+    """
+
+    def __init__(self, approximate: bool = False, name: Optional[str] = None,
+                 input_shape: Optional[Sequence[Optional[int]]] = None, trainable: bool = True) -> None:
+        if not isinstance(approximate, (bool, np.bool_)):
+            raise ValueError("Invalid value for argument 'approximate' of GELU: expected True or False. "
+                             f"Received: approximate={approximate!r}.")
+        self.approximate = bool(approximate)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+
+    def _check_ndim(self, shape: Shape) -> None:
+        if len(shape) < 1:
+            super()._check_ndim(shape)
+
+    def spec(self, training: bool = False) -> ops.OpSpec:
+        return ops.OpSpec("activation", {"activation": "gelu_approximate" if self.approximate else "gelu"})
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config["approximate"] = self.approximate
         return config

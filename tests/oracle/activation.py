@@ -3,15 +3,17 @@ leaky_relu op (its own slope). Gradients are taken from the pre-activation z (th
 kernels use the output y: an independent route to the same numbers)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .numeric import _f64
 from .softmax import softmax_backward, softmax_forward
 
 #: Every activation name (pycnn.ops.activations()).
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu")
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "gelu", "gelu_approximate")
 #: The element-wise ones (softmax couples the last axis).
-ELEMENTWISE = ("linear", "relu", "sigmoid", "tanh", "leaky_relu")
+ELEMENTWISE = ("linear", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_approximate")
 #: The slope of the activation *name* 'leaky_relu' (keras.activations.leaky_relu's default);
 #: the leaky_relu op (layers.LeakyReLU) has its own attribute, default 0.3.
 LEAKY_RELU_ACTIVATION_SLOPE = 0.2
@@ -22,6 +24,29 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     # 1 / (1 + exp(-z)) written so that exp never overflows: exp(-|z|) <= 1.
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+_GELU_C = math.sqrt(2.0 / math.pi)  # gelu_approximate: 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
+
+
+def _gelu(z: np.ndarray) -> np.ndarray:
+    """Keras's exact GELU: x P(X <= x) for X ~ N(0, 1) = 0.5 x (1 + erf(x / sqrt(2)))."""
+    return 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0)))
+
+
+def _gelu_grad(z: np.ndarray) -> np.ndarray:
+    """d/dx [x Phi(x)] = Phi(x) + x phi(x)."""
+    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0))) + z * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+
+
+def _gelu_approximate(z: np.ndarray) -> np.ndarray:
+    return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + 0.044715 * z ** 3)))
+
+
+def _gelu_approximate_grad(z: np.ndarray) -> np.ndarray:
+    t = np.tanh(_GELU_C * (z + 0.044715 * z ** 3))
+    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _GELU_C * (1.0 + 3 * 0.044715 * z * z)
 
 
 def leaky_relu_forward(inp, negative_slope) -> np.ndarray:
@@ -49,6 +74,10 @@ def activate(z, activation: str = "linear") -> np.ndarray:
         return softmax_forward(z)
     if activation == "leaky_relu":
         return leaky_relu_forward(z, LEAKY_RELU_ACTIVATION_SLOPE)
+    if activation == "gelu":
+        return _gelu(z)
+    if activation == "gelu_approximate":
+        return _gelu_approximate(z)
     raise ValueError(f"unknown activation {activation!r}")
 
 
@@ -68,11 +97,16 @@ def activation_backward(dout, z, activation: str = "linear") -> np.ndarray:
         return softmax_backward(d, softmax_forward(z))
     if activation == "leaky_relu":
         return leaky_relu_backward(d, z, LEAKY_RELU_ACTIVATION_SLOPE)
+    if activation == "gelu":
+        return d * _gelu_grad(z)
+    if activation == "gelu_approximate":
+        return d * _gelu_approximate_grad(z)
     raise ValueError(f"unknown activation {activation!r}")
 
 
 def activation_grad(out, activation: str = "linear") -> np.ndarray:
-    """d act / d z of an element-wise activation, expressed through its output y = act(z)."""
+    """d act / d z of an element-wise activation, expressed through its output y = act(z)
+    (GELU is not invertible from its output: use activation_backward)."""
     y = _f64(out)
     if activation == "linear":
         return np.ones_like(y)
