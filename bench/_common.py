@@ -6,10 +6,10 @@
 - the machine header line (build_info, CPU, cores, versions, thread environment);
 - thread pinning: pycnn, torch and NumPy's BLAS (threadpoolctl) at the same count;
 - timing: warm-up, then interleaved rounds timed with time.perf_counter (median and min);
-- a compact, vectorised float32 NumPy reference (im2col + matmul conv, window-view
-  pooling, dense, fused softmax-cross-entropy). It is the same math as tests/reference.py,
-  made fast enough to be a peer in a benchmark; ops.py checks it against pycnn and torch
-  before timing anything.
+- the float64 NumPy oracle of the tests (tests/oracle, imported here as ``oracle``): the
+  scripts check pycnn's outputs and gradients against it (and against torch) before timing
+  anything, and time it as the plain-NumPy peer (a float64 tap loop, not a tuned float32
+  implementation: it is there to show what the native kernels buy over obvious NumPy).
 
 Layout as everywhere in pycnn: activations (N, H, W, C), conv kernels (KH, KW, C, F),
 dense kernels (in, out).
@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence
 
 #: Thread-related environment variables that change which code pycnn and the peers run.
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
@@ -38,7 +38,6 @@ _ENV_AT_START = {k: os.environ.get(k) for k in THREAD_ENV}
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402 (after the OpenBLAS setting above)
-from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -416,149 +415,11 @@ def assert_close(name: str, got, want, rtol: float = 1e-3, atol_frac: float = 1e
     return float(np.max(np.abs(got - want))) if want.size else 0.0
 
 
-# ----------------------------------------------------------------------------- NumPy reference (float32)
+# ----------------------------------------------------------------------------- the NumPy oracle
 
-def _pair(v) -> Tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    return int(v[0]), int(v[1])
+# The tests' float64 oracle (tests/oracle): every op's forward and backward in plain NumPy.
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
+import oracle  # noqa: E402
 
-
-def geometry(H: int, W: int, KH: int, KW: int, SH: int, SW: int, padding: str):
-    """(OH, OW, PT, PB, PL, PR) with TensorFlow's 'same' arithmetic (odd pixel bottom/right)."""
-    if padding == "same":
-        OH, OW = -(-H // SH), -(-W // SW)
-        th = max((OH - 1) * SH + KH - H, 0)
-        tw = max((OW - 1) * SW + KW - W, 0)
-        return OH, OW, th // 2, th - th // 2, tw // 2, tw - tw // 2
-    return (H - KH) // SH + 1, (W - KW) // SW + 1, 0, 0, 0, 0
-
-
-def np_activate(z: np.ndarray, activation: str) -> np.ndarray:
-    if activation == "linear":
-        return z
-    if activation == "relu":
-        return np.maximum(z, np.float32(0), out=z)
-    if activation == "sigmoid":
-        return np.float32(1) / (np.float32(1) + np.exp(-z))
-    if activation == "tanh":
-        return np.tanh(z)
-    raise ValueError(f"unknown activation {activation!r}")
-
-
-def np_activation_grad(dout: np.ndarray, out: Optional[np.ndarray], activation: str) -> np.ndarray:
-    """dL/dz from dL/dout and the forward output (as the pycnn kernels take it)."""
-    if activation == "linear":
-        return dout
-    if activation == "relu":
-        return dout * (out > 0)
-    if activation == "sigmoid":
-        return dout * out * (np.float32(1) - out)
-    if activation == "tanh":
-        return dout * (np.float32(1) - out * out)
-    raise ValueError(f"unknown activation {activation!r}")
-
-
-def _windows(x: np.ndarray, KH: int, KW: int, SH: int, SW: int, OH: int, OW: int) -> np.ndarray:
-    """View (N, OH, OW, C, KH, KW) of the windows of an already padded (N, Hp, Wp, C) array."""
-    v = sliding_window_view(x, (KH, KW), axis=(1, 2))
-    return v[:, ::SH, ::SW][:, :OH, :OW]
-
-
-def np_conv2d_forward(inp, weight, bias=None, strides=(1, 1), padding="valid", activation="linear"):
-    """im2col + one matmul. Returns (out (N, OH, OW, F), cols) where cols (N*OH*OW, KH*KW*C) is
-    the im2col matrix (taps ordered kh, kw, c like the kernel's first three axes) kept for backward."""
-    N, H, W, C = inp.shape
-    KH, KW, _, F = weight.shape
-    SH, SW = _pair(strides)
-    OH, OW, PT, PB, PL, PR = geometry(H, W, KH, KW, SH, SW, padding)
-    xp = np.pad(inp, ((0, 0), (PT, PB), (PL, PR), (0, 0))) if PT + PB + PL + PR else inp
-    cols = _windows(xp, KH, KW, SH, SW, OH, OW).transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, KH * KW * C)
-    z = cols @ weight.reshape(KH * KW * C, F)
-    if bias is not None:
-        z += bias
-    return np_activate(z, activation).reshape(N, OH, OW, F), cols
-
-
-def np_conv2d_backward(dout, cols, inp_shape, weight, out=None, strides=(1, 1), padding="valid",
-                       activation="linear", has_bias=True, need_dinp=True):
-    """(dinp or None, dweight, dbias or None) from the forward's cols; col2im is one strided add per tap."""
-    N, H, W, C = inp_shape
-    KH, KW, _, F = weight.shape
-    SH, SW = _pair(strides)
-    OH, OW, PT, PB, PL, PR = geometry(H, W, KH, KW, SH, SW, padding)
-    dz = np_activation_grad(dout, out, activation).reshape(N * OH * OW, F)
-    dweight = (cols.T @ dz).reshape(KH, KW, C, F)
-    dbias = dz.sum(axis=0) if has_bias else None
-    dinp = None
-    if need_dinp:
-        dcols = (dz @ weight.reshape(KH * KW * C, F).T).reshape(N, OH, OW, KH, KW, C)
-        dxp = np.zeros((N, H + PT + PB, W + PL + PR, C), np.float32)
-        for kh in range(KH):
-            for kw in range(KW):
-                dxp[:, kh:kh + SH * (OH - 1) + 1:SH, kw:kw + SW * (OW - 1) + 1:SW, :] += dcols[:, :, :, kh, kw, :]
-        dinp = dxp[:, PT:PT + H, PL:PL + W, :]
-    return dinp, dweight, dbias
-
-
-def np_maxpool2d_forward(inp, pool_size, strides=None, padding="valid"):
-    """(out, argmax) with pycnn's argmax convention: (ih*W + iw)*C + c within the sample, ties ->
-    first maximum in row-major window order (np.argmax returns the first)."""
-    N, H, W, C = inp.shape
-    PH, PW = _pair(pool_size)
-    SH, SW = _pair(strides if strides is not None else pool_size)
-    OH, OW, PT, PB, PL, PR = geometry(H, W, PH, PW, SH, SW, padding)
-    xp = np.pad(inp, ((0, 0), (PT, PB), (PL, PR), (0, 0)), constant_values=-np.inf) if PT + PB + PL + PR else inp
-    win = _windows(xp, PH, PW, SH, SW, OH, OW).reshape(N, OH, OW, C, PH * PW)
-    k = win.argmax(axis=-1)
-    out = np.take_along_axis(win, k[..., None], axis=-1)[..., 0]
-    ih = np.arange(OH).reshape(1, OH, 1, 1) * SH - PT + k // PW
-    iw = np.arange(OW).reshape(1, 1, OW, 1) * SW - PL + k % PW
-    argmax = ((ih * W + iw) * C + np.arange(C)).astype(np.int32)
-    return out, argmax
-
-
-def np_maxpool2d_backward(dout, argmax, input_shape, pool_size, strides=None):
-    """Scatter dout through argmax: a plain assignment when windows do not overlap (strides >=
-    pool, so every input receives from at most one window), np.bincount when they do."""
-    N, H, W, C = input_shape
-    PH, PW = _pair(pool_size)
-    SH, SW = _pair(strides if strides is not None else pool_size)
-    size = H * W * C
-    flat = (argmax.reshape(N, -1) + (np.arange(N, dtype=np.int64) * size)[:, None]).reshape(-1)
-    if SH >= PH and SW >= PW:
-        dinp = np.zeros(N * size, np.float32)
-        dinp[flat] = dout.reshape(-1)
-    else:
-        dinp = np.bincount(flat, weights=dout.reshape(-1), minlength=N * size).astype(np.float32)
-    return dinp.reshape(N, H, W, C)
-
-
-def np_dense_forward(inp, weight, bias=None, activation="linear"):
-    z = inp @ weight
-    if bias is not None:
-        z += bias
-    return np_activate(z, activation)
-
-
-def np_dense_backward(dout, inp, weight, out=None, activation="linear", has_bias=True, need_dinp=True):
-    dz = np_activation_grad(dout, out, activation)
-    return (dz @ weight.T if need_dinp else None), inp.T @ dz, (dz.sum(axis=0) if has_bias else None)
-
-
-def np_softmax_crossentropy_forward(logits, labels):
-    """(mean loss, probs): softmax with the row max subtracted, loss -mean(log p[label])."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    s = e.sum(axis=1, keepdims=True)
-    probs = e / s
-    rows = np.arange(logits.shape[0])
-    loss = float(np.mean(np.log(s[:, 0]) - z[rows, labels]))
-    return loss, probs
-
-
-def np_softmax_crossentropy_backward(probs, labels, scale=None):
-    d = probs.copy()
-    d[np.arange(probs.shape[0]), labels] -= np.float32(1)
-    d *= np.float32(1.0 / probs.shape[0] if scale is None else scale)
-    return d
+#: (OH, OW, PT, PB, PL, PR) of a window op, TensorFlow's 'same' arithmetic (odd pixel bottom/right).
+geometry = oracle.geometry

@@ -1,10 +1,12 @@
-"""Depthwise and dilated/grouped conv2d: pycnn's kernels vs a float32 NumPy tap loop vs PyTorch.
+"""Depthwise and dilated/grouped conv2d: pycnn's ops vs the tests' float64 NumPy oracle vs PyTorch.
 
     python bench/depthwise.py [--quick] [--threads 1,2]
 
 Shapes: MobileNet-like depthwise 3x3 layers (stride 1 and 2, depth_multiplier 1 and 2), a
 dilated 3x3 and a grouped 3x3 conv. For each: forward and forward+backward ("total", input
-and weight gradients). PyTorch runs torch.nn.functional.conv2d with groups on NCHW tensors
+and weight gradients). pycnn runs the depthwise_conv2d and conv2d ops (dilation_rate,
+groups) as pycnn.ops.OpCall; the NumPy column is the forward of the tests' oracle
+(tests/oracle: float64, one strided slice per tap). PyTorch runs torch.nn.functional.conv2d with groups on NCHW tensors
 converted once outside the timed region (its depthwise kernel for groups == C); backward is
 torch.autograd.grad on a retained graph. Outputs are checked against both peers before
 anything is timed. Ratios are peer_ms / pycnn_ms of the medians: > 1 means pycnn is faster.
@@ -16,21 +18,6 @@ import argparse
 import _common as C  # first: it configures OpenBLAS before NumPy is loaded
 
 import numpy as np
-
-
-def np_depthwise(x, w, strides, padding, dilation):
-    """float32 NumPy: one strided slice per tap, broadcast over the depth multiplier."""
-    N, H, W, Cc = x.shape
-    KH, KW, _, M = w.shape
-    (SH, SW), (DH, DW) = strides, dilation
-    OH, OW, PT, PB, PL, PR = C.geometry(H, W, (KH - 1) * DH + 1, (KW - 1) * DW + 1, SH, SW, padding)
-    xp = np.pad(x, ((0, 0), (PT, PB), (PL, PR), (0, 0)))
-    z = np.zeros((N, OH, OW, Cc, M), np.float32)
-    for kh in range(KH):
-        for kw in range(KW):
-            tap = xp[:, kh * DH:kh * DH + SH * (OH - 1) + 1:SH, kw * DW:kw * DW + SW * (OW - 1) + 1:SW]
-            z += tap[..., None] * w[kh, kw]
-    return z.reshape(N, OH, OW, Cc * M)
 
 
 CASES = [  # name, (N, H, W, C), (KH, KW, M or F), strides, padding, dilation, groups (None: depthwise)
@@ -50,7 +37,8 @@ def main() -> None:
     ap.add_argument("--threads", default=None, help="comma-separated thread counts (default: all usable cores)")
     args = ap.parse_args()
     pycnn = C.init(None)
-    from pycnn import _core
+    ops = pycnn.ops
+    oracle = C.oracle
     torch = C.import_torch(quiet=True)
     C.print_header("depthwise / dilated / grouped conv2d", torch.__version__ if torch else None)
     budget = 0.3 if args.quick else 2.0
@@ -65,21 +53,26 @@ def main() -> None:
                 x = rng.uniform(-1, 1, shape).astype(np.float32)
                 depthwise = groups is None
                 w = (rng.standard_normal((KH, KW, Cc if depthwise else Cc // groups, MF)) * 0.2).astype(np.float32)
-                kw = dict(strides=strides, padding=padding, dilation_rate=dilation)
-                if depthwise:
-                    fwd = lambda: _core.depthwise_conv2d_forward(x, w, None, **kw)
-                    out = fwd()
-                    G = rng.standard_normal(out.shape).astype(np.float32)
-                    tot = lambda: (fwd(), _core.depthwise_conv2d_backward(G, x, w, has_bias=False, **kw))
-                    C.assert_close(name + " vs NumPy", out, np_depthwise(x, w, strides, padding, dilation))
-                else:
-                    fwd = lambda: _core.conv2d_grouped_forward(x, w, None, groups=groups, **kw)
-                    out = fwd()
-                    G = rng.standard_normal(out.shape).astype(np.float32)
-                    tot = lambda: (fwd(), _core.conv2d_grouped_backward(G, x, w, groups=groups, has_bias=False, **kw))
-                fns = {"pycnn fwd": fwd, "pycnn total": tot}
-                if depthwise:
-                    fns["numpy fwd"] = lambda: np_depthwise(x, w, strides, padding, dilation)
+                kind = "depthwise_conv2d" if depthwise else "conv2d"
+                attrs = dict(strides=strides, padding=padding, dilation_rate=dilation)
+                if not depthwise:
+                    attrs["groups"] = groups
+                call = ops.OpCall(ops.OpSpec(kind, attrs, (w, None)), [shape[1:]])
+                fwd = lambda: call.forward([x])[0]
+                out = fwd()
+                G = rng.standard_normal(out.shape).astype(np.float32)
+
+                def tot():
+                    _, tape = call.forward([x])
+                    return call.backward(tape, G)
+
+                nfwd = lambda: oracle.forward(kind, [x], [w, None], attrs)
+                C.assert_close(name + " vs NumPy", out, nfwd())
+                (dinp,), (dw, _) = tot()
+                (ndinp,), (ndw, _) = oracle.backward(kind, G, [x], [w, None], attrs)
+                C.assert_close(name + " dinp vs NumPy", dinp, ndinp)
+                C.assert_close(name + " dkernel vs NumPy", dw, ndw)
+                fns = {"pycnn fwd": fwd, "pycnn total": tot, "numpy fwd": nfwd}
                 if torch is not None:
                     # torch weight (F, C/groups, KH, KW); depthwise output channel c*M + m is torch's too
                     tg = Cc if depthwise else groups
@@ -88,8 +81,7 @@ def main() -> None:
                     wt = torch.tensor(wt_np.copy(), requires_grad=True)
                     gt = torch.tensor(G.transpose(0, 3, 1, 2).copy())
                     # TensorFlow's 'same' can pad asymmetrically: pad explicitly (inside the timing)
-                    _, _, PT, PB, PL, PR = C.geometry(H, W, (KH - 1) * dilation[0] + 1, (KW - 1) * dilation[1] + 1,
-                                                      strides[0], strides[1], padding)
+                    _, _, PT, PB, PL, PR = C.geometry(H, W, KH, KW, strides[0], strides[1], padding, *dilation)
                     F_ = torch.nn.functional
                     tf = lambda: F_.conv2d(F_.pad(xt, (PL, PR, PT, PB)), wt, None, strides, 0, dilation, tg)
                     C.assert_close(name + " vs torch", out, tf().detach().numpy().transpose(0, 2, 3, 1))

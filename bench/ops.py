@@ -1,17 +1,22 @@
-"""Per-op benchmark: pycnn's native kernels vs a float32 NumPy im2col reference vs PyTorch.
+"""Per-op benchmark: pycnn's ops (pycnn.ops.OpCall) vs the tests' float64 NumPy oracle vs PyTorch.
 
     python bench/ops.py [--quick] [--threads 1,2] [--only conv] [--omp-wait-policy default]
 
 Shapes: LeNet's layers on CIFAR-10 at batch 64, a 3x3 64->128 'same' conv on 14x14
 (batch 64) and the four 7x7 'valid' convs of the lecture's heavy Fashion-MNIST model
 (batch 32). For each op: forward, backward and forward+backward ("total", timed as one
-unit). PyTorch runs torch.nn.functional ops with autograd on NCHW tensors converted once
-outside the timed region; its backward is torch.autograd.grad on a retained graph. The
-first layer of a network (LeNet conv1, heavy conv1) computes no input gradient in any of
-the three, as in training.
+unit). pycnn runs each op as ops.OpCall (the eager form of every op: a one-node compiled
+network; forward keeps a tape, backward reads it). The NumPy column is the oracle of the
+tests (tests/oracle: float64, one matmul per kernel tap, windows listed explicitly), whose
+backward recomputes its forward: it shows what the native kernels buy over obvious NumPy.
+PyTorch runs torch.nn.functional ops with autograd on NCHW tensors converted once outside
+the timed region; its backward is torch.autograd.grad on a retained graph. The first layer
+of a network (LeNet conv1, heavy conv1) computes no input gradient in any of the three, as
+in training. The softmax cross-entropy is one fused call (ops.loss) whose gradient comes
+with the loss: its fwd is the loss alone, its bwd row is left out.
 
-Before anything is timed, each op's outputs and gradients are checked against the NumPy
-reference and PyTorch (float32 tolerances). Times are the median (and min) of interleaved
+Before anything is timed, each op's outputs and gradients are checked against the oracle
+and PyTorch (float32 tolerances). Times are the median (and min) of interleaved
 rounds (pycnn, NumPy, torch, pycnn, ...) after a warm-up; all three use the same thread
 count (pycnn.set_num_threads, torch.set_num_threads, threadpoolctl for NumPy's BLAS).
 Ratios are peer_ms / pycnn_ms of the medians: > 1 means pycnn is faster.
@@ -32,7 +37,8 @@ import _common as C  # first: it configures OpenBLAS before NumPy is loaded
 
 import numpy as np
 
-_core = None  # pycnn._core, set in main() after the OpenMP wait policy is configured
+ops = None  # pycnn.ops, set in main() after the OpenMP wait policy is configured
+oracle = C.oracle
 
 
 @dataclass
@@ -98,6 +104,10 @@ def _nhwc(t):
     return t.detach().numpy().transpose(0, 2, 3, 1)
 
 
+def _op_call(kind, x, params, attrs, trained, input_grads):
+    return ops.OpCall(ops.OpSpec(kind, attrs, tuple(params)), [x.shape[1:]], trained=trained, input_grads=input_grads)
+
+
 def prepare_conv(case: Case, rng, torch) -> Prepared:
     N, H, W, Cc = case.shape
     p = case.params
@@ -109,30 +119,29 @@ def prepare_conv(case: Case, rng, torch) -> Prepared:
     # He-scaled weights keep relu outputs O(1) through the layer, like trained nets.
     w = (rng.standard_normal((K, K, Cc, F)) * np.sqrt(2.0 / (K * K * Cc))).astype(np.float32)
     b = (0.1 * rng.standard_normal(F)).astype(np.float32)
-    out = _core.conv2d_forward(x, w, b, strides=strides, padding=pad, activation=act)
+    attrs = {"strides": strides, "padding": pad, "activation": act}
+    call = _op_call("conv2d", x, [w, b], attrs, [True, True], need_dinp)
+    out, tape = call.forward([x])
     G = rng.standard_normal(out.shape, dtype=np.float32)
     OH, OW, PT, PB, PL, PR = C.geometry(H, W, K, K, S, S, pad)
 
     def pf():
-        return _core.conv2d_forward(x, w, b, strides=strides, padding=pad, activation=act)
+        return call.forward([x])
 
-    def pb(o=out):
-        return _core.conv2d_backward(G, x, w, out=o, strides=strides, padding=pad, activation=act,
-                                     has_bias=True, need_dinp=need_dinp)
-
-    np_out, cols = C.np_conv2d_forward(x, w, b, strides, pad, act)
+    def pb(t=tape):
+        return call.backward(t, G)
 
     def nf():
-        return C.np_conv2d_forward(x, w, b, strides, pad, act)
+        return oracle.forward("conv2d", [x], [w, b], attrs)
 
-    def nb(o=np_out, c=cols):
-        return C.np_conv2d_backward(G, c, x.shape, w, o, strides, pad, act, True, need_dinp)
+    def nb():
+        return oracle.backward("conv2d", G, [x], [w, b], attrs)
 
     def nt():
-        o, c = nf()
-        return nb(o, c)
+        nf()
+        return nb()
 
-    fns = {"pycnn": {"fwd": pf, "bwd": pb, "total": lambda: pb(pf())},
+    fns = {"pycnn": {"fwd": pf, "bwd": pb, "total": lambda: pb(pf()[1])},
            "numpy": {"fwd": nf, "bwd": nb, "total": nt}}
     if torch is not None:
         Fn = torch.nn.functional
@@ -154,9 +163,10 @@ def prepare_conv(case: Case, rng, torch) -> Prepared:
                         "total": lambda: torch.autograd.grad(tfwd(), inputs, Gt)}
 
     def check() -> str:
-        dinp, dw, db = pb()
-        ndinp, ndw, ndb = nb()
-        d_np = [C.assert_close(f"{case.name} out vs NumPy", out, np_out, rtol=1e-4),
+        (dinp,), (dw, db) = pb()
+        assert (dinp is None) == (not need_dinp)
+        (ndinp,), (ndw, ndb) = nb()
+        d_np = [C.assert_close(f"{case.name} out vs NumPy", out, nf(), rtol=1e-4),
                 C.assert_close(f"{case.name} dweight vs NumPy", dw, ndw),
                 C.assert_close(f"{case.name} dbias vs NumPy", db, ndb)]
         if need_dinp:
@@ -185,25 +195,25 @@ def prepare_maxpool(case: Case, rng, torch) -> Prepared:
     # implementations must route every gradient to the same input.
     x = (rng.permutation(N * H * W * Cc).astype(np.float64) + 0.25 * rng.random(N * H * W * Cc))
     x = (x / x.size).astype(np.float32).reshape(N, H, W, Cc)
-    out, argmax = _core.maxpool2d_forward(x, P)
+    attrs = {"pool_size": (P, P), "strides": (P, P)}
+    call = _op_call("maxpool2d", x, [], attrs, [], True)
+    out, tape = call.forward([x])
     G = rng.standard_normal(out.shape, dtype=np.float32)
 
     def pf():
-        return _core.maxpool2d_forward(x, P)
+        return call.forward([x])
 
-    def pb(a=argmax):
-        return _core.maxpool2d_backward(G, a, x.shape, P)
-
-    np_out, np_arg = C.np_maxpool2d_forward(x, P)
+    def pb(t=tape):
+        return call.backward(t, G)
 
     def nf():
-        return C.np_maxpool2d_forward(x, P)
+        return oracle.forward("maxpool2d", [x], [], attrs)
 
-    def nb(a=np_arg):
-        return C.np_maxpool2d_backward(G, a, x.shape, P)
+    def nb():
+        return oracle.backward("maxpool2d", G, [x], [], attrs)
 
     fns = {"pycnn": {"fwd": pf, "bwd": pb, "total": lambda: pb(pf()[1])},
-           "numpy": {"fwd": nf, "bwd": nb, "total": lambda: nb(nf()[1])}}
+           "numpy": {"fwd": nf, "bwd": nb, "total": lambda: (nf(), nb())}}
     if torch is not None:
         Fn = torch.nn.functional
         xt = torch.from_numpy(_nchw(x)).requires_grad_(True)
@@ -218,11 +228,11 @@ def prepare_maxpool(case: Case, rng, torch) -> Prepared:
                         "total": lambda: torch.autograd.grad(tfwd(), [xt], Gt)}
 
     def check() -> str:
-        dinp = pb()
-        np.testing.assert_array_equal(argmax, np_arg, err_msg=f"{case.name} argmax vs NumPy")
-        d = [C.assert_close(f"{case.name} out vs NumPy", out, np_out, rtol=0, atol_frac=0),
-             C.assert_close(f"{case.name} dinp vs NumPy", dinp, nb(), rtol=0, atol_frac=0)]
-        msg = f"NumPy max|diff| {max(d):.1e} (argmax identical)"
+        (dinp,), _ = pb()
+        # a max and a gradient routed to the winner are exact: identical to the oracle's
+        d = [C.assert_close(f"{case.name} out vs NumPy", out, nf(), rtol=0, atol_frac=0),
+             C.assert_close(f"{case.name} dinp vs NumPy", dinp, nb()[0][0], rtol=0, atol_frac=0)]
+        msg = f"NumPy max|diff| {max(d):.1e}"
         if torch is not None:
             (tdx,) = torch.autograd.grad(tfwd(), [xt], Gt)
             d = [C.assert_close(f"{case.name} out vs torch", out, _nhwc(tfwd()), rtol=0, atol_frac=0),
@@ -239,25 +249,25 @@ def prepare_dense(case: Case, rng, torch) -> Prepared:
     x = rng.standard_normal((N, IN), dtype=np.float32)
     w = (rng.standard_normal((IN, OUT)) * np.sqrt(2.0 / IN)).astype(np.float32)
     b = (0.1 * rng.standard_normal(OUT)).astype(np.float32)
-    out = _core.dense_forward(x, w, b, activation=act)
+    attrs = {"activation": act}
+    call = _op_call("dense", x, [w, b], attrs, [True, True], True)
+    out, tape = call.forward([x])
     G = rng.standard_normal(out.shape, dtype=np.float32)
 
     def pf():
-        return _core.dense_forward(x, w, b, activation=act)
+        return call.forward([x])
 
-    def pb(o=out):
-        return _core.dense_backward(G, x, w, out=o, activation=act)
-
-    np_out = C.np_dense_forward(x, w, b, act)
+    def pb(t=tape):
+        return call.backward(t, G)
 
     def nf():
-        return C.np_dense_forward(x, w, b, act)
+        return oracle.forward("dense", [x], [w, b], attrs)
 
-    def nb(o=np_out):
-        return C.np_dense_backward(G, x, w, o, act)
+    def nb():
+        return oracle.backward("dense", G, [x], [w, b], attrs)
 
-    fns = {"pycnn": {"fwd": pf, "bwd": pb, "total": lambda: pb(pf())},
-           "numpy": {"fwd": nf, "bwd": nb, "total": lambda: nb(nf())}}
+    fns = {"pycnn": {"fwd": pf, "bwd": pb, "total": lambda: pb(pf()[1])},
+           "numpy": {"fwd": nf, "bwd": nb, "total": lambda: (nf(), nb())}}
     if torch is not None:
         Fn = torch.nn.functional
         tact = _torch_act(torch, act)
@@ -275,9 +285,9 @@ def prepare_dense(case: Case, rng, torch) -> Prepared:
                         "total": lambda: torch.autograd.grad(tfwd(), [xt, wt, bt], Gt)}
 
     def check() -> str:
-        dinp, dw, db = pb()
-        ndinp, ndw, ndb = nb()
-        d = [C.assert_close(f"{case.name} out vs NumPy", out, np_out, rtol=1e-4),
+        (dinp,), (dw, db) = pb()
+        (ndinp,), (ndw, ndb) = nb()
+        d = [C.assert_close(f"{case.name} out vs NumPy", out, nf(), rtol=1e-4),
              C.assert_close(f"{case.name} dinp vs NumPy", dinp, ndinp),
              C.assert_close(f"{case.name} dweight vs NumPy", dw, ndw),
              C.assert_close(f"{case.name} dbias vs NumPy", db, ndb)]
@@ -299,24 +309,20 @@ def prepare_softmax_ce(case: Case, rng, torch) -> Prepared:
     N, K = case.shape
     logits = (3.0 * rng.standard_normal((N, K))).astype(np.float32)
     labels = rng.integers(0, K, N).astype(np.int64)
-    loss, probs = _core.softmax_crossentropy_forward(logits, labels)
+    name = "sparse_softmax_crossentropy"
+    loss, hits, dlogits = ops.loss(name, logits, labels)
 
     def pf():
-        return _core.softmax_crossentropy_forward(logits, labels)
+        return ops.loss(name, logits, labels, need_grad=False)
 
-    def pb(pr=probs):
-        return _core.softmax_crossentropy_backward(pr, labels)
+    def pt():
+        return ops.loss(name, logits, labels)
 
-    np_loss, np_probs = C.np_softmax_crossentropy_forward(logits, labels)
+    def nt():
+        return oracle.sparse_softmax_crossentropy(logits, labels)
 
-    def nf():
-        return C.np_softmax_crossentropy_forward(logits, labels)
-
-    def nb(pr=np_probs):
-        return C.np_softmax_crossentropy_backward(pr, labels)
-
-    fns = {"pycnn": {"fwd": pf, "bwd": pb, "total": lambda: pb(pf()[1])},
-           "numpy": {"fwd": nf, "bwd": nb, "total": lambda: nb(nf()[1])}}
+    # the oracle has one function for loss and gradient: it is timed as both passes
+    fns = {"pycnn": {"fwd": pf, "total": pt}, "numpy": {"fwd": nt, "total": nt}}
     if torch is not None:
         Fn = torch.nn.functional
         lt = torch.from_numpy(logits.copy()).requires_grad_(True)
@@ -325,20 +331,18 @@ def prepare_softmax_ce(case: Case, rng, torch) -> Prepared:
         def tfwd():
             return Fn.cross_entropy(lt, yt)
 
-        lossT = tfwd()
-        fns["torch"] = {"fwd": tfwd,
-                        "bwd": lambda: torch.autograd.grad(lossT, [lt], retain_graph=True),
-                        "total": lambda: torch.autograd.grad(tfwd(), [lt])}
+        fns["torch"] = {"fwd": tfwd, "total": lambda: torch.autograd.grad(tfwd(), [lt])}
 
     def check() -> str:
-        d = [C.assert_close(f"{case.name} loss vs NumPy", loss, np_loss, rtol=1e-5),
-             C.assert_close(f"{case.name} probs vs NumPy", probs, np_probs, rtol=1e-5),
-             C.assert_close(f"{case.name} dlogits vs NumPy", pb(), nb(), rtol=1e-5)]
+        nloss, nhits, nd = nt()
+        assert hits == nhits, (hits, nhits)
+        d = [C.assert_close(f"{case.name} loss vs NumPy", loss, nloss, rtol=1e-5),
+             C.assert_close(f"{case.name} dlogits vs NumPy", dlogits, nd, rtol=1e-5)]
         msg = f"NumPy max|diff| {max(d):.1e}"
         if torch is not None:
             (tdl,) = torch.autograd.grad(tfwd(), [lt])
             d = [C.assert_close(f"{case.name} loss vs torch", loss, float(tfwd().detach()), rtol=1e-5),
-                 C.assert_close(f"{case.name} dlogits vs torch", pb(), tdl.numpy(), rtol=1e-5)]
+                 C.assert_close(f"{case.name} dlogits vs torch", dlogits, tdl.numpy(), rtol=1e-5)]
             msg += f", PyTorch max|diff| {max(d):.1e}"
         return msg
 
@@ -361,8 +365,8 @@ def main() -> None:
                     help="OpenMP wait policy shared by pycnn and torch in this process (default: libgomp's own; "
                          "an OMP_WAIT_POLICY set in the environment wins over 'default')")
     args = ap.parse_args()
-    global _core
-    _core = C.init(args.omp_wait_policy)._core
+    global ops
+    ops = C.init(args.omp_wait_policy).ops
     budget = args.budget if args.budget is not None else (0.02 if args.quick else 1.0)
     min_reps, warmup = (2, 1) if args.quick else (5, 2)
     threads = C.parse_threads(args.threads)
@@ -371,7 +375,7 @@ def main() -> None:
         raise SystemExit(f"--only matched no op. Received: --only={args.only!r}.")
 
     torch = C.import_torch()
-    C.print_header("pycnn ops benchmark: pycnn._core vs NumPy im2col (float32) vs PyTorch",
+    C.print_header("pycnn ops benchmark: pycnn.ops vs the NumPy oracle (float64) vs PyTorch",
                    torch.__version__ if torch is not None else None)
     print(f"Timing: median (min) ms of interleaved rounds, budget {budget} s per op and pass, "
           f"at least {min_reps} rounds after {warmup} warm-up calls. Ratios: peer median / pycnn median "
@@ -397,6 +401,9 @@ def main() -> None:
             for case in cases:
                 prep = prepared[case.name]
                 for pas in ("fwd", "bwd", "total"):
+                    if pas not in prep.fns["pycnn"]:
+                        continue  # a fused call (the loss): no separate backward
+
                     def measure():
                         return C.interleaved({fw: prep.fns[fw][pas] for fw in frameworks}, budget,
                                              min_reps=min_reps, warmup=warmup)
@@ -413,7 +420,7 @@ def main() -> None:
                                  C.ratio(t["numpy"], t["pycnn"]), gflops])
         print(f"### {n} thread{'s' if n > 1 else ''}")
         print()
-        print(C.markdown_table(["op", "shape (NHWC)", "threads", "pass", "pycnn ms", "NumPy ms", "PyTorch ms",
+        print(C.markdown_table(["op", "shape (NHWC)", "threads", "pass", "pycnn ms", "NumPy oracle ms", "PyTorch ms",
                                 "torch/pycnn", "numpy/pycnn", "pycnn GFLOP/s"], rows))
         print()
     if disturbed:

@@ -29,17 +29,45 @@ using pycnn::AttrValue;
 
 // ---------------------------------------------------------------------------- conversions
 
+// Python ints and NumPy integer scalars; not bools, not arrays (an ndarray has __index__ too).
 bool is_int(const py::handle& v) {
-  return PyIndex_Check(v.ptr()) && !py::isinstance<py::bool_>(v) &&
-         !py::isinstance(v, py::module_::import("numpy").attr("bool_"));
+  if (py::isinstance<py::bool_>(v)) return false;
+  return PyLong_Check(v.ptr()) || py::isinstance(v, py::module_::import("numpy").attr("integer"));
 }
 
 bool is_number(const py::handle& v) {
-  return (py::isinstance<py::float_>(v) || is_int(v) || py::isinstance(v, py::module_::import("numpy").attr("floating"))) &&
-         !py::isinstance<py::bool_>(v);
+  return py::isinstance<py::float_>(v) || is_int(v) || py::isinstance(v, py::module_::import("numpy").attr("floating"));
 }
 
-int64_t to_int(const py::handle& v) { return py::reinterpret_steal<py::int_>(PyNumber_Index(v.ptr())).cast<int64_t>(); }
+// An integer that fits in int64 (callers check their own narrower ranges).
+int64_t to_int(const py::handle& v, const std::string& what = "an integer") {
+  py::int_ i = py::reinterpret_steal<py::int_>(PyNumber_Index(v.ptr()));
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
+  if (overflow) value_error(cat("expected ", what, " within 64 bits. Received: ", std::string(py::repr(v)), "."));
+  return x;
+}
+
+std::string as_str(const py::handle& v, const std::string& what) {
+  if (!py::isinstance<py::str>(v)) type_error(cat(what, " to be a string. Received: ", std::string(py::repr(v)), "."));
+  return v.cast<std::string>();
+}
+
+// A value index (node input, output, weight slot): an integer within int range.
+int as_index(const py::handle& v, const std::string& what) {
+  if (!is_int(v)) type_error(cat(what, " to be an integer. Received: ", std::string(py::repr(v)), "."));
+  const int64_t x = to_int(v, what);
+  if (x < -1 || x > INT32_MAX) value_error(cat(what, " to be a valid index. Received: ", x, "."));
+  return static_cast<int>(x);
+}
+
+std::vector<int> as_indices(const py::handle& v, const std::string& what) {
+  if (!py::isinstance<py::sequence>(v) || py::isinstance<py::str>(v))
+    type_error(cat(what, " to be a list of integers. Received: ", std::string(py::repr(v)), "."));
+  std::vector<int> out;
+  for (const py::handle& item : v) out.push_back(as_index(item, what + " items"));
+  return out;
+}
 
 // A Python value as the declared type of attribute `name` (lists of numbers: any sequence).
 AttrValue convert_attr(const pycnn::AttrDef& def, const py::handle& v, const std::string& where) {
@@ -54,7 +82,7 @@ AttrValue convert_attr(const pycnn::AttrDef& def, const py::handle& v, const std
   switch (def.type) {
     case AttrType::Int:
       if (!is_int(v)) bad("an integer");
-      return to_int(v);
+      return to_int(v, cat(where, " attribute '", def.name, "'"));
     case AttrType::Float:
       if (!is_number(v)) bad("a number");
       return v.cast<double>();
@@ -65,7 +93,7 @@ AttrValue convert_attr(const pycnn::AttrDef& def, const py::handle& v, const std
       std::vector<int64_t> out;
       for (const py::handle& item : items("a tuple of integers")) {
         if (!is_int(item)) bad("a tuple of integers");
-        out.push_back(to_int(item));
+        out.push_back(to_int(item, cat(where, " attribute '", def.name, "'")));
       }
       return out;
     }
@@ -89,7 +117,7 @@ py::object attr_to_python(const AttrValue& v) {
 std::vector<int64_t> sample_shape(const py::handle& obj, const char* fn, size_t k) {
   std::vector<int64_t> out;
   for (const py::handle& d : py::reinterpret_borrow<py::sequence>(obj)) {
-    if (!is_int(d) || to_int(d) < 1)
+    if (!is_int(d) || to_int(d, "a dimension") < 1)
       value_error(cat(fn, "() expected input_shapes[", k, "] to hold positive integers. Received: ",
                       std::string(py::repr(obj)), "."));
     out.push_back(to_int(d));
@@ -123,12 +151,14 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
       type_error(cat(fn, "() expected nodes[", i, "] to be (kind, name, inputs, params, attrs, weights)."));
     py::tuple t = nodes[i].cast<py::tuple>();
     pycnn::NodeSpec spec;
-    spec.kind = t[0].cast<std::string>();
-    spec.name = t[1].is_none() ? std::string() : t[1].cast<std::string>();
+    spec.kind = as_str(t[0], cat(fn, "() expected nodes[", i, "] kind"));
+    spec.name = t[1].is_none() ? std::string() : as_str(t[1], cat(fn, "() expected nodes[", i, "] name"));
     const pycnn::OpDef* op = pycnn::find_op(spec.kind);
     const std::string where = spec.name.empty() ? cat(fn, "(): node ", i, " (op '", spec.kind, "')")
                                                 : cat(fn, "(): layer '", spec.name, "' (op '", spec.kind, "')");
-    for (const py::handle& v : t[2]) spec.inputs.push_back(static_cast<int>(v.cast<int64_t>()));
+    spec.inputs = as_indices(t[2], cat(fn, "() expected nodes[", i, "] inputs"));
+    if (!py::isinstance<py::sequence>(t[3]) || py::isinstance<py::str>(t[3]))
+      type_error(cat(fn, "() expected nodes[", i, "] params to be a list of arrays or None."));
     py::list params = py::list(t[3]);
     for (size_t k = 0; k < params.size(); ++k) {
       if (params[k].is_none()) {
@@ -145,8 +175,9 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
       pn->keep.push_back(a);
     }
     if (op) {
+      if (!py::isinstance<py::dict>(t[4])) type_error(cat(where, " expected attrs to be a dict."));
       for (const auto& item : t[4].cast<py::dict>()) {
-        const std::string name = item.first.cast<std::string>();
+        const std::string name = as_str(item.first, cat(where, " expected attribute names"));
         const pycnn::AttrDef* def = nullptr;
         for (const pycnn::AttrDef& a : op->attrs)
           if (name == a.name) def = &a;
@@ -154,11 +185,14 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
         else spec.attrs[name] = std::string();  // unknown: check_attrs names it
       }
     }
-    for (const py::handle& w : t[5]) spec.weight.push_back(static_cast<int>(w.cast<int64_t>()));
+    spec.weight = as_indices(t[5], cat(where, " expected weights"));
+    if (spec.weight.size() > params.size())
+      value_error(cat(where, " expected at most one weight index per parameter (", params.size(),
+                      "). Received: ", spec.weight.size(), "."));
     specs.push_back(std::move(spec));
   }
   std::vector<int> outs;
-  for (const py::handle& o : outputs) outs.push_back(static_cast<int>(o.cast<int64_t>()));
+  outs = as_indices(outputs, cat(fn, "() expected outputs"));
   try {
     pn->net = pycnn::compile_network(shapes, specs, outs, input_grads, fn, device_bodies);
   } catch (const std::invalid_argument& err) {
@@ -502,11 +536,13 @@ py::dict build_info() {
   return d;
 }
 
-void set_num_threads(int n) {
+void set_num_threads(const py::object& obj) {
+  if (!is_int(obj)) type_error(cat("set_num_threads() expected a positive integer. Received: n=", std::string(py::repr(obj)), "."));
+  const int64_t n = to_int(obj, "n");
   if (n < 1) value_error(cat("set_num_threads() expected a positive integer. Received: n=", n, "."));
   if (n > 256)  // the per-thread scratch slots (runtime.cpp)
     value_error(cat("set_num_threads() supports at most 256 threads. Received: n=", n, "."));
-  pycnn::set_num_threads(n);
+  pycnn::set_num_threads(static_cast<int>(n));
 }
 
 void set_isa(const std::string& name) {
@@ -566,7 +602,10 @@ PYBIND11_MODULE(_core, m) {
       .def("forward", &forward, py::arg("x"), "-> (outputs, tape) for backward.")
       .def("backward", &backward, py::arg("tape"), py::arg("douts"), py::arg("grads"),
            "Writes grads (one per trained weight); returns the inputs' gradients (None without input_grads).")
-      .def("commit", [](PyNetwork& pn, PyTape& t) { release_and_run([&] { pycnn::commit(pn.net, *t.tape); }); },
+      .def("commit", [](PyNetwork& pn, PyTape& t) {
+             if (!t.tape || t.owner.get() != &pn) value_error("commit() expected a tape from this network's forward().");
+             release_and_run([&] { pycnn::commit(pn.net, *t.tape); });
+           },
            py::arg("tape"), "Write the state a training forward computed (moving statistics).")
       .def("predict", &predict, py::arg("x"), "-> outputs (inference).");
 }

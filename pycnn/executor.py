@@ -139,8 +139,12 @@ class CompiledGraph:
         for i, spec in enumerate(specs):
             if spec is None or spec.kind != "activation":
                 continue
-            src = self.graph.nodes[i].inputs[0] - k
-            if src < 0 or specs[src] is None or not self._private(k + src, i, readers):
+            src, reader = self.graph.nodes[i].inputs[0] - k, i
+            # Look through the identities a batchnorm folding left (conv -> BN -> relu).
+            while src >= 0 and specs[src] is not None and specs[src].kind == "identity" and \
+                    self._private(k + src, reader, readers):
+                src, reader = self.graph.nodes[src].inputs[0] - k, src
+            if src < 0 or specs[src] is None or not self._private(k + src, reader, readers):
                 continue
             producer = specs[src]
             if "activation" in _attrs_of(producer.kind) and producer.attrs.get("activation", "linear") == "linear":

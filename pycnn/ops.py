@@ -179,10 +179,12 @@ class OpCall:
 
     def __init__(self, spec: OpSpec, input_shapes: Sequence[Sequence[int]], trained: Optional[Sequence[bool]] = None,
                  input_grads: bool = True, name: Optional[str] = None, device_bodies: bool = False) -> None:
-        params = tuple(None if p is None else (p if _is_exact(p) else _float32(p, f"parameter {i} of op '{spec.kind}'"))
-                       for i, p in enumerate(spec.params))
-        self.spec = spec._replace(params=params)
         schema = registered_ops()[spec.kind].params if spec.kind in registered_ops() else ()
+        # State the op writes (moving statistics) must be the caller's own float32 array: a
+        # converted copy would take the write; the binding says so when it is not.
+        params = tuple(p if p is None or _is_exact(p) or (i < len(schema) and schema[i].state)
+                       else _float32(p, f"parameter {i} of op '{spec.kind}'") for i, p in enumerate(spec.params))
+        self.spec = spec._replace(params=params)
         if trained is None:  # every parameter present, but the state the op writes itself
             trained = [p is not None and not (i < len(schema) and schema[i].state) for i, p in enumerate(params)]
         trained = list(trained)

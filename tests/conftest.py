@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-# The tests import the NumPy oracle as `import reference`; make that work whether pytest is
+# The tests import the NumPy oracle as `import oracle`; make that work whether pytest is
 # run from the repository root or from tests/, and whether or not tests/ is a package.
 _TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if _TESTS_DIR not in sys.path:

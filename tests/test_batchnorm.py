@@ -1,7 +1,8 @@
-"""BatchNormalization: the C++ kernels against tests/reference.py (itself checked by finite
-differences in both modes), the layer's Keras semantics (moving statistics, frozen layers
-in inference mode, weights and summary), and the batch-wide node of the native step
-against layer-by-layer training, for any number of threads."""
+"""BatchNormalization as a layer: Keras semantics (moving statistics, frozen layers in
+inference mode, weights and summary) against the float64 oracle, its op spec, the batch-wide
+node of the native step against layer-by-layer training for any number of threads, and the
+folding of inference-mode batch normalization into the convolution before it. The batchnorm
+op itself is tested in test_ops_batchnorm.py (the oracle's gradients in test_oracle.py)."""
 from __future__ import annotations
 
 import os
@@ -9,126 +10,15 @@ import os
 import numpy as np
 import pytest
 
+import oracle as ref
 import pycnn
-import reference as ref
-from pycnn import _core, layers
+from pycnn import layers, ops
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 
 
 def _data(rng, shape, loc=0.0, scale=1.0):
     return (rng.standard_normal(shape) * scale + loc).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- the reference
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_reference_gradients_match_finite_differences(rng, training):
-    x = rng.standard_normal((3, 2, 2, 3)) * 2 + 0.5
-    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
-    mm, mv = rng.standard_normal(3), rng.random(3) + 0.5
-    w = rng.standard_normal(x.shape)
-
-    def loss():
-        if training:
-            return float(np.sum(ref.batchnorm_forward_train(x, gamma, beta)[0] * w))
-        return float(np.sum(ref.batchnorm_forward_infer(x, gamma, beta, mm, mv) * w))
-
-    if training:
-        _, mean, var = ref.batchnorm_forward_train(x, gamma, beta)
-        dx, dg, db = ref.batchnorm_backward_train(w, x, gamma, mean, var)
-    else:
-        dx, dg, db = ref.batchnorm_backward_infer(w, x, gamma, mm, mv)
-    for name, analytic, arr in (("dx", dx, x), ("dgamma", dg, gamma), ("dbeta", db, beta)):
-        numeric = ref.numerical_gradient(loss, arr, eps=1e-6)
-        assert ref.rel_error(analytic, numeric) < 1e-7, name
-
-
-# ----------------------------------------------------------------------------- kernels
-
-
-SHAPES = [(5, 1), (7, 3), (2, 4, 4, 6), (3, 5, 5, 7), (2, 3, 3, 64), (2, 2, 3, 65), (1, 1, 1, 130),
-          (64, 9, 9, 6)]
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("affine", [(True, True), (False, True), (True, False), (False, False)])
-def test_training_kernels_match_reference(rng, shape, affine):
-    C = shape[-1]
-    x = _data(rng, shape, loc=0.7, scale=1.5)
-    gamma = _data(rng, C) if affine[0] else None
-    beta = _data(rng, C) if affine[1] else None
-    out, mean, var = _core.batchnorm_forward_train(x, gamma, beta, 1e-3)
-    r_out, r_mean, r_var = ref.batchnorm_forward_train(x, gamma, beta, 1e-3)
-    ref.assert_close(out, r_out, **TOL, name="out")
-    ref.assert_close(mean, r_mean, **TOL, name="mean")
-    ref.assert_close(var, r_var, **TOL, name="var")
-    dout = _data(rng, shape)
-    got = _core.batchnorm_backward_train(dout, x, gamma, mean, var, 1e-3, affine[1], True)
-    want = ref.batchnorm_backward_train(dout, x, gamma, mean, var, 1e-3, affine[1], True)
-    for name, g, w in zip(("dinp", "dgamma", "dbeta"), got, want):
-        if w is None:
-            assert g is None, name
-        else:
-            ref.assert_close(g, w, rtol=2e-4, atol=2e-4, name=name, scale_atol=True)
-
-
-@pytest.mark.parametrize("shape", SHAPES[:5])
-def test_inference_kernels_match_reference(rng, shape):
-    C = shape[-1]
-    x, gamma, beta = _data(rng, shape), _data(rng, C), _data(rng, C)
-    mm, mv = _data(rng, C), (rng.random(C) + 0.2).astype(np.float32)
-    ref.assert_close(_core.batchnorm_forward_infer(x, gamma, beta, mm, mv, 1e-3),
-                     ref.batchnorm_forward_infer(x, gamma, beta, mm, mv, 1e-3), **TOL)
-    dout = _data(rng, shape)
-    got = _core.batchnorm_backward_infer(dout, x, gamma, mm, mv, 1e-3, True, True)
-    want = ref.batchnorm_backward_infer(dout, x, gamma, mm, mv, 1e-3, True, True)
-    for name, g, w in zip(("dinp", "dgamma", "dbeta"), got, want):
-        ref.assert_close(g, w, rtol=2e-4, atol=2e-4, name=name, scale_atol=True)
-    assert _core.batchnorm_backward_infer(dout, x, gamma, mm, mv, 1e-3, False, False)[::2] == (None, None)
-
-
-def test_variance_of_data_far_from_zero_is_exact(rng):
-    # A one-pass E[x^2] - E[x]^2 in float32 would return garbage (or a negative variance) here.
-    x = _data(rng, (256, 4, 4, 3), loc=1000.0, scale=0.01)
-    _, mean, var = _core.batchnorm_forward_train(x, None, None, 1e-3)
-    _, r_mean, r_var = ref.batchnorm_forward_train(x, None, None, 1e-3)
-    ref.assert_close(var, r_var, rtol=1e-3, atol=0.0)
-    ref.assert_close(mean, r_mean, rtol=1e-6, atol=0.0)
-
-
-def test_results_do_not_depend_on_the_thread_count(rng):
-    x, dout = _data(rng, (33, 7, 7, 5)), _data(rng, (33, 7, 7, 5))
-    gamma = _data(rng, 5)
-    before = _core.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3):
-            _core.set_num_threads(threads)
-            out, mean, var = _core.batchnorm_forward_train(x, gamma, None, 1e-3)
-            results.append((out, mean, var) + tuple(
-                g for g in _core.batchnorm_backward_train(dout, x, gamma, mean, var, 1e-3, False, True) if g is not None))
-    finally:
-        _core.set_num_threads(before)
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_kernel_arguments_are_checked():
-    x = np.zeros((2, 3, 3, 4), np.float32)
-    with pytest.raises(ValueError, match=r"'gamma' of shape \(4,\)"):
-        _core.batchnorm_forward_train(x, np.ones(3, np.float32), None, 1e-3)
-    with pytest.raises(ValueError, match="epsilon > 0"):
-        _core.batchnorm_forward_train(x, None, None, 0.0)
-    with pytest.raises(ValueError, match="at least 2 dimensions"):
-        _core.batchnorm_forward_train(np.zeros(4, np.float32), None, None, 1e-3)
-    with pytest.raises(ValueError, match="shape"):
-        _core.batchnorm_backward_train(np.zeros((2, 3, 3, 5), np.float32), x, None, np.zeros(4, np.float32),
-                                       np.ones(4, np.float32), 1e-3, True, True)
-    with pytest.raises(TypeError, match="moving_var"):
-        _core.batchnorm_forward_infer(x, None, None, np.zeros(4, np.float32), None, 1e-3)
 
 
 # ----------------------------------------------------------------------------- the layer
@@ -140,6 +30,7 @@ def test_training_call_normalizes_and_moves_the_statistics_as_keras(rng):
     out = bn(x, training=True)
     r_out, mean, var = ref.batchnorm_forward_train(x)
     ref.assert_close(out, r_out, **TOL)
+    # float32 as Keras: moving * momentum + batch * (1 - momentum)
     ref.assert_close(bn.moving_mean, 0.1 * mean, **TOL)
     ref.assert_close(bn.moving_variance, 0.9 + 0.1 * var, **TOL)
     # Inference uses the moving statistics and leaves them alone.
@@ -197,15 +88,31 @@ def test_layer_backward_matches_reference_in_both_modes(rng):
     gamma, beta, mm, mv = bn.get_weights()
     bn(x, training=False)
     dx = bn.backward(dout)
-    want = ref.batchnorm_backward_infer(dout, x, gamma, mm, mv)
+    want = ref.batchnorm_backward_infer(dout, x, gamma, beta, mm, mv)
     ref.assert_close(dx, want[0], **TOL)
     ref.assert_close(bn.get_gradients()[0], want[1], rtol=2e-4, atol=2e-4, scale_atol=True)
+    ref.assert_close(bn.get_gradients()[1], want[2], rtol=2e-4, atol=2e-4, scale_atol=True)
     bn(x, training=True)
     dx = bn.backward(dout)
-    _, mean, var = ref.batchnorm_forward_train(x, gamma, beta)
-    want = ref.batchnorm_backward_train(dout, x, gamma, mean, var)
+    want = ref.batchnorm_backward_train(dout, x, gamma, beta)
     ref.assert_close(dx, want[0], rtol=2e-4, atol=2e-4, scale_atol=True)
+    ref.assert_close(bn.get_gradients()[0], want[1], rtol=2e-4, atol=2e-4, scale_atol=True)
+    ref.assert_close(bn.get_gradients()[1], want[2], rtol=2e-4, atol=2e-4, scale_atol=True)
     assert bn.get_gradients()[2:] == [None, None]
+
+
+def test_specs_describe_the_op_in_both_modes():
+    bn = layers.BatchNormalization(momentum=0.9, epsilon=1e-2, center=False)
+    bn.build((None, 5, 3))
+    train, infer = bn.spec(training=True), bn.spec(training=False)
+    assert train.kind == infer.kind == "batchnorm"
+    assert train.attrs["training"] == 1 and infer.attrs["training"] == 0
+    assert train.attrs["momentum"] == pytest.approx(0.9) and train.attrs["epsilon"] == pytest.approx(1e-2)
+    gamma, beta, mean, var = train.params
+    assert beta is None and gamma is bn.gamma and mean is bn.moving_mean and var is bn.moving_variance
+    frozen = layers.BatchNormalization(trainable=False)
+    frozen.build((None, 4))
+    assert frozen.spec(training=True).attrs["training"] == 0  # a frozen layer stays in inference mode
 
 
 # ----------------------------------------------------------------------------- in a model
@@ -248,15 +155,15 @@ def test_native_step_matches_layer_by_layer(rng, monkeypatch, native_step_calls,
 
 def test_native_step_does_not_depend_on_the_thread_count(rng):
     x, y = _data(rng, (29, 8, 8, 3)), rng.integers(0, 4, 29)
-    before = _core.get_num_threads()
+    before = ops.get_num_threads()
     runs = []
     try:
         for threads in (1, 2, 4):
-            _core.set_num_threads(threads)
+            ops.set_num_threads(threads)
             model = _model(5, dense_bn=True)
             runs.append((_train(model, x, y, 3), model.get_weights()))
     finally:
-        _core.set_num_threads(before)
+        ops.set_num_threads(before)
     for losses, weights in runs[1:]:
         np.testing.assert_allclose(losses, runs[0][0], rtol=1e-5)
         for a, b in zip(weights, runs[0][1]):
@@ -269,7 +176,7 @@ def test_moving_statistics_follow_the_batches_in_the_native_step(rng):
     x, y = _data(rng, (16, 8, 8, 3), loc=1.0, scale=2.0), rng.integers(0, 4, 16)
     conv_out = model.layers[0](x)
     model.train_on_batch(x, y)
-    _, mean, var = ref.batchnorm_forward_train(conv_out)
+    mean, var = ref.batch_moments(conv_out)
     ref.assert_close(bn.moving_mean, 0.2 * mean, rtol=1e-4, atol=1e-5)
     ref.assert_close(bn.moving_variance, 0.8 + 0.2 * var, rtol=1e-4, atol=1e-5)
 
@@ -323,15 +230,20 @@ def test_matches_keras_when_installed(rng):
 
 
 def test_inference_folds_batchnorm_into_the_convolution_and_follows_later_weights(rng, monkeypatch):
-    from pycnn import fused_step
+    from pycnn import executor
 
     x, y = _data(rng, (20, 8, 8, 3)), rng.integers(0, 4, 20)
     model = _model(17, dense_bn=True)
     model.fit(x, y, batch_size=5, epochs=1, verbose=0)
-    plan = fused_step.plan(model._graph(), train=False, training=False, logits=True)
-    kinds = [n[0] for n in plan.nodes]
+    plan = executor.CompiledGraph(model._graph().expanded(), [(None, 8, 8, 3)], training=False, logits=True,
+                                  trained=[])
+    kinds = [s.kind for s in plan.specs]
     # conv2d + batchnorm + relu -> one conv2d (relu fused) and two identities; dense + BN + relu too.
-    assert "batchnorm" not in kinds and kinds.count("identity") >= 4 and len(plan.refresh) == 2
+    assert "batchnorm" not in kinds and kinds.count("identity") >= 4 and len(plan._refresh) == 2
+    assert plan.specs[0].kind == "conv2d" and plan.specs[0].attrs["activation"] == "relu"
+    training = executor.CompiledGraph(model._graph().expanded(), [(None, 8, 8, 3)], training=True, logits=True,
+                                      trained=[])
+    assert [s.kind for s in training.specs].count("batchnorm") == 2  # batch statistics: nothing to fold
     native = model.predict(x)
     monkeypatch.setenv("PYCNN_NATIVE_STEP", "0")
     eager = model.predict(x)

@@ -4,7 +4,7 @@ and backward.
 
 Each network starts with trainable 1x1 convolutions (so the gradients of the ops under test
 reach parameters the step reports) and ends in a dense head; the reference computes the
-loss, the logits and every parameter gradient by hand from tests/reference.py.
+loss, the logits and every parameter gradient by hand from the oracle (tests/oracle).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
-import reference as ref
+import oracle as ref
 from pycnn import ops
 
 TOL = dict(rtol=2e-4, atol=2e-5)
@@ -101,9 +101,9 @@ def test_the_lecture_arrangement_sobel_gradients_reshape_concatenate_pool(rng):
     a = conv.forward(x)
     dy, dx, sob = ref.image_gradient_forward(a, 0), ref.image_gradient_forward(a, 1), ref.sobel_edges_forward(a)
     cat = ref.concatenate_forward([dy, dx, sob.reshape(N, H, W, 2 * F)], axis=3)
-    pooled, argmax = ref.maxpool2d_forward(cat, 2)
+    pooled = ref.maxpool2d_forward(cat, 2)
     logits, loss, dfeat, (dw2, db2) = head.loss_and_dfeatures(pooled.reshape(N, -1), labels)
-    dcat = ref.maxpool2d_backward(dfeat.reshape(pooled.shape), argmax, cat.shape, 2)
+    dcat = ref.maxpool2d_backward(dfeat.reshape(pooled.shape), cat, 2)
     ddy, ddx, dsob = ref.concatenate_backward(dcat, [F, F, 2 * F], axis=3)
     da = (ref.image_gradient_backward(ddy, 0) + ref.image_gradient_backward(ddx, 1)
           + ref.sobel_edges_backward(dsob.reshape(N, H, W, F, 2)))

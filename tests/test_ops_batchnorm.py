@@ -56,7 +56,8 @@ def test_batchnorm_activation(activation, training, rng):
     check_backward("batchnorm", [x], params, attrs, rng, input_tol=GRAD_TOL, param_tol=GRAD_TOL)
 
 
-@pytest.mark.parametrize("trained,input_grads", [([False, False, False, False], True), ([True, False, False, False], False),
+@pytest.mark.parametrize("trained,input_grads", [([False, False, False, False], True),
+                                                 ([True, False, False, False], False),
                                                  ([False, True, False, False], True)])
 @pytest.mark.parametrize("training", [1, 0])
 def test_batchnorm_backward_of_a_subset(trained, input_grads, training, rng):

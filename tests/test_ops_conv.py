@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import oracle
-from op_harness import (BWD, BWD_SUM, FWD, check_backward, check_forward, check_spot_fd, f32, make_call)
+from op_harness import BWD, BWD_SUM, check_backward, check_forward, check_spot_fd, f32, make_call
 from pycnn import ops
 
 pytestmark = pytest.mark.usefixtures("isa")

@@ -52,7 +52,8 @@ def test_dense_backward(shape, OUT, rng):
 
 
 @pytest.mark.parametrize("activation", oracle.ACTIVATIONS)
-@pytest.mark.parametrize("shape,OUT", [pytest.param((5, 7), 6, id="small"), pytest.param((64, 576), 120, id="lenet-fc1"),
+@pytest.mark.parametrize("shape,OUT", [pytest.param((5, 7), 6, id="small"),
+                                       pytest.param((64, 576), 120, id="lenet-fc1"),
                                        pytest.param((3, 2, 7), 5, id="rank3")])
 def test_dense_activation(shape, OUT, activation, rng):
     """relu / sigmoid / tanh inside the kernel; softmax (over the units) and leaky_relu after it."""

@@ -144,7 +144,7 @@ def test_dilated_grouped_conv_and_depthwise_match_direct_loops(H, W, C, KH, KW, 
     x = rng.standard_normal((2, H, W, C))
     w = rng.standard_normal((KH, KW, C // groups, F))
     b = rng.standard_normal(F)
-    np.testing.assert_allclose(ref.conv2d_forward(x, w, b, strides, padding, dilation, groups),
+    np.testing.assert_allclose(ref.conv2d_forward(x, w, b, strides, padding, dilation_rate=dilation, groups=groups),
                                conv_direct(x, w, b, strides, padding, dilation, groups), rtol=1e-12, atol=1e-12)
     # depthwise with multiplier M is the grouped conv with groups = C on the kernel reshaped to
     # (KH, KW, 1, C*M): output channel c*M + m is filter c*M + m of group c (Keras's order)
@@ -435,12 +435,22 @@ def test_sigmoid_does_not_overflow():
 def test_activation_gradients_agree_from_the_input_and_from_the_output(rng):
     z = rng.uniform(-3, 3, (4, 5))
     G = rng.standard_normal(z.shape)
-    for name in ref.ELEMENTWISE:
+    for name in set(ref.ELEMENTWISE) - {"gelu", "gelu_approximate"}:
         np.testing.assert_allclose(ref.activation_backward(G, z, name),
                                    G * ref.activation_grad(ref.activate(z, name), name), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(ref.activation_backward(G, z, "softmax"),
                                ref.softmax_backward(G, ref.softmax_forward(z)), rtol=1e-12)
     np.testing.assert_array_equal(ref.activate([-2.0, 0.0, 3.0], "leaky_relu"), [-0.4, 0.0, 3.0])
+
+
+def test_gelu_values_by_hand():
+    # Phi(1) = 0.8413447460685429, Phi(-1) = 1 - Phi(1); the tanh form agrees to ~1e-3
+    np.testing.assert_allclose(ref.activate([-1.0, 0.0, 1.0], "gelu"),
+                               [-0.15865525393145707, 0.0, 0.8413447460685429], rtol=1e-14)
+    np.testing.assert_allclose(ref.activate([-1.0, 1.0, 3.0], "gelu_approximate"),
+                               ref.activate([-1.0, 1.0, 3.0], "gelu"), atol=1e-3)
+    np.testing.assert_allclose(ref.activate([1.0], "gelu_approximate"),
+                               [0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * 1.044715))], rtol=1e-14)
 
 
 def test_numerical_gradient_on_a_known_function():
@@ -484,7 +494,7 @@ def test_lecture_average_pooling_walkthrough():
     out = ref.avgpool2d_forward(LECTURE_X, 2, 2)
     np.testing.assert_array_equal(out[0, :, :, 0], [[4, 5.25], [5.75, 5]])
     assert np.mean((out - 1) ** 2) == 16.40625
-    dx = ref.avgpool2d_backward(2 * (out - 1) / out.size, LECTURE_X, 2, 2)
+    dx = ref.avgpool2d_backward(2 * (out - 1) / out.size, LECTURE_X.shape, 2, 2)
     np.testing.assert_array_equal(dx[0, :, :, 0], [[0.375, 0.375, 0.53125, 0.53125], [0.375, 0.375, 0.53125, 0.53125],
                                                    [0.59375, 0.59375, 0.5, 0.5], [0.59375, 0.59375, 0.5, 0.5]])
 

@@ -1,5 +1,5 @@
 """RandomFlip, RandomCrop and RandomTranslation: against the loop references of
-tests/reference_small.py with the same draws, fill modes on a hand-checked row, seeding,
+the float64 oracle (tests/oracle) with the same draws, fill modes on a hand-checked row, seeding,
 inference behaviour, native twins, gradients, errors, configs, and an optional cross-check
 with Keras 3 (skipped without TensorFlow)."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import pycnn
-import reference as ref
-import reference_small as rs
+import oracle as ref
+import oracle as rs
 from pycnn import layers, utils
 from pycnn.layers.preprocessing import translate, translate_backward
 from pycnn.models import Sequential

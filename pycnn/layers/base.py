@@ -90,8 +90,9 @@ def get(class_name: str) -> type:
     if class_name in custom:
         return custom[class_name]
     if class_name not in _REGISTRY:
-        raise ValueError(f"Unknown layer class {class_name!r}. Expected one of {', '.join(sorted(_REGISTRY))}, or a "
-                         "custom layer passed as load_model(path, custom_objects={'Name': Class}).")
+        raise ValueError(f"Unknown layer class. Expected one of {', '.join(sorted(_REGISTRY))}, or a custom layer "
+                         "passed as load_model(path, custom_objects={'Name': Class}). "
+                         f"Received: class_name={class_name!r}.")
     return _REGISTRY[class_name]
 
 

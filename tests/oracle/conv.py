@@ -57,14 +57,14 @@ def conv2d_preactivation(inp, kernel, bias=None, strides=(1, 1), padding="valid"
     return z
 
 
-def conv2d_forward(inp, kernel, bias=None, strides=(1, 1), padding="valid", dilation_rate=(1, 1), groups=1,
-                   activation="linear"):
+def conv2d_forward(inp, kernel, bias=None, strides=(1, 1), padding="valid", activation="linear", dilation_rate=(1, 1),
+                   groups=1):
     """act(conv2d_preactivation(...)); softmax over the filters."""
     return activate(conv2d_preactivation(inp, kernel, bias, strides, padding, dilation_rate, groups), activation)
 
 
-def conv2d_backward(dout, inp, kernel, bias=None, strides=(1, 1), padding="valid", dilation_rate=(1, 1), groups=1,
-                    activation="linear"):
+def conv2d_backward(dout, inp, kernel, bias=None, strides=(1, 1), padding="valid", activation="linear",
+                    dilation_rate=(1, 1), groups=1):
     """(dinp, dkernel, dbias or None). With dz = dout * act'(z): dbias[f] = sum dz[..., f];
     per tap and group, dkernel = tap^T dz and dxpad[tap] += dz kernel^T; dinp is dxpad
     without its padding."""

@@ -1,6 +1,6 @@
-"""Merging ops, float64: concatenate (along a per-sample axis), add, multiply. Inputs are
-batches (N, ...); ``axis`` counts the axes of one sample, as the concatenate op's attribute
-(per-sample axis a is NumPy axis a + 1 of the batch)."""
+"""Merging ops, float64: concatenate, add, multiply, on batches (N, ...). ``axis`` here is a
+NumPy axis of the batch arrays; the concatenate op's attribute counts the axes of one sample
+(its axis a is NumPy axis a + 1: oracle.ops converts)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,20 +9,20 @@ from .numeric import _f64
 
 
 def concatenate_forward(inputs, axis: int) -> np.ndarray:
-    return np.concatenate([_f64(x) for x in inputs], axis=axis + 1)
+    return np.concatenate([_f64(x) for x in inputs], axis=axis)
 
 
-def concatenate_backward(dout, inputs, axis: int) -> list:
-    sizes = [np.shape(x)[axis + 1] for x in inputs]
-    return [p.copy() for p in np.split(_f64(dout), np.cumsum(sizes)[:-1], axis=axis + 1)]
+def concatenate_backward(dout, sizes, axis: int) -> list:
+    """dout split back into the inputs' ``sizes`` along ``axis``."""
+    return [p.copy() for p in np.split(_f64(dout), np.cumsum(sizes)[:-1], axis=axis)]
 
 
 def add_forward(inputs) -> np.ndarray:
     return sum(_f64(x) for x in inputs)
 
 
-def add_backward(dout, inputs) -> list:
-    return [_f64(dout).copy() for _ in inputs]
+def add_backward(dout, count: int) -> list:
+    return [_f64(dout).copy() for _ in range(count)]
 
 
 def multiply_forward(inputs) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
+
 from . import activation as act
 from . import conv, dense, image, merge, normalization, padding, pool, preprocessing, reshape
 
@@ -26,6 +28,12 @@ class OracleOp(NamedTuple):
     attrs: Dict[str, Any]
     forward: Callable[..., Any]   # (inputs, params, attrs) -> output
     backward: Callable[..., Any]  # (dout, inputs, params, attrs) -> (dinputs, dparams)
+
+
+def _per_sample(fn, x, *args):
+    """``fn`` over the last axis of each sample: a batch of scalars (N,) is N rows of one value."""
+    x = np.asarray(x)
+    return fn(x.reshape(-1, 1), *args).reshape(x.shape) if x.ndim == 1 else fn(x, *args)
 
 
 def _window(a):
@@ -51,8 +59,9 @@ POOL = {"pool_size": (2, 2), "strides": (2, 2), "padding": "valid"}
 OPS: Dict[str, OracleOp] = {
     "activation": OracleOp(
         1, (), (), {"activation": "linear"},
-        lambda x, p, a: act.activate(x[0], a["activation"]),
-        lambda d, x, p, a: ([act.activation_backward(d, x[0], a["activation"])], [])),
+        lambda x, p, a: _per_sample(act.activate, x[0], a["activation"]),
+        lambda d, x, p, a: ([_per_sample(lambda z, n: act.activation_backward(np.reshape(d, z.shape), z, n), x[0],
+                                         a["activation"])], [])),
     "leaky_relu": OracleOp(
         1, (), (), {"negative_slope": act.LEAKY_RELU_OP_SLOPE},
         lambda x, p, a: act.leaky_relu_forward(x[0], a["negative_slope"]),
@@ -80,15 +89,15 @@ OPS: Dict[str, OracleOp] = {
     "avgpool2d": OracleOp(
         1, (), (), dict(POOL),
         lambda x, p, a: pool.avgpool2d_forward(x[0], *_pool(a)),
-        lambda d, x, p, a: ([pool.avgpool2d_backward(d, x[0], *_pool(a))], [])),
+        lambda d, x, p, a: ([pool.avgpool2d_backward(d, np.shape(x[0]), *_pool(a))], [])),
     "global_maxpool2d": OracleOp(
         1, (), (), {"keepdims": 0},
         lambda x, p, a: pool.global_maxpool2d_forward(x[0], a["keepdims"]),
-        lambda d, x, p, a: ([pool.global_maxpool2d_backward(d, x[0], a["keepdims"])], [])),
+        lambda d, x, p, a: ([pool.global_maxpool2d_backward(d, x[0])], [])),
     "global_avgpool2d": OracleOp(
         1, (), (), {"keepdims": 0},
         lambda x, p, a: pool.global_avgpool2d_forward(x[0], a["keepdims"]),
-        lambda d, x, p, a: ([pool.global_avgpool2d_backward(d, x[0], a["keepdims"])], [])),
+        lambda d, x, p, a: ([pool.global_avgpool2d_backward(d, np.shape(x[0]))], [])),
     "batchnorm": OracleOp(
         1, ("gamma", "beta", "moving_mean", "moving_variance"), ("moving_mean", "moving_variance"),
         {"epsilon": 1e-3, "momentum": 0.99, "training": 0, "activation": "linear"},
@@ -108,12 +117,13 @@ OPS: Dict[str, OracleOp] = {
         lambda d, x, p, a: ([reshape.reshape_backward(d, x[0])], [])),
     "concatenate": OracleOp(
         VARIADIC, (), (), {"axis": REQUIRED},
-        lambda x, p, a: merge.concatenate_forward(x, a["axis"]),
-        lambda d, x, p, a: (merge.concatenate_backward(d, x, a["axis"]), [])),
+        lambda x, p, a: merge.concatenate_forward(x, a["axis"] + 1),
+        lambda d, x, p, a: (merge.concatenate_backward(d, [np.shape(v)[a["axis"] + 1] for v in x], a["axis"] + 1),
+                            [])),
     "add": OracleOp(
         VARIADIC, (), (), {},
         lambda x, p, a: merge.add_forward(x),
-        lambda d, x, p, a: (merge.add_backward(d, x), [])),
+        lambda d, x, p, a: (merge.add_backward(d, len(x)), [])),
     "multiply": OracleOp(
         VARIADIC, (), (), {},
         lambda x, p, a: merge.multiply_forward(x),

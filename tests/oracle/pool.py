@@ -82,10 +82,10 @@ def avgpool2d_forward(inp, pool_size=2, strides=None, padding="valid") -> np.nda
     return out
 
 
-def avgpool2d_backward(dout, inp, pool_size=2, strides=None, padding="valid") -> np.ndarray:
+def avgpool2d_backward(dout, input_shape, pool_size=2, strides=None, padding="valid") -> np.ndarray:
     """dinp: each dout element spread evenly over the real elements of its window."""
     d = _f64(dout)
-    N, H, W, C = np.shape(inp)
+    N, H, W, C = input_shape
     KH, KW, SH, SW = _window_args(pool_size, strides)
     dinp = np.zeros((N, H, W, C))
     for oh, ow, h0, h1, w0, w1 in windows(H, W, KH, KW, SH, SW, padding):
@@ -97,8 +97,9 @@ def global_avgpool2d_forward(inp, keepdims=0) -> np.ndarray:
     return _f64(inp).mean(axis=(1, 2), keepdims=bool(keepdims))
 
 
-def global_avgpool2d_backward(dout, inp, keepdims=0) -> np.ndarray:
-    N, H, W, C = np.shape(inp)
+def global_avgpool2d_backward(dout, input_shape) -> np.ndarray:
+    """dout (N, C) or (N, 1, 1, C) spread evenly over each channel's H * W pixels."""
+    N, H, W, C = input_shape
     d = _f64(dout).reshape(N, 1, 1, C)
     return np.broadcast_to(d / (H * W), (N, H, W, C)).copy()
 
@@ -107,8 +108,8 @@ def global_maxpool2d_forward(inp, keepdims=0) -> np.ndarray:
     return _f64(inp).max(axis=(1, 2), keepdims=bool(keepdims))
 
 
-def global_maxpool2d_backward(dout, inp, keepdims=0) -> np.ndarray:
-    """The gradient goes to the first maximum of each channel, in row-major order."""
+def global_maxpool2d_backward(dout, inp) -> np.ndarray:
+    """dout (N, C) or (N, 1, 1, C) goes to the first maximum of each channel, in row-major order."""
     x = _f64(inp)
     N, H, W, C = x.shape
     d = _f64(dout).reshape(N, C)

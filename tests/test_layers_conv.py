@@ -1,7 +1,8 @@
 """Conv2D(dilation_rate, groups), DepthwiseConv2D and SeparableConv2D as layers: forward and
-backward against the float64 references, the one-call native step against layer by layer,
-argument errors, get_config / save / load round trips, and (when TensorFlow is importable)
-Keras's own layers on the same weights."""
+backward against the float64 oracle, their op specs, the one-call native step against layer
+by layer, argument errors, get_config / save / load round trips, and (when TensorFlow is
+importable) Keras's own layers on the same weights. The ops themselves are tested in
+test_ops_conv.py and test_ops_depthwise.py."""
 from __future__ import annotations
 
 import os
@@ -9,10 +10,9 @@ import os
 import numpy as np
 import pytest
 
+import oracle
 import pycnn
-import reference as ref
-import reference_conv_grouped as rg
-from pycnn import layers, models, optimizers
+from pycnn import layers, models, ops, optimizers
 from pycnn.models import Sequential
 
 FWD = dict(rtol=1e-5, atol=1e-5)
@@ -36,12 +36,15 @@ def test_conv2d_dilated_grouped_layer(kwargs, rng):
     assert layer.kernel.shape == layer.kernel_size + (6 // groups, kwargs["filters"])
     kw = dict(strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate, groups=groups,
               activation=act)
-    ref.assert_close(out, rg.conv2d_grouped_forward(x, layer.kernel, layer.bias, **kw), name="out", **FWD)
-    rdinp, rdw, rdb = rg.conv2d_grouped_backward(G, x, layer.kernel, out, has_bias=layer.use_bias, **kw)
-    ref.assert_close(dinp, rdinp, name="dinp", **BWD)
-    ref.assert_close(grads[0], rdw, name="dkernel", **BWD)
+    assert layer.spec() == ops.OpSpec("conv2d", kw, (layer.kernel, layer.bias))
+    oracle.assert_close(out, oracle.conv2d_forward(x, layer.kernel, layer.bias, **kw), name="out", **FWD)
+    rdinp, rdw, rdb = oracle.conv2d_backward(G, x, layer.kernel, layer.bias, **kw)
+    oracle.assert_close(dinp, rdinp, name="dinp", **BWD)
+    oracle.assert_close(grads[0], rdw, name="dkernel", **BWD)
     if layer.use_bias:
-        ref.assert_close(grads[1], rdb, name="dbias", **BWD)
+        oracle.assert_close(grads[1], rdb, name="dbias", **BWD)
+    else:
+        assert rdb is None and len(grads) == 1
 
 
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=3, depth_multiplier=2, padding="same", activation="relu"),
@@ -54,17 +57,15 @@ def test_depthwise_layer(kwargs, rng):
     M = layer.depth_multiplier
     assert layer.weight_names == (["depthwise_kernel", "bias"] if layer.use_bias else ["depthwise_kernel"])
     assert layer.kernel.shape == layer.kernel_size + (3, M) and out.shape[-1] == 3 * M
-    act = layer.activation
-    kw = dict(strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate)
-    z = rg.depthwise_conv2d_forward(x, layer.kernel, layer.bias, **kw)
-    want = ref.softmax_forward(z) if act == "softmax" else ref.activate(z, act)
-    ref.assert_close(out, want, name="out", **FWD)
-    dz = ref.softmax_backward(G, want) if act == "softmax" else G * ref.activation_grad(want, act)
-    rdinp, rdw, rdb = rg.depthwise_conv2d_backward(dz, x, layer.kernel, has_bias=layer.use_bias, **kw)
-    ref.assert_close(dinp, rdinp, name="dinp", **BWD)
-    ref.assert_close(grads[0], rdw, name="ddepthwise", **BWD)
+    kw = dict(strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
+              activation=layer.activation)
+    assert layer.spec() == ops.OpSpec("depthwise_conv2d", kw, (layer.kernel, layer.bias))
+    oracle.assert_close(out, oracle.depthwise_conv2d_forward(x, layer.kernel, layer.bias, **kw), name="out", **FWD)
+    rdinp, rdw, rdb = oracle.depthwise_conv2d_backward(G, x, layer.kernel, layer.bias, **kw)
+    oracle.assert_close(dinp, rdinp, name="dinp", **BWD)
+    oracle.assert_close(grads[0], rdw, name="ddepthwise", **BWD)
     if layer.use_bias:
-        ref.assert_close(grads[1], rdb, name="dbias", **BWD)
+        oracle.assert_close(grads[1], rdb, name="dbias", **BWD)
 
 
 @pytest.mark.parametrize("kwargs", [dict(filters=5, kernel_size=3, depth_multiplier=2, padding="same", activation="tanh"),
@@ -80,12 +81,13 @@ def test_separable_layer(kwargs, rng):
     assert [w.shape for w in layer.get_weights()[:2]] == [layer.kernel_size + (3, M), (1, 1, 3 * M, F)]
     kw = dict(strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
               activation=layer.activation)
-    ref.assert_close(out, rg.separable_conv2d_forward(x, layer.kernel, layer.pointwise_kernel, layer.bias, **kw),
-                     name="out", **FWD)
-    want = rg.separable_conv2d_backward(G, x, layer.kernel, layer.pointwise_kernel, out, has_bias=layer.use_bias, **kw)
-    ref.assert_close(dinp, want[0], name="dinp", **BWD)
+    assert layer.spec() == ops.OpSpec("separable_conv2d", kw, (layer.kernel, layer.pointwise_kernel, layer.bias))
+    oracle.assert_close(out, oracle.separable_conv2d_forward(x, layer.kernel, layer.pointwise_kernel, layer.bias,
+                                                             **kw), name="out", **FWD)
+    want = oracle.separable_conv2d_backward(G, x, layer.kernel, layer.pointwise_kernel, layer.bias, **kw)
+    oracle.assert_close(dinp, want[0], name="dinp", **BWD)
     for got, w, name in zip(grads, [g for g in want[1:] if g is not None], names):
-        ref.assert_close(got, w, name=name, **BWD)
+        oracle.assert_close(got, w, name=name, **BWD)
 
 
 # ----------------------------------------------------------------------------- native step
@@ -136,14 +138,19 @@ def test_native_step_matches_layer_by_layer(kind, batch, monkeypatch, native_ste
     np.testing.assert_allclose(p_native, model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_native_twins_name_the_new_kernels():
+def test_specs_name_the_ops():
+    """A dilated or grouped Conv2D is the conv2d op with those attributes (one op for every conv)."""
     m = _model(0, "grouped")
-    assert [l.native_twin(False, False).kind for l in m.layers[:2]] == ["conv2d_grouped", "conv2d_grouped"]
-    m = _model(0, "separable")
-    assert m.layers[0].native_twin(False, False).kind == "separable_conv2d"
-    assert _model(0, "depthwise").layers[0].native_twin(False, False).kind == "depthwise_conv2d"
+    specs = [l.spec(False) for l in m.layers[:2]]
+    assert [s.kind for s in specs] == ["conv2d", "conv2d"]
+    assert specs[0].attrs["dilation_rate"] == (2, 2) and specs[1].attrs["groups"] == 3
+    assert specs[1].params[0] is m.layers[1].kernel  # the live weights, not copies
+    assert _model(0, "separable").layers[0].spec().kind == "separable_conv2d"
+    assert _model(0, "depthwise").layers[1].spec().params[1] is None  # use_bias=False
     plain = Sequential([layers.Input((6, 6, 2)), layers.Conv2D(4, 3)])
-    assert plain.layers[0].native_twin(False, False).kind == "conv2d"  # the fast path is kept
+    assert plain.layers[0].spec() == ops.OpSpec("conv2d", dict(strides=(1, 1), padding="valid", dilation_rate=(1, 1),
+                                                               groups=1, activation="linear"),
+                                                (plain.layers[0].kernel, plain.layers[0].bias))
 
 
 def test_two_epochs_lower_the_loss():
@@ -254,33 +261,24 @@ def test_matches_keras_when_tensorflow_is_installed():
         assert want.shape == ours(x).shape
 
 
-def test_network_ops_validate_their_nodes():
-    """The native step's parse of the new kinds: a wrong shape raises, naming the node."""
-    from pycnn import _core
-
-    x = np.zeros((2, 8, 8, 4), np.float32)
-    head = ("dense", (2,), (np.zeros((6 * 6 * 4, 3), np.float32), None), None, (), ("linear",))
-    flat = ("flatten", (1,), (), None, (), ())
-    w = np.zeros((3, 3, 2, 4), np.float32)
-    good = [("conv2d_grouped", (0,), (w, None), None, (1, 1, 1, 1, 2), ("valid", "relu")), flat, head]
-    assert _core.network_predict(x, good).shape == (2, 3)
-    bad = [("conv2d_grouped", (0,), (w, None), None, (1, 1, 1, 1, 3), ("valid", "relu")), flat, head]
-    with pytest.raises(ValueError, match=r"layers\[0\] \('conv2d_grouped'\) has a weight of shape \(3, 3, 2, 4\) that "
-                                         r"does not fit its input of shape \(None, 8, 8, 4\) with groups=3"):
-        _core.network_predict(x, bad)
-    with pytest.raises(ValueError, match=r"expected 2 params, 5 ints and 2 strs"):
-        _core.network_predict(x, [("conv2d_grouped", (0,), (w, None), None, (1, 1), ("valid", "relu")), flat, head])
-    dw = np.zeros((3, 3, 4, 1), np.float32)
-    with pytest.raises(ValueError, match=r"\('depthwise_conv2d'\) expected a bias of shape \(4,\)"):
-        _core.network_predict(x, [("depthwise_conv2d", (0,), (dw, np.zeros(3, np.float32)), None, (1, 1, 1, 1),
-                                   ("valid", "linear")), flat, head])
-    with pytest.raises(ValueError, match=r"\('depthwise_conv2d'\) has a depthwise kernel of shape \(3, 3, 3, 1\)"):
-        _core.network_predict(x, [("depthwise_conv2d", (0,), (dw[:, :, :3], None), None, (1, 1, 1, 1),
-                                   ("valid", "linear")), flat, head])
-    with pytest.raises(ValueError, match=r"\('separable_conv2d'\) expected a pointwise kernel of shape "
+def test_op_errors_name_the_layer():
+    """A layer's spec compiled for a shape it does not fit: the op's parse names the layer."""
+    g = layers.Conv2D(4, 3, groups=2, name="g")
+    g.build((None, 8, 8, 4))
+    with pytest.raises(ValueError, match=r"Network\(\): layer 'g' \(op 'conv2d'\) has a kernel of shape \(3, 3, 2, 4\) "
+                                         r"that does not fit its input of shape \(None, 8, 8, 4\) with groups=3"):
+        ops.OpCall(g.spec().with_attrs(groups=3), [(8, 8, 4)], name=g.name)
+    d = layers.DepthwiseConv2D(3, name="d")
+    d.build((None, 8, 8, 4))
+    with pytest.raises(ValueError, match=r"layer 'd' \(op 'depthwise_conv2d'\) has a depthwise kernel of shape "
+                                         r"\(3, 3, 4, 1\) that does not fit its input of shape \(None, 8, 8, 3\)"):
+        ops.OpCall(d.spec(), [(8, 8, 3)], name=d.name)
+    with pytest.raises(ValueError, match=r"layer 'd' \(op 'depthwise_conv2d'\) computed output size would be zero"):
+        ops.OpCall(d.spec().with_attrs(dilation_rate=(4, 4)), [(8, 8, 4)], name=d.name)
+    s = layers.SeparableConv2D(4, 3, name="s")
+    s.build((None, 8, 8, 4))
+    spec = s.spec()
+    bad = spec._replace(params=(spec.params[0], np.zeros((1, 1, 3, 4), np.float32), spec.params[2]))
+    with pytest.raises(ValueError, match=r"layer 's' \(op 'separable_conv2d'\) expected a pointwise kernel of shape "
                                          r"\(1, 1, 4, filters\)\. Received: \(1, 1, 3, 4\)"):
-        _core.network_predict(x, [("separable_conv2d", (0,), (dw, np.zeros((1, 1, 3, 4), np.float32), None), None,
-                                   (1, 1, 1, 1), ("valid", "linear")), flat, head])
-    with pytest.raises(ValueError, match=r"computed output size would be zero or negative"):
-        _core.network_predict(x, [("depthwise_conv2d", (0,), (dw, None), None, (1, 1, 4, 4), ("valid", "linear")),
-                                  flat, head])
+        ops.OpCall(bad, [(8, 8, 4)], name=s.name)
