@@ -108,6 +108,7 @@ AttrValue convert_attr(const pycnn::AttrDef& def, const py::handle& v, const std
     }
   }
   bad("a known type");
+  return AttrValue{};  // not reached: bad() throws
 }
 
 py::object attr_to_python(const AttrValue& v) {

@@ -35,14 +35,6 @@
 namespace pycnn {
 namespace {
 
-int thread_id() {
-#ifdef PYCNN_OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 struct Blocks {
   int64_t nb, count;
   bool outer;  // threads take whole blocks
@@ -122,7 +114,7 @@ void forward_im2col(float* out, const float* inp, const float* weight, const flo
 #endif
   for (int64_t bi = 0; bi < b.count; ++bi) {
     const int64_t n0 = bi * b.nb, nb = std::min(b.nb, s.N - n0), rows = nb * P;
-    float* col = scratch(slot_base() + thread_id(), static_cast<std::size_t>(rows * K), kScratchCol);
+    float* col = scratch(slot_base() + team_thread(), static_cast<std::size_t>(rows * K), kScratchCol);
     float* o = out + n0 * P * F;
     for (int64_t g = 0; g < d.G; ++g) {
       im2col_group(col, inp + n0 * s.H * s.W * s.C, nb, s, d, g * Cg, Cg);
@@ -147,7 +139,7 @@ void backward_im2col(float* dinp, float* dweight, float* dbias, const float* dou
 #pragma omp parallel for schedule(static) num_threads(T) if (b.outer)
 #endif
   for (int64_t bi = 0; bi < b.count; ++bi) {
-    const int t = thread_id();
+    const int t = team_thread();
     const int slot = slot_base() + t;
     const int64_t n0 = bi * b.nb, nb = std::min(b.nb, s.N - n0), rows = nb * P;
     // g = dout * act'(out) for this block's rows

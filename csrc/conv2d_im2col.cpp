@@ -211,7 +211,7 @@ void conv2d_forward_im2col(float* out, const float* inp, const float* weight, co
 #endif
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
-      float* ap = scratch(slot_base() + thread_id(), static_cast<std::size_t>(gemm_packed_a_size(gs, rows, K)), kScratchPackedA);
+      float* ap = scratch(slot_base() + team_thread(), static_cast<std::size_t>(gemm_packed_a_size(gs, rows, K)), kScratchPackedA);
       im2col_packed_rows(ap, inp + n0 * s.H * s.W * s.C, nb, s, gs.mr, zeros.data());
       float* o = out + n0 * P * s.F;
       gemm_packed(gs, rows, s.F, K, ap, wp, o, s.F, false);
@@ -227,7 +227,7 @@ void conv2d_forward_im2col(float* out, const float* inp, const float* weight, co
     const float* img = inp + n0 * s.H * s.W * s.C;
     const float* col = img;
     if (!pointwise) {
-      float* buf = scratch(slot_base() + thread_id(), static_cast<std::size_t>(nb * P * K), kScratchCol);
+      float* buf = scratch(slot_base() + team_thread(), static_cast<std::size_t>(nb * P * K), kScratchCol);
       im2col(buf, img, nb, s);
       col = buf;
     }
@@ -265,7 +265,7 @@ void conv2d_backward_im2col(float* dinp, float* dweight, float* dbias, const flo
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
     for (int64_t gi = 0; gi < g.groups; ++gi) {
-      const int t = thread_id();
+      const int t = team_thread();
       const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
       const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, t);
       float* colt = scratch(slot_base() + t, static_cast<std::size_t>(gemm_packed_a_size(gs_dw, K, rows)), kScratchPackedA);
@@ -292,13 +292,13 @@ void conv2d_backward_im2col(float* dinp, float* dweight, float* dbias, const flo
 #pragma omp parallel for schedule(static) num_threads(T) if (g.outer_parallel)
 #endif
   for (int64_t gi = 0; gi < g.groups; ++gi) {
-    const int t = g.outer_parallel ? thread_id() : 0;
+    const int t = g.outer_parallel ? team_thread() : 0;
     const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
     const float* img = inp + n0 * s.H * s.W * s.C;
-    const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, thread_id());
+    const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, team_thread());
     const float* col = img;
     if (!pointwise) {
-      float* buf = scratch(slot_base() + thread_id(), static_cast<std::size_t>(rows * K), kScratchCol);
+      float* buf = scratch(slot_base() + team_thread(), static_cast<std::size_t>(rows * K), kScratchCol);
       im2col(buf, img, nb, s);
       col = buf;
     }
@@ -312,7 +312,7 @@ void conv2d_backward_im2col(float* dinp, float* dweight, float* dbias, const flo
       if (pointwise) {
         sgemm(rows, K, F, gr, F, 1, weight, 1, F, di, K, 1, false, !g.outer_parallel);
       } else {
-        float* dcol = scratch(slot_base() + thread_id(), static_cast<std::size_t>(rows * K), kScratchOut);
+        float* dcol = scratch(slot_base() + team_thread(), static_cast<std::size_t>(rows * K), kScratchOut);
         sgemm(rows, K, F, gr, F, 1, weight, 1, F, dcol, K, 1, false, !g.outer_parallel);
         col2im(di, dcol, nb, s);
       }

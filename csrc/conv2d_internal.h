@@ -26,14 +26,6 @@ namespace pycnn {
 
 // ---- shared helpers --------------------------------------------------------------------
 
-inline int thread_id() {
-#ifdef PYCNN_OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 // How samples are cut into groups for the im2col and over-F paths (plan_groups in conv2d.cpp).
 struct Grouping {
   int64_t nb;       // samples per group

@@ -97,7 +97,7 @@ void conv2d_forward_overf(float* out, const float* inp, const float* weight, con
   for (int64_t gi = 0; gi < g.groups; ++gi) {
     const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0);
     VfGeom geo;
-    const float* x = overf_input(inp + n0 * s.H * s.W * s.C, nb, s, thread_id(), &geo);
+    const float* x = overf_input(inp + n0 * s.H * s.W * s.C, nb, s, team_thread(), &geo);
     float* o = out + n0 * P * s.F;
     k.forward(o, x, wb, bias, geo);
     apply_activation(o, nb * P * s.F, act);
@@ -142,7 +142,7 @@ void conv2d_backward_overf(float* dinp, float* dweight, float* dbias, const floa
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
   for (int64_t gi = 0; gi < g.groups; ++gi) {
-    const int t = thread_id();
+    const int t = team_thread();
     const int64_t n0 = gi * g.nb, nb = std::min(g.nb, s.N - n0), rows = nb * P;
     const float* gr = preactivation_grad(dout, out, n0 * P * F, rows * F, act, t);
     VfGeom geo;

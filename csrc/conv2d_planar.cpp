@@ -74,7 +74,7 @@ void conv2d_forward_planar(float* out, const float* inp, const float* weight, co
 #pragma omp parallel for schedule(static) num_threads(get_num_threads())
 #endif
   for (int64_t n = 0; n < s.N; ++n) {
-    const int t = thread_id();
+    const int t = team_thread();
     float* xp = scratch(slot_base() + t, static_cast<std::size_t>(s.C * p.x_rows * p.ldx), kScratchCol);
     float* yp = scratch(slot_base() + t, static_cast<std::size_t>(F * s.OH * p.OWp), kScratchOut);
     pad_planar_input(xp, inp + n * s.H * s.W * s.C, s, p);
@@ -112,7 +112,7 @@ void conv2d_backward_planar(float* dinp, float* dweight, float* dbias, const flo
 #pragma omp parallel for schedule(static) num_threads(T)
 #endif
   for (int64_t n = 0; n < s.N; ++n) {
-    const int t = thread_id();
+    const int t = team_thread();
     float* dw = parts.partial[t];
     if (!parts.used[t]) {
       std::memset(dw, 0, sizeof(float) * K * F);

@@ -61,14 +61,6 @@ DwKernels dw_kernels() {
   return {dw_portable::forward_row, dw_portable::dweight_row, dw_portable::dinp_row};
 }
 
-int thread_id() {
-#ifdef PYCNN_OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 // Threads for `rows` independent rows of about `work` multiply-adds each: one thread when
 // the whole call is too small to pay for waking the others.
 int threads_for(int64_t rows, int64_t work) {
@@ -91,7 +83,7 @@ void depthwise_conv2d_forward(float* out, const float* inp, const float* weight,
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t n = r / s.OH, oh = r % s.OH;
     float* orow = out + r * row_size;
-    float* xe = scratch(slot_base() + thread_id(), static_cast<std::size_t>(s.F), kScratchCol);
+    float* xe = scratch(slot_base() + team_thread(), static_cast<std::size_t>(s.F), kScratchCol);
     k.forward_row(orow, inp + n * s.H * s.W * s.C, weight, bias, d, oh, xe);
     apply_activation(orow, row_size, act);
   }
@@ -124,8 +116,8 @@ void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const 
 #pragma omp parallel num_threads(T) if (T > 1)
 #endif
   {
-    float* part = partial[thread_id()];
-    float* xe = scratch(slot_base() + thread_id(), static_cast<std::size_t>(CM), kScratchCol);
+    float* part = partial[team_thread()];
+    float* xe = scratch(slot_base() + team_thread(), static_cast<std::size_t>(CM), kScratchCol);
     std::memset(part, 0, sizeof(float) * psize);
 #ifdef PYCNN_OPENMP
 #pragma omp for schedule(static)
@@ -156,7 +148,7 @@ void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const 
 #endif
   for (int64_t r = 0; r < in_rows; ++r) {
     const int64_t n = r / s.H, ih = r % s.H;
-    float* prod = scratch(slot_base() + thread_id(), static_cast<std::size_t>(CM), kScratchCol);
+    float* prod = scratch(slot_base() + team_thread(), static_cast<std::size_t>(CM), kScratchCol);
     k.dinp_row(dinp + r * s.W * s.C, g + n * s.OH * row_size, weight, d, ih, prod);
   }
 }

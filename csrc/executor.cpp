@@ -28,14 +28,6 @@ std::vector<const UpdateDef*> registered_updates() { return Registry<UpdateDef, 
 
 namespace {
 
-int thread_index() {
-#ifdef PYCNN_OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 int threads_in_region() {
 #ifdef PYCNN_OPENMP
   return omp_get_num_threads();
@@ -79,7 +71,7 @@ void team_allreduce(double* vals, int64_t n) {
   const int T = omp_get_num_threads();
   if (T == 1 || !tl_team) return;
   Team& team = *tl_team;
-  double* mine = team.reduce.data() + thread_index() * team.reduce_max;
+  double* mine = team.reduce.data() + team_thread() * team.reduce_max;
   std::copy(vals, vals + n, mine);
 #pragma omp barrier
   for (int64_t j = 0; j < n; ++j) {
@@ -96,10 +88,10 @@ void team_allreduce(double* vals, int64_t n) {
 
 double* team_storage(const Node& node) {
   Team& team = *tl_team;  // set by the executor for every thread that runs nodes
-  return team.storage.data() + thread_index() * team.per_thread + team.offset[&node - team.first];
+  return team.storage.data() + team_thread() * team.per_thread + team.offset[&node - team.first];
 }
 
-bool team_leader() { return thread_index() == 0; }
+bool team_leader() { return team_thread() == 0; }
 
 // ---------------------------------------------------------------------------- shared by the entries
 
@@ -169,7 +161,7 @@ void run_team(int T, Team* team, Body&& body) {
 #pragma omp parallel num_threads(T)
 #endif
   {
-    const int t = thread_index(), size = threads_in_region();
+    const int t = team_thread(), size = threads_in_region();
     SerialKernels serial(base + t);
     TeamScope scope(team);
     body(t, size);

@@ -219,13 +219,7 @@ void pack_b(float* Bp, const float* B, int64_t rsb, int64_t csb, int64_t kc, int
   }
 }
 
-int current_slot() {
-#ifdef PYCNN_OPENMP
-  return slot_base() + omp_get_thread_num();
-#else
-  return slot_base();
-#endif
-}
+int current_slot() { return slot_base() + team_thread(); }
 
 void gemm_serial(const KernelSpec& ks, int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa,
                  const float* B, int64_t rsb, int64_t csb, float* C, int64_t rsc, int64_t csc, bool accumulate) {

@@ -37,6 +37,14 @@ thread_local bool tl_serial = false;
 
 int slot_base() { return tl_slot_base; }
 
+int team_thread() {
+#ifdef PYCNN_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 SerialKernels::SerialKernels(int slot) : saved_base_(tl_slot_base), saved_serial_(tl_serial) {
   tl_slot_base = slot;
   tl_serial = true;

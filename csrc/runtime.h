@@ -18,6 +18,9 @@ std::string openmp_version();
 // alive on this thread. Kernels index their scratch with slot_base() + team thread index.
 int slot_base();
 
+// This thread's index in the current OpenMP team (0 outside a parallel region or without OpenMP).
+int team_thread();
+
 // Makes the kernels called on this thread run serially (get_num_threads() == 1) with
 // scratch slots from `slot` up: lets a caller run one kernel sequence per thread inside its
 // own parallel region (network.cpp) without the threads sharing scratch.

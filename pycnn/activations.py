@@ -47,6 +47,17 @@ def __getattr__(name: str) -> Callable[[Any], np.ndarray]:
     raise AttributeError(f"module 'pycnn.activations' has no attribute {name!r}")
 
 
+def gelu(x: Any, approximate: bool = False) -> np.ndarray:
+    """Keras's ``gelu(x, approximate=False)``: ``x * Phi(x)`` in the exact erf form, or its tanh
+    approximation (the registered activation 'gelu_approximate'); float32 of ``x``'s shape."""
+    if not isinstance(approximate, (bool, np.bool_)):
+        raise TypeError(f"gelu() expected approximate to be True or False. Received: approximate={approximate!r}.")
+    return __getattr__("gelu_approximate" if approximate else "gelu")(x)
+
+
+gelu._pycnn_activation = "gelu"  # type: ignore[attr-defined]
+
+
 def __dir__() -> List[str]:
     return sorted(list(globals()) + list(names()))
 

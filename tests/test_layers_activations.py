@@ -94,3 +94,20 @@ def test_gelu_layer_matches_the_oracle_and_keras(approximate, rng):
     tf = pytest.importorskip("tensorflow", reason="TensorFlow is an optional cross-check")
     np.testing.assert_allclose(layer(x), tf.keras.activations.gelu(x, approximate=approximate).numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_function_keras_signature_and_as_an_activation_argument(rng):
+    from pycnn import activations
+
+    x = (rng.standard_normal((2, 7)) * 3).astype(np.float32)
+    oracle.assert_close(activations.gelu(x), oracle.activate(x, "gelu"), **FWD)
+    oracle.assert_close(activations.gelu(x, approximate=True), oracle.activate(x, "gelu_approximate"), **FWD)
+    assert activations.get(activations.gelu) == "gelu" and activations.get("GELU") == "gelu"
+    with pytest.raises(TypeError, match=r"approximate to be True or False.*Received: approximate='yes'"):
+        activations.gelu(x, approximate="yes")
+    dense = layers.Dense(3, activation="gelu")
+    linear = layers.Dense(3)
+    y = dense(x)
+    linear.build(x.shape)
+    linear.set_weights(dense.get_weights())
+    oracle.assert_close(y, oracle.activate(linear(x), "gelu"), **FWD)
