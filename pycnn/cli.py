@@ -3,6 +3,7 @@
 Examples::
 
     python -m pycnn train --model lenet --dataset cifar10 --epochs 20 --save lenet.npz --plot curves.png
+    python -m pycnn train --resume lenet.npz --epochs 30 --save lenet30.npz
     python -m pycnn evaluate --model lenet --dataset cifar10 --weights lenet.npz
     python -m pycnn summary --model lenet --input-shape 32,32,3
     python -m pycnn show features --model lenet --weights lenet.npz --dataset cifar10 --index 3
@@ -14,6 +15,10 @@ bar while evaluating on the test set after every epoch (so the per-epoch test lo
 accuracy are recorded, like ``validation_data=`` in the lecture), then prints the final
 test loss and accuracy and the seconds per epoch. Images are scaled to [0, 1] float32;
 MNIST-family images get a channel axis, and the model's input shape follows the data.
+``--save`` writes the whole model after every epoch (``model.save``: architecture, weights,
+optimizer state, the epochs run and the random generator's state), which
+``pycnn.models.load_model`` reads and ``train --resume`` continues exactly as the
+uninterrupted run would have; ``--weights-only`` writes ``model.save_weights`` instead.
 
 ``show {filters,features,pooling,predictions,confusion}`` draws one of :mod:`pycnn.viz`'s
 pictures into a PNG (``--output``, default ``KIND.png``) for a model (``--weights`` loads
@@ -43,7 +48,7 @@ from . import applications, layers, optimizers, schedules
 from ._version import __version__
 from .sequential import Sequential
 from . import datasets as datasets_module
-from .callbacks import Callback
+from .callbacks import Callback, ModelCheckpoint
 
 DATASETS = datasets_module.NAMES
 INPUT_SHAPES = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1)}
@@ -221,20 +226,50 @@ class _EpochTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def _augmentation(input_shape, seed):
+def _augmentation(input_shape):
     """The CIFAR recipe as Keras layers: 4 zero pixels around, a random window of the
-    original size, a random left-right flip (per image; seeded when ``seed`` is given)."""
+    original size, a random left-right flip (per image). They draw from pycnn's generator,
+    which --seed seeds and a full checkpoint stores, so --resume continues their draws."""
     from .layers import RandomCrop, RandomFlip, ZeroPadding2D
 
     h, w = input_shape[0], input_shape[1]
-    return [ZeroPadding2D(4), RandomCrop(h, w, seed=seed),
-            RandomFlip("horizontal", seed=None if seed is None else seed + 1)]
+    return [ZeroPadding2D(4), RandomCrop(h, w), RandomFlip("horizontal")]
+
+
+def _resumed_model(args, input_shape, num_classes):
+    """The model, optimizer state, epoch count and random generator of a ``train --save`` file."""
+    from .saving import load_model
+
+    path = args.resume
+    try:
+        model = load_model(path)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"train --resume expected a full model written by `train --save` (or model.save). "
+                       f"Received: --resume {path}: {exc}") from exc
+    if not model.compiled:
+        raise CliError(f"train --resume expected a model saved with its training state. Received: --resume {path}, "
+                       "which was saved before compile().")
+    if tuple(model.input_shape[1:]) != tuple(input_shape) or model.output_shape[-1] != num_classes:
+        raise CliError(f"The model in {path} takes inputs {tuple(model.input_shape[1:])} and predicts "
+                       f"{model.output_shape[-1]} classes, but --dataset {args.dataset} has images of shape "
+                       f"{tuple(input_shape)} and {num_classes} classes.")
+    done = int(getattr(model, "_epochs_done", 0))
+    if done >= args.epochs:
+        raise CliError(f"The model in {path} has already trained {done} epochs, and --epochs is the total to reach "
+                       f"(as fit(epochs=..., initial_epoch=...)). Received: --epochs {args.epochs}. Pass a larger "
+                       "--epochs.")
+    return model, done
 
 
 def cmd_train(args) -> int:
     from . import datasets, utils
 
     _check_model_name(args.model)
+    if args.weights_only and not args.save:
+        raise CliError("--weights-only says what --save writes. Received: --weights-only without --save FILE.")
+    if args.resume and not Path(args.resume).is_file():
+        raise CliError(f"train --resume expected a file written by `train --save`. Received: --resume {args.resume}, "
+                       "which does not exist.")
     if args.plot:
         _require_matplotlib("--plot")  # fail before training, not after it
     _setup_threads(args)
@@ -251,26 +286,42 @@ def cmd_train(args) -> int:
         utils.set_random_seed(args.seed)
     _print(build_info_line())
     (x_train_u8, y_train), (x_test, y_test), input_shape, num_classes = _load(args, need_train=True)
-    model = _build_model(args.model, input_shape, num_classes)
-    if args.augment:
-        # The augmentation layers go in front of the model: fit() runs them in NumPy before
-        # each native step, with new draws every batch; at inference they give the image back.
-        model = Sequential([layers.Input(tuple(input_shape)), *_augmentation(input_shape, args.seed), *model.layers],
-                           name=model.name)
-    _compile(model, _optimizer(args.optimizer, args.learning_rate))
-    model.summary(print_fn=_print)
-    if args.augment:
-        _print("Augmentation: random crops with 4-pixel zero padding and horizontal flips, new draws every batch")
+    initial_epoch = 0
+    if args.resume:
+        # Architecture, optimizer (and its schedule), epochs run and the random generator come
+        # from the file; --model, --optimizer, --learning-rate, --lr-schedule, --augment and
+        # --seed describe a new run and are not used.
+        model, initial_epoch = _resumed_model(args, input_shape, num_classes)
+        model.summary(print_fn=_print)
+        _print(f"Resuming from {args.resume}: {initial_epoch} epochs done, training epochs "
+               f"{initial_epoch + 1}-{args.epochs}")
+    else:
+        model = _build_model(args.model, input_shape, num_classes)
+        if args.augment:
+            # The augmentation layers go in front of the model: fit() runs them in NumPy before
+            # each native step, with new draws every batch; at inference they give the image back.
+            model = Sequential([layers.Input(tuple(input_shape)), *_augmentation(input_shape), *model.layers],
+                               name=model.name)
+        _compile(model, _optimizer(args.optimizer, args.learning_rate))
+        model.summary(print_fn=_print)
+        if args.augment:
+            _print("Augmentation: random crops with 4-pixel zero padding and horizontal flips, new draws every batch")
 
     timer = _EpochTimer()
     steps = -(-len(x_train_u8) // args.batch_size)
-    if args.lr_schedule == "cosine":
+    if args.lr_schedule == "cosine" and not args.resume:
         optimizer = model.optimizer
         optimizer.learning_rate = schedules.CosineDecay(float(optimizer.learning_rate), args.epochs * steps)
         _print(f"Learning rate: cosine decay from {float(optimizer.schedule.initial_learning_rate):g} to 0 over "
                f"{args.epochs * steps} steps")
+    callbacks: list = [timer]
+    if args.save:
+        # Rewritten after every epoch, so a run stopped part-way (Ctrl-C, a lost machine) leaves a
+        # file that --resume continues; after the last epoch it holds the trained model.
+        callbacks.append(ModelCheckpoint(args.save, save_weights_only=args.weights_only))
     h = model.fit(datasets.to_float(x_train_u8), y_train, epochs=args.epochs, batch_size=args.batch_size,
-                  validation_data=(x_test, y_test), verbose=args.verbose, callbacks=[timer])
+                  validation_data=(x_test, y_test), verbose=args.verbose, callbacks=callbacks,
+                  initial_epoch=initial_epoch)
     history = {k: list(v) for k, v in h.history.items()}
 
     # The last epoch's validation pass already scored the final weights on the test set.
@@ -282,9 +333,10 @@ def cmd_train(args) -> int:
                f"min {min(secs):.2f}, max {max(secs):.2f}; training and test evaluation)")
     from . import distributed
 
-    if args.save:
-        model.save_weights(args.save)
+    if args.save and args.weights_only:
         _print(f"Saved weights to {args.save}")
+    elif args.save:
+        _print(f"Saved the model (architecture, weights, optimizer state) to {args.save}")
     if not distributed.is_primary():
         return 0  # rank 0 writes the history and the curves
     if args.history:
@@ -484,20 +536,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and report test accuracy")
     common(p, train=True)
-    p.add_argument("--epochs", type=_positive_int, default=20, help="default: 20")
+    p.add_argument("--epochs", type=_positive_int, default=20,
+                   help="epochs in total, counting those a --resume file has run (default: 20)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
     p.add_argument("--learning-rate", type=_positive_float, default=None,
-                   help="default: the optimizer's Keras default (adam 0.001, sgd 0.01)")
+                   help="default: the optimizer's Keras default (adam 0.001, rmsprop 0.001, sgd 0.01)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the MPI ranks of mpirun/mpiexec (pycnn.distributed); --batch-size is "
                         "the global batch")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="constant (default) or cosine decay to 0 over the run (Keras's CosineDecay)")
     p.add_argument("--augment", action="store_true",
-                   help="random 4-pixel-padded crops and horizontal flips each epoch")
+                   help="random crops of the 4-pixel zero-padded image and horizontal flips, new draws every batch")
     p.add_argument("--seed", type=_non_negative_int, default=None,
                    help="seed weights, shuffling and augmentation")
-    p.add_argument("--save", default=None, metavar="FILE.npz", help="save the trained weights")
+    p.add_argument("--save", default=None, metavar="FILE.npz",
+                   help="save the model after every epoch: architecture, weights, optimizer state (model.save; "
+                        "pycnn.models.load_model and train --resume read it)")
+    p.add_argument("--weights-only", action="store_true",
+                   help="with --save: write only the weights (model.save_weights; evaluate and show read it)")
+    p.add_argument("--resume", default=None, metavar="FILE.npz",
+                   help="continue training the model a train --save wrote, up to --epochs in total, exactly as an "
+                        "uninterrupted run (the model, optimizer and seed come from the file)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="save loss and accuracy curves (needs matplotlib)")
     p.add_argument("--history", default=None, metavar="FILE.json",
@@ -506,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate saved weights on the test set")
     common(p, train=False)
-    p.add_argument("--weights", required=True, metavar="FILE.npz", help="weights saved by train --save")
+    p.add_argument("--weights", required=True, metavar="FILE.npz",
+                   help="a file written by train --save (a full model or --weights-only)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
@@ -527,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=SHOW_KINDS, help="what to draw")
     common(p, train=False)
     p.add_argument("--weights", default=None, metavar="FILE.npz",
-                   help="weights saved by train --save (default: the model's random initial weights)")
+                   help="a file written by train --save (default: the model's random initial weights)")
     p.add_argument("--output", "-o", default=None, metavar="FILE.png", help="default: KIND.png")
     p.add_argument("--index", type=_non_negative_int, default=0, help="test image to show (default: 0)")
     p.add_argument("--layer", type=_layer_list, default=None, metavar="NAME[,NAME...]",

@@ -22,6 +22,7 @@ except ImportError:
 from dataset_fixtures import write_cifar_bin, write_idx_dataset
 
 import pycnn
+import pycnn.cli
 from pycnn.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +113,8 @@ def test_train_saves_weights_curves_history_and_evaluate_reproduces(capsys, tmp_
     assert "val_accuracy" in out
     test_loss, test_acc = map(float, TEST_LINE.search(out).groups())
     assert re.search(r"^Seconds per epoch: \d+\.\d\d \(mean of 2;", out, re.M)
-    assert f"Saved weights to {weights}" in out and weights.stat().st_size > 83126 * 4
+    assert f"Saved the model (architecture, weights, optimizer state) to {weights}" in out
+    assert weights.stat().st_size > 3 * 83126 * 4  # weights and Adam's two slots per weight
     if HAVE_MATPLOTLIB:  # the plot itself is tested only where the optional extra is installed
         assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads(history.read_text())
@@ -126,6 +128,86 @@ def test_train_saves_weights_curves_history_and_evaluate_reproduces(capsys, tmp_
     assert code == 0, err
     assert "Dataset cifar10: 100 of 120 test images" in out
     assert TEST_LINE.search(out).groups() == (f"{test_loss:.4f}", f"{test_acc:.4f}")
+
+
+def _train(capsys, cifar_dir, *extra):
+    code, out, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--limit-train", "256", "--limit-test",
+                         "64", "--batch-size", "32", "--threads", "1", "--verbose", "0", *extra)
+    assert code == 0, err
+    return out
+
+
+def test_train_resume_continues_exactly_like_an_uninterrupted_run(capsys, monkeypatch, tmp_path, cifar_dir):
+    # LeNet with BN, augmentation, a cosine schedule and Adam: everything that keeps state across
+    # epochs (optimizer slots and step count, the schedule, the random generator the shuffles,
+    # crops and flips draw from, BN's moving statistics) must come back from the file.
+    setup = ["--model", "lenet_bn", "--augment", "--lr-schedule", "cosine", "--seed", "4", "--epochs", "2"]
+    straight, first, resumed = tmp_path / "straight.npz", tmp_path / "first.npz", tmp_path / "resumed.npz"
+    out = _train(capsys, cifar_dir, *setup, "--save", str(straight))
+    straight_scores = TEST_LINE.search(out).groups()
+
+    def interrupt(self, epoch, logs=None):  # Ctrl-C as the second epoch begins
+        if epoch == 1:
+            raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(pycnn.cli._EpochTimer, "on_epoch_begin", interrupt)
+        code, _, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--limit-train", "256", "--limit-test",
+                           "64", "--batch-size", "32", "--threads", "1", "--verbose", "0", *setup, "--save", str(first))
+    assert code == 130 and "pycnn: interrupted" in err
+    out = _train(capsys, cifar_dir, "--resume", str(first), "--epochs", "2", "--save", str(resumed))
+    assert f"Resuming from {first}: 1 epochs done, training epochs 2-2" in out
+    assert TEST_LINE.search(out).groups() == straight_scores
+    a, b = pycnn.models.load_model(straight), pycnn.models.load_model(resumed)
+    assert a.optimizer.iterations == b.optimizer.iterations == 16
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    for sa, sb in zip(a.optimizer.get_slots(a.weights), b.optimizer.get_slots(b.weights)):
+        for x, y in zip(sa, sb):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_train_save_writes_a_full_model_and_weights_only_the_weights(capsys, tmp_path, cifar_dir):
+    full, weights = tmp_path / "full.npz", tmp_path / "weights.npz"
+    _train(capsys, cifar_dir, "--epochs", "1", "--seed", "2", "--save", str(full))
+    model = pycnn.models.load_model(full)
+    assert model.compiled and model.optimizer.iterations == 8 and model.name == "lenet"
+    out = _train(capsys, cifar_dir, "--epochs", "1", "--seed", "2", "--save", str(weights), "--weights-only")
+    assert f"Saved weights to {weights}" in out
+    with pytest.raises(ValueError, match="holds weights only"):
+        pycnn.models.load_model(weights)
+    fresh = pycnn.models.lenet((32, 32, 3), 10)
+    fresh.load_weights(weights)
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # evaluate reads either file.
+    for path in (full, weights):
+        code, out, err = run(capsys, "evaluate", "--data-dir", str(cifar_dir), "--weights", str(path),
+                             "--limit-test", "64", "--verbose", "0")
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--weights-only"], r"--weights-only says what --save writes"),
+    (["--resume", "missing.npz"], r"train --resume expected a file written by `train --save`\. "
+                                  r"Received: --resume missing\.npz, which does not exist"),
+])
+def test_save_and_resume_argument_errors(capsys, cifar_dir, argv, message):
+    code, out, err = run(capsys, "train", "--data-dir", str(cifar_dir), *argv)
+    assert code == 1 and re.search(message, err) and "Epoch" not in out
+
+
+def test_resume_refuses_weights_files_finished_runs_and_other_datasets(capsys, tmp_path, cifar_dir):
+    full, weights = tmp_path / "full.npz", tmp_path / "weights.npz"
+    _train(capsys, cifar_dir, "--epochs", "1", "--save", str(full))
+    _train(capsys, cifar_dir, "--epochs", "1", "--save", str(weights), "--weights-only")
+    code, _, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--resume", str(weights))
+    assert code == 1 and "train --resume expected a full model" in err and "holds weights only" in err
+    code, _, err = run(capsys, "train", "--data-dir", str(cifar_dir), "--resume", str(full), "--epochs", "1")
+    assert code == 1 and "has already trained 1 epochs" in err and "Pass a larger --epochs" in err
+    write_idx_dataset(tmp_path / "mnist", np.random.default_rng(2), n_train=64, n_test=32)
+    code, _, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--resume", str(full),
+                       "--epochs", "2")
+    assert code == 1 and "takes inputs (32, 32, 3)" in err and "(28, 28, 1)" in err
 
 
 def test_train_with_augmentation_runs_every_epoch(capsys, tmp_path, cifar_dir):
