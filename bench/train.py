@@ -246,7 +246,7 @@ def worker(cfg: dict) -> None:
             return float(model.test_on_batch(x, y))
 
         def predict():
-            return model.predict(x, batch_size=x.shape[0])
+            return model.predict(x, batch_size=x.shape[0], verbose=0)
     else:
         if policy in ("passive", "active"):
             os.environ["OMP_WAIT_POLICY"] = policy.upper()
@@ -632,7 +632,7 @@ def tta_worker(cfg: dict) -> None:
             model.fit(x_train, y_train, batch_size=TTA_BATCH, epochs=1, shuffle=True, verbose=0)
 
         def accuracy() -> float:
-            return float(np.mean(model.predict(x_test, batch_size=1000).argmax(axis=1) == y_test))
+            return float(np.mean(model.predict(x_test, batch_size=1000, verbose=0).argmax(axis=1) == y_test))
     else:
         policy = cfg.get("policy")
         if policy in ("passive", "active"):

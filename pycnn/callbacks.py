@@ -193,13 +193,14 @@ class ModelCheckpoint(Callback):
         monitor: log key compared when ``save_best_only`` (default 'val_loss').
         verbose: 1 prints a line per save.
         save_best_only: save only when ``monitor`` improves on the best so far.
-        save_weights_only: True writes ``model.save_weights`` (the .npz described there);
-            False writes ``model.save`` (weights plus the architecture).
+        save_weights_only: False (the default, as in Keras) writes ``model.save``: the
+            architecture, weights and optimizer state, which ``load_model`` reads and
+            training resumes from; True writes ``model.save_weights`` only.
         mode: 'min', 'max' or 'auto'.
     """
 
     def __init__(self, filepath: Any, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
-                 save_weights_only: bool = True, mode: str = "auto") -> None:
+                 save_weights_only: bool = False, mode: str = "auto") -> None:
         super().__init__()
         owner = "ModelCheckpoint"
         if not isinstance(filepath, (str, os.PathLike)):

@@ -19,6 +19,7 @@ an epoch is written whole. Metric values are shown as given (the trainer passes 
 from __future__ import annotations
 
 import math
+import numbers
 import shutil
 import sys
 import time
@@ -26,7 +27,11 @@ from typing import Mapping, Optional, TextIO
 
 
 def format_value(value: float) -> str:
-    """``0.4100`` style, switching to ``1.2000e-04`` for tiny magnitudes (and nan/inf as is)."""
+    """``0.4100`` style, switching to ``1.2000e-04`` for tiny magnitudes (and nan/inf as is);
+    an integer count (``skipped_batches``) as an integer."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    value = float(value)
     if not math.isfinite(value):
         return str(value)
     return f"{value:.4f}" if abs(value) > 1e-3 or value == 0.0 else f"{value:.4e}"
@@ -107,7 +112,7 @@ class Progbar:
             self._after_first = now
         if self.verbose == 0:
             return
-        metrics = "".join(f" - {k}: {format_value(float(v))}" for k, v in (values or {}).items())
+        metrics = "".join(f" - {k}: {format_value(v)}" for k, v in (values or {}).items())
         digits = len(str(self.target))
         # A generator without steps_per_epoch: the number of steps is known after one epoch (Keras).
         count = f"{current:>{digits}}/{self.target}" if self.target > 0 else f"{current}/Unknown"

@@ -269,7 +269,10 @@ class Trainer:
                 update is never applied): 'raise' (default) stops with
                 :class:`NonFiniteLossError` after the batch's callbacks ran, unless one of
                 them (e.g. ``TerminateOnNaN``) stopped training; 'ignore' goes on with the
-                next batch. Not in Keras, which applies the non-finite update.
+                next batch, leaves the skipped batches out of the epoch's loss and metrics,
+                records their number per epoch as ``skipped_batches`` in the logs and the
+                History, and warns (``RuntimeWarning``) after an epoch that skipped any.
+                Not in Keras, which applies the non-finite update.
 
         Returns:
             A :class:`pycnn.callbacks.History`; ``history.history`` has per-epoch lists
@@ -366,7 +369,7 @@ class Trainer:
                     print(f"Epoch {epoch + 1}/{epochs}", flush=True)
                 bar = Progbar(train.steps or 0, verbose=verbose)
                 self._metrics.reset()
-                loss_sum, seen = 0.0, 0
+                loss_sum, seen, skipped = 0.0, 0, 0
                 logs: Dict[str, float] = {}
                 step = 0
                 for step, (xb_raw, yb, wb) in enumerate(train.epoch(), start=1):
@@ -383,13 +386,19 @@ class Trainer:
                         warnings.warn(f"fit(): the loss of epoch {epoch + 1}, step {step} is {loss:.4g}, "
                                       f"{loss / max(first_loss, 1e-30):.3g}x the first batch's ({first_loss:.4g}): "
                                       f"training is diverging; lower the learning rate.", RuntimeWarning, stacklevel=2)
-                    m = train.global_count if dist else xb[0].shape[0]
-                    loss_sum += loss * m
-                    seen += m
-                    self._update_metrics(yb, out, is_logits, wb)
-                    logs = self._logs(loss_sum / max(seen, 1))
+                    batch_logs = None
+                    if math.isfinite(loss) or nonfinite_loss == "raise":
+                        m = train.global_count if dist else xb[0].shape[0]
+                        loss_sum += loss * m
+                        seen += m
+                        self._update_metrics(yb, out, is_logits, wb)
+                        logs = self._logs(loss_sum / max(seen, 1))
+                    else:  # skipped: not applied, and left out of the epoch's averages
+                        skipped += 1
+                        logs = self._logs(loss_sum / seen if seen else math.nan)
+                        batch_logs = {**logs, "loss": loss}  # callbacks (TerminateOnNaN) see the batch's loss
                     for cb in cbs:
-                        cb.on_batch_end(step - 1, dict(logs))
+                        cb.on_batch_end(step - 1, dict(logs if batch_logs is None else batch_logs))
                     if not math.isfinite(loss) and nonfinite_loss == "raise" and not self.stop_training:
                         raise NonFiniteLossError(epoch, step, loss)
                     if train.steps is None or step < train.steps:
@@ -400,8 +409,14 @@ class Trainer:
                     break
                 if dist and not self._metrics.counts_only:
                     self._metrics.reduce_()  # the epoch's metrics over every rank's shares
-                    logs = self._logs(loss_sum / max(seen, 1))
+                    logs = self._logs(loss_sum / seen if seen else math.nan)
                 epoch_logs = dict(logs)
+                if nonfinite_loss == "ignore":
+                    epoch_logs["skipped_batches"] = skipped  # every epoch, so History's lists stay aligned
+                    if skipped:
+                        warnings.warn(f"fit(): skipped {skipped} of {step} batches of epoch {epoch + 1} whose loss "
+                                      f"was NaN or infinite (nonfinite_loss='ignore'); the epoch's loss and metrics "
+                                      f"average the other batches.", RuntimeWarning, stacklevel=2)
                 if val is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
                     epoch_logs.update(self._evaluate_batches(val, prefix="val_", guard=guard,
                                                              reduce=dist and isinstance(val, data_adapter.ArrayBatches)))
@@ -449,11 +464,13 @@ class Trainer:
         return self._logs(loss_sum / max(seen, 1), prefix)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
-                 verbose: Union[int, str] = 0, sample_weight: Any = None, steps: Optional[int] = None,
+                 verbose: Union[int, str] = "auto", sample_weight: Any = None, steps: Optional[int] = None,
                  return_dict: bool = False) -> Union[float, List[float], Dict[str, float]]:
         """Loss (and metrics) over ``(x, y)`` (or a generator of batches) in inference mode.
 
         Args:
+            verbose: 'auto' (the default, as in Keras 3) and 1 show a progress bar (one line
+                at the end when stdout is not a terminal), 2 one line at the end, 0 nothing.
             sample_weight: (N,) weights: the loss is ``mean(w * per-sample loss)`` and the
                 ``weighted_metrics`` are weighted means.
             steps: batches to take from a generator (default: until it ends).
@@ -485,9 +502,11 @@ class Trainer:
             return [logs["loss"]] + [logs[name] for name in self.metrics_names]
         return logs["loss"]
 
-    def predict(self, x: Any, batch_size: Optional[int] = None, verbose: Union[int, str] = 0,
+    def predict(self, x: Any, batch_size: Optional[int] = None, verbose: Union[int, str] = "auto",
                 steps: Optional[int] = None) -> Any:
         """Outputs for ``x`` in inference mode, computed ``batch_size`` samples at a time.
+
+        ``verbose`` as in :meth:`evaluate`: a progress bar by default, as in Keras 3.
 
         ``x`` may also be a generator / iterable of batches: arrays, or tuples whose first
         item is the input (``(x, y)`` batches are accepted and their targets ignored);
@@ -504,10 +523,16 @@ class Trainer:
         steps = data_adapter.check_steps(steps, "steps", "predict()")
         batches: List[List[np.ndarray]] = []
         if data_adapter.is_batch_source(x):
+            known = steps if steps is not None else (len(x) if hasattr(x, "__len__") else 0)
+            bar = Progbar(known, verbose=verbose) if verbose else None
             for item in data_adapter.items(x, steps):
                 xb = item[0] if isinstance(item, tuple) else item
                 batches.append(self._step.infer([utils.as_float32(a, "predict()")
                                                  for a in self._prepare_inputs(xb, "predict()")]))
+                if bar is not None:
+                    bar.update(len(batches))
+            if bar is not None and batches:
+                bar.update(len(batches), finalize=True)
         else:
             xs = self._prepare_inputs(x, "predict()")
             n = xs[0].shape[0]

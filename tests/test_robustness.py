@@ -237,7 +237,8 @@ def test_fit_can_ignore_nan_batches_and_terminate_on_nan_still_stops_quietly(cap
 
     x, y = _nan_batch_data()
     model = _small_model(False, "adam")
-    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, nonfinite_loss="ignore")
+    with pytest.warns(RuntimeWarning, match="skipped 1 of 5 batches"):
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, nonfinite_loss="ignore")
     assert len(history.epoch) == 2 and model.optimizer.iterations == 8  # 10 batches, the two NaN ones skipped
     assert all(np.isfinite(w).all() for w in model.get_weights())
     model = _small_model(False, "adam")
@@ -246,6 +247,39 @@ def test_fit_can_ignore_nan_batches_and_terminate_on_nan_still_stops_quietly(cap
     assert history.epoch == [0] and "Invalid loss, terminating training" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"'nonfinite_loss' of fit\(\): expected one of \('raise', 'ignore'\)"):
         model.fit(x, y, nonfinite_loss="skip", verbose=0)
+
+
+def test_ignored_nan_batches_are_left_out_of_the_epoch_averages_and_counted():
+    import pycnn
+
+    x, y = _nan_batch_data()  # 5 batches of 8 per epoch; the third has a NaN input
+    model = _small_model(True, "adam")
+    twin = _small_model(True, "adam")
+    twin.set_weights(model.get_weights())
+    with pytest.warns(RuntimeWarning) as record:
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, nonfinite_loss="ignore")
+    messages = [str(w.message) for w in record if "skipped" in str(w.message)]
+    assert len(messages) == 2 and messages[0].startswith("fit(): skipped 1 of 5 batches of epoch 1 whose loss was NaN")
+    assert history.history["skipped_batches"] == [1, 1]
+    # The same steps one batch at a time, leaving out the NaN batch: the epoch's loss and
+    # accuracy are the means of the four applied batches (equal sizes).
+    for epoch in range(2):
+        results = [twin.train_on_batch(x[i:i + 8], y[i:i + 8]) for i in (0, 8, 24, 32)]
+        loss, acc = np.mean(results, axis=0)
+        assert history.history["loss"][epoch] == pytest.approx(loss, rel=1e-6)
+        assert history.history["accuracy"][epoch] == pytest.approx(acc, rel=1e-6)
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # Without 'ignore' there is nothing to count, and the key is absent; TerminateOnNaN still
+    # sees an ignored batch's loss and stops.
+    clean = _small_model(False, "adam").fit(x[:16], y[:16], batch_size=8, epochs=1, verbose=0)
+    assert "skipped_batches" not in clean.history
+    with pytest.warns(RuntimeWarning, match="skipped 1 of 3 batches"):
+        history = _small_model(False, "adam").fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                                                  nonfinite_loss="ignore",
+                                                  callbacks=[pycnn.callbacks.TerminateOnNaN()])
+    assert history.epoch == [0] and history.history["skipped_batches"] == [1]
+    assert np.isfinite(history.history["loss"][0])
 
 
 def test_an_exploding_loss_draws_one_warning():

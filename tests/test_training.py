@@ -360,9 +360,17 @@ def test_fit_output_when_stdout_is_not_a_terminal(capsys):
     assert re.match(r"^5/5 - \d+s - \d+(?:ms|us|s)/step - accuracy: \d\.\d{4} - loss: \d\.\d{4}$", lines[1])
 
     model.fit(x, y, epochs=2, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    assert capsys.readouterr().out == ""
+
+    # evaluate and predict show a bar by default (verbose='auto'), as in Keras 3.
     model.evaluate(x, y)
     model.predict(x)
-    assert capsys.readouterr().out == ""
+    model.predict(b for b in (x[:24], x[24:]))  # a generator: the step count is unknown
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("2/2 ━━━━") and lines[1].startswith("2/2 ━━━━"), lines
+    assert "loss: " in lines[0] and "loss" not in lines[1] and lines[2].startswith("2/Unknown ━━━━")
 
     model.evaluate(x, y, batch_size=16, verbose=1)
     lines = capsys.readouterr().out.splitlines()
