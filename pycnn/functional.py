@@ -182,8 +182,7 @@ class Model(Trainer, Layer):
     @trainable.setter
     def trainable(self, value: bool) -> None:
         """As Keras: freezing (or unfreezing) a model does the same to every layer in it."""
-        self._trainable = bool(value)
-        structure_changed()
+        Layer.trainable.fset(self, value)
         for layer in getattr(self, "layers", []) if self._has_graph() else []:
             layer.trainable = value
 

@@ -280,10 +280,7 @@ def _onehot(labels: np.ndarray, classes: int) -> np.ndarray:
 
 
 def _flag(value: Any, arg: str, owner: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"Invalid value for argument '{arg}' of {owner}: expected True or False. "
-                         f"Received: {arg}={value!r}.")
-    return bool(value)
+    return utils.boolean(value, arg, owner)
 
 
 _ALIASES = {

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import ops, schedules
+from . import ops, schedules, utils
 
 
 def _number(value: Any, arg: str, owner: str, low: float, high: float = math.inf, low_open: bool = False,
@@ -197,10 +197,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(learning_rate)
         self.momentum = _number(momentum, "momentum", "SGD", 0.0, 1.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise ValueError(f"Invalid value for argument 'nesterov' of SGD: expected True or False. "
-                             f"Received: nesterov={nesterov!r}.")
-        self.nesterov = bool(nesterov)
+        self.nesterov = utils.boolean(nesterov, "nesterov", "SGD")
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         lr = np.float32(self._step_rate)

@@ -195,6 +195,14 @@ def positive_int(value: Any, arg: str, owner: str) -> int:
     return int(value)
 
 
+def boolean(value: Any, arg: str, owner: str) -> bool:
+    """A True/False argument (NumPy bools too); anything else is refused, not truth-tested."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"Invalid value for argument '{arg}' of {owner}: expected True or False. "
+                         f"Received: {arg}={value!r}.")
+    return bool(value)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 

@@ -3,11 +3,11 @@ and GELU (exact or approximate)."""
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import ops, utils
 from .base import Layer, Shape
 
 __all__ = ["LeakyReLU", "GELU"]
@@ -75,10 +75,7 @@ class GELU(Layer):
 
     def __init__(self, approximate: bool = False, name: Optional[str] = None,
                  input_shape: Optional[Sequence[Optional[int]]] = None, trainable: bool = True) -> None:
-        if not isinstance(approximate, (bool, np.bool_)):
-            raise ValueError("Invalid value for argument 'approximate' of GELU: expected True or False. "
-                             f"Received: approximate={approximate!r}.")
-        self.approximate = bool(approximate)
+        self.approximate = utils.boolean(approximate, "approximate", "GELU")
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
     def _check_ndim(self, shape: Shape) -> None:

@@ -160,11 +160,9 @@ class Layer:
         elif not isinstance(name, str) or not name:
             raise ValueError(f"Invalid value for argument 'name' of {cls}: expected a non-empty string. "
                              f"Received: name={name!r}.")
-        if not isinstance(trainable, (bool, np.bool_)):
-            raise ValueError(f"Invalid value for argument 'trainable' of {cls}: expected True or False. "
-                             f"Received: trainable={trainable!r}.")
+        trainable = utils.boolean(trainable, "trainable", cls)
         self.name: str = name
-        self._trainable: bool = bool(trainable)
+        self._trainable: bool = trainable
         self.built: bool = False
         if not self._builds_itself:  # a model's input_shape is its graph's
             self.input_shape: Optional[Shape] = None

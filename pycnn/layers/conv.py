@@ -104,10 +104,7 @@ class Conv2D(KernelLayer):
         self.strides = utils.normalize_tuple(strides, 2, "strides", owner)
         self.padding = utils.normalize_padding(padding, owner)
         self.activation = activations.get(activation, owner)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise ValueError(f"Invalid value for argument 'use_bias' of {owner}: expected True or False. "
-                             f"Received: use_bias={use_bias!r}.")
-        self.use_bias = bool(use_bias)
+        self.use_bias = utils.boolean(use_bias, "use_bias", owner)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer", owner)
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer", owner)
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer", owner)
@@ -196,10 +193,7 @@ class _WindowConv(KernelLayer):
                              "Transpose channels-first data with x.transpose(0, 2, 3, 1).")
         self.dilation_rate = utils.normalize_tuple(dilation_rate, 2, "dilation_rate", owner)
         self.activation = activations.get(activation, owner)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise ValueError(f"Invalid value for argument 'use_bias' of {owner}: expected True or False. "
-                             f"Received: use_bias={use_bias!r}.")
-        self.use_bias = bool(use_bias)
+        self.use_bias = utils.boolean(use_bias, "use_bias", owner)
         self.depthwise_initializer = initializers.get(depthwise_initializer, "depthwise_initializer", owner)
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer", owner)
 

@@ -1,7 +1,7 @@
 """Input, Dense, Flatten, Activation and Dropout layers."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -97,10 +97,7 @@ class Dense(KernelLayer):
         owner = "Dense"
         self.units = utils.positive_int(units, "units", owner)
         self.activation = activations.get(activation, owner)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise ValueError(f"Invalid value for argument 'use_bias' of {owner}: expected True or False. "
-                             f"Received: use_bias={use_bias!r}.")
-        self.use_bias = bool(use_bias)
+        self.use_bias = utils.boolean(use_bias, "use_bias", owner)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer", owner)
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer", owner)
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer", owner)

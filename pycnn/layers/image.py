@@ -2,9 +2,7 @@
 and forward-difference gradients. :mod:`pycnn.image` calls them on arrays or tensors."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Any, Dict, Optional, Sequence
 
 from .. import ops, utils
 from .base import Layer, Shape

@@ -5,7 +5,7 @@ checked when the graph is written, and a mismatch names every input and its shap
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 

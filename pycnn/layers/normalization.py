@@ -1,7 +1,7 @@
 """BatchNormalization, as ``keras.layers.BatchNormalization``."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,10 +19,7 @@ def _number(value: Any, arg: str, ok: Callable[[float], bool], want: str) -> flo
 
 
 def _flag(value: Any, arg: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"Invalid value for argument '{arg}' of BatchNormalization: expected True or False. "
-                         f"Received: {arg}={value!r}.")
-    return bool(value)
+    return utils.boolean(value, arg, "BatchNormalization")
 
 
 class BatchNormalization(Layer):

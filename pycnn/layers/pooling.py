@@ -1,9 +1,7 @@
 """2-D max and average pooling layers (NHWC, per channel), as in Keras."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
-
-import numpy as np
+from typing import Any, Dict, Optional, Sequence, Union
 
 from .. import ops, utils
 from .base import Layer, Shape
@@ -94,10 +92,7 @@ class _GlobalPooling2D(Layer):
         if data_format not in (None, "channels_last"):
             raise ValueError(f"Invalid value for argument 'data_format' of {owner}: pycnn supports only "
                              f"'channels_last' (NHWC). Received: data_format={data_format!r}.")
-        if not isinstance(keepdims, (bool, np.bool_)):
-            raise ValueError(f"Invalid value for argument 'keepdims' of {owner}: expected True or False. "
-                             f"Received: keepdims={keepdims!r}.")
-        self.keepdims = bool(keepdims)
+        self.keepdims = utils.boolean(keepdims, "keepdims", owner)
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
