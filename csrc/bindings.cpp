@@ -126,6 +126,18 @@ std::vector<int64_t> sample_shape(const py::handle& obj, const char* fn, size_t 
   return out;
 }
 
+// A sequence of real numbers (hyper-parameters).
+std::vector<double> numbers(const py::handle& v, const std::string& what) {
+  if (!py::isinstance<py::sequence>(v) || py::isinstance<py::str>(v))
+    type_error(cat(what, " expected a list of numbers. Received: ", std::string(py::repr(v)), "."));
+  std::vector<double> out;
+  for (const py::handle& item : v) {
+    if (!is_number(item)) type_error(cat(what, " expected a list of numbers. Received: ", std::string(py::repr(v)), "."));
+    out.push_back(item.cast<double>());
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------- Network
 
 struct PyNetwork {
@@ -262,20 +274,49 @@ std::vector<float*> weight_arrays(const PyNetwork& pn, const py::list& arrays, c
 // network's own parameter arrays) with their slot arrays.
 pycnn::StepUpdate make_update(const PyNetwork* pn, const py::tuple& spec, const py::list& grads, const char* fn,
                               std::vector<py::object>* keep) {
-  if (spec.size() != 4) value_error(cat(fn, "() expected update=(name, hyper, weights, slots)."));
+  if (spec.size() != 4 && spec.size() != 5)
+    value_error(cat(fn, "() expected update=(name, hyper, weights, slots[, decay])."));
   pycnn::StepUpdate u;
-  u.def = pycnn::find_update(spec[0].cast<std::string>());
-  if (!u.def) value_error(cat(fn, "() has no update named '", spec[0].cast<std::string>(), "'."));
-  u.hyper = spec[1].cast<std::vector<double>>();
-  if (u.hyper.size() != u.def->hyper.size())
-    value_error(cat(fn, "() expected ", u.def->hyper.size(), " hyper-parameters for update '", u.def->name, "'."));
-  for (double h : u.hyper)
-    if (!std::isfinite(h)) value_error(cat(fn, "() expected finite hyper-parameters. Received: ", h, "."));
-  const std::string wrong = u.def->check(u.hyper.data());
-  if (!wrong.empty()) value_error(cat(fn, "() update '", u.def->name, "' ", wrong));
+  const std::string name = as_str(spec[0], cat(fn, "() expected the update name"));
+  u.def = pycnn::find_update(name);
+  if (!u.def) value_error(cat(fn, "() has no update named '", name, "'."));
   py::list weights = spec[2].cast<py::list>(), slots = spec[3].cast<py::list>();
   if (weights.size() != grads.size() || slots.size() != grads.size())
     value_error(cat(fn, "() expected one weight and one list of slots per gradient (", grads.size(), ")."));
+  // hyper: one list of numbers for every weight, or a list of such lists, one per weight.
+  const size_t nh = u.def->hyper.size();
+  py::sequence hyper = py::reinterpret_borrow<py::sequence>(spec[1]);
+  const bool per_weight = py::len(hyper) > 0 && py::isinstance<py::sequence>(hyper[0]);
+  if (per_weight) {
+    if (py::len(hyper) != grads.size())
+      value_error(cat(fn, "() expected one list of hyper-parameters per weight (", grads.size(), ")."));
+    for (const py::handle& item : hyper) {
+      std::vector<double> h = numbers(item, cat(fn, "() update '", u.def->name, "'"));
+      if (h.size() != nh) value_error(cat(fn, "() expected ", nh, " hyper-parameters for update '", u.def->name, "'."));
+      u.hyper.insert(u.hyper.end(), h.begin(), h.end());
+    }
+    u.hyper_stride = nh;
+  } else {
+    u.hyper = numbers(hyper, cat(fn, "() update '", u.def->name, "'"));
+    if (u.hyper.size() != nh)
+      value_error(cat(fn, "() expected ", nh, " hyper-parameters for update '", u.def->name, "'."));
+  }
+  for (double h : u.hyper)
+    if (!std::isfinite(h)) value_error(cat(fn, "() expected finite hyper-parameters. Received: ", h, "."));
+  for (size_t w = 0; w < (per_weight ? grads.size() : 1); ++w) {
+    const std::string wrong = u.def->check(u.hyper_of(w));
+    if (!wrong.empty()) value_error(cat(fn, "() update '", u.def->name, "' ", wrong));
+  }
+  if (spec.size() == 5 && !spec[4].is_none()) {
+    for (double d : numbers(spec[4], cat(fn, "() update decay"))) {
+      if (!(d >= 0.0 && d < 1.0))
+        value_error(cat(fn, "() expected each weight's decay (weight_decay * learning_rate) in [0, 1). Received: ",
+                        d, "."));
+      u.decay.push_back(static_cast<float>(d));
+    }
+    if (u.decay.size() != grads.size())
+      value_error(cat(fn, "() expected one decay per weight (", grads.size(), "). Received: ", u.decay.size(), "."));
+  }
   for (size_t w = 0; w < weights.size(); ++w) {
     auto a = exact_float(weights[w], fn, cat("weights[", w, "]"), true);
     auto g = exact_float(grads[w], fn, cat("grads[", w, "]"), false);
@@ -306,13 +347,37 @@ struct LossInputs {
   std::vector<py::object> keep;
 };
 
-LossInputs loss_inputs(const std::string& name, const py::object& targets, const py::object& sample_weight,
+// loss: a registered loss's name (its hyper-parameters 0) or (name, [hyper-parameters]).
+LossInputs loss_inputs(const py::object& loss, const py::object& targets, const py::object& sample_weight,
                        int64_t N, int64_t cols, const char* fn, bool device_bodies) {
   LossInputs li;
+  py::object name_obj = loss, hyper_obj = py::none();
+  if (py::isinstance<py::tuple>(loss)) {
+    if (py::len(loss) != 2) value_error(cat(fn, "() expected loss=name or (name, hyper-parameters)."));
+    name_obj = loss.cast<py::tuple>()[0];
+    hyper_obj = loss.cast<py::tuple>()[1];
+  }
+  const std::string name = as_str(name_obj, cat(fn, "() expected the loss name"));
   li.step.def = pycnn::find_loss(name);
   if (!li.step.def) value_error(cat(fn, "() has no loss named '", name, "'."));
+  const size_t nh = li.step.def->hyper.size();
+  li.step.hyper.assign(nh, 0.0);
+  if (!hyper_obj.is_none()) {
+    li.step.hyper = numbers(hyper_obj, cat(fn, "() loss '", name, "'"));
+    if (li.step.hyper.size() != nh)
+      value_error(cat(fn, "() expected ", nh, " hyper-parameters for loss '", name, "'. Received: ",
+                      li.step.hyper.size(), "."));
+  }
+  if (nh) {
+    const std::string wrong = li.step.def->check(li.step.hyper.data());
+    if (!wrong.empty()) value_error(cat(fn, "() loss '", name, "' ", wrong));
+  }
   if (device_bodies && !li.step.def->device_rows)
     value_error(cat(fn, "() loss '", name, "' has no CUDA bodies to run on the host."));
+  for (double h : li.step.hyper)
+    if (device_bodies && h != 0.0)
+      value_error(cat(fn, "() loss '", name, "' has CUDA bodies for its default hyper-parameters only (",
+                      li.step.def->hyper.empty() ? "" : li.step.def->hyper[0], "=0)."));
   if (li.step.def->class_targets) {
     IArray labels = as_labels(targets, fn, "targets");
     if (labels.ndim() != 1 || labels.shape(0) != N)
@@ -344,7 +409,7 @@ LossInputs loss_inputs(const std::string& name, const py::object& targets, const
   return li;
 }
 
-py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targets, const std::string& loss,
+py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targets, const py::object& loss,
                      const py::list& grads, const py::object& sample_weight, const py::object& outputs_out,
                      const py::object& update) {
   const char* fn = "train_step";
@@ -462,12 +527,12 @@ void apply_update(const py::tuple& spec, const py::list& grads) {
     n.push_back(arr.size());
   }
   release_and_run([&] {
-    for (size_t w = 0; w < u.weights.size(); ++w) u.def->apply(u.weights[w], u.slots[w].data(), g[w], n[w], u.hyper.data());
+    for (size_t w = 0; w < u.weights.size(); ++w) u.apply(w, 0, n[w], g[w], u.slots[w].data());
   });
 }
 
 // (loss, hits, gradient or None) of a registered loss on outputs (N, cols).
-py::tuple loss(const std::string& name, const py::object& outputs, const py::object& targets,
+py::tuple loss(const py::object& name, const py::object& outputs, const py::object& targets,
                const py::object& sample_weight, bool need_grad, bool device_bodies) {
   const char* fn = "loss";
   FArray out = as_float(outputs, fn, "outputs");
@@ -483,7 +548,7 @@ py::tuple loss(const std::string& name, const py::object& outputs, const py::obj
   int64_t hits = 0;
   release_and_run([&] {
     total = rows(pg, out.data(), li.step.targets, li.step.sample_weight, 0, N, cols, 1.f / static_cast<float>(N),
-                 &hits);
+                 li.step.hyper.data(), &hits);
   });
   return py::make_tuple(total / static_cast<double>(N), hits, grad ? py::object(*grad) : py::none());
 }
@@ -578,7 +643,8 @@ PYBIND11_MODULE(_core, m) {
     return out;
   });
   m.def("apply_update", &apply_update, py::arg("update"), py::arg("grads"),
-        "update=(name, hyper, weights, slots): the registered update applied in place to every weight.");
+        "update=(name, hyper, weights, slots[, decay]): the registered update applied in place to every weight "
+        "(hyper: one list, or one list per weight; decay: per weight, w -= w * decay first).");
   m.def("loss", &loss, py::arg("name"), py::arg("outputs"), py::arg("targets"), py::arg("sample_weight") = py::none(),
         py::arg("need_grad") = true, py::arg("device_bodies") = false,
         "(mean loss, hits, d mean loss / d outputs or None) of a registered loss (device_bodies: its CUDA bodies).");

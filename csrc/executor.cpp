@@ -24,6 +24,15 @@ bool register_update(const UpdateDef* def) { return Registry<UpdateDef, &UpdateD
 const UpdateDef* find_update(const std::string& name) { return Registry<UpdateDef, &UpdateDef::name>::find(name); }
 std::vector<const UpdateDef*> registered_updates() { return Registry<UpdateDef, &UpdateDef::name>::all(); }
 
+void StepUpdate::apply(size_t w, int64_t lo, int64_t hi, const float* grad, float** slot_ptrs) const {
+  float* weight = weights[w] + lo;
+  if (!decay.empty() && decay[w] != 0.f) {
+    const float d = decay[w];
+    for (int64_t i = 0; i < hi - lo; ++i) weight[i] -= weight[i] * d;
+  }
+  def->apply(weight, slot_ptrs, grad, hi - lo, hyper_of(w));
+}
+
 // ---------------------------------------------------------------------------- teams
 
 namespace {
@@ -344,7 +353,7 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
       float* g = net.grad_slot[o] >= 0 ? gbuf + net.grad_slot[o] * net.max_size * cb : nullptr;
       const float* w = loss.sample_weight;
       const auto rows = net.device_bodies ? loss.def->device_rows : loss.def->rows;
-      loss_part[t] += rows(g, out, loss.targets, w, c0, cb, cols, scale, &hit_part[t]);
+      loss_part[t] += rows(g, out, loss.targets, w, c0, cb, cols, scale, loss.hyper.data(), &hit_part[t]);
       if (loss.outputs_out) std::memcpy(loss.outputs_out + c0 * cols, out, sizeof(float) * cb * cols);
       if (g) backward_chunk(net, cv, gbuf, cb, layout, dst, slot);
       else std::memset(dst, 0, sizeof(float) * layout.total);
@@ -376,7 +385,8 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
       if (!apply || hi == lo) continue;
       slot_ptrs.clear();
       for (float* s : update->slots[w]) slot_ptrs.push_back(s + lo);
-      update->def->apply(update->weights[w] + lo, slot_ptrs.data(), grads[w] + lo, hi - lo, update->hyper.data());
+
+      update->apply(w, lo, hi, grads[w] + lo, slot_ptrs.data());
     }
   });
   double total = 0.0;

@@ -31,15 +31,19 @@ struct LossDef {
   const char* name;
   const char* doc;
   bool class_targets;  // targets are int64 class indices (N,); else float32 (N, cols)
+  std::vector<const char*> hyper;  // its hyper-parameters, in the order rows reads them
   // Rows [r0, r0 + n) of `out` (n, cols), with the batch's targets and optional weights:
   // returns the sum over those rows of w_r * loss_r, adds the rows whose largest output is
   // the target class to *hits, and, when grad is not null, writes d loss / d out scaled by
   // `scale` (1/N: the gradient of the batch mean) and by w_r.
   double (*rows)(float* grad, const float* out, const void* targets, const float* weights, int64_t r0, int64_t n,
-                 int64_t cols, float scale, int64_t* hits);
-  // Optional: the same with the CUDA kernels' bodies (csrc/cuda/bodies.h), on the host.
+                 int64_t cols, float scale, const double* hyper, int64_t* hits);
+  // What is wrong with `hyper`, or empty (as UpdateDef::check).
+  std::string (*check)(const double* hyper);
+  // Optional: the same with the CUDA kernels' bodies (csrc/cuda/bodies.h), on the host; they
+  // exist for the default hyper-parameters only when device_default_only.
   double (*device_rows)(float* grad, const float* out, const void* targets, const float* weights, int64_t r0,
-                        int64_t n, int64_t cols, float scale, int64_t* hits) = nullptr;
+                        int64_t n, int64_t cols, float scale, const double* hyper, int64_t* hits) = nullptr;
 };
 bool register_loss(const LossDef* def);
 const LossDef* find_loss(const std::string& name);
@@ -68,13 +72,23 @@ struct StepLoss {
   const void* targets = nullptr;       // (N,) int64 or (N, cols) float32
   const float* sample_weight = nullptr;  // (N) or null: the loss is sum_r w_r * loss_r / N (Keras)
   float* outputs_out = nullptr;        // (N, cols) or null: receives the network's output rows
+  std::vector<double> hyper;           // def->hyper values
 };
 
 struct StepUpdate {
   const UpdateDef* def = nullptr;
+  // def->hyper values: one set for every weight (hyper_stride 0) or one set per weight
+  // (hyper_stride = def->hyper.size(): per-weight learning-rate multipliers).
   std::vector<double> hyper;
+  size_t hyper_stride = 0;
+  // Empty, or per weight the decoupled weight decay applied before the update (Keras 3:
+  // w -= w * weight_decay * learning_rate; 0 for a weight excluded from decay).
+  std::vector<float> decay;
   std::vector<float*> weights;               // per trained weight, updated in place
   std::vector<std::vector<float*>> slots;    // per trained weight, def->slots arrays
+  const double* hyper_of(size_t w) const { return hyper.data() + w * hyper_stride; }
+  // Decay (when set), then the update, of weight w's floats [lo, hi).
+  void apply(size_t w, int64_t lo, int64_t hi, const float* grad, float** slot_ptrs) const;
 };
 
 // ---------------------------------------------------------------------------- entries

@@ -71,12 +71,16 @@ const ActivationDef softmax_def = {
 PYCNN_REGISTER_ACTIVATION(softmax_def);
 
 // The training loss of a softmax classifier, fused: the network's output is the logits (its
-// final softmax left out), the loss mean_r w_r (logsumexp(z_r) - z_r[y_r]) and the gradient
-// (softmax(z_r) - onehot(y_r)) * w_r / N, computed from the probabilities in one pass.
+// final softmax left out). With label smoothing s (Keras's formula, as CategoricalCrossentropy:
+// targets y = (1 - s) onehot + s / C), loss_r = logsumexp(z_r) - sum_c y_c z_rc and the gradient
+// (softmax(z_r) - y_r) * w_r / N, computed from the probabilities in one pass.
 double sparse_softmax_ce_rows(float* grad, const float* out, const void* targets, const float* weights, int64_t r0,
-                              int64_t n, int64_t cols, float scale, int64_t* hits) {
+                              int64_t n, int64_t cols, float scale, const double* hyper, int64_t* hits) {
   const int64_t* labels = static_cast<const int64_t*>(targets) + r0;
   const float* w = weights ? weights + r0 : nullptr;
+  const double smoothing = hyper[0];
+  const float off = static_cast<float>(smoothing / static_cast<double>(cols));  // every class's share
+  const float on = static_cast<float>(1.0 - smoothing) + off;                   // the label's target
   float* probs = grad ? grad : scratch(slot_base(), static_cast<std::size_t>(cols), kScratchActivation);
   double total = 0.0;
   int64_t correct = 0;
@@ -86,23 +90,35 @@ double sparse_softmax_ce_rows(float* grad, const float* out, const void* targets
     float log_sum;
     const float m = softmax_row(p, z, cols, &log_sum);
     // (max - z_y) is exact-ish for large logits, where max + log_sum would round first.
-    const double loss = static_cast<double>(m - z[labels[r]]) + static_cast<double>(log_sum);
+    double loss = static_cast<double>(m - z[labels[r]]);
+    if (smoothing != 0.0) {
+      double spread = 0.0;  // sum_c (max - z_c)
+      for (int64_t j = 0; j < cols; ++j) spread += static_cast<double>(m - z[j]);
+      loss = (1.0 - smoothing) * loss + smoothing / static_cast<double>(cols) * spread;
+    }
+    loss += static_cast<double>(log_sum);
     total += w ? static_cast<double>(w[r]) * loss : loss;
     correct += (std::max_element(z, z + cols) - z) == labels[r];
     if (!grad) continue;
-    for (int64_t j = 0; j < cols; ++j) p[j] *= scale;
-    p[labels[r]] -= scale;
-    if (w)  // "loss = sum_r w_r loss_r / N": row r's gradient scales by w_r
-      for (int64_t j = 0; j < cols; ++j) p[j] *= w[r];
+    const float row_scale = w ? scale * w[r] : scale;  // "loss = sum_r w_r loss_r / N"
+    if (smoothing != 0.0) {
+      for (int64_t j = 0; j < cols; ++j) p[j] = (p[j] - off) * row_scale;
+      p[labels[r]] -= (on - off) * row_scale;
+    } else {
+      for (int64_t j = 0; j < cols; ++j) p[j] *= scale;
+      p[labels[r]] -= scale;
+      if (w)
+        for (int64_t j = 0; j < cols; ++j) p[j] *= w[r];
+    }
   }
   *hits += correct;
   return total;
 }
 
 // The same from the CUDA bodies: per row, then per gradient element (loss summed in double
-// here, as the CPU rows are).
+// here, as the CPU rows are). The bodies have no label smoothing: the binding refuses it.
 double sparse_softmax_ce_device_rows(float* grad, const float* out, const void* targets, const float* weights,
-                                     int64_t r0, int64_t n, int64_t cols, float scale, int64_t* hits) {
+                                     int64_t r0, int64_t n, int64_t cols, float scale, const double*, int64_t* hits) {
   const int64_t* labels = static_cast<const int64_t*>(targets) + r0;
   const float* w = weights ? weights + r0 : nullptr;
   float* probs = scratch(slot_base(), static_cast<std::size_t>(n * cols), kScratchActivation);
@@ -122,7 +138,12 @@ double sparse_softmax_ce_device_rows(float* grad, const float* out, const void* 
 const LossDef sparse_softmax_ce = {
     "sparse_softmax_crossentropy",
     "mean sparse categorical cross-entropy of softmax(logits) against int64 class indices (N,)", true,
-    sparse_softmax_ce_rows, sparse_softmax_ce_device_rows};
+    {"label_smoothing"}, sparse_softmax_ce_rows,
+    [](const double* h) -> std::string {
+      if (h[0] >= 0.0 && h[0] <= 1.0) return std::string();
+      return "expected label_smoothing in [0, 1]. Received: label_smoothing=" + std::to_string(h[0]) + ".";
+    },
+    sparse_softmax_ce_device_rows};
 PYCNN_REGISTER_LOSS(sparse_softmax_ce);
 
 }  // namespace

@@ -259,10 +259,11 @@ class CompiledGraph:
         out = layer.call(args if layer._multi_input else args[0], training=self.training)
         return utils.as_float32(out, f"Layer '{layer.name}'.call()", "output")
 
-    def fused_step(self, xs: Sequence[np.ndarray], targets: np.ndarray, loss: str,
+    def fused_step(self, xs: Sequence[np.ndarray], targets: np.ndarray, loss: Any,
                    sample_weight: Optional[np.ndarray], want_outputs: bool, update: Optional[tuple]) -> StepResult:
-        """The one-call step (``fusable`` graphs): forward, the registered ``loss``, backward and
-        the optional ``update`` = (name, hyper, slots per trained weight)."""
+        """The one-call step (``fusable`` graphs): forward, the registered ``loss`` (its name or
+        (name, hyper-parameters)), backward and the optional ``update`` = (name, hyper, slots
+        per trained weight[, decay per trained weight])."""
         if len(self.steps) > 1:
             values, tapes = self._run_ahead(xs, self.steps[:-1])
             inputs = [values[v] for v in self.steps[-1].inputs]
@@ -275,11 +276,17 @@ class CompiledGraph:
             out = np.empty((xs[0].shape[0],) + tuple(self.value_shapes[self.graph.outputs[0]][1:]), np.float32)
         native_update = None
         if update is not None:
-            name, hyper, slots = update
+            # (name, hyper, slots[, decay]): hyper one list or one per weight, decay per weight.
+            name, hyper, slots = update[:3]
+            decay = update[3] if len(update) > 3 else None
+            per_weight = bool(hyper) and isinstance(hyper[0], (list, tuple))
             if self._in_order:
-                native_update = (name, hyper, self.trained, slots)
+                native_update = (name, hyper, self.trained, slots, decay)
             else:
-                native_update = (name, hyper, [self.trained[g] for g in segment.weights], [slots[g] for g in segment.weights])
+                pick = segment.weights
+                native_update = (name, [hyper[g] for g in pick] if per_weight else hyper,
+                                 [self.trained[g] for g in pick], [slots[g] for g in pick],
+                                 None if decay is None else [decay[g] for g in pick])
         value, hits = segment.network.train_step(inputs, targets, loss, seg_grads, sample_weight, out, native_update)
         finite = math.isfinite(value)
         if finite and tapes:

@@ -19,7 +19,7 @@ size.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 
@@ -123,6 +123,21 @@ def _probability_ce(targets: np.ndarray, p: np.ndarray) -> Tuple[float, np.ndarr
 _FUSED = "sparse_softmax_crossentropy"
 
 
+def _smoothing(value: Any, owner: str) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"Invalid value for argument 'label_smoothing' of {owner}: expected a number in [0, 1]. "
+                         f"Received: label_smoothing={value!r}.")
+    return float(value)
+
+
+def _smooth(y: np.ndarray, smoothing: float) -> np.ndarray:
+    """Keras's label smoothing of (rows, K) targets: ``y (1 - s) + s / K``."""
+    if smoothing == 0.0:
+        return y
+    return y * (1.0 - smoothing) + smoothing / y.shape[-1]
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     shifted = z - z.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -136,15 +151,27 @@ class SparseCategoricalCrossentropy(Loss):
     Args:
         from_logits: if True, ``y_pred`` holds logits and the softmax is applied inside
             (the fused kernel); otherwise probabilities, clipped to [1e-7, 1 - 1e-7].
+        label_smoothing: in [0, 1]; the one-hot targets become ``onehot (1 - s) + s / K``
+            (Keras's formula for CategoricalCrossentropy; Keras's sparse loss has no such
+            argument, PyTorch's ``CrossEntropyLoss(label_smoothing=s)`` is the same rule).
     """
 
     name = "sparse_categorical_crossentropy"
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = _flag(from_logits, "from_logits", type(self).__name__)
+        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"from_logits": self.from_logits}
+        config: Dict[str, Any] = {"from_logits": self.from_logits}
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        return config
+
+    @property
+    def native_loss(self) -> Tuple[str, List[float]]:
+        """The registered loss component (csrc/softmax.cpp) and its hyper-parameters."""
+        return (_FUSED, [self.label_smoothing])
 
     def _who(self) -> str:
         return type(self).__name__
@@ -157,8 +184,8 @@ class SparseCategoricalCrossentropy(Loss):
         labels = self._labels(y_true, p)
         rows = p.reshape(-1, p.shape[-1])
         if self.from_logits:
-            return ops.loss(_FUSED, rows, labels, need_grad=False)[0]
-        return _probability_ce(_onehot(labels, rows.shape[1]), rows)[0]
+            return ops.loss(self.native_loss, rows, labels, need_grad=False)[0]
+        return _probability_ce(_smooth(_onehot(labels, rows.shape[1]), self.label_smoothing), rows)[0]
 
     def gradient(self, y_true: Any, y_pred: Any) -> np.ndarray:
         p = _pred(y_pred, self._who())
@@ -166,25 +193,26 @@ class SparseCategoricalCrossentropy(Loss):
         rows = p.reshape(-1, p.shape[-1])
         if self.from_logits:
             return self.logits_value_and_gradient(y_true, p)[1]
-        return _probability_ce(_onehot(labels, rows.shape[1]), rows)[1].reshape(p.shape)
+        return _probability_ce(_smooth(_onehot(labels, rows.shape[1]), self.label_smoothing), rows)[1].reshape(p.shape)
 
     def sample_losses(self, y_true: Any, y_pred: Any, logits: bool = False) -> np.ndarray:
         p = _pred(y_pred, self._who())
         labels = self._labels(y_true, p)
         rows = p.reshape(-1, p.shape[-1]).astype(np.float64)
+        targets = _smooth(_onehot(labels, rows.shape[1]).astype(np.float64), self.label_smoothing)
         if logits or self.from_logits:
-            per_row = -_log_softmax(rows)[np.arange(rows.shape[0]), labels]
+            per_row = -(targets * _log_softmax(rows)).sum(axis=1)
         else:
             q = np.clip(rows / rows.sum(axis=1, keepdims=True), EPSILON, 1.0 - EPSILON)
-            per_row = -np.log(q[np.arange(rows.shape[0]), labels])
+            per_row = -(targets * np.log(q)).sum(axis=1)
         return per_row.reshape(p.shape[0], -1).mean(axis=1)
 
     def logits_value_and_gradient(self, y_true: Any, logits: Any) -> Tuple[float, np.ndarray]:
-        """Fused softmax + cross-entropy on logits: ``(loss, (softmax(z) - onehot(y)) / rows)``."""
+        """Fused softmax + cross-entropy on logits: ``(loss, (softmax(z) - targets) / rows)``."""
         z = _pred(logits, self._who())
         labels = self._labels(y_true, z)
         rows = z.reshape(-1, z.shape[-1])
-        loss, _, dz = ops.loss(_FUSED, rows, labels)
+        loss, _, dz = ops.loss(self.native_loss, rows, labels)
         return loss, dz.reshape(z.shape)
 
 
@@ -196,33 +224,41 @@ class CategoricalCrossentropy(Loss):
     Args:
         from_logits: if True, ``y_pred`` holds logits; otherwise probabilities, clipped
             to [1e-7, 1 - 1e-7].
+        label_smoothing: in [0, 1]; targets become ``y (1 - s) + s / K`` (Keras).
     """
 
     name = "categorical_crossentropy"
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = _flag(from_logits, "from_logits", type(self).__name__)
+        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"from_logits": self.from_logits}
+        config: Dict[str, Any] = {"from_logits": self.from_logits}
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        return config
+
+    def _targets(self, y_true: Any, p: np.ndarray) -> np.ndarray:
+        """The (rows, K) targets, smoothed."""
+        y = _dense_targets(y_true, p, type(self).__name__).reshape(-1, p.shape[-1])
+        return _smooth(y, self.label_smoothing)
 
     def __call__(self, y_true: Any, y_pred: Any) -> float:
         if self.from_logits:
             return self.logits_value_and_gradient(y_true, y_pred)[0]
         p = _pred(y_pred, type(self).__name__)
-        y = _dense_targets(y_true, p, type(self).__name__)
-        return _probability_ce(y.reshape(-1, p.shape[-1]), p.reshape(-1, p.shape[-1]))[0]
+        return _probability_ce(self._targets(y_true, p), p.reshape(-1, p.shape[-1]))[0]
 
     def gradient(self, y_true: Any, y_pred: Any) -> np.ndarray:
         if self.from_logits:
             return self.logits_value_and_gradient(y_true, y_pred)[1]
         p = _pred(y_pred, type(self).__name__)
-        y = _dense_targets(y_true, p, type(self).__name__)
-        return _probability_ce(y.reshape(-1, p.shape[-1]), p.reshape(-1, p.shape[-1]))[1].reshape(p.shape)
+        return _probability_ce(self._targets(y_true, p), p.reshape(-1, p.shape[-1]))[1].reshape(p.shape)
 
     def sample_losses(self, y_true: Any, y_pred: Any, logits: bool = False) -> np.ndarray:
         p = _pred(y_pred, type(self).__name__)
-        y = _dense_targets(y_true, p, type(self).__name__).reshape(-1, p.shape[-1]).astype(np.float64)
+        y = self._targets(y_true, p).astype(np.float64)
         rows = p.reshape(-1, p.shape[-1]).astype(np.float64)
         if logits or self.from_logits:
             per_row = -(y * _log_softmax(rows)).sum(axis=1)
@@ -243,8 +279,9 @@ class CategoricalCrossentropy(Loss):
         z2, y2 = z.reshape(-1, k), y.reshape(-1, k)
         if np.all((y2 == 0) | (y2 == 1)) and np.all(y2.sum(axis=1) == 1):
             labels = y2.argmax(axis=1).astype(np.int64)
-            loss, _, dz = ops.loss(_FUSED, z2, labels)
+            loss, _, dz = ops.loss((_FUSED, [self.label_smoothing]), z2, labels)
             return loss, dz.reshape(z.shape)
+        y2 = _smooth(y2, self.label_smoothing)
         rows = z2.shape[0]
         loss = float(-(y2 * _log_softmax(z2)).sum(dtype=np.float64) / rows)
         probs = ops.run("activation", [z2], attrs={"activation": "softmax"})

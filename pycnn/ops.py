@@ -238,8 +238,9 @@ def apply_update(name: str, hyper: Sequence[float], weights: Sequence[np.ndarray
                        [_float32(g, "a gradient") for g in grads])
 
 
-def loss(name: str, outputs: np.ndarray, targets: np.ndarray, sample_weight: Optional[np.ndarray] = None,
+def loss(name: Any, outputs: np.ndarray, targets: np.ndarray, sample_weight: Optional[np.ndarray] = None,
          need_grad: bool = True, device_bodies: bool = False) -> Tuple[float, int, Optional[np.ndarray]]:
-    """A registered loss component on (N, classes) outputs -> (mean loss, hits, gradient)."""
+    """A registered loss component on (N, classes) outputs -> (mean loss, hits, gradient);
+    ``name`` is the loss's name or ``(name, [hyper-parameters])``."""
     value, hits, grad = _core.loss(name, outputs, targets, sample_weight, need_grad, device_bodies)
     return float(value), int(hits), grad

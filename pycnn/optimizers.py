@@ -15,6 +15,7 @@ keyed by the variable, so weights must be updated in place, never replaced
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -41,18 +42,124 @@ class Optimizer:
     """Base class: owns the learning rate, the step counter and per-variable slots.
 
     Args:
-        learning_rate: a positive float; may be changed between steps
+        learning_rate: a positive float or a schedule; may be changed between steps
             (``optimizer.learning_rate = 1e-4``).
+        weight_decay: Keras 3's decoupled weight decay: before each update every variable
+            (but those :meth:`exclude_from_weight_decay` names) becomes
+            ``w - w * weight_decay * learning_rate``. None (default) or 0: none.
+        use_ema: keep an exponential moving average of the trainable variables (Keras 3):
+            after each update ``average = m * average + (1 - m) * w`` (the first step copies
+            w); at the end of ``fit`` the variables take the averages.
+        ema_momentum: ``m`` above, in [0, 1] (default 0.99).
+        ema_overwrite_frequency: with ``use_ema``, every this many steps the variables take
+            the averages (None: only at the end of ``fit``).
+        learning_rate_multipliers: pycnn's own (Keras has none; PyTorch's parameter groups):
+            ``{regex: factor}``; a variable whose path (``'batch_normalization/beta'``) the
+            regex finds (``re.search``, first match in order) steps with ``factor`` times
+            the learning rate. The weight decay is not multiplied.
     """
 
     name = "optimizer"
 
-    def __init__(self, learning_rate: Any) -> None:
+    def __init__(self, learning_rate: Any, *, weight_decay: Optional[float] = None, use_ema: bool = False,
+                 ema_momentum: float = 0.99, ema_overwrite_frequency: Optional[int] = None,
+                 learning_rate_multipliers: Optional[Dict[str, float]] = None) -> None:
         self._schedule = None
         self.iterations = 0
         self._step_rate = 0.0
         self.learning_rate = learning_rate
         self._slots: Dict[int, Tuple[np.ndarray, List[np.ndarray]]] = {}
+        owner = type(self).__name__
+        self.weight_decay = None if weight_decay is None else _number(weight_decay, "weight_decay", owner, 0.0)
+        self.use_ema = utils.boolean(use_ema, "use_ema", owner)
+        self.ema_momentum = _number(ema_momentum, "ema_momentum", owner, 0.0, 1.0)
+        if ema_overwrite_frequency is not None and not (utils.is_int(ema_overwrite_frequency)
+                                                        and ema_overwrite_frequency >= 1):
+            raise ValueError(f"Invalid value for argument 'ema_overwrite_frequency' of {owner}: expected an integer "
+                             f">= 1 or None. Received: ema_overwrite_frequency={ema_overwrite_frequency!r}.")
+        self.ema_overwrite_frequency = None if ema_overwrite_frequency is None else int(ema_overwrite_frequency)
+        self.learning_rate_multipliers = _multipliers(learning_rate_multipliers, owner)
+        self._averages: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        self._paths: Dict[int, str] = {}
+        self._exclude_ids: set = set()
+        self._exclude_pattern: Optional["re.Pattern[str]"] = None
+
+    # ------------------------------------------------------------------ decay, multipliers, EMA
+
+    def exclude_from_weight_decay(self, var_list: Optional[Sequence[np.ndarray]] = None,
+                                  var_names: Optional[Sequence[str]] = None) -> None:
+        """Keras 3's: no weight decay for these variables, or for those whose name (``'bias'``,
+        ``'beta'``: the weight's own name, as Keras's ``variable.name``) a regex of
+        ``var_names`` finds."""
+        self._exclude_ids = {id(v) for v in var_list or ()}
+        self._exclude_pattern = re.compile("|".join(var_names)) if var_names else None
+
+    def _name_variables(self, variables: Sequence[np.ndarray], paths: Sequence[str]) -> None:
+        """The trainer tells the optimizer each variable's path (``'layer/weight'``), for the
+        decay exclusions and the rate multipliers."""
+        self._paths = {id(v): p for v, p in zip(variables, paths)}
+
+    def _decays(self, variables: Sequence[np.ndarray], rate: float) -> Optional[List[float]]:
+        """Per variable ``weight_decay * learning_rate`` (0 when excluded), or None without decay."""
+        if not self.weight_decay:
+            return None
+        out = []
+        for v in variables:
+            name = self._paths.get(id(v), "").rsplit("/", 1)[-1]
+            excluded = id(v) in self._exclude_ids or (
+                self._exclude_pattern is not None and self._exclude_pattern.search(name) is not None)
+            out.append(0.0 if excluded else self.weight_decay * rate)
+        return out
+
+    def _rate_factors(self, variables: Sequence[np.ndarray]) -> Optional[List[float]]:
+        """Per variable its learning-rate multiplier, or None when every one is 1."""
+        if not self.learning_rate_multipliers:
+            return None
+        factors = []
+        for v in variables:
+            path = self._paths.get(id(v), "")
+            factors.append(next((f for pattern, f in self.learning_rate_multipliers.items()
+                                 if re.search(pattern, path)), 1.0))
+        return None if all(f == 1.0 for f in factors) else factors
+
+    def _after_update(self, variables: Sequence[np.ndarray]) -> None:
+        """Keras's EMA after the update of step ``iterations`` (already counted)."""
+        if not self.use_ema:
+            return
+        momentum = np.float32(self.ema_momentum if self.iterations > 1 else 0.0)
+        for v in variables:
+            entry = self._averages.get(id(v))
+            if entry is None or entry[0] is not v:
+                entry = (v, v.copy())
+                self._averages[id(v)] = entry
+            else:
+                avg = entry[1]
+                avg *= momentum
+                avg += (np.float32(1.0) - momentum) * v
+        if self.ema_overwrite_frequency and self.iterations % self.ema_overwrite_frequency == 0:
+            self.finalize_variable_values(variables)
+
+    def finalize_variable_values(self, var_list: Sequence[np.ndarray]) -> None:
+        """With ``use_ema``, the variables take their moving averages (``fit`` calls this at
+        its end, as Keras does)."""
+        if not self.use_ema:
+            return
+        for v in var_list:
+            entry = self._averages.get(id(v))
+            if entry is not None and entry[0] is v:
+                v[...] = entry[1]
+
+    def native_step_applied(self, variables: Sequence[np.ndarray]) -> None:
+        """The native step applied the update :meth:`native_update` prepared."""
+        self._after_update(variables)
+
+    def _native_extras(self, variables: Sequence[np.ndarray], hyper: List[float], rate: float) -> Tuple[Any, Any]:
+        """(hyper, decay) for the native update: ``hyper[0]`` (the step's rate) per variable when
+        multipliers apply, and the per-variable decay (or None)."""
+        factors = self._rate_factors(variables)
+        if factors is not None:
+            hyper = [[hyper[0] * f] + list(hyper[1:]) for f in factors]
+        return hyper, self._decays(variables, rate)
 
     @property
     def learning_rate(self) -> float:
@@ -118,8 +225,23 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.apply_gradients() expected each gradient to have its "
                                  f"variable's shape. Received: gradient shape={np.shape(g)}, "
                                  f"variable shape={v.shape}.")
-        self._take_step()
-        self._update_all([(np.asarray(g, dtype=np.float32), v) for g, v in pairs])
+        rate = self._take_step()
+        pairs = [(np.asarray(g, dtype=np.float32), v) for g, v in pairs]
+        variables = [v for _, v in pairs]
+        decays = self._decays(variables, rate)
+        if decays is not None:
+            for v, d in zip(variables, decays):
+                if d:
+                    v -= v * np.float32(d)
+        factors = self._rate_factors(variables)
+        if factors is None:
+            self._update_all(pairs)
+        else:  # one pass per distinct multiplier, each at its own rate
+            for f in sorted(set(factors)):
+                self._step_rate = rate * f
+                self._update_all([p for p, pf in zip(pairs, factors) if pf == f])
+            self._step_rate = rate
+        self._after_update(variables)
 
     def _update_all(self, pairs: List[Tuple[np.ndarray, np.ndarray]]) -> None:
         for g, w in pairs:
@@ -150,11 +272,16 @@ class Optimizer:
         self.iterations -= 1
 
     def get_slots(self, variables: Sequence[np.ndarray]) -> List[List[np.ndarray]]:
-        """Per variable, the state arrays the update keeps (empty before the first step)."""
+        """Per variable, the state arrays the update keeps (empty before the first step); with
+        ``use_ema`` the moving average last."""
         out = []
         for var in variables:
             entry = self._slots.get(id(var))
-            out.append(list(entry[1]) if entry is not None and entry[0] is var else [])
+            arrays = list(entry[1]) if entry is not None and entry[0] is var else []
+            average = self._averages.get(id(var))
+            if average is not None and average[0] is var:
+                arrays.append(average[1])
+            out.append(arrays)
         return out
 
     def set_slots(self, variables: Sequence[np.ndarray], slots: Sequence[Sequence[np.ndarray]],
@@ -169,18 +296,50 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}.set_slots() expected state arrays of shape {var.shape}. "
                                      f"Received: shape={np.shape(a)}.")
         self._slots = {}
+        self._averages = {}
         self._native_cache = None
         for var, arrays in zip(variables, slots):
+            arrays = [np.array(a, dtype=np.float32) for a in arrays]
+            if self.use_ema and arrays:
+                self._averages[id(var)] = (var, arrays.pop())
             if arrays:
-                self._slots[id(var)] = (var, [np.array(a, dtype=np.float32) for a in arrays])
+                self._slots[id(var)] = (var, arrays)
         self.iterations = int(iterations)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self._learning_rate_config()}
+        return {"learning_rate": self._learning_rate_config(), **self._base_config()}
+
+    def _base_config(self) -> Dict[str, Any]:
+        """The base class's arguments that differ from their defaults (Keras's names)."""
+        config: Dict[str, Any] = {}
+        if self.weight_decay is not None:
+            config["weight_decay"] = self.weight_decay
+        if self.use_ema:
+            config.update(use_ema=True, ema_momentum=self.ema_momentum,
+                          ema_overwrite_frequency=self.ema_overwrite_frequency)
+        if self.learning_rate_multipliers:
+            config["learning_rate_multipliers"] = dict(self.learning_rate_multipliers)
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _multipliers(value: Any, owner: str) -> Dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"Invalid value for argument 'learning_rate_multipliers' of {owner}: expected a dict "
+                        f"{{regex: factor}}. Received: learning_rate_multipliers={value!r}.")
+    out = {}
+    for pattern, factor in value.items():
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"Invalid regex {pattern!r} in learning_rate_multipliers of {owner}: {err}.") from None
+        out[pattern] = _number(factor, f"learning_rate_multipliers[{pattern!r}]", owner, 0.0)
+    return out
 
 
 class SGD(Optimizer):
@@ -190,12 +349,15 @@ class SGD(Optimizer):
         learning_rate: step size (default 0.01).
         momentum: in [0, 1]; 0 is plain SGD.
         nesterov: use Nesterov momentum.
+        **kwargs: the base class's ``weight_decay``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency``, ``learning_rate_multipliers`` (:class:`Optimizer`).
     """
 
     name = "sgd"
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
         self.momentum = _number(momentum, "momentum", "SGD", 0.0, 1.0)
         self.nesterov = utils.boolean(nesterov, "nesterov", "SGD")
 
@@ -217,10 +379,12 @@ class SGD(Optimizer):
         if type(self) is not SGD or self.momentum == 0.0:
             return None  # plain SGD is one NumPy pass per weight; a subclass may change the rule
         rate = self._take_step()
-        return ("sgd", [rate, self.momentum, float(self.nesterov)], self._native_slots(variables, 1, 1))
+        hyper, decay = self._native_extras(variables, [rate, self.momentum, float(self.nesterov)], rate)
+        return ("sgd", hyper, self._native_slots(variables, 1, 1), decay)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self._learning_rate_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+        return {"learning_rate": self._learning_rate_config(), "momentum": self.momentum, "nesterov": self.nesterov,
+                **self._base_config()}
 
 
 class Adam(Optimizer):
@@ -236,8 +400,8 @@ class Adam(Optimizer):
     name = "adam"
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7) -> None:
-        super().__init__(learning_rate)
+                 epsilon: float = 1e-7, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
         self.beta_1 = _number(beta_1, "beta_1", "Adam", 0.0, 1.0, high_open=True)
         self.beta_2 = _number(beta_2, "beta_2", "Adam", 0.0, 1.0, high_open=True)
         self.epsilon = _number(epsilon, "epsilon", "Adam", 0.0)
@@ -261,7 +425,8 @@ class Adam(Optimizer):
         t = self.iterations
         b1, b2 = self.beta_1, self.beta_2
         alpha = rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-        return ("adam", [alpha, b1, b2, self.epsilon], self._native_slots(variables, 3, 2))
+        hyper, decay = self._native_extras(variables, [alpha, b1, b2, self.epsilon], rate)
+        return ("adam", hyper, self._native_slots(variables, 3, 2), decay)
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         m, v, scratch = self._slot(w, 3)
@@ -282,7 +447,7 @@ class Adam(Optimizer):
 
     def get_config(self) -> Dict[str, Any]:
         return {"learning_rate": self._learning_rate_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, **self._base_config()}
 
 
 class RMSprop(Optimizer):
@@ -296,8 +461,8 @@ class RMSprop(Optimizer):
 
     name = "rmsprop"
 
-    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7) -> None:
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
         self.rho = _number(rho, "rho", "RMSprop", 0.0, 1.0, high_open=True)
         self.epsilon = _number(epsilon, "epsilon", "RMSprop", 0.0)
 
@@ -314,7 +479,8 @@ class RMSprop(Optimizer):
         w -= scratch
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self._learning_rate_config(), "rho": self.rho, "epsilon": self.epsilon}
+        return {"learning_rate": self._learning_rate_config(), "rho": self.rho, "epsilon": self.epsilon,
+                **self._base_config()}
 
 
 _ALIASES = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}

@@ -95,7 +95,10 @@ class Step:
         if plan is not None:
             return plan
         trained = self._trained()
-        regularized = [(w, r) for layer in self.model._leaf_layers() for w, r in layer.regularized_weights()]
+        leaves = self.model._leaf_layers()
+        paths = {id(w): f"{layer.name}/{name}" for layer in leaves for name, w in zip(layer.weight_names, layer.weights)}
+        self.model.optimizer._name_variables(trained, [paths.get(id(w), "") for w in trained])
+        regularized = [(w, r) for layer in leaves for w, r in layer.regularized_weights()]
         native_loss = self._native_loss(yb, xs)
         fused = True if native_loss else self.fused()
         compiled = self._compiled(xs, True, fused, trained) if executor.enabled() else None
@@ -132,10 +135,13 @@ class Step:
             if compiled.fusable:
                 want = bool(metrics) and not metrics.counts_only
                 update = None if (regularized or reduce) else optimizer.native_update(trained)
-                result = compiled.fused_step(xs, yb.reshape(-1), "sparse_softmax_crossentropy", sample_weight,
+                result = compiled.fused_step(xs, yb.reshape(-1), self.loss.native_loss, sample_weight,
                                              want, update)
-                if update is not None and not result.applied:
-                    optimizer.native_step_skipped()
+                if update is not None:
+                    if result.applied:
+                        optimizer.native_step_applied(trained)
+                    else:
+                        optimizer.native_step_skipped()
                 loss, grads, applied, hits, out = result.loss, result.gradients, result.applied, result.hits, \
                     result.outputs
             else:

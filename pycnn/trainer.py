@@ -428,6 +428,8 @@ class Trainer:
                     self.stop_training = True
                 if self.stop_training:
                     break
+        if epochs > initial_epoch:  # Keras: the EMA's averages become the weights at the end
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         for cb in cbs:
             cb.on_train_end()
         return history

@@ -152,14 +152,14 @@ def normalize_tuple(value: Any, n: int, arg: str, owner: str) -> Tuple[int, ...]
     Raises:
         ValueError: with the STYLE.md message when a value is not a positive integer.
     """
-    if _is_int(value):
+    if is_int(value):
         values = (int(value),) * n
     else:
         try:
             values = tuple(value)
         except TypeError:
             values = None
-        if values is None or len(values) != n or not all(_is_int(v) for v in values):
+        if values is None or len(values) != n or not all(is_int(v) for v in values):
             raise ValueError(
                 f"The '{arg}' argument of {owner} must be an int or a tuple of {n} positive integers. "
                 f"Received: {arg}={value!r}.")
@@ -188,7 +188,7 @@ def normalize_padding(value: Any, owner: str) -> str:
 
 
 def positive_int(value: Any, arg: str, owner: str) -> int:
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(
             f"Invalid value for argument '{arg}' of {owner}: expected a positive integer. "
             f"Received: {arg}={value!r}.")
@@ -203,7 +203,8 @@ def boolean(value: Any, arg: str, owner: str) -> bool:
     return bool(value)
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """A Python or NumPy integer, not a bool."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 

@@ -664,7 +664,7 @@ def test_train_step_checks_targets_grads_and_update(rng):
         net.train_step(x, y, CE, grads, outputs_out=f32(4, 2))
     with raises(ValueError, "train_step() expected weights[0] to be the array the network reads"):
         net.train_step(x, y, CE, grads, update=("sgd", [0.1, 0, 0], [f32(6, 3), f32(3)], [[f32(6, 3)], [f32(3)]]))
-    with raises(ValueError, "train_step() expected update=(name, hyper, weights, slots)"):
+    with raises(ValueError, "train_step() expected update=(name, hyper, weights, slots[, decay])"):
         net.train_step(x, y, CE, grads, update=("sgd", [0.1, 0, 0]))
     with raises(ValueError, "train_step() expected input 0 of shape (None, 6)", "x.shape=(4, 5)"):
         net.train_step(f32(4, 5), y, CE, grads)

@@ -104,7 +104,7 @@ class _RandomImageLayer(Layer):
     def __init__(self, seed: Optional[int], data_format: Optional[str], name: Optional[str],
                  input_shape: Optional[Sequence[Optional[int]]], trainable: bool) -> None:
         cls = type(self).__name__
-        if seed is not None and (not utils._is_int(seed) or seed < 0):
+        if seed is not None and (not utils.is_int(seed) or seed < 0):
             raise ValueError(f"Invalid value for argument 'seed' of {cls}: expected a non-negative integer or "
                              f"None. Received: seed={seed!r}.")
         self.seed = None if seed is None else int(seed)

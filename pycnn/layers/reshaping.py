@@ -85,21 +85,21 @@ def _two_sides(value: Any, arg: str, owner: str) -> Tuple[Tuple[int, int], Tuple
                          f"((top, bottom), (left, right)), all >= 0. Received: {arg}={value!r}.")
 
     def pair(v: Any) -> Tuple[int, int]:
-        if utils._is_int(v):
+        if utils.is_int(v):
             out = (int(v), int(v))
         else:
             try:
                 items = tuple(v)
             except TypeError:
                 fail()
-            if len(items) != 2 or not all(utils._is_int(i) for i in items):
+            if len(items) != 2 or not all(utils.is_int(i) for i in items):
                 fail()
             out = (int(items[0]), int(items[1]))
         if min(out) < 0 or max(out) > utils.MAX_WINDOW:
             fail()
         return out
 
-    if utils._is_int(value):
+    if utils.is_int(value):
         return pair(value), pair(value)
     try:
         items = tuple(value)
