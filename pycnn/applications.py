@@ -182,8 +182,52 @@ def four_filter_cnn(input_shape: Sequence[int] = (32, 32, 3), num_classes: int =
 
 #: Classifiers by name, each ``builder(input_shape, num_classes)`` (the CLI's --model
 #: choices). fully_convolutional_cnn is left out: its output is a feature map.
+def speedrun_cifar10(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10, width: int = 64) -> Sequential:
+    """airbench94's network (Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU", 2024),
+    uncompiled; ``pycnn.recipes.speedrun`` trains it.
+
+    A 2x2 'valid' conv 3 -> 24 with bias ('whiten': its kernel is meant to be set by
+    :func:`pycnn.initializers.patch_whitening_kernel` and frozen) + GELU; three groups of widths
+    ``width``, 4 ``width``, 4 ``width`` (64, 256, 256), each conv 3x3 'same' -> max pool 2 -> BN ->
+    GELU -> conv 3x3 'same' -> BN -> GELU, convs without bias and identity-initialised
+    (:class:`pycnn.initializers.Dirac`), BN without scale (momentum 0.6, epsilon 1e-12, as
+    airbench's PyTorch momentum 0.4); max pool 3 -> flatten -> dense ``num_classes`` without
+    bias -> logits times 1/9. 1,973,944 parameters (2,304 of them the BN statistics); about
+    118 M multiply-adds per 32x32 image. Outputs logits: compile with
+    ``from_logits=True``.
+    """
+    L = layers_module
+    from . import initializers
+
+    torch_default = initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+    def group(index: int, filters: int) -> list:
+        def conv(k: int) -> "L.Conv2D":
+            return L.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=initializers.Dirac(),
+                            name=f"group{index}_conv{k}")
+
+        def norm(k: int) -> "L.BatchNormalization":
+            return L.BatchNormalization(momentum=0.6, epsilon=1e-12, scale=False, name=f"group{index}_norm{k}")
+
+        return [conv(1), L.MaxPooling2D(2, name=f"group{index}_pool"), norm(1), L.Activation("gelu"),
+                conv(2), norm(2), L.Activation("gelu")]
+
+    whiten_width = 2 * 3 * 2 * 2
+    return Sequential([
+        L.Input(shape=tuple(input_shape)),
+        L.Conv2D(whiten_width, 2, padding="valid", kernel_initializer=torch_default, bias_initializer="zeros",
+                 activation="gelu", name="whiten"),
+        *group(1, width), *group(2, 4 * width), *group(3, 4 * width),
+        L.MaxPooling2D(3, name="pool"),
+        L.Flatten(),
+        L.Dense(num_classes, use_bias=False, kernel_initializer=torch_default, name="head"),
+        L.Rescaling(1.0 / 9.0, name="logit_scale"),
+    ], name="speedrun_cifar10")
+
+
 CLASSIFIERS: Dict[str, Callable] = {
     "lenet": lenet, "lenet_bn": lenet_bn, "fashion_mnist_cnn": fashion_mnist_cnn,
     "fashion_mnist_cnn_bn": fashion_mnist_cnn_bn, "strided_cnn": strided_cnn, "vgg16": vgg16,
     "classic_features": classic_features_model, "four_filter_cnn": four_filter_cnn,
+    "speedrun_cifar10": speedrun_cifar10,
 }

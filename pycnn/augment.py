@@ -1,4 +1,5 @@
-"""Data augmentation for NHWC image batches: random crops with zero padding and flips.
+"""Data augmentation for NHWC image batches: random crops with zero padding and flips;
+random translations with reflected borders and the alternating flip of fast CIFAR-10 recipes.
 
 The standard CIFAR-10 recipe: pad each image with ``pad`` zero pixels on every side, cut
 a random window of the original size out of the padded image, and mirror it left-right
@@ -118,3 +119,73 @@ class RandomCropFlip:
 
     def get_config(self) -> dict:
         return {"pad": self.pad, "flip": self.flip}
+
+
+def translate(x: np.ndarray, shifts: np.ndarray, mode: str = "reflect") -> np.ndarray:
+    """Move each image by whole pixels: output pixel (i, j) of image n reads input pixel
+    (i - dy, j - dx) for ``shifts[n] = (dy, dx)``, the border filled by ``mode`` ('reflect':
+    mirrored without repeating the edge, as ``numpy.pad``; 'constant': zeros). One gather
+    from a padded copy; no loop over images.
+
+    Raises:
+        ValueError: bad shapes, shifts of an image's size or more, or an unknown mode.
+    """
+    who = "translate()"
+    x = _check_batch(x, who)
+    n, h, w, _ = x.shape
+    shifts = np.asarray(shifts)
+    if shifts.shape != (n, 2) or shifts.dtype.kind not in "iu":
+        raise ValueError(f"{who} expected integer shifts of shape ({n}, 2). Received: shifts of shape "
+                         f"{shifts.shape} and dtype {shifts.dtype}.")
+    if mode not in ("reflect", "constant"):
+        raise ValueError(f"{who} expected mode 'reflect' or 'constant'. Received: mode={mode!r}.")
+    r = int(np.abs(shifts).max()) if shifts.size else 0
+    if r >= min(h, w):
+        raise ValueError(f"{who} expected shifts smaller than the image ({h}x{w}). Received: a shift of {r}.")
+    out = np.empty_like(x)
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        padded = np.pad(x[start:stop], ((0, 0), (r, r), (r, r), (0, 0)), mode=mode)
+        rows = (r - shifts[start:stop, :1]) + np.arange(h)
+        cols = (r - shifts[start:stop, 1:]) + np.arange(w)
+        out[start:stop] = padded[np.arange(stop - start)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return out
+
+
+def random_translate(x: np.ndarray, max_shift: int, rng: np.random.Generator | int | None = None,
+                     mode: str = "reflect") -> np.ndarray:
+    """:func:`translate` by shifts drawn uniformly from [-max_shift, max_shift] per axis."""
+    who = "random_translate()"
+    x = _check_batch(x, who)
+    rng = _check_rng(rng, who)
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+        raise ValueError(f"{who} expected max_shift to be a non-negative integer. Received: max_shift={max_shift!r}.")
+    return translate(x, rng.integers(-max_shift, max_shift + 1, size=(x.shape[0], 2)), mode)
+
+
+class AlternatingFlip:
+    """airbench's "alternating flip": a random half of the images is mirrored once (epoch 0);
+    every odd epoch mirrors all of them, so each image is seen in both orientations in turn
+    instead of at random (Jordan, "94% on CIFAR-10 in 3.29 seconds", 2024).
+
+    Example::
+
+        flip = AlternatingFlip(len(x_train), seed=0)
+        x_epoch = flip(x_train, epoch)
+    """
+
+    def __init__(self, n: int, seed: int | None = None) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"AlternatingFlip expected a positive number of images. Received: n={n!r}.")
+        self.first = np.random.default_rng(seed).random(int(n)) < 0.5
+
+    def flips(self, epoch: int) -> np.ndarray:
+        """Which images are mirrored in ``epoch``."""
+        return self.first ^ bool(epoch % 2)
+
+    def __call__(self, x: np.ndarray, epoch: int) -> np.ndarray:
+        x = _check_batch(x, "AlternatingFlip()")
+        if x.shape[0] != self.first.shape[0]:
+            raise ValueError(f"AlternatingFlip expected the {self.first.shape[0]} images it was made for. "
+                             f"Received: {x.shape[0]}.")
+        return np.where(self.flips(epoch)[:, None, None, None], x[:, :, ::-1], x)

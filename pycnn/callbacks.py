@@ -402,3 +402,74 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return repr(float(value))
     return str(value)
+
+
+class Lookahead(Callback):
+    """Lookahead weight averaging (Zhang et al. 2019; the form airbench uses): from epoch
+    ``start_epoch`` on, every ``sync_period`` training steps the "slow" copy of the weights
+    moves toward the model's, ``slow += alpha * (weights - slow)``, and the model's weights
+    take the slow values; at the end of every epoch after that, too (``alpha = 0``: the model
+    ends each epoch on the slow weights). The first sync only takes the copy.
+
+    Args:
+        sync_period: steps between syncs.
+        slow_step_size: ``alpha`` in [0, 1], or a callable ``f(step) -> alpha`` of the global
+            step count (airbench: ``1 - 0.95**5 * (step / total_steps)**3``).
+        start_epoch: the first epoch (0-based) that syncs.
+        include_non_trainable: average the layers' own statistics too (BatchNormalization's
+            moving mean and variance), as airbench's state-dict average does.
+    """
+
+    def __init__(self, sync_period: int = 5, slow_step_size: Any = 0.5, start_epoch: int = 0,
+                 include_non_trainable: bool = True) -> None:
+        super().__init__()
+        if isinstance(sync_period, bool) or not isinstance(sync_period, int) or sync_period < 1:
+            raise ValueError(f"Invalid value for argument 'sync_period' of Lookahead: expected a positive integer. "
+                             f"Received: sync_period={sync_period!r}.")
+        if not callable(slow_step_size) and not (isinstance(slow_step_size, (int, float))
+                                                 and not isinstance(slow_step_size, bool)
+                                                 and 0.0 <= slow_step_size <= 1.0):
+            raise ValueError(f"Invalid value for argument 'slow_step_size' of Lookahead: expected a number in "
+                             f"[0, 1] or a callable f(step). Received: slow_step_size={slow_step_size!r}.")
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
+            raise ValueError(f"Invalid value for argument 'start_epoch' of Lookahead: expected an integer >= 0. "
+                             f"Received: start_epoch={start_epoch!r}.")
+        self.sync_period, self.slow_step_size, self.start_epoch = sync_period, slow_step_size, start_epoch
+        self.include_non_trainable = bool(include_non_trainable)
+        self._epoch = 0
+        self._steps = 0
+        self._slow: Optional[List[np.ndarray]] = None
+
+    def _weights(self) -> List[np.ndarray]:
+        if self.include_non_trainable:
+            return self.model.weights
+        return self.model.trainable_weights
+
+    def _alpha(self) -> float:
+        alpha = self.slow_step_size(self._steps) if callable(self.slow_step_size) else self.slow_step_size
+        alpha = float(alpha)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"Lookahead's slow_step_size({self._steps}) must be in [0, 1]. Received: {alpha!r}.")
+        return alpha
+
+    def _sync(self, alpha: float) -> None:
+        weights = self._weights()
+        if self._slow is None or len(self._slow) != len(weights):
+            self._slow = [w.copy() for w in weights]
+            return
+        a = np.float32(alpha)
+        for slow, w in zip(self._slow, weights):
+            slow += a * (w - slow)
+            w[...] = slow
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        self._epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
+        self._steps += 1
+        if self._epoch >= self.start_epoch and self._steps % self.sync_period == 0:
+            self._sync(self._alpha())
+
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        if self._slow is not None:
+            self._sync(0.0)

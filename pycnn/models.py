@@ -9,11 +9,11 @@ file layout), the summary in pycnn/summary.py, and the built models in pycnn/app
 from __future__ import annotations
 
 from .applications import (CLASSIFIERS, classic_features_model, fashion_mnist_cnn, fashion_mnist_cnn_bn,
-                           four_filter_cnn, fully_convolutional_cnn, lenet, lenet_bn, strided_cnn, vgg16)
+                           four_filter_cnn, fully_convolutional_cnn, lenet, lenet_bn, speedrun_cifar10, strided_cnn, vgg16)
 from .functional import Model
 from .saving import load_model
 from .sequential import Sequential
 
 __all__ = ["Sequential", "Model", "load_model", "lenet", "lenet_bn", "vgg16", "fashion_mnist_cnn",
-           "fashion_mnist_cnn_bn", "strided_cnn",
+           "fashion_mnist_cnn_bn", "strided_cnn", "speedrun_cifar10",
            "fully_convolutional_cnn", "classic_features_model", "four_filter_cnn", "CLASSIFIERS"]

@@ -141,6 +141,39 @@ class CosineDecay(LearningRateSchedule):
                 "warmup_steps": self.warmup_steps}
 
 
+class PiecewiseLinearDecay(LearningRateSchedule):
+    """pycnn's own (Keras has none): ``values[i]`` at step ``boundaries[i]``, straight lines
+    between, ``values[0]`` before the first boundary and ``values[-1]`` after the last: a
+    linear warm-up and decay (``PiecewiseLinearDecay([0, 100, 400], [0.2, 1.0, 0.07])``), or
+    the one-cycle "triangle" of fast CIFAR-10 recipes."""
+
+    def __init__(self, boundaries: Sequence[float], values: Sequence[float],
+                 name: str = "PiecewiseLinearDecay") -> None:
+        owner = "PiecewiseLinearDecay"
+        boundaries, values = list(boundaries), list(values)
+        if len(values) != len(boundaries) or not values:
+            raise ValueError(f"{owner} expected one value per boundary (at least one). Received: "
+                             f"boundaries={boundaries} of length {len(boundaries)}, values={values} of length "
+                             f"{len(values)}.")
+        self.boundaries = [_positive(b, "boundaries", owner, allow_zero=True) for b in boundaries]
+        if any(later <= earlier for earlier, later in zip(self.boundaries, self.boundaries[1:])):
+            raise ValueError(f"{owner} expected increasing boundaries. Received: {boundaries}.")
+        self.values = [_positive(v, "values", owner, allow_zero=True) for v in values]
+        self.name = name
+
+    def __call__(self, step: Union[int, float]) -> float:
+        b, v = self.boundaries, self.values
+        if step <= b[0]:
+            return v[0]
+        for i in range(1, len(b)):
+            if step <= b[i]:
+                return v[i - 1] + (v[i] - v[i - 1]) * (step - b[i - 1]) / (b[i] - b[i - 1])
+        return v[-1]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
+
+
 def serialize(schedule: LearningRateSchedule) -> Dict[str, Any]:
     return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import distributed, executor, graph as graph_module
 from . import losses as losses_module
+from . import tta as tta_module
 from .layers.base import structure_version
 
 
@@ -214,17 +215,25 @@ class Step:
 
     # ------------------------------------------------------------------ test and inference
 
-    def test(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray] = None
-             ) -> Tuple[float, np.ndarray, bool]:
+    def test(self, xs: List[np.ndarray], yb: np.ndarray, sample_weight: Optional[np.ndarray] = None,
+             tta: Optional[str] = None) -> Tuple[float, np.ndarray, bool]:
+        """Loss and output of one batch in inference mode; ``tta``: a pycnn.tta level."""
         fused = self.fused()
-        out = self.infer(xs, logits=fused)[0]
+        if tta is None:
+            out = self.infer(xs, logits=fused)[0]
+        else:  # the averaged outputs; after a softmax their logs are logits of the same probabilities
+            out = self.infer(xs, tta=tta)[0]
+            if fused:
+                out = np.log(np.maximum(out, np.float32(np.finfo(np.float32).tiny)))
         loss, _ = self._loss_and_grad(yb, out, fused, sample_weight)
         regularized = [(w, r) for layer in self.model._leaf_layers() for w, r in layer.regularized_weights()]
         if regularized:  # Keras's test loss includes the penalties too
             loss += float(sum(r.penalty(w) for w, r in regularized))
         return loss, out, fused
 
-    def infer(self, xs: List[np.ndarray], logits: bool = False) -> List[np.ndarray]:
+    def infer(self, xs: List[np.ndarray], logits: bool = False, tta: Optional[str] = None) -> List[np.ndarray]:
+        if tta is not None:
+            return tta_module.average(lambda views: infer(self.model, views, False), xs, tta)
         return infer(self.model, xs, logits)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import step as step_module
+from . import tta as tta_module
 from . import utils
 from .progress import Progbar
 
@@ -443,14 +444,15 @@ class Trainer:
                                          None if w is None else w[part], batches.batch_size, False)
 
     def _evaluate_batches(self, batches: Any, prefix: str = "", bar: Optional[Progbar] = None,
-                          reduce: bool = False, guard: Optional[utils.interrupt_guard] = None) -> Dict[str, float]:
+                          reduce: bool = False, guard: Optional[utils.interrupt_guard] = None,
+                          tta: Optional[str] = None) -> Dict[str, float]:
         """Loss and metrics over ``batches``; ``reduce``: each rank holds a share, sum them."""
         self._metrics.reset()
         loss_sum, seen = 0.0, 0
         step = 0
         for step, (xb_raw, yb, wb) in enumerate(batches.epoch(), start=1):
             xb = [utils.as_float32(a, "evaluate()") for a in xb_raw]
-            loss, out, is_logits = self._step.test(xb, yb, wb)
+            loss, out, is_logits = self._step.test(xb, yb, wb, tta=tta)
             if guard is not None:
                 guard.check()
             m = xb[0].shape[0]
@@ -467,7 +469,7 @@ class Trainer:
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
                  verbose: Union[int, str] = "auto", sample_weight: Any = None, steps: Optional[int] = None,
-                 return_dict: bool = False) -> Union[float, List[float], Dict[str, float]]:
+                 return_dict: bool = False, tta: Optional[str] = None) -> Union[float, List[float], Dict[str, float]]:
         """Loss (and metrics) over ``(x, y)`` (or a generator of batches) in inference mode.
 
         Args:
@@ -476,12 +478,15 @@ class Trainer:
             sample_weight: (N,) weights: the loss is ``mean(w * per-sample loss)`` and the
                 ``weighted_metrics`` are weighted means.
             steps: batches to take from a generator (default: until it ends).
+            tta: pycnn's test-time augmentation: None, 'flip' or 'flip_translate'
+                (:mod:`pycnn.tta`); loss and metrics of the averaged outputs.
 
         Returns:
             ``[loss, metric...]`` (compile order) when compiled with metrics, else the loss
             as a float; a dict with ``return_dict=True``.
         """
         self._require_compiled("evaluate")
+        tta = tta_module.check(tta, "evaluate()")
         batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "evaluate()")
         verbose = _check_verbose(verbose, "evaluate()")
         steps = data_adapter.check_steps(steps, "steps", "evaluate()")
@@ -494,7 +499,7 @@ class Trainer:
         if distributed.active() and not distributed.is_primary():
             verbose = 0
         bar = Progbar(batches.steps or 0, verbose=verbose) if verbose else None
-        logs = self._evaluate_batches(batches, bar=bar, reduce=shard)
+        logs = self._evaluate_batches(batches, bar=bar, reduce=shard, tta=tta)
         return self._result(logs, return_dict)
 
     def _result(self, logs: Dict[str, float], return_dict: bool) -> Union[float, List[float], Dict[str, float]]:
@@ -505,14 +510,16 @@ class Trainer:
         return logs["loss"]
 
     def predict(self, x: Any, batch_size: Optional[int] = None, verbose: Union[int, str] = "auto",
-                steps: Optional[int] = None) -> Any:
+                steps: Optional[int] = None, tta: Optional[str] = None) -> Any:
         """Outputs for ``x`` in inference mode, computed ``batch_size`` samples at a time.
 
         ``verbose`` as in :meth:`evaluate`: a progress bar by default, as in Keras 3.
 
         ``x`` may also be a generator / iterable of batches: arrays, or tuples whose first
         item is the input (``(x, y)`` batches are accepted and their targets ignored);
-        ``steps`` limits how many are taken.
+        ``steps`` limits how many are taken. ``tta``: pycnn's test-time augmentation (None,
+        'flip' or 'flip_translate': the outputs averaged over mirrored and shifted views,
+        :mod:`pycnn.tta`).
 
         Safe to call from several threads on one model: each call keeps its own state.
 
@@ -522,6 +529,7 @@ class Trainer:
         """
         batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "predict()")
         verbose = _check_verbose(verbose, "predict()")
+        tta = tta_module.check(tta, "predict()")
         steps = data_adapter.check_steps(steps, "steps", "predict()")
         batches: List[List[np.ndarray]] = []
         if data_adapter.is_batch_source(x):
@@ -530,7 +538,7 @@ class Trainer:
             for item in data_adapter.items(x, steps):
                 xb = item[0] if isinstance(item, tuple) else item
                 batches.append(self._step.infer([utils.as_float32(a, "predict()")
-                                                 for a in self._prepare_inputs(xb, "predict()")]))
+                                                 for a in self._prepare_inputs(xb, "predict()")], tta=tta))
                 if bar is not None:
                     bar.update(len(batches))
             if bar is not None and batches:
@@ -545,7 +553,7 @@ class Trainer:
             for step in range(1, total + 1):
                 start = (step - 1) * batch_size
                 xb = [utils.as_float32(a[start:start + batch_size], "predict()") for a in xs]
-                batches.append(self._step.infer(xb))
+                batches.append(self._step.infer(xb, tta=tta))
                 if bar is not None:
                     bar.update(step, finalize=step == total)
         if not batches:

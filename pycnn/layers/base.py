@@ -171,6 +171,7 @@ class Layer:
         self._param_names: List[str] = []
         self._params: List[np.ndarray] = []
         self._param_trainable: List[bool] = []  # False: a statistic, never given to the optimizer
+        self._param_created_trainable: List[bool] = []  # add_weight's trainable (set_weight_trainable's limit)
         self._param_regularizers: List[Any] = []  # per weight: a pycnn.regularizers.Regularizer or None
         self._grads: List[Optional[np.ndarray]] = []
         self._last_call: Optional[Tuple[Any, Any]] = None  # a lone layer's (ctx, output shape)
@@ -234,6 +235,7 @@ class Layer:
         if type(self).compute_output_shape is not Layer.compute_output_shape:
             self.compute_output_shape(shape)  # raises when an output dimension would be < 1
         self._param_names, self._params, self._param_trainable, self._param_regularizers = [], [], [], []
+        self._param_created_trainable = []
         self._op_calls = {}
         return shape
 
@@ -269,6 +271,7 @@ class Layer:
         self._param_names.append(name)
         self._params.append(values)
         self._param_trainable.append(bool(trainable))
+        self._param_created_trainable.append(bool(trainable))
         self._param_regularizers.append(regularizers.get(regularizer, "regularizer", f"Layer '{self.name}'"))
         return values
 
@@ -530,6 +533,25 @@ class Layer:
         if not self.trainable:
             return []
         return [p for p, t in zip(self._params, self._param_trainable) if t]
+
+    def set_weight_trainable(self, name: str, trainable: bool) -> None:
+        """Freeze (or unfreeze) one weight of the layer: pycnn's spelling of Keras 3's
+        ``layer.kernel.trainable = False`` (a NumPy weight carries no flag). Not saved with the
+        model; weights a layer keeps itself (moving statistics) cannot be made trainable.
+
+        Raises:
+            ValueError: for a name the layer has no weight of, or such a statistic.
+        """
+        trainable = utils.boolean(trainable, "trainable", "set_weight_trainable()")
+        if name not in self._param_names:
+            raise ValueError(f"Layer '{self.name}' has no weight named {name!r}. Expected one of "
+                             f"{self._param_names}.")
+        i = self._param_names.index(name)
+        if trainable and not self._param_created_trainable[i]:
+            raise ValueError(f"Layer '{self.name}': {name!r} was created non-trainable (a statistic the layer "
+                             "updates itself); it cannot be trained.")
+        self._param_trainable[i] = trainable
+        structure_changed()
 
     @property
     def non_trainable_weights(self) -> List[np.ndarray]:
