@@ -49,6 +49,7 @@ HYPER: Dict[str, Any] = {
     "beta_rate_multiplier": 64.0, "label_smoothing": 0.2, "warmup_start": 0.2, "peak_at": 0.23, "end": 0.07,
     "lookahead_start_epoch": 3, "lookahead_period": 5, "lookahead_decay": 0.95, "lookahead_power": 3.0,
     "whiten_bias_epochs": 3, "whiten_images": 5000, "whiten_epsilon": 5e-4, "translate": 2,
+    "width": 64,  # the first group's filters (the others 4x): smaller for smoke runs
 }
 
 
@@ -129,7 +130,7 @@ class _Schedule(callbacks.Callback):
 
 def build(x_train: np.ndarray, hyper: Dict[str, Any], total_steps: int) -> Any:
     """The compiled model, its first layer whitened on the first training images."""
-    model = speedrun_cifar10()
+    model = speedrun_cifar10(width=hyper["width"])
     whiten = model.get_layer("whiten")
     kernel = initializers.patch_whitening_kernel(x_train[:hyper["whiten_images"]], 2, hyper["whiten_epsilon"])
     whiten.set_weights([kernel, np.zeros(kernel.shape[-1], np.float32)])
