@@ -120,7 +120,9 @@ constexpr float kGeluK = 0.79788456080286536f, kGeluC = 0.044715f;
 // polynomial of the remainder), so that GCC vectorises the loops below; 0 below -87.
 inline float exp_nonpositive(float v) {
   v = std::max(v, -87.0f);
-  const float n = std::nearbyint(v * 1.44269504088896341f);
+  // Round to nearest by adding and removing 1.5 * 2^23 (|v log2 e| < 2^22): nearbyint would
+  // keep GCC from vectorising the loop (it may set errno).
+  const float n = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = v - n * 0.693359375f;  // ln 2 in two parts: the product with n stays exact
   r -= n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
