@@ -19,6 +19,7 @@
 #include "bindings_common.h"
 #include "executor.h"
 #include "network.h"
+#include "peak.h"
 #include "runtime.h"
 
 namespace pycnn_py {
@@ -633,6 +634,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", &set_isa, py::arg("name"),
         "Cap the SIMD level ('baseline', 'avx2', 'avx512'); the CPU's best level is used when the cap is higher.");
   m.def("get_isa", [] { return std::string(pycnn::isa_name(pycnn::active_isa())); });
+  m.def("fma_peak", [](int64_t iters) {
+        if (iters < 1) value_error(cat("fma_peak() expected a positive iteration count. Received: ", iters, "."));
+        pycnn::PeakResult r;
+        release_and_run([&] { r = pycnn::measure_fma_peak(iters); });
+        return py::dict(py::arg("gflops") = r.gflops, py::arg("seconds") = r.seconds, py::arg("threads") = r.threads,
+                        py::arg("lanes") = r.lanes);
+      }, py::arg("iters"), "FP32 FMA peak of the active ISA on every thread (benchmarks): {gflops, seconds, ...}.");
   m.def("ops", &ops_info, "Every registered op: {kind: {doc, inputs (0: two or more), params, attrs}}.");
   m.def("activations", [] { return docs<pycnn::ActivationDef>(pycnn::registered_activations()); });
   m.def("losses", [] { return docs<pycnn::LossDef>(pycnn::registered_losses()); });

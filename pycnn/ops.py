@@ -75,6 +75,14 @@ def get_isa() -> str:
     return _core.get_isa()
 
 
+def fma_peak(seconds: float = 0.2) -> Dict[str, Any]:
+    """The FP32 peak benchmarks divide by: independent register FMA chains on every thread at
+    the active SIMD level, about ``seconds`` long -> {gflops, seconds, threads, lanes}."""
+    probe = _core.fma_peak(1_000_000)
+    iters = max(1, int(1_000_000 * seconds / max(probe["seconds"], 1e-6)))
+    return dict(_core.fma_peak(iters))
+
+
 def set_isa(name: str) -> None:
     """Cap the SIMD level (benchmarks, tests)."""
     _core.set_isa(name)
