@@ -261,9 +261,64 @@ def _resumed_model(args, input_shape, num_classes):
     return model, done
 
 
+RECIPES = ("speedrun",)
+
+
+def _train_recipe(args) -> int:
+    """train --recipe NAME: the recipe fixes the model, optimizer, schedule, batch size and
+    augmentation (pycnn.recipes); --seed, --epochs, --limit-train/--limit-test, --data-dir,
+    --threads, --save and --history apply."""
+    from . import datasets
+    from .recipes import speedrun
+
+    fixed = [opt for opt, used in (("--model", args.model != "lenet"), ("--optimizer", args.optimizer != "adam"),
+                                   ("--learning-rate", args.learning_rate is not None),
+                                   ("--lr-schedule", args.lr_schedule != "constant"), ("--augment", args.augment),
+                                   ("--resume", args.resume is not None), ("--distributed", args.distributed),
+                                   ("--plot", args.plot is not None), ("--weights-only", args.weights_only)) if used]
+    if fixed:
+        raise CliError(f"--recipe {args.recipe} fixes the model, optimizer, schedule and augmentation. "
+                       f"Received: {', '.join(fixed)}.")
+    if args.dataset != "cifar10":
+        raise CliError(f"--recipe {args.recipe} trains on cifar10. Received: --dataset {args.dataset}.")
+    _setup_threads(args)
+    _print(build_info_line())
+    start = time.perf_counter()
+    try:
+        (x_train, y_train), (x_test, y_test) = datasets.load(args.dataset, args.data_dir)
+    except datasets.DatasetNotFoundError as exc:
+        raise CliError(f"{exc} On the command line, --data-dir DIR plays the role of path=.") from exc
+    except datasets.CorruptDatasetError as exc:
+        raise CliError(str(exc)) from exc
+    if args.limit_train:
+        x_train, y_train = x_train[:args.limit_train], y_train[:args.limit_train]
+    if args.limit_test:
+        x_test, y_test = x_test[:args.limit_test], y_test[:args.limit_test]
+    _print(f"Recipe {args.recipe} (pycnn.recipes.speedrun, airbench94): {len(x_train)} training and "
+           f"{len(x_test)} test images, {args.epochs or speedrun.HYPER['epochs']} epochs, batch "
+           f"{min(speedrun.HYPER['batch_size'], len(x_train))}")
+    result = speedrun.run(((x_train, y_train), (x_test, y_test)), seed=args.seed, epochs=args.epochs)
+    seconds = time.perf_counter() - start
+    _print(f"Wall time {seconds:.1f} s (loading the data included)")
+    if args.save:
+        result["model"].save(args.save)
+        _print(f"Saved the model to {args.save}")
+    if args.history:
+        payload = {"recipe": args.recipe, "seed": args.seed, "accuracy": result["accuracy"],
+                   "tta_accuracy": result["tta_accuracy"], "seconds": seconds,
+                   "train_seconds": result["train_seconds"], "epoch_seconds": result["epoch_seconds"],
+                   "steps": result["steps"], "history": result["history"]}
+        Path(args.history).write_text(json.dumps(payload, indent=2))
+    return 0
+
+
 def cmd_train(args) -> int:
     from . import datasets, utils
 
+    if args.recipe:
+        return _train_recipe(args)
+    if args.epochs is None:
+        args.epochs = 20
     _check_model_name(args.model)
     if args.weights_only and not args.save:
         raise CliError("--weights-only says what --save writes. Received: --weights-only without --save FILE.")
@@ -536,8 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and report test accuracy")
     common(p, train=True)
-    p.add_argument("--epochs", type=_positive_int, default=20,
-                   help="epochs in total, counting those a --resume file has run (default: 20)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epochs in total, counting those a --resume file has run (default: 20; with --recipe, "
+                        "the recipe's)")
+    p.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="a complete recipe instead of --model/--optimizer/...: speedrun = airbench94's CIFAR-10 "
+                        "recipe (pycnn.recipes.speedrun: 94%% in about 10 epochs at batch 1024)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default: adam")
     p.add_argument("--learning-rate", type=_positive_float, default=None,
                    help="default: the optimizer's Keras default (adam 0.001, rmsprop 0.001, sgd 0.01)")

@@ -269,3 +269,29 @@ def test_recipe_smoke_run_learns():
     assert whiten.trainable_weights == []  # the kernel frozen from the start, the bias after its epochs
     with pytest.raises(ValueError, match="unknown hyper-parameters"):
         speedrun.run(((x_train[:8], y_train[:8]), (x_test[:8], y_test[:8])), learning_rte=1.0)
+
+
+@pytest.mark.skipif(not REAL_DATA or not (Path(REAL_DATA) / "cifar-10-batches-bin").is_dir(),
+                    reason="PYCNN_DATA_DIR is unset or has no cifar-10-batches-bin/ (set PYCNN_DATA_DIR=../shared/data)")
+def test_cli_recipe_runs_and_writes_its_history(tmp_path, capsys):
+    from pycnn import cli
+
+    history = tmp_path / "h.json"
+    assert cli.main(["train", "--recipe", "speedrun", "--limit-train", "256", "--limit-test", "64", "--epochs", "1",
+                     "--seed", "3", "--history", str(history)]) == 0
+    out = capsys.readouterr().out
+    assert "epoch  1" in out and "with test-time augmentation" in out and "Wall time" in out
+    import json
+    payload = json.loads(history.read_text())
+    assert payload["steps"] == 1 and payload["recipe"] == "speedrun" and len(payload["epoch_seconds"]) == 1
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--optimizer", "sgd"], "fixes the model, optimizer.*Received: --optimizer"),
+    (["--dataset", "mnist"], "trains on cifar10. Received: --dataset mnist"),
+])
+def test_cli_recipe_refuses_what_it_fixes(extra, match, capsys):
+    from pycnn import cli
+
+    assert cli.main(["train", "--recipe", "speedrun"] + extra) != 0
+    assert __import__("re").search(match, capsys.readouterr().err)

@@ -136,8 +136,8 @@ def build(x_train: np.ndarray, hyper: Dict[str, Any], total_steps: int) -> Any:
     whiten.set_weights([kernel, np.zeros(kernel.shape[-1], np.float32)])
     whiten.set_weight_trainable("kernel", False)
     lr = hyper["learning_rate"]
-    peak = int(hyper["peak_at"] * total_steps)
-    schedule = schedules.PiecewiseLinearDecay([0, peak, total_steps],
+    peak = max(1, int(hyper["peak_at"] * total_steps))  # (a smoke run of a step or two still has a peak)
+    schedule = schedules.PiecewiseLinearDecay([0, peak, max(total_steps, peak + 1)],
                                               [hyper["warmup_start"] * lr, lr, hyper["end"] * lr])
     optimizer = optimizers.SGD(schedule, momentum=hyper["momentum"], nesterov=True,
                                weight_decay=hyper["weight_decay"],
@@ -150,14 +150,17 @@ def build(x_train: np.ndarray, hyper: Dict[str, Any], total_steps: int) -> Any:
 
 
 def run(data: Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]], seed: Optional[int] = None,
-        epochs: Optional[float] = None, out: Optional[TextIO] = sys.stdout, **overrides: Any) -> Dict[str, Any]:
+        epochs: Optional[float] = None, verbose: bool = True, out: Optional[TextIO] = None,
+        **overrides: Any) -> Dict[str, Any]:
     """Train and evaluate once. ``data``: CIFAR-10's ``((x_train, y_train), (x_test, y_test))``
-    as uint8 images; ``epochs`` overrides 9.9 (a smoke run); ``overrides`` any :data:`HYPER`.
+    as uint8 images; ``epochs`` overrides 9.9 (a smoke run); ``overrides`` any :data:`HYPER`;
+    with ``verbose`` a line per epoch and the results go to ``out`` (default: stdout).
 
     Returns:
         ``{"accuracy", "tta_accuracy", "seconds", "train_seconds", "epoch_seconds", "steps",
         "history"}``; seconds are wall time from the raw images to the last accuracy.
     """
+    out = (out or sys.stdout) if verbose else None
     hyper = dict(HYPER, **overrides)
     unknown = set(overrides) - set(HYPER)
     if unknown:
