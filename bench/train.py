@@ -59,7 +59,11 @@ MODELS = {
     "strided": ("strided_cnn", (28, 28, 1), [64]),
     "lenet_bn": ("lenet_bn", (32, 32, 3), [64, 256]),
     "heavy_bn": ("fashion_mnist_cnn_bn", (28, 28, 1), [32, 128]),
+    # The speed-run network (pycnn.models.speedrun_cifar10: GELU, BN without scale, logits x 1/9);
+    # torch runs it channels_last, its fastest CPU layout for these convolutions.
+    "speedrun": ("speedrun_cifar10", (32, 32, 3), [256]),
 }
+CHANNELS_LAST = {"speedrun_cifar10"}
 LR, EPS, BETA_2 = 1e-3, 1e-7, 0.999
 # pycnn's Adam (Keras form) adds epsilon to sqrt(v) before bias correction, torch after it.
 # Step t then matches with torch eps = EPS / sqrt(1 - BETA_2**t); it is exact for the first
@@ -78,7 +82,10 @@ def build_pycnn(builder: str, input_shape):
                                    layers.Flatten(), layers.Dense(10, activation="softmax")])
     else:
         model = getattr(models, builder)(input_shape=tuple(input_shape))
-    model.compile(optimizer=optimizers.Adam(learning_rate=LR, epsilon=EPS), loss="sparse_categorical_crossentropy")
+    from pycnn import losses
+    logits = model.layers[-1].output_activation != "softmax"  # the speed-run network ends in logits
+    model.compile(optimizer=optimizers.Adam(learning_rate=LR, epsilon=EPS),
+                  loss=losses.SparseCategoricalCrossentropy(from_logits=logits))
     return model
 
 
@@ -101,6 +108,8 @@ def describe(model) -> list:
                              center=layer.center, scale=layer.scale))
         elif kind == "Activation":
             spec.append(dict(kind="activation", activation=layer.activation))
+        elif kind == "Rescaling":
+            spec.append(dict(kind="rescaling", scale=float(layer.scale), offset=float(layer.offset)))
         elif kind == "Dense":
             spec.append(dict(kind="dense", units=layer.units, activation=layer.activation,
                              use_bias=layer.use_bias))
@@ -151,17 +160,24 @@ def build_torch(torch, spec, input_shape, weights):
             act = "linear"
         elif layer["kind"] == "batchnorm":
             # Keras's momentum m is torch's 1 - m; weights gamma, beta, moving mean, moving variance.
-            if not (layer["center"] and layer["scale"]):
-                raise SystemExit("train.py mirrors BatchNormalization with center and scale only.")
+            if not layer["center"]:
+                raise SystemExit("train.py mirrors BatchNormalization with center only.")
             bn_cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
             bn = bn_cls(shape[-1], eps=layer["epsilon"], momentum=1.0 - layer["momentum"])
+            targets = (bn.weight, bn.bias, bn.running_mean, bn.running_var) if layer["scale"] else \
+                (bn.bias, bn.running_mean, bn.running_var)
+            if not layer["scale"]:  # scale=False: gamma is 1, not trained
+                bn.weight.requires_grad_(False)
             with torch.no_grad():
-                for target in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+                for target in targets:
                     target.copy_(torch.from_numpy(next(it)))
             mods.append(bn)
             act = "linear"
         elif layer["kind"] == "activation":
             act = layer["activation"]
+        elif layer["kind"] == "rescaling":
+            mods.append(_Affine(layer["scale"], layer["offset"]))
+            act = "linear"
         else:  # dense
             fan_in = int(np.prod(shape))
             kernel = next(it)
@@ -181,9 +197,20 @@ def build_torch(torch, spec, input_shape, weights):
                 raise SystemExit("train.py mirrors softmax only on the last layer.")
             softmax_last = True
         elif act != "linear":
-            mods.append({"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[act]())
+            mods.append({"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}[act]())
         shape = tuple(layer["output_shape"])
     return nn.Sequential(*mods), softmax_last
+
+
+def _Affine(scale: float, offset: float):
+    """x * scale + offset as a torch module (Keras's Rescaling)."""
+    import torch
+
+    class Affine(torch.nn.Module):
+        def forward(self, x):
+            return x * scale + offset
+
+    return Affine()
 
 
 def make_batch(batch: int, input_shape, seed: int):
@@ -254,8 +281,11 @@ def worker(cfg: dict) -> None:
         torch.set_num_threads(threads)
         F = torch.nn.functional
         model, _ = build_torch(torch, cfg["spec"], cfg["input_shape"], weights)
-        opt = torch.optim.Adam(model.parameters(), lr=LR, eps=TORCH_EPS)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR, eps=TORCH_EPS)
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        if cfg["builder"] in CHANNELS_LAST:
+            model = model.to(memory_format=torch.channels_last)
+            xt = xt.contiguous(memory_format=torch.channels_last)
         yt = torch.from_numpy(y)
 
         def step() -> float:
@@ -492,7 +522,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="LeNet batch 64 only, short rounds (~30 s)")
     ap.add_argument("--threads", default=None, help="thread count(s) for the main table (default: all cores)")
     ap.add_argument("--models", default=None,
-                    help="comma-separated subset of tiny,lenet,heavy,strided,lenet_bn,heavy_bn")
+                    help="comma-separated subset of tiny,lenet,heavy,strided,lenet_bn,heavy_bn,speedrun")
     ap.add_argument("--batches", default=None, help="batch sizes for every model (default: per model)")
     ap.add_argument("--time-to-accuracy", action="store_true",
                     help="also train LeNet on CIFAR-10 to 60%% test accuracy with both (minutes)")
