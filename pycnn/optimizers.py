@@ -149,6 +149,15 @@ class Optimizer:
         (its loss was not finite): take back the step it counted."""
         self.iterations -= 1
 
+    def slot_names(self) -> Tuple[str, ...]:
+        """What :meth:`get_slots` holds per variable once a step has run, in order: Keras's names
+        ('momentum', 'velocity'), or 'scratch' for work space. Saved files are checked (and
+        translated to Keras's optimizer variables) with it."""
+        return ()
+
+    #: Slots that are never negative: a file holding a negative one is damaged.
+    nonnegative_slots: Tuple[str, ...] = ("velocity",)
+
     def get_slots(self, variables: Sequence[np.ndarray]) -> List[List[np.ndarray]]:
         """Per variable, the state arrays the update keeps (empty before the first step)."""
         out = []
@@ -213,6 +222,9 @@ class SGD(Optimizer):
         else:
             w += v
 
+    def slot_names(self) -> Tuple[str, ...]:
+        return ("momentum",) if self.momentum != 0.0 else ()
+
     def native_update(self, variables: List[np.ndarray]) -> Optional[tuple]:
         if type(self) is not SGD or self.momentum == 0.0:
             return None  # plain SGD is one NumPy pass per weight; a subclass may change the rule
@@ -253,6 +265,9 @@ class Adam(Optimizer):
         slots = [self._slot(w, 3) for _, w in pairs]
         ops.apply_update("adam", [alpha, b1, b2, self.epsilon], [w for _, w in pairs], [g for g, _ in pairs],
                          [s[:2] for s in slots])
+
+    def slot_names(self) -> Tuple[str, ...]:
+        return ("momentum", "velocity", "scratch")
 
     def native_update(self, variables: List[np.ndarray]) -> Optional[tuple]:
         if type(self) is not Adam:
@@ -300,6 +315,9 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate)
         self.rho = _number(rho, "rho", "RMSprop", 0.0, 1.0, high_open=True)
         self.epsilon = _number(epsilon, "epsilon", "RMSprop", 0.0)
+
+    def slot_names(self) -> Tuple[str, ...]:
+        return ("velocity", "scratch")
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         v, scratch = self._slot(w, 2)
