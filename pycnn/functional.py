@@ -376,6 +376,27 @@ class Model(Trainer, Layer):
         from . import saving
         saving.load_weights_any(self, path)
 
+    def export(self, filepath: Any, format: str = "onnx", verbose: Optional[bool] = None,
+               input_signature: Any = None, opset_version: Optional[int] = None) -> None:
+        """Write the model for inference elsewhere, as Keras 3's ``model.export``. pycnn
+        exports ``format='onnx'`` (needs the ``onnx`` package: ``pip install 'pycnn[onnx]'``):
+        NHWC float32 inputs as pycnn takes them, a dynamic batch axis, opset
+        ``opset_version`` (default :data:`pycnn.interop.onnx_export.DEFAULT_OPSET`); the
+        graph is described in docs/interop.md.
+
+        Raises:
+            ValueError: another format, or a layer with no ONNX form (a Python layer).
+            ImportError: onnx is not installed.
+        """
+        if format != "onnx":
+            raise ValueError(f"Model.export() writes format='onnx' only. Received: format={format!r}. For Keras, "
+                             "use model.save('m.keras').")
+        if input_signature is not None:
+            raise ValueError("Model.export() takes the input shapes from the model; input_signature is not "
+                             f"supported. Received: input_signature={input_signature!r}.")
+        from .interop import onnx_export
+        onnx_export.export(self, filepath, opset=opset_version, verbose=verbose)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
 
