@@ -74,12 +74,19 @@ class Export:
         self.nodes: List[Any] = []
         self.initializers: List[Any] = []
         self._names: Dict[str, int] = {}
+        self._used: set = set()
         self._converted: Dict[Tuple[str, str], Value] = {}
 
     def name(self, hint: str) -> str:
+        """A tensor name not used before (layer names and their suffixes may collide)."""
         count = self._names.get(hint, 0)
+        name = hint if count == 0 else f"{hint}_{count}"
+        while name in self._used:
+            count += 1
+            name = f"{hint}_{count}"
         self._names[hint] = count + 1
-        return hint if count == 0 else f"{hint}_{count}"
+        self._used.add(name)
+        return name
 
     def const(self, array: Any, hint: str, dtype: Any = np.float32) -> str:
         name = self.name(hint)
@@ -470,6 +477,7 @@ def to_onnx(model: Any, opset: Optional[int] = None) -> Any:
     helper = onnx.helper
     k = graph.num_inputs
     input_names = _input_names(model, k)
+    ex._used.update(input_names + [f"output_{o}" for o in range(len(graph.outputs))])
     values: List[Value] = [Value(name, shapes[i]) for i, name in enumerate(input_names)]
     for i, node in enumerate(graph.nodes):
         layer = node.layer
