@@ -198,9 +198,9 @@ def _is_h5_name(path: str) -> bool:
     return path.lower().endswith((".h5", ".hdf5"))
 
 
-def sniff(path: str) -> str:
-    """What the file at ``path`` holds, by its contents: 'hdf5', 'zip' or 'other'."""
-    untrusted.check_file(path, "weights file")
+def sniff(path: str, what: str = "pycnn weights file") -> str:
+    """What the file at ``path`` holds, by its contents: 'hdf5', 'zip', 'npy' or 'other'."""
+    untrusted.check_file(path, what)
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -448,7 +448,7 @@ def load_model(path: PathLike, compile: bool = True, custom_objects: Optional[Di
             ``pip install`` fixes it).
     """
     path = os.fspath(path)
-    kind = sniff(path)
+    kind = sniff(path, "pycnn model file")
     if kind == "hdf5" or (kind == "zip" and _is_keras_zip(path)):
         from .interop import keras_files
         return keras_files.load_model(path, compile=compile, custom_objects=custom_objects)

@@ -290,9 +290,9 @@ class _Keras3Store:
         step = self._dataset(group, 0, kinds="iuf")
         if step.shape != ():
             raise untrusted.refuse(self.path, "has an optimizer step count that is not a number.")
-        iterations = untrusted.h5_read(step, self.path)[()]
+        iterations = untrusted.h5_read(step, self.path)[()].item()
         if not np.isfinite(iterations) or iterations < 0 or iterations > 2**53 or iterations != int(iterations):
-            raise untrusted.refuse(self.path, f"has an optimizer step count of {iterations!r}; expected a "
+            raise untrusted.refuse(self.path, f"has an optimizer step count of {iterations}; expected a "
                                               "non-negative integer.")
         slots: List[List[np.ndarray]] = [[] for _ in weights]
         if n > lead:

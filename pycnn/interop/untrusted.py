@@ -33,6 +33,7 @@ to 64 MiB, else into a temporary file). The weights a file may declare are bound
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -59,8 +60,8 @@ MAX_SIZE = 2**20
 MAX_SAMPLE_VALUES = 2**28
 #: The most weight values (all layers together) a file may declare: 1 GiB of float32.
 MAX_WEIGHT_VALUES = 2**28
-#: The largest ``.npy`` header read.
-MAX_NPY_HEADER = 16384
+#: The largest ``.npy`` header read (NumPy's own default limit).
+MAX_NPY_HEADER = 10000
 #: HDF5 filters a dataset may use (gzip, shuffle, fletcher32, lzf); any other is refused,
 #: so that reading never loads a filter plugin.
 H5_FILTERS = (1, 2, 3, 32000)
@@ -92,11 +93,12 @@ def reading(path: str, what: str = "model file") -> Iterator[None]:
 
 
 def check_file(path: str, what: str = "model file") -> int:
-    """``path`` is a regular file (OSError otherwise: missing, a folder); returns its size."""
+    """``path`` is a regular file; returns its size. FileNotFoundError when there is nothing
+    at ``path``; ValueError for a folder or another kind of file."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No {what} at '{path}'.")
+        raise FileNotFoundError(f"No {what.replace('pycnn ', '')} at '{path}'.")
     if not os.path.isfile(path):
-        raise IsADirectoryError(f"'{path}' is not a file.")
+        raise refuse(path, f"is not a readable {what} (it is a folder or a device, not a file).")
     return os.path.getsize(path)
 
 
@@ -350,14 +352,20 @@ def npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, kinds: str
     name = info.filename
     try:
         with zf.open(info) as f:
-            version = fmt.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=MAX_NPY_HEADER)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=MAX_NPY_HEADER)
-            else:
-                raise ValueError(f"unsupported .npy format version {version}")
-            offset = f.tell()
+            prefix = f.read(12)
+            if len(prefix) < 10 or prefix[:6] != b"\x93NUMPY" or prefix[6:8] not in (b"\x01\x00", b"\x02\x00"):
+                raise ValueError("not a .npy array of format version 1.0 or 2.0")
+            size_bytes = 2 if prefix[6] == 1 else 4
+            length = int.from_bytes(prefix[8:8 + size_bytes], "little")
+            if length > MAX_NPY_HEADER:  # checked here: older NumPy reads any header length
+                raise ValueError(f"a header of {length} bytes (at most {MAX_NPY_HEADER} are read)")
+            start = 8 + size_bytes
+            header = prefix + f.read(max(0, start + length - len(prefix)))
+        bio = io.BytesIO(header)
+        fmt.read_magic(bio)
+        read = fmt.read_array_header_1_0 if size_bytes == 2 else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(bio)
+        offset = len(header)
     except (ValueError, EOFError, zipfile.BadZipFile, OSError, SyntaxError, TypeError) as exc:
         raise refuse(path, f"has a damaged array member '{name}' ({type(exc).__name__}: {exc}).") from exc
     if dtype.kind not in kinds or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
