@@ -467,6 +467,9 @@ def to_onnx(model: Any, opset: Optional[int] = None) -> Any:
         ImportError: onnx is not installed.
     """
     onnx = require("onnx", "onnx", "ONNX export")
+    import onnx.checker  # noqa: F401  (submodules onnx does not import itself)
+    import onnx.helper  # noqa: F401
+    import onnx.numpy_helper  # noqa: F401
     opset = DEFAULT_OPSET if opset is None else opset
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
         raise ValueError(f"ONNX export writes opsets {SUPPORTED_OPSETS.start} to {SUPPORTED_OPSETS.stop - 1}. "

@@ -445,8 +445,9 @@ def h5_get(group: Any, relpath: str, path: str, required: bool = True) -> Any:
                 raise refuse(path, f"has no HDF5 object '{_join(node.name, part)}'.")
             return None
         if not isinstance(link, h5py.HardLink):
-            raise refuse(path, f"has a {type(link).__name__} at '{_join(node.name, part)}'; pycnn follows hard "
-                               "links only (an external or soft link may point into another file).")
+            kind = {"ExternalLink": "an external", "SoftLink": "a soft"}.get(type(link).__name__, "an unknown")
+            raise refuse(path, f"has {kind} link at '{_join(node.name, part)}'; pycnn follows hard links only "
+                               "(an external or soft link may point into another file).")
         try:
             node = node[part]
         except (KeyError, ValueError, OSError) as exc:
