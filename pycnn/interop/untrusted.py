@@ -175,11 +175,11 @@ def check_sample_shape(shape: Any, path: str, where: str, batch_axis: bool) -> N
         if d is None:
             continue
         if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_SIZE:
-            raise refuse(path, f"declares {where}={_short(shape)}; every dimension must be a positive integer "
+            raise refuse(path, f"declares {where} {_short(shape)}; every dimension must be a positive integer "
                                f"of at most {MAX_SIZE} (or None).")
         size *= d
     if size > MAX_SAMPLE_VALUES:
-        raise refuse(path, f"declares {where}={_short(shape)}: {size} values per sample, more than the "
+        raise refuse(path, f"declares {where} {_short(shape)}: {size} values per sample, more than the "
                            f"{MAX_SAMPLE_VALUES} pycnn accepts from a file.")
 
 
@@ -192,7 +192,7 @@ def check_layer_arguments(class_name: str, config: Any, path: str, where: str) -
     stack: List[Tuple[str, Any]] = [(k, v) for k, v in config.items()]
     for key, value in config.items():
         if _shape_keys(str(key)) and value is not None and key != "build_input_shape":
-            check_sample_shape(value, path, f"{where}'s {key}", batch_axis=key.startswith("batch"))
+            check_sample_shape(value, path, f"the {key} of layer {where} as", batch_axis=key.startswith("batch"))
     while stack:
         key, value = stack.pop()
         if isinstance(value, dict):
