@@ -86,10 +86,12 @@ class Model(Trainer, Layer):
         self._graph_cache = Graph([t.shape for t in in_list], graph_nodes, [value_of[id(t.node)] for t in out_list])
         self._layer_order = order
         structure_changed()
-        names = [layer.name for layer in order]
-        for n in names:
-            if names.count(n) > 1:
-                raise ValueError(f"The name '{n}' is used {names.count(n)} times in model '{self.name}'. All layer "
+        counts: Dict[str, int] = {}
+        for layer in order:
+            counts[layer.name] = counts.get(layer.name, 0) + 1
+        for n, count in counts.items():
+            if count > 1:
+                raise ValueError(f"The name '{n}' is used {count} times in model '{self.name}'. All layer "
                                  "names should be unique: pass name= to the layers.")
         self.built = True
 
@@ -353,22 +355,47 @@ class Model(Trainer, Layer):
                      name=config.get("name"), trainable=config.get("trainable", True))
 
     def save(self, path: Any) -> None:
-        """Write architecture, weights and (when compiled) the optimizer's state to one
-        ``.npz`` file, atomically; :func:`pycnn.models.load_model` reads it back. See
-        :mod:`pycnn.saving` for the layout."""
+        """Write the model to one file, atomically: a Keras 3 ``.keras`` file when ``path`` ends
+        in ``.keras`` (Keras's ``load_model`` opens it), else pycnn's ``.npz`` (architecture,
+        weights and, when compiled, the optimizer's and the random generator's state, for an
+        exact resume). :func:`pycnn.models.load_model` reads both; see :mod:`pycnn.saving`
+        and docs/interop.md."""
         from . import saving
-        saving.save_model(self, path)
+        saving.save(self, path)
 
     def save_weights(self, path: Any) -> None:
-        """Write the weights only (:mod:`pycnn.saving` documents the layout)."""
+        """Write the weights only: Keras 3's weights-file layout when ``path`` ends in ``.h5``
+        (``m.weights.h5``, needs h5py), else pycnn's ``.npz`` (:mod:`pycnn.saving`)."""
         from . import saving
-        saving.save_weights(self, path)
+        saving.save_weights_any(self, path)
 
     def load_weights(self, path: Any) -> None:
-        """Load weights written by :meth:`save_weights` or :meth:`save`; checks every class
-        and shape before changing anything."""
+        """Load weights written by :meth:`save_weights` or :meth:`save`, or by Keras
+        (``.weights.h5``, ``.keras``, legacy ``.h5``); checks every class and shape before
+        changing anything."""
         from . import saving
-        saving.load_weights(self, path)
+        saving.load_weights_any(self, path)
+
+    def export(self, filepath: Any, format: str = "onnx", verbose: Optional[bool] = None,
+               input_signature: Any = None, opset_version: Optional[int] = None) -> None:
+        """Write the model for inference elsewhere, as Keras 3's ``model.export``. pycnn
+        exports ``format='onnx'`` (needs the ``onnx`` package: ``pip install 'pycnn[onnx]'``):
+        NHWC float32 inputs as pycnn takes them, a dynamic batch axis, opset
+        ``opset_version`` (default :data:`pycnn.interop.onnx_export.DEFAULT_OPSET`); the
+        graph is described in docs/interop.md.
+
+        Raises:
+            ValueError: another format, or a layer with no ONNX form (a Python layer).
+            ImportError: onnx is not installed.
+        """
+        if format != "onnx":
+            raise ValueError(f"Model.export() writes format='onnx' only. Received: format={format!r}. For Keras, "
+                             "use model.save('m.keras').")
+        if input_signature is not None:
+            raise ValueError("Model.export() takes the input shapes from the model; input_signature is not "
+                             f"supported. Received: input_signature={input_signature!r}.")
+        from .interop import onnx_export
+        onnx_export.export(self, filepath, opset=opset_version, verbose=verbose)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
@@ -415,10 +442,11 @@ def _walk(inputs: List[KerasTensor], outputs: List[KerasTensor], model_name: str
     ordered: List[Node] = []
     first_visit: Dict[int, int] = {}
 
-    def visit(tensor: KerasTensor) -> None:
+    def enter(tensor: KerasTensor) -> bool:
+        """First sight of ``tensor``'s node: True when its inputs must be visited."""
         node = tensor.node
         if id(node) in finished:
-            return
+            return False
         if id(node) in in_progress:
             raise ValueError(f"Tensor {tensor!r} of layer '{node.layer.name}' is part of a cycle.")
         first_visit.setdefault(id(node.layer), len(first_visit))
@@ -428,16 +456,27 @@ def _walk(inputs: List[KerasTensor], outputs: List[KerasTensor], model_name: str
                                  f"'{tensor.name}' {utils.shape_str(tensor.shape)}, which is not one of the model's inputs "
                                  f"{[t.name for t in inputs]}. Pass it in Model(inputs=[...]).")
             finished.add(id(node))
-            return
+            return False
         in_progress.add(id(node))
-        for t in node.inputs:
-            visit(t)
-        in_progress.discard(id(node))
-        finished.add(id(node))
-        ordered.append(node)
+        return True
 
+    # Depth-first with an explicit stack (a chain of thousands of layers must not recurse):
+    # each entry is a node and the position of the next input to visit.
     for out in outputs:
-        visit(out)
+        if not enter(out):
+            continue
+        stack = [(out.node, 0)]
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                if enter(node.inputs[i]):
+                    stack.append((node.inputs[i].node, 0))
+                continue
+            stack.pop()
+            in_progress.discard(id(node))
+            finished.add(id(node))
+            ordered.append(node)
     # Depths: an output's node is at depth 0, a node's inputs one deeper than it (the max).
     depth_of_node: Dict[int, int] = {}
     depth_of_layer: Dict[int, int] = {}

@@ -29,8 +29,10 @@ A callable ``f(shape) -> array`` is accepted wherever a name is.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Dict, Tuple, Union
+import threading
+from typing import Any, Callable, Dict, Iterator, Tuple, Union
 
 import numpy as np
 
@@ -215,8 +217,36 @@ def get(identifier: Union[str, Callable[..., Any], Dict[str, Any]], arg: str, ow
         f"or a callable f(shape). Received: {arg}={identifier!r}.")
 
 
+_LOADING = threading.local()  # per thread: [values left, the file] while a file's model is rebuilt
+
+
+@contextlib.contextmanager
+def loading(budget: int, path: str) -> Iterator[None]:
+    """Within the block (a model being rebuilt from the file ``path``), weights are created as
+    zeros (the file's values replace them, and pycnn's generator is left alone) and count
+    against ``budget``, the number of weight values the file stores: a layer asking for more
+    raises ValueError before anything is allocated, so a file cannot declare a layer larger
+    than what it holds. Thread-local; nests."""
+    saved = getattr(_LOADING, "state", None)
+    _LOADING.state = [int(budget), path]
+    try:
+        yield
+    finally:
+        _LOADING.state = saved
+
+
 def initialize(identifier: Union[str, Callable[..., Any]], shape: Tuple[int, ...]) -> np.ndarray:
-    """Draw a float32 C-contiguous array of ``shape`` from the named (or callable) initialiser."""
+    """Draw a float32 C-contiguous array of ``shape`` from the named (or callable) initialiser
+    (zeros, counted, inside :func:`loading`)."""
+    state = getattr(_LOADING, "state", None)
+    if state is not None:
+        size = math.prod(int(d) for d in shape)
+        if size > state[0]:
+            raise ValueError(f"'{state[1]}' declares an architecture with more weights than the file stores: a "
+                             f"weight of shape {tuple(shape)} ({size} values) does not fit in the {state[0]} values "
+                             "left.")
+        state[0] -= size
+        return np.zeros(tuple(shape), dtype=np.float32)
     if isinstance(identifier, dict):
         fn: Callable[..., Any] = _deserialize(identifier)
     else:

@@ -271,6 +271,19 @@ class Optimizer:
         (its loss was not finite): take back the step it counted."""
         self.iterations -= 1
 
+    def slot_names(self) -> Tuple[str, ...]:
+        """What :meth:`get_slots` holds per variable once a step has run, in order: Keras's names
+        ('momentum', 'velocity'), or 'scratch' for work space, then 'average' with ``use_ema``.
+        Saved files are checked (and translated to Keras's optimizer variables) with it."""
+        return self._update_slot_names() + (("average",) if self.use_ema else ())
+
+    def _update_slot_names(self) -> Tuple[str, ...]:
+        """The update rule's own slots (subclasses)."""
+        return ()
+
+    #: Slots that are never negative: a file holding a negative one is damaged.
+    nonnegative_slots: Tuple[str, ...] = ("velocity",)
+
     def get_slots(self, variables: Sequence[np.ndarray]) -> List[List[np.ndarray]]:
         """Per variable, the state arrays the update keeps (empty before the first step); with
         ``use_ema`` the moving average last."""
@@ -300,8 +313,8 @@ class Optimizer:
         self._native_cache = None
         for var, arrays in zip(variables, slots):
             arrays = [np.array(a, dtype=np.float32) for a in arrays]
-            if self.use_ema and arrays:
-                self._averages[id(var)] = (var, arrays.pop())
+            if self.use_ema and arrays and len(arrays) == len(self.slot_names()):
+                self._averages[id(var)] = (var, arrays.pop())  # (without it the next step starts one)
             if arrays:
                 self._slots[id(var)] = (var, arrays)
         self.iterations = int(iterations)
@@ -375,6 +388,9 @@ class SGD(Optimizer):
         else:
             w += v
 
+    def _update_slot_names(self) -> Tuple[str, ...]:
+        return ("momentum",) if self.momentum != 0.0 else ()
+
     def native_update(self, variables: List[np.ndarray]) -> Optional[tuple]:
         if type(self) is not SGD or self.momentum == 0.0:
             return None  # plain SGD is one NumPy pass per weight; a subclass may change the rule
@@ -417,6 +433,9 @@ class Adam(Optimizer):
         slots = [self._slot(w, 3) for _, w in pairs]
         ops.apply_update("adam", [alpha, b1, b2, self.epsilon], [w for _, w in pairs], [g for g, _ in pairs],
                          [s[:2] for s in slots])
+
+    def _update_slot_names(self) -> Tuple[str, ...]:
+        return ("momentum", "velocity", "scratch")
 
     def native_update(self, variables: List[np.ndarray]) -> Optional[tuple]:
         if type(self) is not Adam:
@@ -465,6 +484,9 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.rho = _number(rho, "rho", "RMSprop", 0.0, 1.0, high_open=True)
         self.epsilon = _number(epsilon, "epsilon", "RMSprop", 0.0)
+
+    def _update_slot_names(self) -> Tuple[str, ...]:
+        return ("velocity", "scratch")
 
     def _update(self, g: np.ndarray, w: np.ndarray) -> None:
         v, scratch = self._slot(w, 2)
