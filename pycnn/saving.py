@@ -449,7 +449,7 @@ def load_model(path: PathLike, compile: bool = True, custom_objects: Optional[Di
     """
     path = os.fspath(path)
     kind = sniff(path, "pycnn model file")
-    if kind == "hdf5" or (kind == "zip" and _is_keras_zip(path)):
+    if kind == "hdf5" or (kind == "zip" and (_is_keras_zip(path) or _is_keras_name(path))):
         from .interop import keras_files
         return keras_files.load_model(path, compile=compile, custom_objects=custom_objects)
     with untrusted.reading(path, "pycnn model file"), _Npz(path) as npz:

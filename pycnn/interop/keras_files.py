@@ -63,7 +63,9 @@ def load_model(path: str, compile: bool = True, custom_objects: Optional[Dict[st
     ``compile`` is True."""
     _h5py()
     with untrusted.reading(path, "Keras model file"):
-        if zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            is_zip = f.read(2) == b"PK"
+        if is_zip:
             return _load_keras_zip(path, compile, custom_objects)
         return _load_legacy_h5(path, compile, custom_objects)
 
