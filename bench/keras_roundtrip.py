@@ -85,7 +85,7 @@ def build(key):
     rng = np.random.default_rng(0)
     n = 8 if key == "vgg16" else 32
     x = rng.random((n,) + shape, dtype=np.float32)
-    out_shape = model.output_shape
+    out_shape = model.compute_output_shape((None,) + shape)
     y = rng.integers(0, classes, (n,) + tuple(out_shape[1:-1]))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     return model, x[:8], y[:8]
@@ -103,8 +103,8 @@ def main() -> None:
     print("## pycnn <-> Keras 3 round trips\n")
     print(f"- pycnn {pycnn.__version__}, Keras {keras.__version__}, TensorFlow {tf.__version__}, "
           f"NumPy {np.__version__}\n")
-    headers = ["model", "params", "direction", "max |pred diff|", "names equal", "params equal",
-               "max |evaluate diff|", "steps equal", "s"]
+    headers = ["model", "params", "direction", "max abs pred diff", "names equal", "params equal",
+               "max abs evaluate diff", "steps equal", "s"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for key in keys:

@@ -73,7 +73,7 @@ def main() -> None:
                                      f"{batch / t['ort'].median_ms * 1e3:.0f}", C.ratio(t["ort"], t["pycnn"]),
                                      f"{diff:.1e}"])
     print(C.markdown_table(["model", "batch", "threads", "pycnn predict ms", "ORT run ms", "pycnn img/s",
-                            "ORT img/s", "ORT/pycnn", "max |diff|"], rows))
+                            "ORT img/s", "ORT/pycnn", "max abs diff"], rows))
 
 
 if __name__ == "__main__":

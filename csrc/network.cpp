@@ -97,7 +97,11 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
   net.num_inputs = static_cast<int>(input_shapes.size());
   net.input_grads = input_grads;
   if (specs.empty() && outputs.empty()) throw std::invalid_argument(fn + "() expected at least one node or output.");
-  for (const auto& shape : input_shapes) {
+  for (size_t k = 0; k < input_shapes.size(); ++k) {
+    const auto& shape = input_shapes[k];
+    if (size_of(shape) > kMaxSampleValues)
+      throw std::invalid_argument(fn + "() expected input " + std::to_string(k) + " to have at most 2^40 values per "
+                                  "sample. Received: shape " + dims_str(shape) + ".");
     net.value_shapes.push_back(shape);
     net.value_sizes.push_back(size_of(shape));
   }
@@ -151,6 +155,8 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
     std::vector<int64_t> out_shape = op->parse(node, args);
     for (int64_t d : out_shape)
       if (d < 1) args.fail("computed an output shape " + dims_str(out_shape) + " with a dimension < 1.");
+    if (size_of(out_shape) > kMaxSampleValues)
+      args.fail("computed an output shape " + dims_str(out_shape) + " of more than 2^40 values per sample.");
     node.forward = op->forward;
     node.backward = op->backward;
     if (device_bodies) {

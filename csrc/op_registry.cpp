@@ -1,6 +1,8 @@
 // The op registry and the helpers parse functions share (op_registry.h).
 #include "op_registry.h"
 
+#include <cstdint>
+
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
@@ -54,7 +56,8 @@ std::string shape_str(const std::vector<int64_t>& dims) {
 
 int64_t size_of(const std::vector<int64_t>& dims) {
   int64_t n = 1;
-  for (int64_t v : dims) n *= v;
+  for (int64_t v : dims)
+    if (__builtin_mul_overflow(n, v, &n)) return INT64_MAX;  // saturates: the compiler refuses such sizes
   return n;
 }
 

@@ -192,7 +192,10 @@ void expect_input_rank(const OpArgs& args, size_t rank, const char* layout);  //
 void expect_param_shape(const OpArgs& args, int k, const std::vector<int64_t>& shape);
 std::string dims_str(const std::vector<int64_t>& dims);   // a sample shape as "(None, 32, 32, 3)"
 std::string shape_str(const std::vector<int64_t>& dims);  // an array shape as "(5, 5, 3, 6)"
-int64_t size_of(const std::vector<int64_t>& dims);        // product
+int64_t size_of(const std::vector<int64_t>& dims);        // product (INT64_MAX when it overflows)
+// The most values one sample's tensor may have (inputs and every node's output): 2^40, so that
+// a batch's size and every offset computed from it stay far inside int64.
+constexpr int64_t kMaxSampleValues = int64_t(1) << 40;
 bool padding_is_same(const OpArgs& args, const char* attr = "padding");  // 'same' or 'valid', else fail
 const char* attr_type_name(AttrType type);
 

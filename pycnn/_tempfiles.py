@@ -13,7 +13,7 @@ import re
 import socket
 import tempfile
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Any, Callable, Tuple, Union
 
 
 def _host() -> str:
@@ -63,3 +63,20 @@ def make_temp(dest: Union[str, Path], suffix: str) -> Tuple[int, str]:
     remove_orphans(dest, suffix)
     return tempfile.mkstemp(prefix=f".{dest.name}.{_host()}.{os.getpid()}.", suffix=suffix,
                             dir=os.path.dirname(os.path.abspath(dest)))
+
+
+def write_atomically(path: str, write: Callable[[Any], None]) -> None:
+    """``write(f)`` into a temporary file beside ``path`` (binary, seekable), fsync, then
+    ``os.replace``: a reader sees the old file or the new one, never half of one."""
+    fd, tmp = make_temp(path, ".tmp")  # also removes what killed writers left
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

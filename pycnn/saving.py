@@ -62,18 +62,18 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _tempfiles
 from . import initializers
-from . import layers as layers_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import utils
+from ._tempfiles import write_atomically
 from .interop import untrusted
+from .rebuilding import rebuild
 
 MANIFEST_KEY = "__pycnn_manifest__"
 WEIGHTS_FORMAT = "pycnn.weights"
@@ -169,23 +169,6 @@ def _jsonable(value: Any) -> Any:
 
 def _write_npz(path: str, manifest: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> None:
     write_atomically(path, lambda f: np.savez(f, **{MANIFEST_KEY: np.array(json.dumps(manifest))}, **arrays))
-
-
-def write_atomically(path: str, write: Callable[[Any], None]) -> None:
-    """``write(f)`` into a temporary file beside ``path`` (binary, seekable), fsync, then
-    ``os.replace``: a reader sees the old file or the new one, never half of one."""
-    fd, tmp = _tempfiles.make_temp(path, ".tmp")  # also removes what killed writers left
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------- formats
@@ -449,7 +432,7 @@ def load_model(path: PathLike, compile: bool = True, custom_objects: Optional[Di
     """
     path = os.fspath(path)
     kind = sniff(path, "pycnn model file")
-    if kind == "hdf5" or (kind == "zip" and _is_keras_zip(path)):
+    if kind == "hdf5" or (kind == "zip" and (_is_keras_zip(path) or _is_keras_name(path))):
         from .interop import keras_files
         return keras_files.load_model(path, compile=compile, custom_objects=custom_objects)
     with untrusted.reading(path, "pycnn model file"), _Npz(path) as npz:
@@ -464,25 +447,6 @@ def load_model(path: PathLike, compile: bool = True, custom_objects: Optional[Di
         _assign(model, npz)
         if compile and "compile" in manifest:
             _restore_compile(model, npz)
-    return model
-
-
-def rebuild(model_class: str, config: Dict[str, Any], path: str, budget: int,
-            custom_objects: Optional[Dict[str, Any]] = None, input_shape: Any = None) -> Any:
-    """The model a (checked) pycnn config describes, its weights counted against ``budget``
-    (the values the file stores) as they are created; then every tensor's size checked."""
-    try:
-        with layers_module.base.custom_object_scope(custom_objects), initializers.loading(budget, path):
-            model = layers_module.get(model_class).from_config(config)
-            if not hasattr(model, "compile"):
-                raise ValueError(f"its class {model_class!r} is not a model")
-            if not model.built or getattr(model, "_batch_input_shape", True) is None:
-                if input_shape is None:
-                    raise ValueError(f"'{path}' stores no input shape for model '{model.name}'.")
-                model.build(tuple(input_shape))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise ValueError(f"Cannot rebuild the model stored in '{path}': {type(exc).__name__}: {exc}") from exc
-    untrusted.check_model_values(model, path)
     return model
 
 

@@ -1,7 +1,8 @@
 """Every code block of README.md and docs/*.md runs here, so the documentation cannot drift.
 
 A page's ```python blocks run in order in one fresh interpreter (one namespace per page, as
-a reader who pastes them one after another), in a folder of its own beside a ``shared/data``
+a reader who pastes them one after another; the pages side by side, one core each, and no test
+depends on time), in a folder of its own beside a ``shared/data``
 folder of tiny datasets in the official file formats: ``PYCNN_DATA_DIR`` points there (so
 ``load_data()`` finds them, and ``--data-dir ../shared/data`` in a command means them), and
 the network is never used (``PYCNN_DATASETS_URL`` is a closed local port). Blocks in other
@@ -27,6 +28,7 @@ renders them).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib
 import inspect
 import json
@@ -183,9 +185,11 @@ def _runnable(page: Path) -> list[Block]:
     return [b for b in blocks(page) if (b.lang == "python" and b.marker in (None, "needs")) or b.marker == "run"]
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if _runnable(p)], ids=lambda p: p.name)
-def test_the_code_of_each_page_runs(page, sandbox):
-    work = sandbox / page.stem
+RUNNABLE_PAGES = [p for p in PAGES if _runnable(p)]
+
+
+def _run_page(page: Path, root: Path) -> subprocess.CompletedProcess:
+    work = root / page.stem
     work.mkdir()
     todo = [{"where": b.where, "page": str(b.page.relative_to(REPO)), "line": b.line, "lang": b.lang,
              "source": b.source, **_needs(b)} for b in _runnable(page)]
@@ -194,8 +198,26 @@ def test_the_code_of_each_page_runs(page, sandbox):
         # would not be instrumented, and the plain run of the suite ran these blocks.
         todo = [b for b in todo if b["lang"] == "python" or "mpirun" not in b["source"]]
     (work / ".blocks.json").write_text(json.dumps(todo))
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(work / ".blocks.json")], cwd=work,
-                          env=_environment(sandbox), capture_output=True, text=True, timeout=TIMEOUT)
+    env = _environment(root)
+    env["OMP_NUM_THREADS"] = "1"  # the pages run side by side, one core each
+    return subprocess.run([sys.executable, "-c", RUNNER, str(work / ".blocks.json")], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def page_runs(sandbox):
+    """Every page started at once, as many at a time as there are cores; {page: Future}."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1))
+    # The pages with the most commands (each a new process) first: they take longest.
+    order = sorted(RUNNABLE_PAGES, key=lambda page: -sum(b.lang != "python" for b in _runnable(page)))
+    futures = {page: pool.submit(_run_page, page, sandbox) for page in order}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: p.name)
+def test_the_code_of_each_page_runs(page, page_runs):
+    proc = page_runs[page].result()
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
 
 

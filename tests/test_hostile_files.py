@@ -256,7 +256,15 @@ def test_the_bounds_are_stated():
 
 # ----------------------------------------------------------------------------- .keras and .h5
 
-h5py = pytest.importorskip("h5py", reason="the Keras formats need h5py (pip install 'pycnn[keras]')")
+h5py = None  # the module, once the h5 fixture has imported it (the parameter tables name it lazily)
+
+
+@pytest.fixture
+def h5():
+    """The Keras-format cases need h5py (pip install 'pycnn[keras]'); the .npz ones above do not."""
+    global h5py
+    h5py = pytest.importorskip("h5py", reason="the Keras formats need h5py (pip install 'pycnn[keras]')")
+    return h5py
 
 
 def _keras_file(tmp_path, name="m.keras"):
@@ -295,7 +303,7 @@ def _edit_weights(tmp_path, edit, name="edited.keras"):
     return _write_keras(tmp_path / name, parts)
 
 
-def test_keras_an_extra_gibibyte_member_is_never_read(tmp_path):
+def test_keras_an_extra_gibibyte_member_is_never_read(tmp_path, h5):
     path = _append_bomb(_keras_file(tmp_path))
     tracemalloc.start()
     try:
@@ -306,14 +314,14 @@ def test_keras_an_extra_gibibyte_member_is_never_read(tmp_path):
     assert peak < 16 * 2**20 and model.compiled
 
 
-def test_keras_a_config_member_declaring_256_mib_is_refused_before_reading(tmp_path):
+def test_keras_a_config_member_declaring_256_mib_is_refused_before_reading(tmp_path, h5):
     parts = _keras_parts(_keras_file(tmp_path))
     del parts["config.json"]
     path = _append_bomb(_write_keras(tmp_path / "bomb.keras", parts), "config.json", GIB // 4)
     _refused(path, r"declares a config \('config.json'\) of 256\.0 MiB", memory_mib=8)
 
 
-def test_keras_a_weights_member_larger_than_the_bound_is_refused(tmp_path, monkeypatch):
+def test_keras_a_weights_member_larger_than_the_bound_is_refused(tmp_path, monkeypatch, h5):
     from pycnn.interop import keras_files
 
     path = _keras_file(tmp_path)
@@ -340,17 +348,17 @@ def test_keras_a_weights_member_larger_than_the_bound_is_refused(tmp_path, monke
     (lambda c: c["compile_config"]["optimizer"]["config"].update(amsgrad=True), r"amsgrad=True"),
     (lambda c: c["compile_config"].update(loss="hinge"), r"loss 'hinge'"),
 ])
-def test_keras_configs_that_are_damaged_or_name_foreign_objects_are_refused(tmp_path, edit, match):
+def test_keras_configs_that_are_damaged_or_name_foreign_objects_are_refused(tmp_path, edit, match, h5):
     _refused(_edit_config(tmp_path, edit), match)
 
 
-def test_keras_deeply_nested_config_json_is_refused(tmp_path):
+def test_keras_deeply_nested_config_json_is_refused(tmp_path, h5):
     parts = _keras_parts(_keras_file(tmp_path))
     parts["config.json"] = ("[" * 100_000 + "]" * 100_000).encode()
     _refused(_write_keras(tmp_path / "deep.keras", parts), r"nested")
 
 
-def test_keras_a_3000_layer_chain_config_loads(tmp_path):
+def test_keras_a_3000_layer_chain_config_loads(tmp_path, h5):
     def chain(c):
         layers = c["config"]["layers"]
         acts = [{"module": "keras.layers", "class_name": "Activation",
@@ -386,11 +394,11 @@ def _huge_dataset(f):
     (lambda f: f.__delitem__("optimizer/vars/5"), r"optimizer variables"),
     (lambda f: f.__delitem__("layers/conv2d/vars/1"), r"more weights than the file stores"),
 ])
-def test_keras_weights_files_that_are_damaged_or_point_elsewhere_are_refused(tmp_path, edit, match):
+def test_keras_weights_files_that_are_damaged_or_point_elsewhere_are_refused(tmp_path, edit, match, h5):
     _refused(_edit_weights(tmp_path, edit), match)
 
 
-def test_keras_a_compressed_dataset_cannot_expand_past_the_file(tmp_path):
+def test_keras_a_compressed_dataset_cannot_expand_past_the_file(tmp_path, h5):
     def compressed(f):
         del f["layers/dense/vars/0"]
         f["layers/dense/vars"].create_dataset("0", shape=(4096, 4096), dtype="f4", compression="gzip",
@@ -426,7 +434,7 @@ def _legacy_file(tmp_path, edit=None, attrs=None):
     return path, model
 
 
-def test_legacy_h5_loads_and_its_damaged_variants_are_refused(tmp_path):
+def test_legacy_h5_loads_and_its_damaged_variants_are_refused(tmp_path, h5):
     path, model = _legacy_file(tmp_path)
     x = np.random.default_rng(0).random((3, 6, 6, 2), dtype=np.float32)
     np.testing.assert_array_equal(models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
@@ -445,12 +453,12 @@ def test_legacy_h5_loads_and_its_damaged_variants_are_refused(tmp_path):
     (lambda f: f["model_weights/dense"].attrs.__setitem__("weight_names", [b"dense/missing:0"]), None,
      r"has no HDF5 object"),
 ])
-def test_legacy_h5_damaged_or_hostile_files_are_refused(tmp_path, edit, attrs, match):
+def test_legacy_h5_damaged_or_hostile_files_are_refused(tmp_path, edit, attrs, match, h5):
     path, _ = _legacy_file(tmp_path, edit, attrs)
     _refused(path, match)
 
 
-def test_files_that_are_not_model_files(tmp_path):
+def test_files_that_are_not_model_files(tmp_path, h5):
     text = tmp_path / "notes.keras"
     text.write_text("hello")
     _refused(text, r"is not a readable pycnn model file|not a readable")

@@ -17,6 +17,9 @@ from pycnn import models, utils
 
 h5py = pytest.importorskip("h5py", reason="the Keras formats need h5py (pip install 'pycnn[keras]')")
 
+# TensorFlow's own NumPy 2 deprecation (keras/src/backend/tensorflow/core.py), not pycnn's.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 
 def _data(shape, n=12, classes=5, seed=0):
     rng = np.random.default_rng(seed)

@@ -63,7 +63,9 @@ def load_model(path: str, compile: bool = True, custom_objects: Optional[Dict[st
     ``compile`` is True."""
     _h5py()
     with untrusted.reading(path, "Keras model file"):
-        if zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            is_zip = f.read(2) == b"PK"
+        if is_zip:
             return _load_keras_zip(path, compile, custom_objects)
         return _load_legacy_h5(path, compile, custom_objects)
 
@@ -140,10 +142,10 @@ def _copy(src: Any, dst: Any, limit: int) -> int:
 
 
 def _rebuild(spec: keras_config.ModelSpec, path: str, budget: int, custom_objects: Optional[Dict[str, Any]]) -> Any:
-    from .. import saving
+    from .. import rebuilding
 
     untrusted.check_model_config(spec.class_name, spec.config, path)
-    return saving.rebuild(spec.class_name, spec.config, path, budget, custom_objects)
+    return rebuilding.rebuild(spec.class_name, spec.config, path, budget, custom_objects)
 
 
 def _unique(name: str, used: Dict[str, int]) -> str:
@@ -455,7 +457,7 @@ def save_model(model: Any, path: str) -> None:
         ValueError: a layer, optimizer, loss or metric Keras cannot rebuild (named).
         ImportError: h5py is not installed.
     """
-    from .. import distributed, saving
+    from .. import _tempfiles, distributed
 
     _h5py()
     if not distributed.is_primary():
@@ -479,20 +481,20 @@ def save_model(model: Any, path: str) -> None:
                 with zf.open(WEIGHTS_NAME, "w", force_zip64=True) as dst:
                     shutil.copyfileobj(tmp, dst, 1 << 24)
 
-    saving.write_atomically(os.fspath(path), write)
+    _tempfiles.write_atomically(os.fspath(path), write)
 
 
 def save_weights(model: Any, path: str) -> None:
     """Write ``model``'s weights (and, when compiled, the optimizer's variables) in Keras 3's
     weights-file layout, atomically; Keras's ``model.load_weights`` reads it."""
-    from .. import distributed, saving
+    from .. import _tempfiles, distributed
 
     _h5py()
     if not distributed.is_primary():
         return
     model._require_built("the weights")
     groups = layer_groups(model)
-    saving.write_atomically(os.fspath(path), lambda f: _write_weights(model, groups, f))
+    _tempfiles.write_atomically(os.fspath(path), lambda f: _write_weights(model, groups, f))
 
 
 def _write_weights(model: Any, groups: List[Tuple[str, Any]], fileobj: Any) -> None:

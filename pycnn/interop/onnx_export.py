@@ -532,11 +532,11 @@ def export(model: Any, path: Any, opset: Optional[int] = None, verbose: Optional
     """Write ``model`` to ``path`` as ONNX (atomically)."""
     import os
 
-    from .. import saving
+    from .. import _tempfiles
 
     proto = to_onnx(model, opset)
     data = proto.SerializeToString()
-    saving.write_atomically(os.fspath(path), lambda f: f.write(data))
+    _tempfiles.write_atomically(os.fspath(path), lambda f: f.write(data))
     if verbose:
         print(f"Saved ONNX model (opset {proto.opset_import[0].version}) to '{os.fspath(path)}': "
               f"{len(proto.graph.node)} nodes.")

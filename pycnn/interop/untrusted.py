@@ -88,7 +88,7 @@ def reading(path: str, what: str = "model file") -> Iterator[None]:
     except (ValueError, OSError, ImportError):
         raise
     except (KeyError, TypeError, AttributeError, IndexError, OverflowError, RecursionError, EOFError,
-            UnicodeError, struct.error, zipfile.BadZipFile, MemoryError) as exc:
+            UnicodeError, struct.error, zipfile.BadZipFile) as exc:
         raise refuse(path, f"is not a readable {what}: {type(exc).__name__}: {exc}") from exc
 
 
