@@ -148,8 +148,8 @@ def _print(*args) -> None:
         print(*args, flush=True)
 
 
-def _load(args, need_train: bool):
-    """Load the dataset named by args, limited and scaled; returns (train, test, input_shape)."""
+def _load_raw(args, need_train: bool = True):
+    """The dataset named by args as stored (uint8 images), limited by --limit-train/--limit-test."""
     from . import datasets
 
     try:
@@ -158,11 +158,19 @@ def _load(args, need_train: bool):
         raise CliError(f"{exc} On the command line, --data-dir DIR plays the role of path=.") from exc
     except datasets.CorruptDatasetError as exc:
         raise CliError(str(exc)) from exc
-    total_train, total_test = len(x_train), len(x_test)
+    totals = len(x_train), len(x_test)
     if need_train and args.limit_train:
         x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
     if args.limit_test:
         x_test, y_test = x_test[: args.limit_test], y_test[: args.limit_test]
+    return (x_train, y_train), (x_test, y_test), totals
+
+
+def _load(args, need_train: bool):
+    """Load the dataset named by args, limited and scaled; returns (train, test, input_shape)."""
+    from . import datasets
+
+    (x_train, y_train), (x_test, y_test), (total_train, total_test) = _load_raw(args, need_train)
     input_shape = datasets.to_float(x_test[:1]).shape[1:]
     num_classes = len(datasets.class_names(args.dataset))
     what = (f"{len(x_train)} of {total_train} training and " if need_train else "") + \
@@ -268,7 +276,6 @@ def _train_recipe(args) -> int:
     """train --recipe NAME: the recipe fixes the model, optimizer, schedule, batch size and
     augmentation (pycnn.recipes); --seed, --epochs, --limit-train/--limit-test, --data-dir,
     --threads, --save and --history apply."""
-    from . import datasets
     from .recipes import speedrun
 
     fixed = [opt for opt, used in (("--model", args.model != "lenet"), ("--optimizer", args.optimizer != "adam"),
@@ -284,16 +291,7 @@ def _train_recipe(args) -> int:
     _setup_threads(args)
     _print(build_info_line())
     start = time.perf_counter()
-    try:
-        (x_train, y_train), (x_test, y_test) = datasets.load(args.dataset, args.data_dir)
-    except datasets.DatasetNotFoundError as exc:
-        raise CliError(f"{exc} On the command line, --data-dir DIR plays the role of path=.") from exc
-    except datasets.CorruptDatasetError as exc:
-        raise CliError(str(exc)) from exc
-    if args.limit_train:
-        x_train, y_train = x_train[:args.limit_train], y_train[:args.limit_train]
-    if args.limit_test:
-        x_test, y_test = x_test[:args.limit_test], y_test[:args.limit_test]
+    (x_train, y_train), (x_test, y_test), _ = _load_raw(args)
     _print(f"Recipe {args.recipe} (pycnn.recipes.speedrun, airbench94): {len(x_train)} training and "
            f"{len(x_test)} test images, {args.epochs or speedrun.HYPER['epochs']} epochs, batch "
            f"{min(speedrun.HYPER['batch_size'], len(x_train))}")

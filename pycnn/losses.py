@@ -143,7 +143,21 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-class SparseCategoricalCrossentropy(Loss):
+class _CrossEntropy(Loss):
+    """The arguments both cross-entropies share."""
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        self.from_logits = _flag(from_logits, "from_logits", type(self).__name__)
+        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
+
+    def get_config(self) -> Dict[str, Any]:
+        config: Dict[str, Any] = {"from_logits": self.from_logits}
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        return config
+
+
+class SparseCategoricalCrossentropy(_CrossEntropy):
     """Cross-entropy between integer labels and predicted class probabilities.
 
     ``loss = mean_r -log p[r, y_r]`` over every row r of ``y_pred.reshape(-1, classes)``.
@@ -158,15 +172,6 @@ class SparseCategoricalCrossentropy(Loss):
 
     name = "sparse_categorical_crossentropy"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
-        self.from_logits = _flag(from_logits, "from_logits", type(self).__name__)
-        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
-
-    def get_config(self) -> Dict[str, Any]:
-        config: Dict[str, Any] = {"from_logits": self.from_logits}
-        if self.label_smoothing:
-            config["label_smoothing"] = self.label_smoothing
-        return config
 
     @property
     def native_loss(self) -> Tuple[str, List[float]]:
@@ -216,7 +221,7 @@ class SparseCategoricalCrossentropy(Loss):
         return loss, dz.reshape(z.shape)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_CrossEntropy):
     """Cross-entropy between one-hot (or soft) targets and predicted class probabilities.
 
     ``loss = mean_r -sum_k y[r, k] log p[r, k]``; targets have ``y_pred``'s shape.
@@ -229,15 +234,6 @@ class CategoricalCrossentropy(Loss):
 
     name = "categorical_crossentropy"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
-        self.from_logits = _flag(from_logits, "from_logits", type(self).__name__)
-        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
-
-    def get_config(self) -> Dict[str, Any]:
-        config: Dict[str, Any] = {"from_logits": self.from_logits}
-        if self.label_smoothing:
-            config["label_smoothing"] = self.label_smoothing
-        return config
 
     def _targets(self, y_true: Any, p: np.ndarray) -> np.ndarray:
         """The (rows, K) targets, smoothed."""

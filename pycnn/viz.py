@@ -67,18 +67,7 @@ def save_figure(fig: Any, path: PathLike) -> Path:
     a reader never sees half a picture; the format follows the extension (default png)."""
     path = Path(path)
     fmt = path.suffix[1:].lower() or "png"
-    fd, tmp = _tempfiles.make_temp(path, ".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _tempfiles.write_atomically(str(path), lambda f: fig.savefig(f, format=fmt))
     return path
 
 
