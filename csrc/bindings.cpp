@@ -1,6 +1,7 @@
 // The compiled module pycnn._core: one generic binding for every op and network.
 //
-//   ops(), activations(), losses(), updates()  what the registries hold (kind, attributes...)
+//   ops(), activations(), losses(), updates()  what the registries hold (kind, attributes,
+//                                               element type read, inference only...)
 //   Network(input_shapes, nodes, outputs, input_grads)   compiled once; holds its arrays
 //     .train_step / .forward -> Tape / .backward / .commit / .predict   the CPU executor
 //   apply_update(...), loss(...)                the update and loss components on their own
@@ -20,6 +21,7 @@
 #include "executor.h"
 #include "network.h"
 #include "peak.h"
+#include "quantized.h"
 #include "runtime.h"
 
 namespace pycnn_py {
@@ -566,8 +568,10 @@ py::dict ops_info() {
       attrs.append(py::dict(py::arg("name") = a.name, py::arg("type") = pycnn::attr_type_name(a.type),
                             py::arg("default") = a.required ? py::none() : attr_to_python(a.default_value),
                             py::arg("required") = a.required));
+    const char* reads = op->reads == pycnn::Reads::uint8 ? "uint8" : op->reads == pycnn::Reads::any ? "any" : "float32";
     out[op->kind] = py::dict(py::arg("doc") = op->doc, py::arg("inputs") = op->inputs, py::arg("params") = params,
-                             py::arg("attrs") = attrs);
+                             py::arg("attrs") = attrs, py::arg("reads") = reads,
+                             py::arg("inference_only") = op->backward == nullptr);
   }
   return out;
 }
@@ -599,6 +603,7 @@ py::dict build_info() {
   d["isa_detected"] = pycnn::isa_name(pycnn::detected_isa());
   d["isa_active"] = pycnn::isa_name(pycnn::active_isa());
   d["isa_compiled"] = py::make_tuple("baseline", "avx2", "avx512");
+  d["int8_kernels"] = pycnn::int8_kernel_name();  // what int8 layers run now: avx512_vnni, avx2, baseline
   d["num_threads"] = pycnn::get_num_threads();
   return d;
 }
@@ -668,6 +673,11 @@ PYBIND11_MODULE(_core, m) {
         return out;
       })
       .def_property_readonly("weight_sizes", [](const PyNetwork& pn) { return pn.net.weight_sizes; })
+      .def_property_readonly("value_types", [](const PyNetwork& pn) {
+        std::vector<std::string> out;
+        for (pycnn::ElemType t : pn.net.value_types) out.push_back(pycnn::elem_type_name(t));
+        return out;
+      }, "Per value: its element type, 'float32' or 'uint8' (quantized).")
       .def_property_readonly("needs_grad", [](const PyNetwork& pn) {
         return std::vector<bool>(pn.net.needs_grad.begin(), pn.net.needs_grad.end());
       }, "Per value: whether backward computes its gradient (a trained weight lies before it).")

@@ -116,9 +116,10 @@ namespace {
 constexpr int64_t kChunkBytes = 4 << 20;
 constexpr int64_t kMinChunk = 32;
 
+// 4-byte cells per sample of every node's output (a uint8 output takes a quarter).
 int64_t acts_per_sample(const Network& net) {
   int64_t total = 0;
-  for (const Node& n : net.nodes) total += n.view ? 0 : n.out_size;
+  for (const Node& n : net.nodes) total += n.view ? 0 : n.out_cells();
   return total;
 }
 
@@ -206,7 +207,7 @@ void forward_chunk(const Network& net, const std::vector<const float*>& x, int64
       aux += n.aux_size * nb;
     }
     cv->value[K + i] = n.forward(n, in.data(), acts, cv->aux[i], nb);
-    if (!n.view) acts += n.out_size * nb;
+    if (!n.view) acts += n.out_cells() * nb;
   }
 }
 

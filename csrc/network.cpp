@@ -18,6 +18,10 @@ std::string known_ops() {
   return names;
 }
 
+const char* reads_name(Reads reads) {
+  return reads == Reads::uint8 ? "uint8 (quantized)" : reads == Reads::float32 ? "float32" : "float32 or uint8";
+}
+
 // Which values need a gradient, the buffer slot of each, and which contributions come first.
 void plan_gradients(Network& net) {
   const int K = net.num_inputs;
@@ -104,6 +108,7 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
                                   "sample. Received: shape " + dims_str(shape) + ".");
     net.value_shapes.push_back(shape);
     net.value_sizes.push_back(size_of(shape));
+    net.value_types.push_back(ElemType::float32);
   }
   for (size_t i = 0; i < specs.size(); ++i) {
     const NodeSpec& spec = specs[i];
@@ -125,6 +130,13 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
       node.inputs.push_back(v);
       node.in_sizes.push_back(net.value_sizes[v]);
       args.in_shapes.push_back(net.value_shapes[v]);
+      const ElemType type = net.value_types[v];
+      args.in_types.push_back(type);
+      if (op->reads != Reads::any && static_cast<int>(op->reads) != static_cast<int>(type))
+        args.fail("reads value " + std::to_string(v) + ", which holds " + elem_type_name(type) +
+                  " values; this op reads " + reads_name(op->reads) + " values" +
+                  (type == ElemType::uint8 ? ". Dequantize it first (op 'dequantize')."
+                                           : ". Quantize it first (op 'quantize')."));
     }
     if (spec.params.size() != op->params.size() || spec.param_shapes.size() != spec.params.size())
       args.fail("expected " + std::to_string(op->params.size()) + " parameter(s). Received: " +
@@ -157,6 +169,7 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
       if (d < 1) args.fail("computed an output shape " + dims_str(out_shape) + " with a dimension < 1.");
     if (size_of(out_shape) > kMaxSampleValues)
       args.fail("computed an output shape " + dims_str(out_shape) + " of more than 2^40 values per sample.");
+    if (node.view) node.out_type = args.in_types[0];  // a view passes its input's element type on
     node.forward = op->forward;
     node.backward = op->backward;
     if (device_bodies) {
@@ -173,6 +186,7 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
     net.work_per_sample += static_cast<double>(node.out_size) * per_output;
     net.value_shapes.push_back(out_shape);
     net.value_sizes.push_back(node.out_size);
+    net.value_types.push_back(node.out_type);
     net.batch_wide = net.batch_wide || node.batch_wide;
     net.has_commit = net.has_commit || op->commit != nullptr;
     net.nodes.push_back(std::move(node));
@@ -180,13 +194,37 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
   for (size_t w = 0; w < net.weight_sizes.size(); ++w)
     if (net.weight_sizes[w] < 0) throw std::invalid_argument(fn + "(): trained weight " + std::to_string(w) + " is not used by any node.");
   const int values = static_cast<int>(net.value_shapes.size());
-  for (int o : outputs)
+  for (int o : outputs) {
     if (o < 0 || o >= values)
       throw std::invalid_argument(fn + "(): output value " + std::to_string(o) + " does not exist (values 0 .. " +
                                   std::to_string(values - 1) + ").");
+    if (net.value_types[o] != ElemType::float32)
+      throw std::invalid_argument(fn + "(): output value " + std::to_string(o) + " holds " +
+                                  elem_type_name(net.value_types[o]) +
+                                  " values, but a network's outputs are float32. End with op 'dequantize'.");
+  }
   net.outputs = outputs;
   for (int64_t s : net.value_sizes) net.max_size = std::max(net.max_size, s);
   plan_gradients(net);
+  // An inference-only op (no backward) may not have to run backward: no trained parameter and
+  // no gradient through it (a trained node after it is fine: the gradient stops there).
+  for (size_t i = 0; i < net.nodes.size(); ++i) {
+    const Node& n = net.nodes[i];
+    if (n.backward) continue;
+    const std::string where = node_where(fn, i, specs[i]);
+    for (int p = 0; p < n.nparams; ++p)
+      if (n.weight[p] >= 0)
+        throw std::invalid_argument(where + " is inference-only (it has no backward), so its parameter '" +
+                                    n.op->params[p].name + "' cannot be trained. Received: weights[" +
+                                    std::to_string(p) + "]=" + std::to_string(n.weight[p]) + ".");
+    if (net.grad_slot[net.num_inputs + i] < 0) continue;
+    for (int v : n.inputs)
+      if (net.needs_grad[v])
+        throw std::invalid_argument(where + " is inference-only (it has no backward), so no gradient can pass "
+                                    "through it. Received: value " + std::to_string(v) + " before it needs one (" +
+                                    (v < net.num_inputs ? "input gradients were asked for" : "a trained weight "
+                                    "comes before it") + "). Train the float model instead.");
+  }
   return net;
 }
 

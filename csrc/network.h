@@ -29,7 +29,8 @@ struct NodeSpec {
 struct Network {
   int num_inputs = 0;
   std::vector<std::vector<int64_t>> value_shapes;  // per value, per sample
-  std::vector<int64_t> value_sizes;                // floats per sample
+  std::vector<int64_t> value_sizes;                // elements per sample
+  std::vector<ElemType> value_types;               // float32, or uint8 (quantized; see op_registry.h)
   std::vector<Node> nodes;
   std::vector<int> outputs;
   std::vector<int64_t> weight_sizes;               // per trained weight
@@ -40,7 +41,7 @@ struct Network {
   std::vector<int> grad_slot;  // -1: none
   std::vector<std::vector<char>> first_write;
   int grad_slots = 0;
-  int64_t max_size = 1;     // largest value, floats per sample
+  int64_t max_size = 1;     // largest value, elements per sample (gradient buffers are float32)
   // Multiply-adds per sample, roughly: each node's outputs times (1 + its parameters' values per
   // output channel). What the executor weighs against waking its threads.
   double work_per_sample = 0;
@@ -49,8 +50,9 @@ struct Network {
   bool device_bodies = false;  // the nodes run their ops' CUDA bodies on the host
 };
 
-// Checks every spec against its op (kind, inputs, parameter shapes, attributes via parse)
-// and derives the plan. Throws std::invalid_argument with a message naming the node.
+// Checks every spec against its op (kind, inputs and their element types, parameter shapes,
+// attributes via parse) and derives the plan. Inputs and outputs are float32 values; a node
+// of an inference-only op (no backward) may not lie on a gradient's path. Throws std::invalid_argument with a message naming the node.
 // `input_grads`: backward computes the gradient of every input too (for a caller that
 // continues backward past the network, e.g. a Python layer before it).
 // `device_bodies`: run every node with its op's CUDA bodies on the host (DeviceBodies); a node

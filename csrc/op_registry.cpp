@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include <algorithm>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 
@@ -86,6 +87,44 @@ bool padding_is_same(const OpArgs& args, const char* attr) {
   if (padding == "same") return true;
   if (padding == "valid") return false;
   args.fail(std::string("expected ") + attr + " 'valid' or 'same'. Received: " + attr + "='" + padding + "'.");
+}
+
+const char* elem_type_name(ElemType type) { return type == ElemType::uint8 ? "uint8" : "float32"; }
+
+// ---------------------------------------------------------------------------- NodeBytes
+
+NodeBytes& NodeBytes::operator=(NodeBytes&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = other.data_;
+    size_ = other.size_;
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+NodeBytes::~NodeBytes() { release(); }
+
+void NodeBytes::release() {
+  if (data_) ::operator delete(data_, std::align_val_t(64));
+  data_ = nullptr;
+  size_ = 0;
+}
+
+unsigned char* NodeBytes::reset(size_t size) {
+  release();
+  if (size == 0) return nullptr;
+  const size_t rounded = (size + 63) / 64 * 64;  // whole cache lines: SIMD loads may read a line's end
+  data_ = static_cast<unsigned char*>(::operator new(rounded, std::align_val_t(64)));
+  std::memset(data_, 0, rounded);
+  size_ = size;
+  return data_;
+}
+
+void NodeBytes::assign(const NodeBytes& other) {
+  reset(other.size_);
+  if (other.size_) std::memcpy(data_, other.data_, other.size_);
 }
 
 const char* attr_type_name(AttrType type) {

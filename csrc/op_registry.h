@@ -16,6 +16,15 @@
 //
 // Shapes here are per sample (no batch axis). Forward and backward run on `nb` samples that
 // are contiguous in memory, so an executor can give each thread a share of the batch.
+//
+// Element types: a value between nodes holds float32 (every op but the int8 ones) or uint8
+// (quantized activations, csrc/quantized.cpp). An op declares what it reads (`reads`); its
+// parse sets the node's `out_type` (float32 unless it says otherwise); views (flatten,
+// reshape, identity) read either and pass their input's type on. The compiler checks every
+// input against its reader, so a float op never reads bytes. A uint8 value of E elements per
+// sample takes ceil(E / 4) of the executor's 4-byte cells per sample, and a share of nb
+// samples holds them packed: sample n starts at byte n * E. Network inputs and outputs are
+// float32.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -32,6 +41,45 @@ constexpr int kMaxNodeParams = 4;
 constexpr int kVariadic = 0;  // OpDef::inputs: two or more
 
 enum class AttrType { Int, Ints, Float, Floats, Str };
+
+// The element type of a value (see the header comment).
+enum class ElemType : uint8_t { float32 = 0, uint8 = 1 };
+// What an op reads: float32 values, uint8 values, or either (views, which pass the type on).
+enum class Reads : uint8_t { float32 = 0, uint8 = 1, any = 2 };
+const char* elem_type_name(ElemType type);  // "float32", "uint8"
+// 4-byte cells that `elements` values of `type` take (per sample).
+inline int64_t cells_of(int64_t elements, ElemType type) {
+  return type == ElemType::uint8 ? (elements + 3) / 4 : elements;
+}
+
+// Bytes a node owns beside its geometry (an int8 op's packed weights and per-channel
+// constants), 64-byte aligned, copied with the node.
+class NodeBytes {
+ public:
+  NodeBytes() = default;
+  NodeBytes(const NodeBytes& other) { assign(other); }
+  NodeBytes& operator=(const NodeBytes& other) {
+    if (this != &other) assign(other);
+    return *this;
+  }
+  NodeBytes(NodeBytes&& other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  NodeBytes& operator=(NodeBytes&& other) noexcept;
+  ~NodeBytes();
+  // `size` zeroed bytes (what was there is released).
+  unsigned char* reset(size_t size);
+  unsigned char* data() { return data_; }
+  const unsigned char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void assign(const NodeBytes& other);
+  void release();
+  unsigned char* data_ = nullptr;
+  size_t size_ = 0;
+};
 using AttrValue = std::variant<int64_t, std::vector<int64_t>, double, std::vector<double>, std::string>;
 
 struct AttrDef {
@@ -63,6 +111,7 @@ class Attrs {
 struct OpArgs {
   std::string where;  // "layers[3] ('conv2d')"
   std::vector<std::vector<int64_t>> in_shapes;
+  std::vector<ElemType> in_types;  // checked against the op's `reads` before parse
   std::vector<const float*> params;
   std::vector<std::vector<int64_t>> param_shapes;
   Attrs attrs;
@@ -90,8 +139,9 @@ struct DeviceBodies {
 struct Node {
   const OpDef* op = nullptr;
   std::vector<int> inputs;        // value indices, each < K + this node's index
-  std::vector<int64_t> in_sizes;  // floats per sample of each input
-  int64_t out_size = 0;           // floats per sample of the output
+  std::vector<int64_t> in_sizes;  // elements per sample of each input
+  int64_t out_size = 0;           // elements per sample of the output
+  ElemType out_type = ElemType::float32;  // set by parse (views: the compiler, from the input)
   int64_t aux_size = 0;           // 4-byte cells per sample kept from forward to backward (argmax, ...)
   bool view = false;              // forward returns in[0]: no output buffer of its own
   int nparams = 0;
@@ -104,8 +154,12 @@ struct Node {
   bool batch_wide = false;
   int64_t team_doubles = 0;
   std::vector<float> constants;  // per-node constants an op keeps beside its geometry (rescaling's)
+  NodeBytes bytes;               // bytes an op keeps (int8 ops: packed weights, per-channel constants)
   ForwardFn forward = nullptr;    // the op's forward (or its device bodies'), chosen at compile
   BackwardFn backward = nullptr;
+
+  // 4-byte cells per sample of the output buffer.
+  int64_t out_cells() const { return cells_of(out_size, out_type); }
 
   // The op's own geometry, a trivially copyable struct of the op's choosing.
   template <class T>
@@ -133,17 +187,21 @@ struct OpDef {
   // batch_wide, team_doubles); returns the output shape per sample.
   std::vector<int64_t> (*parse)(Node& node, const OpArgs& args);
   // nb samples: in[j] is (nb, in_size[j]), out (nb, out_size) this node's buffer (unused by
-  // views), aux (nb, aux_size) cells. Returns the output: `out`, or in[0] for a view.
+  // views), aux (nb, aux_size) cells. Returns the output: `out`, or in[0] for a view. A uint8
+  // input or output is passed as float* and read as bytes (see the header comment).
   ForwardFn forward;
   // dout (nb, out_size) -> dinp[j] for every non-null dinp[j] (written, not accumulated) and
   // dparam[k] for every parameter present (never null then: frozen ones get scratch); in,
-  // out and aux are what forward read and wrote.
+  // out and aux are what forward read and wrote. Null for an inference-only op (the int8
+  // ops): the compiler refuses a network that would need it.
   BackwardFn backward;
   // Optional: after a training step whose loss is finite, write the node's state parameters
   // from what its forward kept (thread 0's team storage, the batch-wide sums).
   void (*commit)(const Node& node, const double* team_storage) = nullptr;
   // Optional: the CUDA kernels' bodies of this op (csrc/cuda/bodies.h), run on the host.
   const DeviceBodies* device = nullptr;
+  // The element type of the values it reads (see the header comment).
+  Reads reads = Reads::float32;
 };
 
 // A registry by name of one kind of definition (ops, activations, loss and update components),

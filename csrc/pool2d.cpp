@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "runtime.h"
 
@@ -128,12 +129,61 @@ void avgpool2d_backward(float* dinp, const float* dout, const PoolShape& s) {
   }
 }
 
+// out[n, oh, ow, c] = max over the window's real bytes (vectorised over channels).
+void maxpool2d_u8_forward(uint8_t* out, const uint8_t* inp, const PoolShape& s) {
+  const int64_t C = s.C, rows = s.N * s.OH;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (rows * s.OW * C > (1 << 16))
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = r / s.OH, oh = r % s.OH;
+    const uint8_t* img = inp + n * s.H * s.W * C;
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      uint8_t* o = out + (r * s.OW + ow) * C;
+      const Clip w = clip_window(s, oh, ow);
+      std::memcpy(o, img + (w.h0 * s.W + w.w0) * C, static_cast<size_t>(C));
+      for (int64_t ih = w.h0; ih < w.h1; ++ih)
+        for (int64_t iw = w.w0; iw < w.w1; ++iw) {
+          const uint8_t* v = img + (ih * s.W + iw) * C;
+          for (int64_t c = 0; c < C; ++c) o[c] = v[c] > o[c] ? v[c] : o[c];
+        }
+    }
+  }
+}
+
+// out[n, oh, ow, c] = (sum of the window's real bytes + count / 2) / count, in integers.
+void avgpool2d_u8_forward(uint8_t* out, const uint8_t* inp, const PoolShape& s) {
+  const int64_t C = s.C, rows = s.N * s.OH;
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (rows * s.OW * C > (1 << 16))
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = r / s.OH, oh = r % s.OH;
+    const uint8_t* img = inp + n * s.H * s.W * C;
+    std::vector<int64_t> sum(static_cast<size_t>(C));
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      uint8_t* o = out + (r * s.OW + ow) * C;
+      const Clip w = clip_window(s, oh, ow);
+      std::fill(sum.begin(), sum.end(), 0);
+      for (int64_t ih = w.h0; ih < w.h1; ++ih)
+        for (int64_t iw = w.w0; iw < w.w1; ++iw) {
+          const uint8_t* v = img + (ih * s.W + iw) * C;
+          for (int64_t c = 0; c < C; ++c) sum[c] += v[c];
+        }
+      const int64_t count = (w.h1 - w.h0) * (w.w1 - w.w0);
+      for (int64_t c = 0; c < C; ++c) o[c] = static_cast<uint8_t>((sum[c] + count / 2) / count);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------- the ops
 
 // maxpool2d / avgpool2d: attrs pool_size, strides, padding; input (H, W, C) -> (OH, OW, C).
 // Max pooling keeps its argmax in the node's aux cells (int32).
 // global_maxpool2d / global_avgpool2d: attrs keepdims; (H, W, C) -> (C,), or (1, 1, C) with
 // keepdims: the same kernels with one window covering the whole image.
+// maxpool2d_int8, avgpool2d_int8, global_maxpool2d_int8, global_avgpool2d_int8: the same on
+// uint8 values (inference only).
 namespace {
 
 std::vector<int64_t> window_parse(Node& node, const OpArgs& args) {
@@ -226,6 +276,24 @@ void avgpool_device_backward(const Node& node, float* const* dinp, float* const*
   for (int64_t i = 0; i < nb * s.H * s.W * s.C; ++i) dinp[0][i] = bodies::avgpool2d_backward_at(dout, s, i);
 }
 
+// uint8 (quantized networks): the same parse, an output of bytes, no backward.
+template <std::vector<int64_t> (*Parse)(Node&, const OpArgs&)>
+std::vector<int64_t> on_bytes(Node& node, const OpArgs& args) {
+  std::vector<int64_t> out = Parse(node, args);
+  node.out_type = ElemType::uint8;
+  return out;
+}
+
+const float* maxpool_u8_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  maxpool2d_u8_forward(reinterpret_cast<uint8_t*>(out), reinterpret_cast<const uint8_t*>(in[0]), pool_of(node, nb));
+  return out;
+}
+
+const float* avgpool_u8_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
+  avgpool2d_u8_forward(reinterpret_cast<uint8_t*>(out), reinterpret_cast<const uint8_t*>(in[0]), pool_of(node, nb));
+  return out;
+}
+
 const DeviceBodies maxpool_device = {nullptr, maxpool_device_forward, maxpool_device_backward};
 const DeviceBodies avgpool_device = {nullptr, avgpool_device_forward, avgpool_device_backward};
 
@@ -245,10 +313,27 @@ const OpDef global_avgpool2d_op = {"global_avgpool2d", "mean over H and W: (H, W
                                    kGlobalAttrs, global_parse, avgpool_forward, avgpool_backward, nullptr,
                                    &avgpool_device};
 
+const OpDef maxpool2d_int8_op = {"maxpool2d_int8", "max over each window of uint8: (H, W, C) -> (OH, OW, C)", 1,
+                                 {}, kWindowAttrs, on_bytes<window_parse>, maxpool_u8_forward, nullptr,
+                                 nullptr, nullptr, Reads::uint8};
+const OpDef avgpool2d_int8_op = {"avgpool2d_int8",
+                                 "rounded mean over each window of uint8 (padding not counted): (H, W, C) -> (OH, OW, C)",
+                                 1, {}, kWindowAttrs, on_bytes<window_parse>, avgpool_u8_forward, nullptr,
+                                 nullptr, nullptr, Reads::uint8};
+const OpDef global_maxpool2d_int8_op = {"global_maxpool2d_int8", "max over H and W of uint8: (H, W, C) -> (C,) or "
+                                        "(1, 1, C)", 1, {}, kGlobalAttrs, on_bytes<global_parse>, maxpool_u8_forward,
+                                        nullptr, nullptr, nullptr, Reads::uint8};
+const OpDef global_avgpool2d_int8_op = {"global_avgpool2d_int8", "rounded mean over H and W of uint8: (H, W, C) -> "
+                                        "(C,) or (1, 1, C)", 1, {}, kGlobalAttrs, on_bytes<global_parse>,
+                                        avgpool_u8_forward, nullptr, nullptr, nullptr, Reads::uint8};
 PYCNN_REGISTER_OP(maxpool2d_op);
 PYCNN_REGISTER_OP(avgpool2d_op);
 PYCNN_REGISTER_OP(global_maxpool2d_op);
 PYCNN_REGISTER_OP(global_avgpool2d_op);
+PYCNN_REGISTER_OP(maxpool2d_int8_op);
+PYCNN_REGISTER_OP(avgpool2d_int8_op);
+PYCNN_REGISTER_OP(global_maxpool2d_int8_op);
+PYCNN_REGISTER_OP(global_avgpool2d_int8_op);
 
 }  // namespace
 }  // namespace pycnn

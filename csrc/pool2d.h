@@ -25,4 +25,10 @@ void maxpool2d_backward(float* dinp, const float* dout, const int32_t* argmax, c
 void avgpool2d_forward(float* out, const float* inp, const PoolShape& s);
 void avgpool2d_backward(float* dinp, const float* dout, const PoolShape& s);
 
+// The same windows on uint8 (quantized networks; inference only). Input and output share one
+// scale and zero point: the max of bytes is exact, and the mean is the integer
+// (sum + count / 2) / count over the real elements (a half rounds up).
+void maxpool2d_u8_forward(uint8_t* out, const uint8_t* inp, const PoolShape& s);
+void avgpool2d_u8_forward(uint8_t* out, const uint8_t* inp, const PoolShape& s);
+
 }  // namespace pycnn

@@ -1,6 +1,8 @@
 // Views: flatten, reshape and identity change how a sample's values are read, never the
 // values (NHWC is row-major), so their forward returns the input itself and their backward
-// copies the gradient through.
+// copies the gradient through. They read float32 and uint8 values alike (a quantized
+// network flattens its bytes the same way) and pass the type on; backward is float32 only,
+// and only a float32 value ever has a gradient.
 //   flatten:  (d1, ..., dk) -> (d1 * ... * dk)
 //   reshape:  attrs target_shape (one -1 is inferred) -> that shape
 //   identity: any shape -> the same (Dropout at inference, an Input, a no-op layer)
@@ -55,12 +57,12 @@ std::vector<int64_t> identity_parse(Node& node, const OpArgs& args) {
 const DeviceBodies view_device = {nullptr, view_forward, view_backward};
 
 const OpDef flatten_op = {"flatten", "(d1, ..., dk) -> (d1 * ... * dk), row-major", 1, {}, {}, flatten_parse,
-                          view_forward, view_backward, nullptr, &view_device};
+                          view_forward, view_backward, nullptr, &view_device, Reads::any};
 const OpDef reshape_op = {"reshape", "the same values in target_shape (one -1 inferred)", 1, {},
                           {{"target_shape", AttrType::Ints, std::vector<int64_t>{}, true}}, reshape_parse,
-                          view_forward, view_backward, nullptr, &view_device};
+                          view_forward, view_backward, nullptr, &view_device, Reads::any};
 const OpDef identity_op = {"identity", "the input unchanged", 1, {}, {}, identity_parse, view_forward, view_backward,
-                           nullptr, &view_device};
+                           nullptr, &view_device, Reads::any};
 
 PYCNN_REGISTER_OP(flatten_op);
 PYCNN_REGISTER_OP(reshape_op);

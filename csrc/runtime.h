@@ -73,7 +73,9 @@ enum Scratch {
   kScratchSeparable = 17,  // depthwise_conv2d.cpp: the depthwise output's gradient (network step)
   kScratchGroupedConv = 18,  // conv2d_grouped.cpp: phase / group copies of input, output, weight
   kScratchActivation = 19,   // activation.cpp: the gradient before an activation an op applies itself
-  kScratchKinds = 20
+  kScratchInt8A = 20,        // quantized.cpp: im2col rows of bytes (or padded dense rows)
+  kScratchInt8Tail = 21,     // quantized.cpp: the GEMM's last rows, copied where a whole tile can be read
+  kScratchKinds = 22
 };
 float* scratch(int slot, std::size_t count, Scratch which);
 

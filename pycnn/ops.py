@@ -110,6 +110,8 @@ class OpSchema(NamedTuple):
     inputs: int         # 0: two or more
     params: Tuple[ParamSchema, ...]
     attrs: Tuple[AttrSchema, ...]
+    reads: str = "float32"        # element type of its inputs: 'float32', 'uint8' (int8 ops) or 'any' (views)
+    inference_only: bool = False  # no backward (the int8 ops)
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,7 +121,8 @@ def registered_ops() -> Dict[str, OpSchema]:
     for kind, info in _core.ops().items():
         out[kind] = OpSchema(kind, info["doc"], info["inputs"],
                              tuple(ParamSchema(p["name"], p["optional"], p["state"]) for p in info["params"]),
-                             tuple(AttrSchema(a["name"], a["type"], a["default"], a["required"]) for a in info["attrs"]))
+                             tuple(AttrSchema(a["name"], a["type"], a["default"], a["required"]) for a in info["attrs"]),
+                             info["reads"], info["inference_only"])
     return out
 
 
@@ -158,7 +161,9 @@ class OpSpec(NamedTuple):
 
 #: A compiled network: ``Network(input_shapes, nodes, outputs, input_grads=False)`` with nodes
 #: ``(kind, name, inputs, params, attrs, weights)`` (see csrc/bindings.cpp); methods
-#: ``train_step``, ``forward`` -> (outputs, tape), ``backward``, ``commit``, ``predict``.
+#: ``train_step``, ``forward`` -> (outputs, tape), ``backward``, ``commit``, ``predict``;
+#: ``value_types``: per value 'float32' or 'uint8' (a quantized network's bytes between its
+#: int8 ops; inputs and outputs are always float32).
 Network = _core.Network
 
 

@@ -175,6 +175,19 @@ PARSE_ERRORS = [
     ("leaky_relu", [X], [], {"negative_slope": float("inf")}, ["negative_slope=inf"]),
     ("activation", [X], [], {"activation": "elu"}, ["expected activation to be one of", "activation='elu'"]),
     ("activation", [X], [], {"activation": "RELU"}, ["activation='RELU'"]),
+    # int8 inference: quantize's own checks; the int8 ops read uint8 values only (their parse
+    # branches are tested behind a quantize node in test_quantization.py)
+    ("quantize", [X], [], {"scale": 0.0}, ["expected scale to be a positive finite float32 number", "scale=0."]),
+    ("quantize", [X], [], {"scale": 1e-50}, ["expected scale to be a positive finite float32 number", "scale=1e-50"]),
+    ("quantize", [X], [], {"scale": 1e-40}, ["expected a scale whose inverse is a positive finite float32"]),
+    ("quantize", [X], [], {"scale": 1.0, "zero_point": 256}, ["expected zero_point in [0, 255]", "zero_point=256"]),
+    ("dequantize", [X], [], {"scale": 1.0}, ["reads value 0, which holds float32 values", "Quantize it first"]),
+    ("conv2d_int8", [X], [WT, None], {"in_scale": 1.0}, ["reads value 0, which holds float32 values"]),
+    ("dense_int8", [f32(2, 3)], [f32(3, 4), None], {"in_scale": 1.0}, ["reads value 0, which holds float32"]),
+    ("maxpool2d_int8", [X], [], {}, ["reads value 0, which holds float32 values"]),
+    ("avgpool2d_int8", [X], [], {}, ["reads value 0, which holds float32 values"]),
+    ("global_maxpool2d_int8", [X], [], {}, ["reads value 0, which holds float32 values"]),
+    ("global_avgpool2d_int8", [X], [], {}, ["reads value 0, which holds float32 values"]),
 ]
 
 

@@ -20,6 +20,8 @@ Modules, by op family:
     padding        zero_padding2d, cropping2d
     reshape        flatten, reshape, identity
     preprocessing  rescaling, flip, crop, translate
+    quantized      int8 inference, exact (not float64): quantize, dequantize, per-channel
+                   weights, conv2d_int8, dense_int8, the uint8 pooling ops
     optimizer      adam and sgd updates
     numeric        finite differences, rel_error, random_indices, assert_close
     ops            ``forward(kind, ...)`` / ``backward(kind, ...)`` for every op kind, in the
@@ -48,6 +50,9 @@ from .pool import (avgpool2d_backward, avgpool2d_forward, global_avgpool2d_backw
                    global_maxpool2d_backward, global_maxpool2d_forward, maxpool2d_argmax, maxpool2d_backward,
                    maxpool2d_forward, windows)
 from .preprocessing import crop, extended_pixel, flip, rescaling_backward, rescaling_forward, translate
+from .quantized import (avgpool2d_int8_forward, conv2d_int8_forward, dense_int8_forward, dequantize,
+                        global_avgpool2d_int8_forward, global_maxpool2d_int8_forward, int8_attrs,
+                        maxpool2d_int8_forward, quantize, quantize_weights, requantize)
 from .reshape import flatten_forward, identity_forward, reshape_backward, reshape_forward
 from .softmax import (softmax_backward, softmax_crossentropy_backward, softmax_crossentropy_forward, softmax_forward,
                       sparse_softmax_crossentropy)

@@ -4,7 +4,8 @@
 take what ``pycnn.ops.OpCall`` takes (batches (N, ...), the op's parameters in its order,
 None for an absent optional one, attributes by name with the op's defaults filled in) and
 return float64: the output, and (input gradients, parameter gradients) with None for an
-absent parameter and for state (moving statistics). ``OPS[kind]`` also lists the op's
+absent parameter and for state (moving statistics); the int8 ops return their exact uint8 or
+float32 output and have no backward. ``OPS[kind]`` also lists the op's
 inputs, parameter names and attribute defaults, written here independently of the C++
 registry (tests compare the two).
 """
@@ -15,7 +16,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from . import activation as act
-from . import conv, dense, image, merge, normalization, padding, pool, preprocessing, reshape
+from . import conv, dense, image, merge, normalization, padding, pool, preprocessing, quantized, reshape
 
 REQUIRED = object()  # an attribute without a default
 VARIADIC = 0         # two or more inputs
@@ -55,6 +56,19 @@ def _bn_args(a):
 
 WINDOW = {"strides": (1, 1), "padding": "valid", "dilation_rate": (1, 1), "activation": "linear"}
 POOL = {"pool_size": (2, 2), "strides": (2, 2), "padding": "valid"}
+QUANT = {"scale": REQUIRED, "zero_point": 0}
+INT8 = {"activation": "linear", "in_scale": REQUIRED, "in_zero_point": 0, "out_scale": 1.0, "out_zero_point": 0,
+        "out_dtype": "uint8"}
+
+
+def _int8(a):
+    return {k: a[k] for k in INT8}
+
+
+def _inference_only(kind):
+    def backward(*args):
+        raise TypeError(f"op '{kind}' is inference-only: it has no backward")
+    return backward
 
 OPS: Dict[str, OracleOp] = {
     "activation": OracleOp(
@@ -148,6 +162,35 @@ OPS: Dict[str, OracleOp] = {
         1, (), (), {"scale": (1.0,), "offset": (0.0,)},
         lambda x, p, a: preprocessing.rescaling_forward(x[0], a["scale"], a["offset"]),
         lambda d, x, p, a: ([preprocessing.rescaling_backward(d, a["scale"])], [])),
+    # int8 inference (exact: uint8 or float32 results, see oracle/quantized.py); no backward.
+    "quantize": OracleOp(
+        1, (), (), dict(QUANT),
+        lambda x, p, a: quantized.quantize(x[0], a["scale"], a["zero_point"]), _inference_only("quantize")),
+    "dequantize": OracleOp(
+        1, (), (), dict(QUANT),
+        lambda x, p, a: quantized.dequantize(x[0], a["scale"], a["zero_point"]), _inference_only("dequantize")),
+    "conv2d_int8": OracleOp(
+        1, ("kernel", "bias"), (), {"strides": (1, 1), "padding": "valid", **INT8},
+        lambda x, p, a: quantized.conv2d_int8_forward(x[0], p[0], p[1], strides=tuple(a["strides"]),
+                                                      padding=a["padding"], **_int8(a)),
+        _inference_only("conv2d_int8")),
+    "dense_int8": OracleOp(
+        1, ("kernel", "bias"), (), dict(INT8),
+        lambda x, p, a: quantized.dense_int8_forward(x[0], p[0], p[1], **_int8(a)), _inference_only("dense_int8")),
+    "maxpool2d_int8": OracleOp(
+        1, (), (), dict(POOL),
+        lambda x, p, a: quantized.maxpool2d_int8_forward(x[0], *_pool(a)), _inference_only("maxpool2d_int8")),
+    "avgpool2d_int8": OracleOp(
+        1, (), (), dict(POOL),
+        lambda x, p, a: quantized.avgpool2d_int8_forward(x[0], *_pool(a)), _inference_only("avgpool2d_int8")),
+    "global_maxpool2d_int8": OracleOp(
+        1, (), (), {"keepdims": 0},
+        lambda x, p, a: quantized.global_maxpool2d_int8_forward(x[0], a["keepdims"]),
+        _inference_only("global_maxpool2d_int8")),
+    "global_avgpool2d_int8": OracleOp(
+        1, (), (), {"keepdims": 0},
+        lambda x, p, a: quantized.global_avgpool2d_int8_forward(x[0], a["keepdims"]),
+        _inference_only("global_avgpool2d_int8")),
 }
 
 

@@ -1,0 +1,254 @@
+// The int8 kernels that depend on the instruction set, compiled once per level by
+// quantized.cpp (which includes this file under different `#pragma GCC target`s and
+// namespaces): PYCNN_Q8_LEVEL 2 is AVX-512 VNNI, 1 AVX2, 0 the portable baseline.
+//
+//   quantize / dequantize   element-wise loops the compiler vectorizes for the level
+//   gemm                    out (M, F) = requantize(A (M, 4 K4) @ packed weights), quantized.h
+//
+// The GEMM runs each packed panel of output channels over all rows of A, MR rows at a time
+// (a tile): int32 accumulators in registers across the whole reduction, then the epilogue
+// (comp, mul, add, clamp, round, store) straight from them. Per level, the inner product of
+// 4 bytes of a row of A with 4 int8 weights of a channel:
+//   VNNI     vpdpbusd: u8 x s8, 4 products summed into each int32 lane, never saturating;
+//            16 channels per zmm, MR rows x NV zmm accumulators
+//   AVX2     no u8 x s8 instruction that cannot saturate (vpmaddubsw saturates at int16), so
+//            both sides are widened to int16 and vpmaddwd sums pairs into int32: each ymm
+//            accumulator holds 4 channels x 2 partial sums, added pairwise after the loop
+//   baseline plain int32 loops
+// Every level computes the same integers, and the same float32 epilogue (separate multiply
+// and add, round half to even), so their outputs are identical.
+#ifndef PYCNN_Q8_NS
+#error "include through quantized.cpp"
+#endif
+
+namespace pycnn {
+namespace PYCNN_Q8_NS {
+
+static inline int32_t load4(const uint8_t* p) {
+  int32_t x;
+  __builtin_memcpy(&x, p, 4);
+  return x;
+}
+
+// 1.5 * 2^23: (v + kRound) - kRound rounds v in [0, 2^22) to an integer, half to even (the
+// float32 sum is rounded at that magnitude to a whole number, in the default rounding mode).
+constexpr float kRound = 12582912.0f;
+
+void quantize(uint8_t* out, const float* inp, int64_t n, float inv_scale, float zero_point) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = inp[i] * inv_scale;
+    v = v + zero_point;
+    v = v > 0.f ? v : 0.f;  // NaN fails the test: 0
+    v = v < 255.f ? v : 255.f;
+    v = (v + kRound) - kRound;
+    out[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
+  }
+}
+
+void dequantize(float* out, const uint8_t* inp, int64_t n, float scale, int32_t zero_point) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int32_t>(inp[i]) - zero_point) * scale;
+}
+
+// What the epilogue of a tile needs: the output, its constants and where the tile sits.
+struct Epi {
+  void* out;
+  int64_t ldo;  // elements per output row
+  const int32_t* comp;
+  const float* mul;
+  const float* add;
+  float lo, hi;
+  bool u8;
+};
+
+#if PYCNN_Q8_LEVEL != 2
+// Rows [m0, m0 + rows) x channels [f0, f0 + cols) of the output from int32 sums acc (rows x
+// ld): the portable epilogue (AVX2 and baseline), vectorized by the compiler.
+static void epilogue(const Epi& e, const int32_t* acc, int64_t ld, int64_t m0, int rows, int64_t f0, int cols) {
+  for (int r = 0; r < rows; ++r) {
+    const int32_t* a = acc + r * ld;
+    if (e.u8) {
+      uint8_t* o = static_cast<uint8_t*>(e.out) + (m0 + r) * e.ldo + f0;
+      for (int f = 0; f < cols; ++f) {
+        float v = static_cast<float>(a[f] + e.comp[f0 + f]);
+        v = v * e.mul[f0 + f];
+        v = v + e.add[f0 + f];
+        v = v > e.lo ? v : e.lo;
+        v = v < e.hi ? v : e.hi;
+        v = (v + kRound) - kRound;
+        o[f] = static_cast<uint8_t>(static_cast<int32_t>(v));
+      }
+    } else {
+      float* o = static_cast<float*>(e.out) + (m0 + r) * e.ldo + f0;
+      for (int f = 0; f < cols; ++f) {
+        float v = static_cast<float>(a[f] + e.comp[f0 + f]);
+        v = v * e.mul[f0 + f];
+        o[f] = v + e.add[f0 + f];
+      }
+    }
+  }
+}
+#endif
+
+#if PYCNN_Q8_LEVEL == 2
+// ---------------------------------------------------------------------------- AVX-512 VNNI
+
+// MR rows x (16 NV) channels: A rows at stride lda, the panel's k4 steps at stride ldb.
+template <int MR, int NV>
+static void tile(const Epi& e, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int64_t K4, int64_t m0,
+                 int rows, int64_t f0, int cols) {
+  __m512i c[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K4; ++k) {
+    const int8_t* b = B + k * ldb;
+    __m512i bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + 64 * v);
+    const uint8_t* a = A + 4 * k;
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(load4(a + r * lda));
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbusd_epi32(c[r][v], av, bv[v]);
+    }
+  }
+  const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
+  for (int v = 0; v < NV; ++v) {
+    const int valid = cols - 16 * v;
+    if (valid <= 0) break;
+    const int64_t f = f0 + 16 * v;
+    const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
+    const __m512i cm = _mm512_loadu_si512(e.comp + f);
+    const __m512 mv = _mm512_loadu_ps(e.mul + f), av = _mm512_loadu_ps(e.add + f);
+    for (int r = 0; r < MR; ++r) {
+      if (r >= rows) break;
+      __m512 y = _mm512_cvtepi32_ps(_mm512_add_epi32(c[r][v], cm));
+      y = _mm512_mul_ps(y, mv);
+      y = _mm512_add_ps(y, av);
+      if (e.u8) {
+        y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+        const __m512i q = _mm512_cvt_roundps_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_mask_storeu_epi8(static_cast<uint8_t*>(e.out) + (m0 + r) * e.ldo + f, mask, _mm512_cvtepi32_epi8(q));
+      } else {
+        _mm512_mask_storeu_ps(static_cast<float*>(e.out) + (m0 + r) * e.ldo + f, mask, y);
+      }
+    }
+  }
+}
+#elif PYCNN_Q8_LEVEL == 1
+// ---------------------------------------------------------------------------- AVX2
+
+// MR rows x 16 channels into acc (MR x 16). Each accumulator c[r][j] holds channels
+// 4j .. 4j+3, two partial sums each (k0 k1 and k2 k3): vpmaddwd of the row's 4 bytes
+// (widened, repeated) with those channels' 4 x 4 weights (widened).
+template <int MR>
+static void tile16(int32_t* acc, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int64_t K4) {
+  __m256i c[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) c[r][j] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < K4; ++k) {
+    const int8_t* b = B + k * ldb;
+    __m256i bv[4];
+    for (int j = 0; j < 4; ++j) bv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * j)));
+    for (int r = 0; r < MR; ++r) {
+      const __m256i av = _mm256_cvtepu8_epi16(_mm_set1_epi32(load4(A + r * lda + 4 * k)));
+      for (int j = 0; j < 4; ++j) c[r][j] = _mm256_add_epi32(c[r][j], _mm256_madd_epi16(av, bv[j]));
+    }
+  }
+  // hadd of (channels 0-3, channels 4-7) gives [0 1 4 5 | 2 3 6 7]; the permute puts them in order.
+  for (int r = 0; r < MR; ++r)
+    for (int h = 0; h < 2; ++h) {
+      const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(c[r][2 * h], c[r][2 * h + 1]), 0xD8);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8 * h), s);
+    }
+}
+#else
+// ---------------------------------------------------------------------------- baseline
+
+template <int MR>
+static void tile16(int32_t* acc, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int64_t K4) {
+  int32_t c[MR][16] = {};
+  for (int64_t k = 0; k < K4; ++k) {
+    const int8_t* b = B + k * ldb;
+    for (int r = 0; r < MR; ++r) {
+      const uint8_t* a = A + r * lda + 4 * k;
+      const int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+      for (int f = 0; f < 16; ++f)
+        c[r][f] += a0 * b[4 * f] + a1 * b[4 * f + 1] + a2 * b[4 * f + 2] + a3 * b[4 * f + 3];
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int f = 0; f < 16; ++f) acc[r * 16 + f] = c[r][f];
+}
+#endif
+
+#if PYCNN_Q8_LEVEL == 2
+template <int MR, int NV>
+static void rows_loop(const Epi& e, const uint8_t* A, int64_t lda, int64_t M, const int8_t* P, int64_t ldb, int64_t K4,
+                      int64_t f0, int cols, uint8_t* tail) {
+  for (int64_t m0 = 0; m0 < M; m0 += MR) {
+    const int rows = static_cast<int>(M - m0 < MR ? M - m0 : MR);
+    const uint8_t* a = A + m0 * lda;
+    int64_t ld = lda;
+    if (rows < MR) {  // the last rows: copied where MR rows can be read
+      for (int r = 0; r < rows; ++r) __builtin_memcpy(tail + r * 4 * K4, a + r * lda, 4 * K4);
+      a = tail;
+      ld = 4 * K4;
+    }
+    tile<MR, NV>(e, a, ld, P, ldb, K4, m0, rows, f0, cols);
+  }
+}
+#else
+template <int MR>
+static void rows_loop16(const Epi& e, const uint8_t* A, int64_t lda, int64_t M, const int8_t* P, int64_t ldb,
+                        int64_t K4, int64_t f0, int cols, uint8_t* tail) {
+  alignas(64) int32_t acc[MR * 16];
+  for (int64_t m0 = 0; m0 < M; m0 += MR) {
+    const int rows = static_cast<int>(M - m0 < MR ? M - m0 : MR);
+    const uint8_t* a = A + m0 * lda;
+    int64_t ld = lda;
+    if (rows < MR) {
+      for (int r = 0; r < rows; ++r) __builtin_memcpy(tail + r * 4 * K4, a + r * lda, 4 * K4);
+      a = tail;
+      ld = 4 * K4;
+    }
+    tile16<MR>(acc, a, ld, P, ldb, K4);
+    epilogue(e, acc, 16, m0, rows, f0, cols);
+  }
+}
+#endif
+
+// out rows [0, M) = requantize(A @ W): A (M, 4 K4) bytes at row stride lda; `tail` holds
+// kInt8TailRows x 4 K4 bytes of scratch (the last rows when M is not a multiple of MR).
+void gemm(void* out, int64_t ldo, const uint8_t* A, int64_t lda, int64_t M, const Int8Weights& w,
+          const unsigned char* bytes, uint8_t* tail) {
+  const int8_t* W = reinterpret_cast<const int8_t*>(bytes + w.w_off);
+  const Epi e = {out, ldo, reinterpret_cast<const int32_t*>(bytes + w.comp_off),
+                 reinterpret_cast<const float*>(bytes + w.mul_off), reinterpret_cast<const float*>(bytes + w.add_off),
+                 w.lo, w.hi, w.u8_out};
+  const int64_t K4 = w.K4;
+  for (int64_t p0 = 0; p0 < w.Fp; p0 += kInt8Panel) {
+    const int64_t width = w.Fp - p0 < kInt8Panel ? w.Fp - p0 : kInt8Panel;
+    const int8_t* P = W + p0 * K4 * 4;
+    const int64_t ldb = width * 4;
+#if PYCNN_Q8_LEVEL == 2
+    const int cols = static_cast<int>(w.F - p0 < width ? w.F - p0 : width);
+    switch (width / 16) {
+      case 4: rows_loop<6, 4>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
+      case 3: rows_loop<8, 3>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
+      case 2: rows_loop<12, 2>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
+      default: rows_loop<12, 1>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
+    }
+#else
+    for (int64_t s0 = 0; s0 < width; s0 += 16) {
+      const int64_t f0 = p0 + s0;
+      const int cols = static_cast<int>(w.F - f0 < 16 ? w.F - f0 : 16);
+#if PYCNN_Q8_LEVEL == 1
+      rows_loop16<2>(e, A, lda, M, P + s0 * 4, ldb, K4, f0, cols, tail);
+#else
+      rows_loop16<4>(e, A, lda, M, P + s0 * 4, ldb, K4, f0, cols, tail);
+#endif
+    }
+#endif
+  }
+}
+
+}  // namespace PYCNN_Q8_NS
+}  // namespace pycnn

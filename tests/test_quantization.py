@@ -1,0 +1,318 @@
+"""int8 inference: the quantized ops against their exact NumPy reference (tests/oracle/
+quantized.py), bit for bit, on every kernel path (AVX-512 VNNI, AVX2, baseline: the ``isa``
+fixture); the element types of the op contract (a float op never reads bytes, outputs stay
+float32, nothing trains through an int8 op); and pycnn.quantization: quantize() on models,
+calibration, the float fallback, summary, save / load, bad input.
+
+The ops are run inside small networks: uint8 test data enters as exact float32 integers
+through ``quantize(scale=1)`` and leaves through ``dequantize(scale=1)``, both exact.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import oracle
+import pycnn
+from pycnn import layers, ops
+
+
+def raises(exc, *fragments):
+    return pytest.raises(exc, match=".*".join(re.escape(f) for f in fragments))
+
+
+def node(kind, inputs, params=(), attrs=None, name=None):
+    return ops.node(ops.OpSpec(kind, dict(attrs or {}), tuple(params)), name, inputs)
+
+
+def run_int8(kind, xq, params=(), attrs=None):
+    """Op ``kind`` on the uint8 batch ``xq`` in a network: its uint8 or float32 output."""
+    attrs = dict(attrs or {})
+    nodes = [node("quantize", [0], attrs={"scale": 1.0}), node(kind, [1], params, attrs)]
+    uint8_out = attrs.get("out_dtype", "uint8") == "uint8" and kind not in ("dequantize",)
+    if uint8_out:
+        nodes.append(node("dequantize", [2], attrs={"scale": 1.0}))
+    net = ops.Network([xq.shape[1:]], nodes, [len(nodes)])
+    types = net.value_types
+    assert types[0] == "float32" and types[1] == "uint8"
+    assert types[2] == ("uint8" if uint8_out else "float32")
+    out = net.predict(xq.astype(np.float32))[0]
+    if uint8_out:
+        assert np.array_equal(out, np.rint(out)) and out.min() >= 0 and out.max() <= 255
+        return out.astype(np.uint8)
+    return out
+
+
+def assert_bits(got, want, what):
+    assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, want.dtype, got.shape, want.shape)
+    if got.dtype == np.float32:
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32), err_msg=what)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+
+
+def qinput(rng, shape, zero_point):
+    """uint8 data spread over the whole range, zero point included."""
+    x = rng.integers(0, 256, shape).astype(np.uint8)
+    x.flat[:: 7] = zero_point
+    return x
+
+
+# ----------------------------------------------------------------------------- quantize / dequantize
+
+
+@pytest.mark.parametrize("scale,zero_point", [(1.0, 0), (0.0123, 17), (1 / 255, 0), (3.7, 255), (1e-3, 128)])
+def test_quantize_and_dequantize_match_the_reference_bit_for_bit(isa, rng, scale, zero_point):
+    x = (rng.standard_normal((3, 5, 7, 3)) * 100 * scale).astype(np.float32)
+    x.flat[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30]
+    halves = (np.arange(-3, 4) + 0.5) * scale  # exactly half-way after the division for scale 1
+    x.flat[6:6 + halves.size] = halves
+    out = ops.Network([x.shape[1:]], [node("quantize", [0], attrs={"scale": scale, "zero_point": zero_point}),
+                                      node("dequantize", [1], attrs={"scale": scale, "zero_point": zero_point})],
+                      [2]).predict(x)[0]
+    q = oracle.quantize(x, scale, zero_point)
+    assert q.flat[0] == 0 and q.flat[1] == 255 and q.flat[2] == 0  # NaN, inf, -inf
+    assert_bits(out, oracle.dequantize(q, scale, zero_point), "dequantize(quantize(x))")
+    qq = run_int8("dequantize", q, attrs={"scale": 1.0})  # dequantize alone: the exact integers back
+    assert_bits(qq, q.astype(np.float32), "dequantize, scale 1")
+
+
+def test_quantize_rounds_half_to_even():
+    x = np.array([[0.5, 1.5, 2.5, 3.5, 254.5, 255.5, -0.5, 1e-8]], np.float32)
+    q = ops.Network([(8,)], [node("quantize", [0], attrs={"scale": 1.0}), node("dequantize", [1], attrs={"scale": 1.0})],
+                    [2]).predict(x)[0]
+    np.testing.assert_array_equal(q[0], [0, 2, 2, 4, 254, 255, 0, 0])
+
+
+# ----------------------------------------------------------------------------- conv2d_int8 / dense_int8
+
+CONV_CASES = [
+    # (N, H, W, C), (KH, KW, F), strides, padding
+    ((2, 7, 6, 3), (3, 3, 5), (1, 1), "valid"),
+    ((1, 8, 5, 1), (2, 3, 1), (1, 1), "same"),       # even kernel, 'same': the odd pixel bottom/right
+    ((3, 9, 9, 4), (3, 3, 16), (2, 2), "same"),
+    ((2, 6, 7, 6), (5, 5, 17), (1, 2), "same"),       # stride != kernel, F one over a vector
+    ((1, 5, 5, 2), (5, 5, 64), (1, 1), "valid"),      # output 1x1, one full panel
+    ((2, 6, 6, 8), (1, 1, 130), (1, 1), "valid"),     # 1x1, three panels, the last narrow
+    ((5, 32, 32, 3), (5, 5, 6), (1, 1), "same"),      # LeNet's first layer
+    ((4, 16, 16, 6), (5, 5, 16), (1, 1), "valid"),    # LeNet's second
+    ((1, 11, 13, 33), (3, 2, 72), (3, 1), "valid"),   # C not a multiple of 4: K padded
+]
+
+
+def _conv_case(rng, case, activation, out_dtype, zero_point):
+    (N, H, W, C), (KH, KW, F), strides, padding = case
+    xq = qinput(rng, (N, H, W, C), zero_point)
+    kernel = rng.standard_normal((KH, KW, C, F)).astype(np.float32) * 0.3
+    if F > 2:
+        kernel[..., 0] = 0.0  # an all-zero channel (its scale is 1)
+        kernel[0, 0, 0, 2] = 5.0  # one large weight: the others quantize coarsely
+    bias = (rng.standard_normal(F) * 2).astype(np.float32)
+    out_scale = None if out_dtype == "float32" else 0.05
+    attrs = dict(strides=strides, padding=padding, activation=activation,
+                 **oracle.int8_attrs(0.021, zero_point, out_scale, 9 if activation == "linear" else 0))
+    return xq, kernel, bias, attrs
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}-{c[3]}" for c in CONV_CASES])
+@pytest.mark.parametrize("activation,out_dtype", [("relu", "uint8"), ("linear", "uint8"), ("linear", "float32"),
+                                                  ("relu", "float32")])
+def test_conv2d_int8_matches_the_reference_bit_for_bit(isa, rng, case, activation, out_dtype):
+    xq, kernel, bias, attrs = _conv_case(rng, case, activation, out_dtype, zero_point=13)
+    got = run_int8("conv2d_int8", xq, (kernel, bias), attrs)
+    want = oracle.forward("conv2d_int8", [xq], [kernel, bias], attrs)
+    assert_bits(got, want, f"conv2d_int8 {case} {activation} {out_dtype} on {isa}")
+    if out_dtype == "uint8":
+        assert len(np.unique(got)) > 3  # the scales spread the outputs, not all clamped
+
+
+def test_conv2d_int8_without_bias_and_zero_point_zero(isa, rng):
+    xq, kernel, _, attrs = _conv_case(rng, CONV_CASES[2], "relu", "uint8", zero_point=0)
+    assert_bits(run_int8("conv2d_int8", xq, (kernel, None), attrs),
+                oracle.forward("conv2d_int8", [xq], [kernel, None], attrs), "no bias")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "softmax", "gelu"])
+def test_conv2d_int8_float_output_applies_any_activation(rng, activation):
+    xq, kernel, bias, attrs = _conv_case(rng, CONV_CASES[0], activation, "float32", zero_point=3)
+    got = run_int8("conv2d_int8", xq, (kernel, bias), attrs)
+    linear = oracle.forward("conv2d_int8", [xq], [kernel, bias], dict(attrs, activation="linear"))
+    np.testing.assert_allclose(got, oracle.activate(linear.astype(np.float64), activation), rtol=1e-5, atol=1e-6)
+
+
+DENSE_CASES = [((7, 12), 5), ((3, 10), 70), ((25, 576), 120), ((2, 4, 9), 3), ((13, 4096), 10), ((1, 1), 1)]
+
+
+@pytest.mark.parametrize("shape,units", DENSE_CASES, ids=[f"{s}-{u}" for s, u in DENSE_CASES])
+@pytest.mark.parametrize("activation,out_dtype", [("relu", "uint8"), ("linear", "uint8"), ("linear", "float32")])
+def test_dense_int8_matches_the_reference_bit_for_bit(isa, rng, shape, units, activation, out_dtype):
+    xq = qinput(rng, shape, 200)
+    kernel = (rng.standard_normal((shape[-1], units)) / np.sqrt(shape[-1])).astype(np.float32)
+    bias = rng.standard_normal(units).astype(np.float32)
+    attrs = dict(activation=activation, **oracle.int8_attrs(0.01, 200, None if out_dtype == "float32" else 0.02, 100))
+    got = run_int8("dense_int8", xq, (kernel, bias), attrs)
+    assert_bits(got, oracle.forward("dense_int8", [xq], [kernel, bias], attrs), f"dense_int8 {shape} {units} on {isa}")
+
+
+def test_int8_kernel_paths_follow_the_isa_cap(isa):
+    want = {"native": pycnn.build_info()["int8_kernels"], "avx2": "avx2", "baseline": "baseline"}[isa]
+    assert ops.build_info()["int8_kernels"] == want
+    if isa == "native" and "avx512_vnni" in open("/proc/cpuinfo").read():
+        assert want == "avx512_vnni"
+
+
+def test_the_largest_sums_do_not_overflow(isa):
+    """All inputs 255, all weights at +-127 (after quantization), the longest reduction the
+    op accepts in a size a test affords: the int32 sums are exact."""
+    K = 4099
+    xq = np.full((3, K), 255, np.uint8)
+    kernel = np.ones((K, 3), np.float32)
+    kernel[:, 1] = -1.0
+    attrs = oracle.int8_attrs(127.0, 0, None, 0)  # mul = 127 * (1 / 127): 1 in float32
+    got = run_int8("dense_int8", xq, (kernel, None), attrs)
+    assert_bits(got, oracle.forward("dense_int8", [xq], [kernel, None], attrs), "the largest sums")
+    np.testing.assert_array_equal(got[0], np.float32([255 * 127 * K, -255 * 127 * K, 255 * 127 * K]))
+
+
+def test_threads_do_not_change_int8_results(rng):
+    """One large image: the executor leaves the threads to the kernels (blocks of rows in
+    parallel); a batch: each thread a share. Both equal one thread's result."""
+    xq, kernel, bias, attrs = _conv_case(rng, ((1, 96, 80, 8), (3, 3, 32), (1, 1), "same"), "relu", "uint8", 5)
+    batch = qinput(rng, (64, 12, 12, 8), 5)
+    old = pycnn.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            pycnn.set_num_threads(threads)
+            outs.append((run_int8("conv2d_int8", xq, (kernel, bias), attrs),
+                         run_int8("conv2d_int8", batch, (kernel, bias), attrs)))
+    finally:
+        pycnn.set_num_threads(old)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- pooling on uint8
+
+POOL_CASES = [((2, 6, 6, 3), (2, 2), (2, 2), "valid"), ((1, 7, 5, 16), (3, 3), (2, 2), "same"),
+              ((3, 32, 32, 6), (2, 2), (2, 2), "valid"), ((2, 5, 8, 1), (2, 3), (1, 2), "same")]
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=[str(c) for c in POOL_CASES])
+@pytest.mark.parametrize("kind", ["maxpool2d_int8", "avgpool2d_int8"])
+def test_pooling_on_uint8_matches_the_reference(rng, case, kind):
+    shape, pool, strides, padding = case
+    xq = qinput(rng, shape, 0)
+    attrs = dict(pool_size=pool, strides=strides, padding=padding)
+    assert_bits(run_int8(kind, xq, (), attrs), oracle.forward(kind, [xq], [], attrs), f"{kind} {case}")
+
+
+@pytest.mark.parametrize("kind", ["global_maxpool2d_int8", "global_avgpool2d_int8"])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_global_pooling_on_uint8_matches_the_reference(rng, kind, keepdims):
+    xq = qinput(rng, (3, 5, 7, 4), 0)
+    assert_bits(run_int8(kind, xq, (), {"keepdims": keepdims}),
+                oracle.forward(kind, [xq], [], {"keepdims": keepdims}), kind)
+
+
+def test_views_pass_bytes_on(rng):
+    xq = qinput(rng, (2, 4, 4, 3), 0)
+    net = ops.Network([(4, 4, 3)], [node("quantize", [0], attrs={"scale": 1.0}), node("flatten", [1]),
+                                    node("reshape", [2], attrs={"target_shape": (6, 8)}), node("identity", [3]),
+                                    node("dequantize", [4], attrs={"scale": 1.0})], [5])
+    assert net.value_types == ["float32", "uint8", "uint8", "uint8", "uint8", "float32"]
+    np.testing.assert_array_equal(net.predict(xq.astype(np.float32))[0], xq.reshape(2, 6, 8))
+
+
+# ----------------------------------------------------------------------------- the contract's element types
+
+K3 = np.ones((3, 3, 3, 4), np.float32)
+INT8 = oracle.int8_attrs(0.1, 0, 0.1, 0)
+
+
+def test_a_float_op_refuses_bytes_and_an_int8_op_refuses_floats():
+    with raises(ValueError, "Network(): layer 'c' (op 'conv2d')", "reads value 1, which holds uint8 values",
+                "reads float32 values", "Dequantize it first (op 'dequantize')"):
+        ops.Network([(5, 5, 3)], [node("quantize", [0], attrs={"scale": 1.0}), node("conv2d", [1], (K3, None), name="c")],
+                    [2])
+    with raises(ValueError, "node 0 (op 'conv2d_int8')", "reads value 0, which holds float32 values",
+                "reads uint8 (quantized) values", "Quantize it first (op 'quantize')"):
+        ops.Network([(5, 5, 3)], [node("conv2d_int8", [0], (K3, None), INT8)], [1])
+
+
+def test_network_outputs_are_float32():
+    with raises(ValueError, "Network(): output value 1 holds uint8 values", "outputs are float32",
+                "End with op 'dequantize'"):
+        ops.Network([(5,)], [node("quantize", [0], attrs={"scale": 1.0})], [1])
+
+
+def test_nothing_trains_through_an_int8_op():
+    q = node("quantize", [0], attrs={"scale": 1.0})
+    conv = ops.node(ops.OpSpec("conv2d_int8", INT8, (K3, None)), "qconv", [1], weights=[0, -1])
+    with raises(ValueError, "layer 'qconv' (op 'conv2d_int8') is inference-only", "parameter 'kernel' cannot be trained"):
+        ops.Network([(5, 5, 3)], [q, conv, node("dequantize", [2], attrs={"scale": 1.0})], [3])
+    with raises(ValueError, "node 0 (op 'quantize') is inference-only", "no gradient can pass through it",
+                "input gradients were asked for"):
+        ops.Network([(5, 5, 3)], [q, node("conv2d_int8", [1], (K3, None), INT8),
+                                  node("dequantize", [2], attrs={"scale": 1.0})], [3], input_grads=True)
+    # A trained float layer after the int8 ones is fine: its gradient stops there.
+    dense = np.ones((36, 2), np.float32)
+    net = ops.Network([(5, 5, 3)], [q, node("conv2d_int8", [1], (K3, None), INT8),
+                                    node("dequantize", [2], attrs={"scale": 1.0}), node("flatten", [3]),
+                                    ops.node(ops.OpSpec("dense", {}, (dense, None)), "d", [4], weights=[0, -1])], [5])
+    grads = [np.empty_like(dense)]
+    x = np.random.default_rng(0).random((2, 5, 5, 3), dtype=np.float32) * 3
+    loss, _ = net.train_step(x, np.array([0, 0]), "sparse_softmax_crossentropy", grads)
+    assert np.isfinite(loss) and np.abs(grads[0]).sum() > 0
+
+
+def test_registry_describes_element_types_and_inference_only_ops():
+    registered = ops.registered_ops()
+    assert registered["conv2d_int8"].reads == "uint8" and registered["conv2d_int8"].inference_only
+    assert registered["quantize"].reads == "float32" and registered["dequantize"].reads == "uint8"
+    assert registered["flatten"].reads == "any" and not registered["flatten"].inference_only
+    assert registered["conv2d"].reads == "float32" and not registered["conv2d"].inference_only
+
+
+INT8_PARSE_ERRORS = [
+    # kind, input shape, params, attrs, fragments
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, in_scale=0.0), ["expected in_scale to be a positive finite",
+                                                                      "in_scale=0"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, in_scale=float("nan")), ["in_scale=nan"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, out_scale=-1.0), ["expected out_scale", "out_scale=-1"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, in_zero_point=-1), ["expected in_zero_point in [0, 255]",
+                                                                          "in_zero_point=-1"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, out_zero_point=300), ["out_zero_point=300"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, out_dtype="int8"), ["expected out_dtype 'uint8' or 'float32'",
+                                                                          "out_dtype='int8'"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, activation="sigmoid"),
+     ["expected activation 'linear' or 'relu' with out_dtype='uint8'", "activation='sigmoid'"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, out_dtype="float32", activation="elu"),
+     ["expected activation to be one of", "activation='elu'"]),
+    ("conv2d_int8", (5, 5, 2), (K3, None), INT8, ["kernel of shape (3, 3, 3, 4)", "does not fit", "(None, 5, 5, 2)"]),
+    ("conv2d_int8", (5, 5), (K3, None), INT8, ["needs (H, W, C) input"]),
+    ("conv2d_int8", (5, 5, 3), (K3, np.ones(3, np.float32)), INT8, ["expected parameter 1 of shape (4,)"]),
+    ("conv2d_int8", (2, 2, 3), (K3, None), INT8, ["computed output size would be zero or negative"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, strides=(0, 1)), ["expected strides of 2 integers"]),
+    ("conv2d_int8", (5, 5, 3), (K3, None), dict(INT8, padding="full"), ["expected padding 'valid' or 'same'"]),
+    ("conv2d_int8", (5, 5, 3), (np.where(K3 > 0, np.nan, 0).astype(np.float32), None), INT8,
+     ["expected finite kernel values to quantize", "Received: kernel value nan at flat index 0"]),
+    ("dense_int8", (6,), (np.ones((6, 2), np.float32), np.float32([1, np.inf])), INT8,
+     ["expected finite bias values", "bias value inf at flat index 1"]),
+    ("dense_int8", (6,), (np.ones((5, 2), np.float32), None), INT8, ["kernel of shape (5, 2)", "does not fit"]),
+    ("dense_int8", (33004,), (np.ones((33004, 1), np.float32), None), INT8,
+     ["has a reduction of 33004 values per output, more than the 33000", "Keep this layer in float32"]),
+    ("maxpool2d_int8", (5, 5, 3), (), {"pool_size": (0, 2)}, ["expected pool_size of 2 integers"]),
+    ("avgpool2d_int8", (1, 5, 3), (), {"pool_size": (2, 2)}, ["computed output size would be zero or negative"]),
+    ("global_avgpool2d_int8", (5, 3), (), {}, ["needs (H, W, C) input"]),
+]
+
+
+@pytest.mark.parametrize("kind,shape,params,attrs,fragments", INT8_PARSE_ERRORS,
+                         ids=[f"{c[0]}-{c[4][0][:40]}" for c in INT8_PARSE_ERRORS])
+def test_every_int8_parse_branch_raises_naming_the_node_and_op(kind, shape, params, attrs, fragments):
+    with raises(ValueError, f"Network(): layer 'q' (op '{kind}')", *fragments):
+        ops.Network([shape], [node("quantize", [0], attrs={"scale": 1.0}), node(kind, [1], params, attrs, name="q")],
+                    [2])
