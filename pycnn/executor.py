@@ -69,6 +69,109 @@ def _param_names(kind: str) -> List[str]:
     return [p.name for p in ops.registered_ops()[kind].params]
 
 
+def _readers(graph: Graph) -> List[set]:
+    """Per value: the nodes that read it (-1 for a graph output)."""
+    k = graph.num_inputs
+    readers: List[set] = [set() for _ in range(k + len(graph.nodes))]
+    for i, node in enumerate(graph.nodes):
+        for j in node.inputs:
+            readers[j].add(i)
+    for o in graph.outputs:
+        readers[o].add(-1)
+    return readers
+
+
+def _private(graph: Graph, value: int, reader: int, readers: List[set]) -> bool:
+    """``value`` is read by node ``reader`` alone and is no graph output."""
+    return readers[value] == {reader} and graph.consumers()[value] == 1
+
+
+def node_specs(graph: Graph, training: bool, logits: bool, rewrite: bool = True
+               ) -> Tuple[List[Optional[ops.OpSpec]], List[Callable[[], None]]]:
+    """The op spec each node of ``graph`` runs as (None: a Python layer), after the two
+    rewrites (module docstring) unless ``rewrite`` is False, and the functions that recompute
+    the arrays a batchnorm folding derived from live weights (each already run once).
+    pycnn.quantization starts from these specs too."""
+    k = graph.num_inputs
+    out_node = graph.outputs[0] - k
+    specs = [node.layer._spec_for(training, logits and i == out_node) for i, node in enumerate(graph.nodes)]
+    refresh: List[Callable[[], None]] = []
+    if rewrite:
+        readers = _readers(graph)
+        if not training:
+            _fold_batchnorm(graph, specs, readers, refresh)
+        _fuse_activations(graph, specs, readers)
+    return specs, refresh
+
+
+def _fuse_activations(graph: Graph, specs: List[Optional[ops.OpSpec]], readers: List[set]) -> None:
+    """An ``activation`` node reading (alone) the output of a node with a linear
+    ``activation`` attribute becomes part of that node; it turns into an identity."""
+    k = graph.num_inputs
+    for i, spec in enumerate(specs):
+        if spec is None or spec.kind != "activation":
+            continue
+        src, reader = graph.nodes[i].inputs[0] - k, i
+        # Look through the identities a batchnorm folding left (conv -> BN -> relu).
+        while src >= 0 and specs[src] is not None and specs[src].kind == "identity" and \
+                _private(graph, k + src, reader, readers):
+            src, reader = graph.nodes[src].inputs[0] - k, src
+        if src < 0 or specs[src] is None or not _private(graph, k + src, reader, readers):
+            continue
+        producer = specs[src]
+        if "activation" in _attrs_of(producer.kind) and producer.attrs.get("activation", "linear") == "linear":
+            specs[src] = producer.with_attrs(activation=spec.attrs["activation"])
+            specs[i] = ops.OpSpec("identity", {})
+
+
+def fold_batchnorm(kernel: np.ndarray, bias: Optional[np.ndarray], gamma: Optional[np.ndarray],
+                   beta: Optional[np.ndarray], mean: np.ndarray, var: np.ndarray, epsilon: float,
+                   out_kernel: np.ndarray, out_bias: np.ndarray) -> None:
+    """Inference batch normalization after a linear map, folded into it: writes
+    ``out_kernel = kernel * s`` (per output channel, the kernel's last axis) and
+    ``out_bias = (bias - mean) * s + beta`` with ``s = gamma / sqrt(var + epsilon)``."""
+    channels = mean.shape[0]
+    scale = (1.0 / np.sqrt(var.astype(np.float64) + epsilon)) * (1.0 if gamma is None else gamma)
+    np.multiply(kernel.reshape(-1, channels), scale.astype(np.float32), out=out_kernel.reshape(-1, channels))
+    shifted = (0.0 if bias is None else bias.astype(np.float64)) - mean
+    out_bias[...] = shifted * scale + (0.0 if beta is None else beta)
+
+
+def _fold_batchnorm(graph: Graph, specs: List[Optional[ops.OpSpec]], readers: List[set],
+                    refresh: List[Callable[[], None]]) -> None:
+    """At inference a batchnorm right after a linear node whose parameters are ``kernel``
+    and ``bias`` (the last axis of the kernel the output channels) is a per-channel scale
+    and shift, which folds exactly into them (:func:`fold_batchnorm`)."""
+    k = graph.num_inputs
+    for i, spec in enumerate(specs):
+        if spec is None or spec.kind != "batchnorm" or spec.attrs.get("training"):
+            continue
+        src = graph.nodes[i].inputs[0] - k
+        if src < 0 or specs[src] is None or not _private(graph, k + src, i, readers):
+            continue
+        producer = specs[src]
+        if _param_names(producer.kind)[:2] != ["kernel", "bias"] or \
+                producer.attrs.get("activation", "linear") != "linear":
+            continue
+        kernel, bias = producer.params[0], producer.params[1]
+        gamma, beta, mean, var = spec.params
+        epsilon = float(spec.attrs["epsilon"])
+        channels = mean.shape[0]
+        if kernel.size % channels or (bias is not None and bias.shape != (channels,)):
+            continue
+        folded_kernel = np.empty_like(kernel)
+        folded_bias = np.empty(channels, np.float32)
+
+        def update(args=(kernel, bias, gamma, beta, mean, var, epsilon, folded_kernel, folded_bias)) -> None:
+            fold_batchnorm(*args)
+
+        update()
+        refresh.append(update)
+        params = (folded_kernel, folded_bias) + tuple(producer.params[2:])
+        specs[src] = producer._replace(params=params).with_attrs(activation=spec.attrs.get("activation", "linear"))
+        specs[i] = ops.OpSpec("identity", {})
+
+
 class CompiledGraph:
     """``graph`` (expanded) compiled for inputs of ``input_shapes`` (batch axis included).
 
@@ -77,10 +180,12 @@ class CompiledGraph:
         logits: the producer of output 0 leaves out its final softmax (a fused loss, or a
             loss computed from logits).
         trained: the weights to train, in the order gradients are returned; [] for inference.
+        rewrite: fold batch normalization and fuse activations (False: the layers' specs are
+            final, as those of a quantized graph, pycnn/quantization.py).
     """
 
     def __init__(self, graph: Graph, input_shapes: Sequence[Shape], training: bool, logits: bool,
-                 trained: Sequence[np.ndarray]) -> None:
+                 trained: Sequence[np.ndarray], rewrite: bool = True) -> None:
         self.graph = graph
         self.training = training
         self.trained = list(trained)
@@ -88,17 +193,12 @@ class CompiledGraph:
         k = graph.num_inputs
         shapes = graph.value_shapes(input_shapes)
         self.value_shapes = shapes
-        out_node = graph.outputs[0] - k
-        specs = [node.layer._spec_for(training, logits and i == out_node) for i, node in enumerate(graph.nodes)]
-        self._refresh: List[Callable[[], None]] = []
-        if not training:
-            self._fold_batchnorm(specs)
-        self._fuse_activations(specs)
+        specs, self._refresh = node_specs(graph, training, logits, rewrite)
         self.specs = specs
         self._grads: Optional[Tuple[List[Optional[np.ndarray]], List[np.ndarray]]] = None
         self.steps: List[Any] = []
         needs = graph.needs_grad()
-        readers = self._readers()
+        readers = _readers(graph)
         i = 0
         while i < len(specs):
             if specs[i] is None:
@@ -115,81 +215,6 @@ class CompiledGraph:
         self._in_order = isinstance(last, _Segment) and last.weights == list(range(len(self.trained)))
 
     # ------------------------------------------------------------------ compile
-
-    def _readers(self) -> List[set]:
-        """Per value: the nodes that read it (-1 for a graph output)."""
-        k = self.graph.num_inputs
-        readers: List[set] = [set() for _ in range(k + len(self.graph.nodes))]
-        for i, node in enumerate(self.graph.nodes):
-            for j in node.inputs:
-                readers[j].add(i)
-        for o in self.graph.outputs:
-            readers[o].add(-1)
-        return readers
-
-    def _private(self, value: int, reader: int, readers: List[set]) -> bool:
-        """``value`` is read by node ``reader`` alone and is no graph output."""
-        return readers[value] == {reader} and self.graph.consumers()[value] == 1
-
-    def _fuse_activations(self, specs: List[Optional[ops.OpSpec]]) -> None:
-        """An ``activation`` node reading (alone) the output of a node with a linear
-        ``activation`` attribute becomes part of that node; it turns into an identity."""
-        k = self.graph.num_inputs
-        readers = self._readers()
-        for i, spec in enumerate(specs):
-            if spec is None or spec.kind != "activation":
-                continue
-            src, reader = self.graph.nodes[i].inputs[0] - k, i
-            # Look through the identities a batchnorm folding left (conv -> BN -> relu).
-            while src >= 0 and specs[src] is not None and specs[src].kind == "identity" and \
-                    self._private(k + src, reader, readers):
-                src, reader = self.graph.nodes[src].inputs[0] - k, src
-            if src < 0 or specs[src] is None or not self._private(k + src, reader, readers):
-                continue
-            producer = specs[src]
-            if "activation" in _attrs_of(producer.kind) and producer.attrs.get("activation", "linear") == "linear":
-                specs[src] = producer.with_attrs(activation=spec.attrs["activation"])
-                specs[i] = ops.OpSpec("identity", {})
-
-    def _fold_batchnorm(self, specs: List[Optional[ops.OpSpec]]) -> None:
-        """At inference a batchnorm right after a linear node whose parameters are ``kernel``
-        and ``bias`` (the last axis of the kernel the output channels) is a per-channel scale
-        and shift, which folds exactly into them: ``kernel * s`` and
-        ``(bias - moving_mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``."""
-        k = self.graph.num_inputs
-        readers = self._readers()
-        for i, spec in enumerate(specs):
-            if spec is None or spec.kind != "batchnorm" or spec.attrs.get("training"):
-                continue
-            src = self.graph.nodes[i].inputs[0] - k
-            if src < 0 or specs[src] is None or not self._private(k + src, i, readers):
-                continue
-            producer = specs[src]
-            if _param_names(producer.kind)[:2] != ["kernel", "bias"] or \
-                    producer.attrs.get("activation", "linear") != "linear":
-                continue
-            kernel, bias = producer.params[0], producer.params[1]
-            gamma, beta, mean, var = spec.params
-            epsilon = float(spec.attrs["epsilon"])
-            channels = mean.shape[0]
-            if kernel.size % channels or (bias is not None and bias.shape != (channels,)):
-                continue
-            folded_kernel = np.empty_like(kernel)
-            folded_bias = np.empty(channels, np.float32)
-
-            def update(kernel=kernel, bias=bias, gamma=gamma, beta=beta, mean=mean, var=var, epsilon=epsilon,
-                       folded_kernel=folded_kernel, folded_bias=folded_bias, channels=channels) -> None:
-                scale = (1.0 / np.sqrt(var.astype(np.float64) + epsilon)) * (1.0 if gamma is None else gamma)
-                np.multiply(kernel.reshape(-1, channels), scale.astype(np.float32),
-                            out=folded_kernel.reshape(-1, channels))
-                shifted = (0.0 if bias is None else bias.astype(np.float64)) - mean
-                folded_bias[...] = shifted * scale + (0.0 if beta is None else beta)
-
-            update()
-            self._refresh.append(update)
-            params = (folded_kernel, folded_bias) + tuple(producer.params[2:])
-            specs[src] = producer._replace(params=params).with_attrs(activation=spec.attrs.get("activation", "linear"))
-            specs[i] = ops.OpSpec("identity", {})
 
     def _segment(self, start: int, stop: int, shapes: List[Shape], needs: List[bool], readers: List[set]) -> _Segment:
         """Nodes [start, stop) as one native network."""
