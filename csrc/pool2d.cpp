@@ -129,17 +129,45 @@ void avgpool2d_backward(float* dinp, const float* dout, const PoolShape& s) {
   }
 }
 
-// out[n, oh, ow, c] = max over the window's real bytes (vectorised over channels).
+// out[n, oh, ow, c] = max over the window's real bytes. Windows side by side without padding
+// (the usual 2x2 / 2): the max over the window's rows first, along whole input rows (long
+// vectorised runs even when C is small), then over each window's columns; otherwise window
+// by window, vectorised over channels.
 void maxpool2d_u8_forward(uint8_t* out, const uint8_t* inp, const PoolShape& s) {
   const int64_t C = s.C, rows = s.N * s.OH;
+  constexpr int64_t kLine = 4096;
+  const int64_t piece = kLine / (s.KW * C) * (s.KW * C);  // whole windows per piece of a row
+  const bool tiled = s.PT == 0 && s.PL == 0 && s.SH == s.KH && s.SW == s.KW && s.OH * s.KH <= s.H &&
+                     s.OW * s.KW <= s.W && piece > 0;
 #ifdef PYCNN_OPENMP
 #pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (rows * s.OW * C > (1 << 16))
 #endif
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t n = r / s.OH, oh = r % s.OH;
     const uint8_t* img = inp + n * s.H * s.W * C;
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      uint8_t* o = out + (r * s.OW + ow) * C;
+    uint8_t* o = out + r * s.OW * C;
+    if (tiled) {
+      const int64_t span = s.OW * s.KW * C;
+      uint8_t line[kLine];
+      for (int64_t x0 = 0; x0 < span; x0 += piece) {
+        const int64_t len = std::min(piece, span - x0);
+        const uint8_t* first = img + oh * s.KH * s.W * C + x0;
+        std::memcpy(line, first, static_cast<size_t>(len));
+        for (int64_t kh = 1; kh < s.KH; ++kh) {
+          const uint8_t* v = first + kh * s.W * C;
+          for (int64_t j = 0; j < len; ++j) line[j] = v[j] > line[j] ? v[j] : line[j];
+        }
+        // line holds window columns [x0 / (KW C), ...): reduce each window's KW pixels.
+        for (int64_t j = 0; j < len; j += s.KW * C) {
+          uint8_t* dst = o + (x0 + j) / s.KW;
+          std::memcpy(dst, line + j, static_cast<size_t>(C));
+          for (int64_t kw = 1; kw < s.KW; ++kw)
+            for (int64_t c = 0; c < C; ++c) dst[c] = line[j + kw * C + c] > dst[c] ? line[j + kw * C + c] : dst[c];
+        }
+      }
+      continue;
+    }
+    for (int64_t ow = 0; ow < s.OW; ++ow, o += C) {
       const Clip w = clip_window(s, oh, ow);
       std::memcpy(o, img + (w.h0 * s.W + w.w0) * C, static_cast<size_t>(C));
       for (int64_t ih = w.h0; ih < w.h1; ++ih)

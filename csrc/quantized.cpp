@@ -79,7 +79,8 @@ struct Int8Kernels {
   const char* name;
   void (*quantize)(uint8_t*, const float*, int64_t, float, float);
   void (*dequantize)(float*, const uint8_t*, int64_t, float, int32_t);
-  void (*gemm)(void*, int64_t, const uint8_t*, int64_t, int64_t, const Int8Weights&, const unsigned char*, uint8_t*);
+  void (*gemm)(void*, int64_t, const Int8Rows&, const Int8Weights&, const unsigned char*, uint8_t*);
+  int (*tile_rows)(int nv);  // rows per GEMM tile for a panel of 16 nv channels
 };
 
 bool cpu_has_vnni512() {
@@ -98,16 +99,19 @@ bool cpu_has_vnni512() {
 // AVX-512 without VNNI (Skylake-X) runs the AVX2 kernels; a CPU with AVX-VNNI but no AVX-512
 // too (256-bit VNNI kernels would be the next step there).
 Int8Kernels int8_kernels() {
+#define PYCNN_Q8_KERNELS(name, ns) {name, ns::quantize, ns::dequantize, ns::gemm, ns::tile_rows}
 #ifdef PYCNN_Q8_HAVE_X86
   const Isa isa = active_isa();
-  if (isa == Isa::avx512 && cpu_has_vnni512()) return {"avx512_vnni", q8_vnni::quantize, q8_vnni::dequantize, q8_vnni::gemm};
-  if (isa != Isa::baseline) return {"avx2", q8_avx2::quantize, q8_avx2::dequantize, q8_avx2::gemm};
+  if (isa == Isa::avx512 && cpu_has_vnni512()) return PYCNN_Q8_KERNELS("avx512_vnni", q8_vnni);
+  if (isa != Isa::baseline) return PYCNN_Q8_KERNELS("avx2", q8_avx2);
 #endif
-  return {"baseline", q8_portable::quantize, q8_portable::dequantize, q8_portable::gemm};
+  return PYCNN_Q8_KERNELS("baseline", q8_portable);
+#undef PYCNN_Q8_KERNELS
 }
 
 constexpr int64_t kTailRows = 12;          // the most rows a GEMM tile reads (quantized_impl.h)
 constexpr int64_t kBlockBytes = 192 << 10;  // im2col rows per block: about this many bytes (L2)
+constexpr int64_t kMinRows = 256;           // a direct convolution's images per block: at least this many rows
 
 template <class T>
 T* scratch_as(int slot, int64_t bytes, Scratch which) {
@@ -122,44 +126,100 @@ int threads_for(int64_t blocks, double work) {
   return static_cast<int>(std::min<int64_t>(T, blocks));
 }
 
-// dst[0, n) = src[0, n), copying 16 bytes at a time: the last copy may write up to 15 bytes
-// past n (the caller writes or owns what follows) and read past it while that stays before
-// src_end (else the tail goes byte by byte).
-inline void copy_row(uint8_t* dst, const uint8_t* src, int64_t n, const uint8_t* src_end) {
+// Runs body(slot, b) for b in [0, blocks) on T threads, each with its own scratch slot.
+template <class Body>
+void parallel_blocks(int64_t blocks, int T, Body&& body) {
+  const int base = slot_base();
+  if (T == 1) {
+    for (int64_t b = 0; b < blocks; ++b) body(base, b);
+    return;
+  }
+#ifdef PYCNN_OPENMP
+#pragma omp parallel for schedule(static) num_threads(T)
+#endif
+  for (int64_t b = 0; b < blocks; ++b) body(base + team_thread(), b);
+}
+
+// dst[0, n) = src[0, n) in 16-byte copies: the last may write up to 15 bytes past n (the
+// caller writes what follows later, or owns it) and reads past n while that stays before
+// src_end (else the rest goes byte by byte).
+inline void copy_over(uint8_t* dst, const uint8_t* src, int64_t n, const uint8_t* src_end) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) std::memcpy(dst + i, src + i, 16);
   if (i == n) return;
-  if (src + i + 16 <= src_end) std::memcpy(dst + i, src + i, 16);
-  else std::memcpy(dst + i, src + i, static_cast<size_t>(n - i));
+  if (src + i + 16 <= src_end) {
+    std::memcpy(dst + i, src + i, 16);
+  } else {
+    for (; i < n; ++i) dst[i] = src[i];
+  }
+}
+
+// dst[0, n) = the 16 bytes of `fill`, repeated; may write up to 15 bytes past n (as copy_over).
+inline void fill_over(uint8_t* dst, const uint8_t* fill, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) std::memcpy(dst + i, fill, 16);
 }
 
 // Rows [r0, r1) of the flattened output pixels (n, oh, ow) as receptive fields, row r at
-// A + (r - r0) * lda: (KH, KW, C) bytes, `pad` where the window leaves the image, zeros
-// from K to lda. Writes up to 15 bytes past the last row (A has room).
-void im2col_u8(uint8_t* A, int64_t lda, const uint8_t* inp, const ConvShape& s, int64_t r0, int64_t r1, uint8_t pad) {
-  const int64_t P = s.OH * s.OW, C = s.C, L = s.KW * C, K = s.KH * L;
+// A + (r - r0) * lda: KH segments of Lp bytes (KW * C of the window, `pad` where it leaves
+// the image; the last Lp - KW * C bytes meet zero weights and hold anything). Writes up to
+// 15 bytes past the last row (A has room). Each row is written in order, so a copy running
+// past its part is overwritten by the next one.
+void im2col_u8(uint8_t* A, int64_t lda, int64_t Lp, const uint8_t* inp, const ConvShape& s, int64_t r0, int64_t r1,
+               uint8_t pad) {
+  const int64_t C = s.C, L = s.KW * C;
   const uint8_t* end = inp + s.N * s.H * s.W * C;
+  uint8_t fill[16];
+  std::memset(fill, pad, sizeof(fill));
+  int64_t n = r0 / (s.OH * s.OW), oh = r0 / s.OW % s.OH, ow = r0 % s.OW;
   for (int64_t r = r0; r < r1; ++r) {
-    const int64_t n = r / P, p = r % P, oh = p / s.OW, ow = p % s.OW;
     const uint8_t* img = inp + n * s.H * s.W * C;
     uint8_t* dst = A + (r - r0) * lda;
-    const int64_t iw0 = ow * s.SW - s.PL;
+    const int64_t iw0 = ow * s.SW - s.PL, ih0 = oh * s.SH - s.PT;
     const bool inside_w = iw0 >= 0 && iw0 + s.KW <= s.W;
-    for (int64_t kh = 0; kh < s.KH; ++kh, dst += L) {
-      const int64_t ih = oh * s.SH - s.PT + kh;
+    for (int64_t kh = 0; kh < s.KH; ++kh, dst += Lp) {
+      const int64_t ih = ih0 + kh;
       if (ih < 0 || ih >= s.H) {
-        std::memset(dst, pad, static_cast<size_t>(L));
+        fill_over(dst, fill, L);
       } else if (inside_w) {
-        copy_row(dst, img + (ih * s.W + iw0) * C, L, end);
+        copy_over(dst, img + (ih * s.W + iw0) * C, L, end);
       } else {
+        const uint8_t* row = img + ih * s.W * C;
         for (int64_t kw = 0; kw < s.KW; ++kw) {
           const int64_t iw = iw0 + kw;
-          if (iw < 0 || iw >= s.W) std::memset(dst + kw * C, pad, static_cast<size_t>(C));
-          else std::memcpy(dst + kw * C, img + (ih * s.W + iw) * C, static_cast<size_t>(C));
+          if (iw < 0 || iw >= s.W) fill_over(dst + kw * C, fill, C);
+          else copy_over(dst + kw * C, row + iw * C, C, end);
         }
       }
     }
-    std::memset(A + (r - r0) * lda + K, 0, static_cast<size_t>(lda - K));
+    if (++ow == s.OW) {
+      ow = 0;
+      if (++oh == s.OH) {
+        oh = 0;
+        ++n;
+      }
+    }
+  }
+}
+
+// The padded input of a direct convolution: images [n0, n1) into Hp x Wp x C planes, `pad`
+// around (and right of, below) the real pixels.
+void pad_images(uint8_t* dst, const uint8_t* inp, const ConvShape& s, int64_t n0, int64_t n1, int64_t Hp, int64_t Wp,
+                uint8_t pad) {
+  const int64_t C = s.C;
+  for (int64_t n = n0; n < n1; ++n) {
+    uint8_t* img = dst + (n - n0) * Hp * Wp * C;
+    for (int64_t y = 0; y < Hp; ++y) {
+      uint8_t* row = img + y * Wp * C;
+      const int64_t ih = y - s.PT;
+      if (ih < 0 || ih >= s.H) {
+        std::memset(row, pad, static_cast<size_t>(Wp * C));
+        continue;
+      }
+      const int64_t left = std::min(s.PL, Wp), width = std::max<int64_t>(0, std::min(s.W, Wp - s.PL));
+      std::memset(row, pad, static_cast<size_t>(left * C));
+      std::memcpy(row + left * C, inp + (n * s.H + ih) * s.W * C, static_cast<size_t>(width * C));
+      std::memset(row + (left + width) * C, pad, static_cast<size_t>((Wp - left - width) * C));
+    }
   }
 }
 
@@ -177,20 +237,23 @@ void dequantize_forward(float* out, const uint8_t* inp, int64_t n, float scale, 
   int8_kernels().dequantize(out, inp, n, scale, zero_point);
 }
 
-int64_t int8_packed_bytes(int64_t K, int64_t F) {
-  const int64_t K4 = (K + 3) / 4, Fp = (F + 15) / 16 * 16;
+int64_t int8_packed_bytes(int64_t segs, int64_t seg_len, int64_t F) {
+  const int64_t K4 = segs * ((seg_len + 3) / 4), Fp = (F + 15) / 16 * 16;
   return Fp * K4 * 4 + 3 * Fp * 4;
 }
 
-void int8_pack(unsigned char* bytes, Int8Weights* w, const float* kernel, const float* bias, int64_t K, int64_t F,
-               double in_scale, int32_t in_zero_point, bool u8_out, double out_scale, int32_t out_zero_point,
-               bool relu) {
+void int8_pack(unsigned char* bytes, Int8Weights* w, const float* kernel, const float* bias, int64_t segs,
+               int64_t seg_len, int64_t F, double in_scale, int32_t in_zero_point, bool u8_out, double out_scale,
+               int32_t out_zero_point, bool relu) {
+  const int64_t K = segs * seg_len;
   w->K = K;
-  w->K4 = (K + 3) / 4;
+  w->segs = segs;
+  w->seg_k4 = (seg_len + 3) / 4;
+  const int64_t K4 = segs * w->seg_k4;
   w->F = F;
   w->Fp = (F + 15) / 16 * 16;
   w->w_off = 0;
-  w->comp_off = w->Fp * w->K4 * 4;
+  w->comp_off = w->Fp * K4 * 4;
   w->mul_off = w->comp_off + w->Fp * 4;
   w->add_off = w->mul_off + w->Fp * 4;
   w->u8_out = u8_out;
@@ -211,9 +274,13 @@ void int8_pack(unsigned char* bytes, Int8Weights* w, const float* kernel, const 
       q[k] = static_cast<int8_t>(std::min(127.0, std::max(-127.0, v)));
       sum += q[k];
     }
-    // Panel p0 = the panel holding f: [K4][width][4] from byte p0 * K4 * 4.
+    // Panel p0 = the panel holding f, [K4][width][4] from byte p0 * K4 * 4; kernel row k is
+    // row (k / seg_len) * 4 seg_k4 + k % seg_len of the padded reduction.
     const int64_t p0 = f / kInt8Panel * kInt8Panel, width = std::min(kInt8Panel, w->Fp - p0);
-    for (int64_t k = 0; k < K; ++k) packed[p0 * w->K4 * 4 + (k / 4) * width * 4 + (f - p0) * 4 + k % 4] = q[k];
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t kp = (k / seg_len) * 4 * w->seg_k4 + k % seg_len;
+      packed[p0 * K4 * 4 + (kp / 4) * width * 4 + (f - p0) * 4 + kp % 4] = q[k];
+    }
     comp[f] = static_cast<int32_t>(-static_cast<int64_t>(in_zero_point) * sum);
     const double b = bias ? static_cast<double>(bias[f]) : 0.0;
     if (u8_out) {
@@ -229,61 +296,95 @@ void int8_pack(unsigned char* bytes, Int8Weights* w, const float* kernel, const 
 void conv2d_int8_forward(void* out, const uint8_t* inp, const Int8Weights& w, const unsigned char* bytes,
                          const ConvShape& s, uint8_t pad) {
   const Int8Kernels k = int8_kernels();
-  const int64_t M = s.N * s.OH * s.OW, lda = 4 * w.K4;
+  const int64_t Lp = 4 * w.seg_k4, P = s.OH * s.OW, esize = w.u8_out ? 1 : 4;
+  const double work = static_cast<double>(w.K * w.F);
+  // Direct: rows of A read in place from a padded copy of the input, tiles along output rows;
+  // worth it unless the tiles' last rows in each output row would waste a sixth of the work.
+  const int mr = k.tile_rows(static_cast<int>(std::min<int64_t>(w.Fp, kInt8Panel) / 16));
+  const int64_t tiles = (s.OW + mr - 1) / mr;
+  if (6 * (tiles * mr - s.OW) <= tiles * mr) {
+    const int64_t Hp = (s.OH - 1) * s.SH + s.KH, Wp = std::max((s.OW - 1) * s.SW + s.KW, s.PL + 1);
+    const int64_t image = Hp * Wp * s.C;
+    // The last tile of an output row reads up to mr - 1 windows (and Lp - KW * C bytes) past
+    // it: room after the last image.
+    const int64_t slack = mr * s.SW * s.C + Lp + 64;
+    // Whole images per block, at least kMinRows output rows (one B pass feeds them all);
+    // one image split by output rows when there are fewer images than threads.
+    const int64_t per = std::max<int64_t>(1, std::min<int64_t>(s.N, (kMinRows + P - 1) / P));
+    int64_t blocks = (s.N + per - 1) / per;
+    const int T0 = get_num_threads();
+    const bool split_rows = s.N < T0 && s.N * s.OH >= 2 * T0;
+    int64_t row_blocks = 1;
+    if (split_rows) {
+      row_blocks = std::min<int64_t>(s.OH, T0);
+      blocks = s.N * row_blocks;
+    }
+    const int T = threads_for(blocks, static_cast<double>(split_rows ? P / row_blocks : per * P) * work);
+    parallel_blocks(blocks, T, [&](int slot, int64_t b) {
+      int64_t n0, n1, oh0 = 0, oh1 = s.OH;
+      if (split_rows) {
+        n0 = b / row_blocks;
+        n1 = n0 + 1;
+        const int64_t part = b % row_blocks;
+        oh0 = s.OH * part / row_blocks;
+        oh1 = s.OH * (part + 1) / row_blocks;
+        if (oh1 <= oh0) return;
+      } else {
+        n0 = b * per;
+        n1 = std::min(s.N, n0 + per);
+      }
+      uint8_t* buf = scratch_as<uint8_t>(slot, (n1 - n0) * image + slack, kScratchInt8A);
+      pad_images(buf, inp, s, n0, n1, Hp, Wp, pad);
+      std::memset(buf + (n1 - n0) * image, pad, static_cast<size_t>(slack));
+      const Int8Rows rows = {buf + oh0 * s.SH * Wp * s.C, s.SW * s.C, s.OW, s.SH * Wp * s.C, oh1 - oh0, image,
+                             n1 - n0, Wp * s.C};
+      if (split_rows) {
+        k.gemm(static_cast<unsigned char*>(out) + (n0 * P + oh0 * s.OW) * w.F * esize, w.F, rows, w, bytes, nullptr);
+      } else {
+        k.gemm(static_cast<unsigned char*>(out) + n0 * P * w.F * esize, w.F, rows, w, bytes, nullptr);
+      }
+    });
+    return;
+  }
+  // im2col: blocks of output pixels copied as rows (KH segments of Lp bytes).
+  const int64_t M = s.N * P, lda = w.segs * Lp;
   int64_t block = std::max<int64_t>(24, kBlockBytes / lda / 24 * 24);  // a multiple of every tile height
   block = std::min(block, M);
   const int64_t blocks = (M + block - 1) / block;
-  const int T = threads_for(blocks, static_cast<double>(block) * static_cast<double>(w.K * w.F));
-  const int64_t esize = w.u8_out ? 1 : 4;
-  auto run = [&](int slot, int64_t b) {
+  const int T = threads_for(blocks, static_cast<double>(block) * work);
+  parallel_blocks(blocks, T, [&](int slot, int64_t b) {
     const int64_t r0 = b * block, r1 = std::min(M, r0 + block);
-    uint8_t* A = scratch_as<uint8_t>(slot, block * lda + 64, kScratchInt8A);
+    uint8_t* A = scratch_as<uint8_t>(slot, block * lda + 64, kScratchInt8A);  // + 64: copies run past the end
     uint8_t* tail = scratch_as<uint8_t>(slot, kTailRows * lda, kScratchInt8Tail);
-    im2col_u8(A, lda, inp, s, r0, r1, pad);
-    k.gemm(static_cast<unsigned char*>(out) + r0 * w.F * esize, w.F, A, lda, r1 - r0, w, bytes, tail);
-  };
-  if (T == 1) {
-    for (int64_t b = 0; b < blocks; ++b) run(slot_base(), b);
-    return;
-  }
-  const int base = slot_base();
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(T)
-#endif
-  for (int64_t b = 0; b < blocks; ++b) run(base + team_thread(), b);
+    im2col_u8(A, lda, Lp, inp, s, r0, r1, pad);
+    const Int8Rows rows = {A, lda, r1 - r0, 0, 1, 0, 1, Lp};
+    k.gemm(static_cast<unsigned char*>(out) + r0 * w.F * esize, w.F, rows, w, bytes, tail);
+  });
 }
 
 void dense_int8_forward(void* out, const uint8_t* inp, const Int8Weights& w, const unsigned char* bytes, int64_t N) {
   const Int8Kernels k = int8_kernels();
-  const int64_t lda = 4 * w.K4;
-  const int64_t esize = w.u8_out ? 1 : 4;
+  const int64_t lda = 4 * w.seg_k4, esize = w.u8_out ? 1 : 4;
   const int T = threads_for((N + 23) / 24, 24.0 * static_cast<double>(w.K * w.F));
   const int64_t per = T == 1 ? N : ((N + T - 1) / T + 23) / 24 * 24;
-  const int base = slot_base();
   // Rows of K bytes are read in place when K is a multiple of 4; else copied with zeros after.
-  auto run = [&](int slot, int64_t r0, int64_t r1) {
+  parallel_blocks(T, T, [&](int slot, int64_t t) {
+    const int64_t r0 = std::min<int64_t>(N, t * per), r1 = std::min<int64_t>(N, (t + 1) * per);
     if (r1 <= r0) return;
     uint8_t* tail = scratch_as<uint8_t>(slot, kTailRows * lda, kScratchInt8Tail);
     unsigned char* o = static_cast<unsigned char*>(out) + r0 * w.F * esize;
-    if (lda == w.K) {
-      k.gemm(o, w.F, inp + r0 * w.K, lda, r1 - r0, w, bytes, tail);
-      return;
+    const uint8_t* A = inp + r0 * w.K;
+    if (lda != w.K) {
+      uint8_t* copy = scratch_as<uint8_t>(slot, (r1 - r0) * lda, kScratchInt8A);
+      for (int64_t r = r0; r < r1; ++r) {
+        std::memcpy(copy + (r - r0) * lda, inp + r * w.K, static_cast<size_t>(w.K));
+        std::memset(copy + (r - r0) * lda + w.K, 0, static_cast<size_t>(lda - w.K));
+      }
+      A = copy;
     }
-    uint8_t* A = scratch_as<uint8_t>(slot, (r1 - r0) * lda, kScratchInt8A);
-    for (int64_t r = r0; r < r1; ++r) {
-      std::memcpy(A + (r - r0) * lda, inp + r * w.K, static_cast<size_t>(w.K));
-      std::memset(A + (r - r0) * lda + w.K, 0, static_cast<size_t>(lda - w.K));
-    }
-    k.gemm(o, w.F, A, lda, r1 - r0, w, bytes, tail);
-  };
-  if (T == 1) {
-    run(base, 0, N);
-    return;
-  }
-#ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(T)
-#endif
-  for (int t = 0; t < T; ++t) run(base + team_thread(), std::min<int64_t>(N, t * per), std::min<int64_t>(N, (t + 1) * per));
+    const Int8Rows rows = {A, lda, r1 - r0, 0, 1, 0, 1, 0};
+    k.gemm(o, w.F, rows, w, bytes, tail);
+  });
 }
 
 // ---------------------------------------------------------------------------- the ops
@@ -386,16 +487,17 @@ void check_finite_kernel(const OpArgs& args, int64_t count) {
 }
 
 // Packs the weights into the node's bytes; float32 output gets the op's activation.
-NodeActivation int8_weights(Node& node, const OpArgs& args, Int8Weights* w, int64_t K, int64_t F,
+NodeActivation int8_weights(Node& node, const OpArgs& args, Int8Weights* w, int64_t segs, int64_t seg_len, int64_t F,
                             const std::vector<int64_t>& out_shape) {
+  const int64_t K = segs * seg_len;
   if (K > kMaxInt8K)
     args.fail("has a reduction of " + std::to_string(K) + " values per output, more than the " +
               std::to_string(kMaxInt8K) + " whose int32 sums cannot overflow. Keep this layer in float32.");
   check_finite_kernel(args, K * F);
   const Int8Setup q = int8_setup(args);
-  unsigned char* bytes = node.bytes.reset(static_cast<size_t>(int8_packed_bytes(K, F)));
-  int8_pack(bytes, w, args.params[0], args.params[1], K, F, q.in_scale, q.in_zp, q.u8_out, q.out_scale, q.out_zp,
-            q.relu);
+  unsigned char* bytes = node.bytes.reset(static_cast<size_t>(int8_packed_bytes(segs, seg_len, F)));
+  int8_pack(bytes, w, args.params[0], args.params[1], segs, seg_len, F, q.in_scale, q.in_zp, q.u8_out, q.out_scale,
+            q.out_zp, q.relu);
   node.out_type = q.u8_out ? ElemType::uint8 : ElemType::float32;
   NodeActivation act;
   if (!q.u8_out) {
@@ -437,7 +539,7 @@ std::vector<int64_t> conv2d_int8_parse(Node& node, const OpArgs& args) {
       !window_output_size(c.W, c.KW, c.SW, same, &c.OW, &c.PL, &after))
     args.fail("computed output size would be zero or negative for input shape " + dims_str(in) + ".");
   const std::vector<int64_t> out{c.OH, c.OW, c.F};
-  g.act = int8_weights(node, args, &g.w, c.KH * c.KW * c.C, c.F, out);
+  g.act = int8_weights(node, args, &g.w, c.KH, c.KW * c.C, c.F, out);
   g.pad = static_cast<uint8_t>(args.attrs.i("in_zero_point"));
   return out;
 }
@@ -467,7 +569,7 @@ std::vector<int64_t> dense_int8_parse(Node& node, const OpArgs& args) {
   g.rows = size_of(in) / k[0];
   std::vector<int64_t> out = in;
   out.back() = k[1];
-  g.act = int8_weights(node, args, &g.w, k[0], k[1], out);
+  g.act = int8_weights(node, args, &g.w, 1, k[0], k[1], out);
   return out;
 }
 

@@ -20,11 +20,16 @@
 //   float32 output: y = float(acc) * mul[f] + add[f],  mul = in_scale * sw, add = bias,
 //                   then the op's activation (any registered one)
 //
-// Layouts. Activations NHWC (a row of A is one output pixel's receptive field in (KH, KW, C)
-// order, or one dense input row); kernels as the float ops, (KH, KW, C, F) and (IN, OUT),
-// quantized and packed once by the op's parse: output channels padded to Fp (a multiple of
-// 16) in panels of up to kInt8Panel channels, each panel [K4][width][4] (4 consecutive k of
-// one channel side by side: what vpdpbusd multiplies with 4 bytes of a row of A).
+// Layouts. Activations NHWC: a row of A is one output pixel's receptive field, KH segments
+// of KW * C bytes (a kernel row's window in one input row), or one dense input row (one
+// segment). Kernels as the float ops, (KH, KW, C, F) and (IN, OUT), quantized and packed
+// once by the op's parse: each segment padded with zero weights to a multiple of 4 (Lp =
+// 4 seg_k4), output channels padded to Fp (a multiple of 16) in panels of up to kInt8Panel
+// channels, each panel [segs * seg_k4][width][4] (4 consecutive k of one channel side by
+// side: what vpdpbusd multiplies with 4 bytes of a row of A). A convolution reads its rows
+// of A straight from a zero-point-padded copy of its input (the windows of one output row
+// are SW * C bytes apart, its kernel rows a padded input row apart) when the GEMM's tiles
+// fit its output rows, else from im2col rows.
 #pragma once
 #include <cstdint>
 
@@ -45,21 +50,32 @@ void dequantize_forward(float* out, const uint8_t* inp, int64_t n, float scale, 
 
 // A node's quantized, packed weights and per-channel constants, as offsets into its bytes.
 struct Int8Weights {
-  int64_t K, K4;      // reduction length; groups of 4 (K rounded up)
+  int64_t K;          // reduction length (KH * KW * C, or IN)
+  int64_t segs;       // segments of the reduction (KH, or 1)
+  int64_t seg_k4;     // groups of 4 bytes per segment (KW * C, or IN, rounded up to 4, / 4)
   int64_t F, Fp;      // output channels; padded to a multiple of 16
   int64_t w_off, comp_off, mul_off, add_off;  // packed int8 weights, int32 comp, float mul, float add
   float lo, hi;       // clamp of the requantized value (uint8 output)
   bool u8_out;        // uint8 output (else float32)
 };
 
-// Bytes int8_pack writes for K x F weights.
-int64_t int8_packed_bytes(int64_t K, int64_t F);
-// Quantizes kernel (K, F) per output channel and packs it with the constants above into
-// `bytes` (int8_packed_bytes(K, F) of them, zeroed); bias (F) may be null. `relu`: the
+// Where the rows of A are, for the GEMM: row m = (item i, group g, j) with
+// m = (i * groups + g) * per_group + j starts at A + i * istride + g * gstride + j * lda, and
+// its segment s a further s * seg_stride bytes on. A convolution: items the images, groups
+// the output rows, j the output column; a matrix: one item, one group of M rows.
+struct Int8Rows {
+  const uint8_t* A;
+  int64_t lda, per_group, gstride, groups, istride, items, seg_stride;
+};
+
+// Bytes int8_pack writes for a kernel of `segs` segments of `seg_len` rows, F columns.
+int64_t int8_packed_bytes(int64_t segs, int64_t seg_len, int64_t F);
+// Quantizes kernel (segs * seg_len, F) per output channel and packs it with the constants
+// above into `bytes` (int8_packed_bytes of them, zeroed); bias (F) may be null. `relu`: the
 // uint8 output is clamped at out_zero_point. Fills *w.
-void int8_pack(unsigned char* bytes, Int8Weights* w, const float* kernel, const float* bias, int64_t K, int64_t F,
-               double in_scale, int32_t in_zero_point, bool u8_out, double out_scale, int32_t out_zero_point,
-               bool relu);
+void int8_pack(unsigned char* bytes, Int8Weights* w, const float* kernel, const float* bias, int64_t segs,
+               int64_t seg_len, int64_t F, double in_scale, int32_t in_zero_point, bool u8_out, double out_scale,
+               int32_t out_zero_point, bool relu);
 
 // out (N, OH, OW, F) uint8 or float32 (w.u8_out) from inp (N, H, W, C) uint8; padding reads
 // as `pad` (the input's zero point: a real 0).

@@ -3,7 +3,8 @@
 // namespaces): PYCNN_Q8_LEVEL 2 is AVX-512 VNNI, 1 AVX2, 0 the portable baseline.
 //
 //   quantize / dequantize   element-wise loops the compiler vectorizes for the level
-//   gemm                    out (M, F) = requantize(A (M, 4 K4) @ packed weights), quantized.h
+//   gemm                    out (M, F) = requantize(A @ packed weights): rows of A described by
+//                           Int8Rows (quantized.h), their reduction in segments
 //
 // The GEMM runs each packed panel of output channels over all rows of A, MR rows at a time
 // (a tile): int32 accumulators in registers across the whole reduction, then the epilogue
@@ -48,6 +49,12 @@ void quantize(uint8_t* out, const float* inp, int64_t n, float inv_scale, float 
 void dequantize(float* out, const uint8_t* inp, int64_t n, float scale, int32_t zero_point) {
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int32_t>(inp[i]) - zero_point) * scale;
 }
+
+// The reduction of a row, in segments: `segs` runs of 4 k4 bytes, `stride` bytes apart in A
+// (a convolution's kernel rows in its padded input; one segment for a plain matrix).
+struct Seg {
+  int64_t segs, k4, stride;
+};
 
 // What the epilogue of a tile needs: the output, its constants and where the tile sits.
 struct Epi {
@@ -94,21 +101,37 @@ static void epilogue(const Epi& e, const int32_t* acc, int64_t ld, int64_t m0, i
 
 // MR rows x (16 NV) channels: A rows at stride lda, the panel's k4 steps at stride ldb.
 template <int MR, int NV>
-static void tile(const Epi& e, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int64_t K4, int64_t m0,
+static void tile(const Epi& e, const Seg& g, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int64_t m0,
                  int rows, int64_t f0, int cols) {
   __m512i c[MR][NV];
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < K4; ++k) {
-    const int8_t* b = B + k * ldb;
-    __m512i bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + 64 * v);
-    const uint8_t* a = A + 4 * k;
-    for (int r = 0; r < MR; ++r) {
-      const __m512i av = _mm512_set1_epi32(load4(a + r * lda));
-      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbusd_epi32(c[r][v], av, bv[v]);
+  for (int64_t s = 0; s < g.segs; ++s) {
+    const uint8_t* as = A + s * g.stride;
+    const int8_t* bs = B + s * g.k4 * ldb;
+    for (int64_t k = 0; k < g.k4; ++k) {
+      const int8_t* b = bs + k * ldb;
+      __m512i bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + 64 * v);
+      const uint8_t* a = as + 4 * k;
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) {
+        const __m512i av = _mm512_set1_epi32(load4(a + r * lda));
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbusd_epi32(c[r][v], av, bv[v]);
+      }
     }
   }
+  // The sums leave the registers once (constant indices: the accumulators never live in
+  // memory during the loop), then the epilogue reads them row by row.
+  alignas(64) int32_t acc[MR][16 * NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_store_si512(acc[r] + 16 * v, c[r][v]);
   const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
   for (int v = 0; v < NV; ++v) {
     const int valid = cols - 16 * v;
@@ -117,9 +140,8 @@ static void tile(const Epi& e, const uint8_t* A, int64_t lda, const int8_t* B, i
     const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
     const __m512i cm = _mm512_loadu_si512(e.comp + f);
     const __m512 mv = _mm512_loadu_ps(e.mul + f), av = _mm512_loadu_ps(e.add + f);
-    for (int r = 0; r < MR; ++r) {
-      if (r >= rows) break;
-      __m512 y = _mm512_cvtepi32_ps(_mm512_add_epi32(c[r][v], cm));
+    for (int r = 0; r < rows; ++r) {
+      __m512 y = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_load_si512(acc[r] + 16 * v), cm));
       y = _mm512_mul_ps(y, mv);
       y = _mm512_add_ps(y, av);
       if (e.u8) {
@@ -139,21 +161,33 @@ static void tile(const Epi& e, const uint8_t* A, int64_t lda, const int8_t* B, i
 // 4j .. 4j+3, two partial sums each (k0 k1 and k2 k3): vpmaddwd of the row's 4 bytes
 // (widened, repeated) with those channels' 4 x 4 weights (widened).
 template <int MR>
-static void tile16(int32_t* acc, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int64_t K4) {
+static void tile16(int32_t* acc, const Seg& g, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb) {
   __m256i c[MR][4];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) c[r][j] = _mm256_setzero_si256();
-  for (int64_t k = 0; k < K4; ++k) {
-    const int8_t* b = B + k * ldb;
-    __m256i bv[4];
-    for (int j = 0; j < 4; ++j) bv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * j)));
-    for (int r = 0; r < MR; ++r) {
-      const __m256i av = _mm256_cvtepu8_epi16(_mm_set1_epi32(load4(A + r * lda + 4 * k)));
-      for (int j = 0; j < 4; ++j) c[r][j] = _mm256_add_epi32(c[r][j], _mm256_madd_epi16(av, bv[j]));
+  for (int64_t s = 0; s < g.segs; ++s) {
+    const uint8_t* as = A + s * g.stride;
+    const int8_t* bs = B + s * g.k4 * ldb;
+    for (int64_t k = 0; k < g.k4; ++k) {
+      const int8_t* b = bs + k * ldb;
+      __m256i bv[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j)
+        bv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * j)));
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = _mm256_cvtepu8_epi16(_mm_set1_epi32(load4(as + r * lda + 4 * k)));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) c[r][j] = _mm256_add_epi32(c[r][j], _mm256_madd_epi16(av, bv[j]));
+      }
     }
   }
   // hadd of (channels 0-3, channels 4-7) gives [0 1 4 5 | 2 3 6 7]; the permute puts them in order.
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(c[r][2 * h], c[r][2 * h + 1]), 0xD8);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8 * h), s);
@@ -163,67 +197,72 @@ static void tile16(int32_t* acc, const uint8_t* A, int64_t lda, const int8_t* B,
 // ---------------------------------------------------------------------------- baseline
 
 template <int MR>
-static void tile16(int32_t* acc, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int64_t K4) {
+static void tile16(int32_t* acc, const Seg& g, const uint8_t* A, int64_t lda, const int8_t* B, int64_t ldb) {
   int32_t c[MR][16] = {};
-  for (int64_t k = 0; k < K4; ++k) {
-    const int8_t* b = B + k * ldb;
-    for (int r = 0; r < MR; ++r) {
-      const uint8_t* a = A + r * lda + 4 * k;
-      const int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-      for (int f = 0; f < 16; ++f)
-        c[r][f] += a0 * b[4 * f] + a1 * b[4 * f + 1] + a2 * b[4 * f + 2] + a3 * b[4 * f + 3];
+  for (int64_t s = 0; s < g.segs; ++s)
+    for (int64_t k = 0; k < g.k4; ++k) {
+      const int8_t* b = B + (s * g.k4 + k) * ldb;
+      for (int r = 0; r < MR; ++r) {
+        const uint8_t* a = A + s * g.stride + r * lda + 4 * k;
+        const int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+        for (int f = 0; f < 16; ++f)
+          c[r][f] += a0 * b[4 * f] + a1 * b[4 * f + 1] + a2 * b[4 * f + 2] + a3 * b[4 * f + 3];
+      }
     }
-  }
   for (int r = 0; r < MR; ++r)
     for (int f = 0; f < 16; ++f) acc[r * 16 + f] = c[r][f];
 }
 #endif
 
+// Every tile of rows of A (Int8Rows, quantized.h) against one panel: tiles stay within a
+// group of rows at constant stride; the last tile of a group reads up to MR rows (A has
+// room for them) or, with `tail`, copies the group's last rows there (rows whose segments
+// are contiguous: im2col and dense rows).
+template <int MR, class Tile>
+static void for_tiles(const Int8Rows& a, const Seg& g, uint8_t* tail, Tile&& tile) {
+  for (int64_t item = 0; item < a.items; ++item)
+    for (int64_t grp = 0; grp < a.groups; ++grp) {
+      const uint8_t* base = a.A + item * a.istride + grp * a.gstride;
+      const int64_t first = (item * a.groups + grp) * a.per_group;
+      for (int64_t j0 = 0; j0 < a.per_group; j0 += MR) {
+        const int rows = static_cast<int>(a.per_group - j0 < MR ? a.per_group - j0 : MR);
+        const uint8_t* p = base + j0 * a.lda;
+        int64_t ld = a.lda;
+        if (rows < MR && tail) {
+          const int64_t bytes = 4 * g.k4 * g.segs;
+          for (int r = 0; r < rows; ++r) __builtin_memcpy(tail + r * bytes, p + r * a.lda, bytes);
+          p = tail;
+          ld = bytes;
+        }
+        tile(p, ld, first + j0, rows);
+      }
+    }
+}
+
 #if PYCNN_Q8_LEVEL == 2
 template <int MR, int NV>
-static void rows_loop(const Epi& e, const uint8_t* A, int64_t lda, int64_t M, const int8_t* P, int64_t ldb, int64_t K4,
-                      int64_t f0, int cols, uint8_t* tail) {
-  for (int64_t m0 = 0; m0 < M; m0 += MR) {
-    const int rows = static_cast<int>(M - m0 < MR ? M - m0 : MR);
-    const uint8_t* a = A + m0 * lda;
-    int64_t ld = lda;
-    if (rows < MR) {  // the last rows: copied where MR rows can be read
-      for (int r = 0; r < rows; ++r) __builtin_memcpy(tail + r * 4 * K4, a + r * lda, 4 * K4);
-      a = tail;
-      ld = 4 * K4;
-    }
-    tile<MR, NV>(e, a, ld, P, ldb, K4, m0, rows, f0, cols);
-  }
+static void panel(const Epi& e, const Int8Rows& a, const Seg& g, const int8_t* P, int64_t ldb, int64_t f0, int cols,
+                  uint8_t* tail) {
+  for_tiles<MR>(a, g, tail, [&](const uint8_t* p, int64_t ld, int64_t m0, int rows) {
+    tile<MR, NV>(e, g, p, ld, P, ldb, m0, rows, f0, cols);
+  });
 }
+
+int tile_rows(int nv) { return nv == 4 ? 6 : nv == 3 ? 8 : 12; }
 #else
-template <int MR>
-static void rows_loop16(const Epi& e, const uint8_t* A, int64_t lda, int64_t M, const int8_t* P, int64_t ldb,
-                        int64_t K4, int64_t f0, int cols, uint8_t* tail) {
-  alignas(64) int32_t acc[MR * 16];
-  for (int64_t m0 = 0; m0 < M; m0 += MR) {
-    const int rows = static_cast<int>(M - m0 < MR ? M - m0 : MR);
-    const uint8_t* a = A + m0 * lda;
-    int64_t ld = lda;
-    if (rows < MR) {
-      for (int r = 0; r < rows; ++r) __builtin_memcpy(tail + r * 4 * K4, a + r * lda, 4 * K4);
-      a = tail;
-      ld = 4 * K4;
-    }
-    tile16<MR>(acc, a, ld, P, ldb, K4);
-    epilogue(e, acc, 16, m0, rows, f0, cols);
-  }
-}
+constexpr int kMR = PYCNN_Q8_LEVEL == 1 ? 2 : 4;
+
+int tile_rows(int) { return kMR; }
 #endif
 
-// out rows [0, M) = requantize(A @ W): A (M, 4 K4) bytes at row stride lda; `tail` holds
-// kInt8TailRows x 4 K4 bytes of scratch (the last rows when M is not a multiple of MR).
-void gemm(void* out, int64_t ldo, const uint8_t* A, int64_t lda, int64_t M, const Int8Weights& w,
-          const unsigned char* bytes, uint8_t* tail) {
+// out row m (at out + m * ldo) = requantize(row m of A @ W) for every row of `a`.
+void gemm(void* out, int64_t ldo, const Int8Rows& a, const Int8Weights& w, const unsigned char* bytes, uint8_t* tail) {
   const int8_t* W = reinterpret_cast<const int8_t*>(bytes + w.w_off);
   const Epi e = {out, ldo, reinterpret_cast<const int32_t*>(bytes + w.comp_off),
                  reinterpret_cast<const float*>(bytes + w.mul_off), reinterpret_cast<const float*>(bytes + w.add_off),
                  w.lo, w.hi, w.u8_out};
-  const int64_t K4 = w.K4;
+  const Seg g = {w.segs, w.seg_k4, a.seg_stride};
+  const int64_t K4 = w.segs * w.seg_k4;
   for (int64_t p0 = 0; p0 < w.Fp; p0 += kInt8Panel) {
     const int64_t width = w.Fp - p0 < kInt8Panel ? w.Fp - p0 : kInt8Panel;
     const int8_t* P = W + p0 * K4 * 4;
@@ -231,20 +270,20 @@ void gemm(void* out, int64_t ldo, const uint8_t* A, int64_t lda, int64_t M, cons
 #if PYCNN_Q8_LEVEL == 2
     const int cols = static_cast<int>(w.F - p0 < width ? w.F - p0 : width);
     switch (width / 16) {
-      case 4: rows_loop<6, 4>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
-      case 3: rows_loop<8, 3>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
-      case 2: rows_loop<12, 2>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
-      default: rows_loop<12, 1>(e, A, lda, M, P, ldb, K4, p0, cols, tail); break;
+      case 4: panel<6, 4>(e, a, g, P, ldb, p0, cols, tail); break;
+      case 3: panel<8, 3>(e, a, g, P, ldb, p0, cols, tail); break;
+      case 2: panel<12, 2>(e, a, g, P, ldb, p0, cols, tail); break;
+      default: panel<12, 1>(e, a, g, P, ldb, p0, cols, tail); break;
     }
 #else
+    alignas(64) int32_t acc[kMR * 16];
     for (int64_t s0 = 0; s0 < width; s0 += 16) {
       const int64_t f0 = p0 + s0;
       const int cols = static_cast<int>(w.F - f0 < 16 ? w.F - f0 : 16);
-#if PYCNN_Q8_LEVEL == 1
-      rows_loop16<2>(e, A, lda, M, P + s0 * 4, ldb, K4, f0, cols, tail);
-#else
-      rows_loop16<4>(e, A, lda, M, P + s0 * 4, ldb, K4, f0, cols, tail);
-#endif
+      for_tiles<kMR>(a, g, tail, [&](const uint8_t* p, int64_t ld, int64_t m0, int rows) {
+        tile16<kMR>(acc, g, p, ld, P + s0 * 4, ldb);
+        epilogue(e, acc, 16, m0, rows, f0, cols);
+      });
     }
 #endif
   }

@@ -99,6 +99,7 @@ CONV_CASES = [
     ((5, 32, 32, 3), (5, 5, 6), (1, 1), "same"),      # LeNet's first layer
     ((4, 16, 16, 6), (5, 5, 16), (1, 1), "valid"),    # LeNet's second
     ((1, 11, 13, 33), (3, 2, 72), (3, 1), "valid"),   # C not a multiple of 4: K padded
+    ((2, 31, 48, 3), (4, 3, 16), (3, 2), "same"),     # read in place (24 columns), strides, even kernel
 ]
 
 
@@ -197,7 +198,10 @@ def test_threads_do_not_change_int8_results(rng):
 # ----------------------------------------------------------------------------- pooling on uint8
 
 POOL_CASES = [((2, 6, 6, 3), (2, 2), (2, 2), "valid"), ((1, 7, 5, 16), (3, 3), (2, 2), "same"),
-              ((3, 32, 32, 6), (2, 2), (2, 2), "valid"), ((2, 5, 8, 1), (2, 3), (1, 2), "same")]
+              ((3, 32, 32, 6), (2, 2), (2, 2), "valid"), ((2, 5, 8, 1), (2, 3), (1, 2), "same"),
+              ((1, 5, 601, 8), (2, 2), (2, 2), "valid"),    # a row longer than the kernel's line buffer
+              ((1, 4, 4, 2100), (2, 2), (2, 2), "valid"),   # one window wider than it
+              ((2, 7, 9, 5), (3, 2), (3, 2), "valid")]      # side-by-side windows, rows and columns left over
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=[str(c) for c in POOL_CASES])
