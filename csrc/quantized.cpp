@@ -60,6 +60,7 @@
 // GCC 12 warns about the AVX-512 intrinsics' own undefined pass-through operands.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #define PYCNN_Q8_NS q8_vnni
 #define PYCNN_Q8_LEVEL 2
 #include "quantized_impl.h"
@@ -80,7 +81,7 @@ struct Int8Kernels {
   void (*quantize)(uint8_t*, const float*, int64_t, float, float);
   void (*dequantize)(float*, const uint8_t*, int64_t, float, int32_t);
   void (*gemm)(void*, int64_t, const Int8Rows&, const Int8Weights&, const unsigned char*, uint8_t*);
-  int (*tile_rows)(int nv);  // rows per GEMM tile for a panel of 16 nv channels
+  int (*tile_rows)(const Int8Weights&, int64_t lda);  // rows per GEMM tile, rows read in place lda apart
 };
 
 bool cpu_has_vnni512() {
@@ -300,14 +301,14 @@ void conv2d_int8_forward(void* out, const uint8_t* inp, const Int8Weights& w, co
   const double work = static_cast<double>(w.K * w.F);
   // Direct: rows of A read in place from a padded copy of the input, tiles along output rows;
   // worth it unless the tiles' last rows in each output row would waste a sixth of the work.
-  const int mr = k.tile_rows(static_cast<int>(std::min<int64_t>(w.Fp, kInt8Panel) / 16));
+  const int mr = k.tile_rows(w, s.SW * s.C);
   const int64_t tiles = (s.OW + mr - 1) / mr;
   if (6 * (tiles * mr - s.OW) <= tiles * mr) {
     const int64_t Hp = (s.OH - 1) * s.SH + s.KH, Wp = std::max((s.OW - 1) * s.SW + s.KW, s.PL + 1);
     const int64_t image = Hp * Wp * s.C;
-    // The last tile of an output row reads up to mr - 1 windows (and Lp - KW * C bytes) past
-    // it: room after the last image.
-    const int64_t slack = mr * s.SW * s.C + Lp + 64;
+    // The last tile of an output row reads up to mr - 1 windows (and Lp - KW * C bytes, or a
+    // whole 64-byte vector) past it: room after the last image.
+    const int64_t slack = mr * s.SW * s.C + Lp + 128;
     // Whole images per block, at least kMinRows output rows (one B pass feeds them all);
     // one image split by output rows when there are fewer images than threads.
     const int64_t per = std::max<int64_t>(1, std::min<int64_t>(s.N, (kMinRows + P - 1) / P));

@@ -248,11 +248,89 @@ static void panel(const Epi& e, const Int8Rows& a, const Seg& g, const int8_t* P
   });
 }
 
-int tile_rows(int nv) { return nv == 4 ? 6 : nv == 3 ? 8 : 12; }
+// A first layer: few output channels (F <= 8) and windows at most 4 bytes apart (C <= 4 at
+// stride 1), where 16 channels per vector would mostly multiply padding. Here a vector holds
+// 16 output pixels instead: one 64-byte load covers 16 windows' next 4 bytes, vpermb lines
+// them up, and each channel's 4 weights are broadcast. The uint8 results (F vectors of 16
+// pixels) are transposed to NHWC with two vpermt2b. Needs AVX-512 VBMI (vpermb).
+bool pixels_fit(const Int8Weights& w, int64_t lda, bool in_place) {
+  static const bool vbmi = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") != 0;
+  }();
+  return vbmi && in_place && w.u8_out && w.F <= 8 && lda >= 1 && lda <= 4;
+}
+
+template <int NF>
+__attribute__((target("avx512vbmi"))) static void pixels16(const Epi& e, const Seg& g, const uint8_t* A, __m512i gather,
+                                                          __m512i lo_idx, __m512i hi_idx, const int8_t* B,
+                                                          int64_t ldb, int64_t m0, int rows) {
+  __m512i c[NF];
+#pragma GCC unroll 8
+  for (int f = 0; f < NF; ++f) c[f] = _mm512_setzero_si512();
+  for (int64_t s = 0; s < g.segs; ++s) {
+    const uint8_t* as = A + s * g.stride;
+    const int8_t* bs = B + s * g.k4 * ldb;
+    for (int64_t k = 0; k < g.k4; ++k) {
+      const __m512i av = _mm512_permutexvar_epi8(gather, _mm512_loadu_si512(as + 4 * k));
+      const int8_t* b = bs + k * ldb;
+#pragma GCC unroll 8
+      for (int f = 0; f < NF; ++f) c[f] = _mm512_dpbusd_epi32(c[f], av, _mm512_set1_epi32(load4(
+                                                                         reinterpret_cast<const uint8_t*>(b) + 4 * f)));
+    }
+  }
+  const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
+  __m128i q[8];
+#pragma GCC unroll 8
+  for (int f = 0; f < 8; ++f) {
+    if (f >= NF) {
+      q[f] = _mm_setzero_si128();
+      continue;
+    }
+    __m512 y = _mm512_cvtepi32_ps(_mm512_add_epi32(c[f], _mm512_set1_epi32(e.comp[f])));
+    y = _mm512_mul_ps(y, _mm512_set1_ps(e.mul[f]));
+    y = _mm512_add_ps(y, _mm512_set1_ps(e.add[f]));
+    y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+    q[f] = _mm512_cvtepi32_epi8(_mm512_cvt_roundps_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // byte f * 16 + p of (first, second) is channel f of pixel p; the outputs want p * NF + f.
+  __m512i first = _mm512_castsi128_si512(q[0]), second = _mm512_castsi128_si512(q[4]);
+  first = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(first, q[1], 1), q[2], 2), q[3], 3);
+  second = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(second, q[5], 1), q[6], 2), q[7], 3);
+  const int64_t total = static_cast<int64_t>(rows) * NF;
+  uint8_t* o = static_cast<uint8_t*>(e.out) + m0 * e.ldo;
+  const __m512i part0 = _mm512_permutex2var_epi8(first, lo_idx, second);
+  _mm512_mask_storeu_epi8(o, total >= 64 ? ~__mmask64(0) : (__mmask64(1) << total) - 1, part0);
+  if (total > 64) {
+    const __m512i part1 = _mm512_permutex2var_epi8(first, hi_idx, second);
+    _mm512_mask_storeu_epi8(o + 64, total - 64 >= 64 ? ~__mmask64(0) : (__mmask64(1) << (total - 64)) - 1, part1);
+  }
+}
+
+template <int NF>
+__attribute__((target("avx512vbmi"))) static void pixels_panel(const Epi& e, const Int8Rows& a, const Seg& g,
+                                                              const int8_t* P, int64_t ldb) {
+  alignas(64) uint8_t gather[64], lo_idx[64], hi_idx[64];
+  for (int j = 0; j < 64; ++j) {
+    gather[j] = static_cast<uint8_t>(j / 4 * a.lda + j % 4);
+    lo_idx[j] = static_cast<uint8_t>(j % NF * 16 + j / NF);
+    hi_idx[j] = static_cast<uint8_t>((64 + j) % NF * 16 + (64 + j) / NF < 128 ? (64 + j) % NF * 16 + (64 + j) / NF : 0);
+  }
+  const __m512i gi = _mm512_load_si512(gather), li = _mm512_load_si512(lo_idx), hj = _mm512_load_si512(hi_idx);
+  for_tiles<16>(a, g, nullptr, [&](const uint8_t* p, int64_t, int64_t m0, int rows) {
+    pixels16<NF>(e, g, p, gi, li, hj, P, ldb, m0, rows);
+  });
+}
+
+int tile_rows(const Int8Weights& w, int64_t lda) {
+  if (pixels_fit(w, lda, true)) return 16;
+  const int64_t nv = (w.Fp < kInt8Panel ? w.Fp : kInt8Panel) / 16;
+  return nv == 4 ? 6 : nv == 3 ? 8 : 12;
+}
 #else
 constexpr int kMR = PYCNN_Q8_LEVEL == 1 ? 2 : 4;
 
-int tile_rows(int) { return kMR; }
+int tile_rows(const Int8Weights&, int64_t) { return kMR; }
 #endif
 
 // out row m (at out + m * ldo) = requantize(row m of A @ W) for every row of `a`.
@@ -263,6 +341,20 @@ void gemm(void* out, int64_t ldo, const Int8Rows& a, const Int8Weights& w, const
                  w.lo, w.hi, w.u8_out};
   const Seg g = {w.segs, w.seg_k4, a.seg_stride};
   const int64_t K4 = w.segs * w.seg_k4;
+#if PYCNN_Q8_LEVEL == 2
+  if (pixels_fit(w, a.lda, tail == nullptr)) {  // one panel of 16 (padded) channels
+    switch (w.F) {
+      case 1: pixels_panel<1>(e, a, g, W, 64); return;
+      case 2: pixels_panel<2>(e, a, g, W, 64); return;
+      case 3: pixels_panel<3>(e, a, g, W, 64); return;
+      case 4: pixels_panel<4>(e, a, g, W, 64); return;
+      case 5: pixels_panel<5>(e, a, g, W, 64); return;
+      case 6: pixels_panel<6>(e, a, g, W, 64); return;
+      case 7: pixels_panel<7>(e, a, g, W, 64); return;
+      default: pixels_panel<8>(e, a, g, W, 64); return;
+    }
+  }
+#endif
   for (int64_t p0 = 0; p0 < w.Fp; p0 += kInt8Panel) {
     const int64_t width = w.Fp - p0 < kInt8Panel ? w.Fp - p0 : kInt8Panel;
     const int8_t* P = W + p0 * K4 * 4;

@@ -129,6 +129,21 @@ def test_conv2d_int8_matches_the_reference_bit_for_bit(isa, rng, case, activatio
         assert len(np.unique(got)) > 3  # the scales spread the outputs, not all clamped
 
 
+@pytest.mark.parametrize("filters", range(1, 10))
+@pytest.mark.parametrize("shape,kernel_size", [((2, 7, 32, 3), (3, 3)), ((1, 5, 31, 4), (2, 5)), ((1, 4, 30, 1), (3, 1))])
+def test_conv2d_int8_first_layer_shapes(isa, rng, filters, shape, kernel_size):
+    """Few filters over windows a few bytes apart (C <= 4, stride 1): on AVX-512 the kernel
+    that puts 16 output pixels in a vector (1 to 8 filters), with 2 filters or 15 pixels
+    left in the last vector of a row."""
+    xq = qinput(rng, shape, 7)
+    kernel = (rng.standard_normal(kernel_size + (shape[3], filters)) * 0.4).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    for activation in ("relu", "linear"):
+        attrs = dict(padding="same", activation=activation, **oracle.int8_attrs(0.03, 7, 0.04, 3))
+        assert_bits(run_int8("conv2d_int8", xq, (kernel, bias), attrs),
+                    oracle.forward("conv2d_int8", [xq], [kernel, bias], attrs), f"{filters} filters {shape}")
+
+
 def test_conv2d_int8_without_bias_and_zero_point_zero(isa, rng):
     xq, kernel, _, attrs = _conv_case(rng, CONV_CASES[2], "relu", "uint8", zero_point=0)
     assert_bits(run_int8("conv2d_int8", xq, (kernel, None), attrs),
