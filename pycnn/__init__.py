@@ -30,7 +30,7 @@ from . import ops as _ops  # noqa: E402  (loads the compiled core; the only modu
 from ._version import __version__  # noqa: E402  (one source: pycnn/_version.py)
 
 from . import (activations, augment, callbacks, cuda, datasets, image, initializers, layers, losses,  # noqa: E402
-               distributed, metrics, models, optimizers, plotting, regularizers, utils, viz)
+               distributed, metrics, models, optimizers, plotting, quantization, regularizers, utils, viz)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
 from .trainer import NonFiniteLossError  # noqa: E402
@@ -56,4 +56,5 @@ def get_num_threads() -> int:
 
 __all__ = ["build_info", "set_num_threads", "get_num_threads", "__version__", "Sequential", "Model", "Input",
            "load_model", "NonFiniteLossError", "set_random_seed", "layers", "models", "losses", "optimizers", "callbacks",
-           "activations", "initializers", "utils", "cuda", "datasets", "augment", "plotting", "viz", "image"]
+           "activations", "initializers", "utils", "cuda", "datasets", "augment", "plotting", "viz", "image",
+           "quantization"]

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -447,6 +447,9 @@ def load_model(path: PathLike, compile: bool = True, custom_objects: Optional[Di
         _assign(model, npz)
         if compile and "compile" in manifest:
             _restore_compile(model, npz)
+    for key, loader in _WRAPPERS.items():
+        if key in manifest:
+            return loader(model, manifest[key], path)
     return model
 
 
@@ -547,3 +550,31 @@ def _instance(module: Any, base: type, spec: Any) -> Any:
     if not isinstance(config, dict):
         raise TypeError(f"the {base.__name__.lower()} config should be an object, not {type(config).__name__}")
     return cls(**config)
+
+
+# ----------------------------------------------------------------------------- models wrapped by others
+
+#: A file written by :func:`save_wrapped` holds a model plus one more manifest entry, under a
+#: key registered here with the function that turns (the loaded model, the entry, the path)
+#: into what :func:`load_model` returns: pycnn.quantization registers ``"quantization"``.
+_WRAPPERS: Dict[str, Callable[[Any, Any, str], Any]] = {}
+
+
+def register_wrapper(key: str, loader: Callable[[Any, Any, str], Any]) -> None:
+    """Let :func:`load_model` return ``loader(model, manifest[key], path)`` for files that have ``key``."""
+    _WRAPPERS[key] = loader
+
+
+def save_wrapped(model: Any, path: PathLike, key: str, entry: Dict[str, Any]) -> None:
+    """Write ``model`` as :func:`save_model` does without its training state (architecture and
+    weights), plus ``entry`` under the manifest key ``key`` (registered with :func:`register_wrapper`)."""
+    from . import distributed
+
+    if not distributed.is_primary():
+        return
+    model._require_built("the weights")
+    manifest, arrays = _manifest(model)
+    manifest["model_class"] = model.class_name
+    manifest["config"] = _jsonable(model.get_config())
+    manifest[key] = _jsonable(entry)
+    _write_npz(os.fspath(path), manifest, arrays)

@@ -335,3 +335,246 @@ def test_every_int8_parse_branch_raises_naming_the_node_and_op(kind, shape, para
     with raises(ValueError, f"Network(): layer 'q' (op '{kind}')", *fragments):
         ops.Network([shape], [node("quantize", [0], attrs={"scale": 1.0}), node(kind, [1], params, attrs, name="q")],
                     [2])
+
+
+# ----------------------------------------------------------------------------- pycnn.quantization
+
+from pycnn import executor, quantization  # noqa: E402
+
+
+def small_lenet(seed=0, last="softmax"):
+    """LeNet's layer kinds at a test's size: conv relu, pool, conv relu, pool, flatten, dense."""
+    pycnn.utils.set_random_seed(seed)
+    return pycnn.Sequential([layers.Input((12, 12, 3)), layers.Conv2D(6, 3, padding="same", activation="relu"),
+                             layers.MaxPooling2D(2), layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+                             layers.Flatten(), layers.Dense(16, activation="relu"), layers.Dense(5, activation=last)])
+
+
+def images(rng, n, shape=(12, 12, 3)):
+    return rng.random((n,) + shape, dtype=np.float32)
+
+
+def test_quantize_runs_a_model_in_int8_exactly_as_the_reference(rng):
+    """The whole pipeline against the oracle's ops with the scales quantize() chose: quantize
+    the input, conv (relu) -> uint8, pool, conv, pool, flatten, dense (relu), dense (float out)."""
+    model = small_lenet(last="linear")
+    calib = images(rng, 40)
+    q = quantization.quantize(model, calib)
+    assert q.int8_layers == [l.name for l in model.layers]
+    assert set(q.value_types) == {"float32", "uint8"}
+    x = images(rng, 9)
+    got = q.predict(x, verbose=0)
+    qp = {v: q._qparams[v] for v in sorted(q._qparams)}
+    (s_in, z_in), (s1, z1), (s2, z2), (s3, z3) = [qp[v] for v in sorted(qp)]
+    conv1, _, conv2, _, _, dense1, dense2 = model.layers
+    a = oracle.quantize(x, s_in, z_in)
+    a = oracle.conv2d_int8_forward(a, conv1.kernel, conv1.bias, s_in, z_in, s1, z1, padding="same", activation="relu")
+    a = oracle.maxpool2d_int8_forward(a, 2)
+    a = oracle.conv2d_int8_forward(a, conv2.kernel, conv2.bias, s1, z1, s2, z2, activation="relu")
+    a = oracle.maxpool2d_int8_forward(a, 2).reshape(9, -1)
+    a = oracle.dense_int8_forward(a, dense1.kernel, dense1.bias, s2, z2, s3, z3, activation="relu")
+    want = oracle.dense_int8_forward(a, dense2.kernel, dense2.bias, s3, z3, out_dtype="float32")
+    assert_bits(got, want, "quantized model vs the oracle")
+    # ... and close to the float model
+    ref = model.predict(x, verbose=0)
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_calibration_ranges_are_the_float_values_ranges(rng):
+    model = small_lenet()
+    calib = images(rng, 30)
+    q = quantization.quantize(model, calib)
+    (s_in, z_in) = q._qparams[0]
+    assert z_in == 0 and s_in == pytest.approx(calib.max() / 255)
+    conv1_out = model.layers[0](calib)
+    s1, z1 = q._qparams[min(v for v in q._qparams if v > 0)]
+    assert z1 == 0 and s1 == pytest.approx(conv1_out.max() / 255, rel=1e-6)
+    p = quantization.quantize(model, calib, method="percentile", percentile=99.0)
+    assert p.info["method"] == "percentile"
+    assert all(p._qparams[v][0] <= q._qparams[v][0] * (1 + 1e-9) for v in q._qparams)
+    assert any(p._qparams[v][0] < q._qparams[v][0] for v in q._qparams)
+
+
+def test_predictions_do_not_depend_on_batch_size_or_threads(rng):
+    q = quantization.quantize(small_lenet(), images(rng, 20))
+    x = images(rng, 50)
+    whole = q.predict(x, batch_size=50, verbose=0)
+    np.testing.assert_array_equal(q.predict(x, batch_size=7, verbose=0), whole)
+    old = pycnn.get_num_threads()
+    try:
+        pycnn.set_num_threads(1)
+        np.testing.assert_array_equal(q.predict(x, batch_size=50, verbose=0), whole)
+    finally:
+        pycnn.set_num_threads(old)
+
+
+def test_batchnorm_is_folded_first_and_training_only_layers_quantize_to_their_inference(rng):
+    pycnn.utils.set_random_seed(3)
+    model = pycnn.Sequential([layers.Input((10, 10, 3)), layers.RandomFlip("horizontal"), layers.RandomCrop(8, 8),
+                              layers.Conv2D(6, 3, use_bias=False), layers.BatchNormalization(), layers.Activation("relu"),
+                              layers.Dropout(0.5), layers.Flatten(), layers.Dense(4, activation="softmax")])
+    x = images(rng, 64, (10, 10, 3))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, rng.integers(0, 4, 64), epochs=2, batch_size=16, verbose=0)  # moving statistics away from 0 / 1
+    q = quantization.quantize(model, x[:32])
+    runs = {p.name: p.runs for p in q.layers}
+    names = [l.name for l in model.layers]
+    assert runs[names[0]] == "identity" and runs[names[5]] == "identity"  # RandomFlip, Dropout
+    assert runs[names[1]] == "float32"  # RandomCrop's centre crop has no int8 kernel
+    assert runs[names[3]] == f"folded into {names[2]}" and runs[names[4]] == f"fused into {names[2]}"
+    assert runs[names[2]] == runs[names[6]] == runs[names[7]] == "int8"
+    ref, got = model.predict(x, verbose=0), q.predict(x, verbose=0)
+    assert np.mean(ref.argmax(1) == got.argmax(1)) > 0.9 and np.abs(ref - got).max() < 0.05
+
+
+class Doubler(layers.Layer):
+    """A Python layer without a native op."""
+
+    def call(self, inputs, training=False):
+        return inputs * 2.0
+
+
+def test_layers_without_an_int8_kernel_run_in_float32_between_dequantize_and_quantize(rng):
+    pycnn.utils.set_random_seed(4)
+    L = {"conv": layers.Conv2D(8, 3, activation="relu", padding="same"),  # read by float ops: float32 out
+         "depthwise": layers.DepthwiseConv2D(3, padding="same"),          # no int8 kernel
+         "add": layers.Add(),                                             # nor here
+         "dilated": layers.Conv2D(8, 3, dilation_rate=2, activation="relu"),
+         "python": Doubler(),
+         "conv2": layers.Conv2D(4, 3, activation="relu"),                 # quantize before it; uint8 out
+         "pool": layers.GlobalAveragePooling2D(), "dense": layers.Dense(3),   # pooling on uint8, dense int8
+         "tanh": layers.Activation("tanh"),                               # dequantize before it
+         "pool2": layers.GlobalAveragePooling2D(), "dense2": layers.Dense(3),  # float pooling, quantize, dense
+         "add2": layers.Add(), "softmax": layers.Activation("softmax")}
+    inp = layers.Input((9, 9, 4))
+    a = L["conv"](inp)
+    f = L["conv2"](L["python"](L["dilated"](L["add"]([a, L["depthwise"](a)]))))
+    out = L["softmax"](L["add2"]([L["dense"](L["pool"](f)), L["dense2"](L["pool2"](L["tanh"](f)))]))
+    model = pycnn.Model(inp, out)
+    x = rng.random((30, 9, 9, 4), dtype=np.float32)
+    q = quantization.quantize(model, x)
+    runs = {p.name: (p.runs, p.detail) for p in q.layers}
+    run = {key: runs[layer.name] for key, layer in L.items()}
+    assert run["conv"] == ("int8", "float32 out, relu")
+    assert run["depthwise"] == run["add"] == run["tanh"] == ("float32", "no int8 kernel")
+    assert run["dilated"] == ("float32", "the int8 kernel has no dilation_rate=[2, 2]")
+    assert run["python"] == ("float32", "Python layer")
+    assert run["conv2"] == ("int8", "uint8 out, relu fused") and run["pool"] == ("int8", "on uint8")
+    assert run["pool2"] == ("float32", "") and run["dense"] == run["dense2"] == ("int8", "float32 out")
+    lines = []
+    q.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    name = {key: layer.name for key, layer in L.items()}
+    assert f"quantize: float32 -> uint8 after '{name['python']}', before '{name['conv2']}'" in text
+    assert f"dequantize: uint8 -> float32 after '{name['conv2']}', before '{name['tanh']}'" in text
+    assert f"quantize: float32 -> uint8 after '{name['pool2']}', before '{name['dense2']}'" in text
+    assert "Python layer" in text and "int8 layers: 5 of 13" in text
+    ref, got = model.predict(x, verbose=0), q.predict(x, verbose=0)
+    assert np.abs(ref - got).max() < 0.05
+
+
+def test_a_model_with_two_inputs(rng):
+    pycnn.utils.set_random_seed(5)
+    x1, x2 = layers.Input((6, 6, 2)), layers.Input((5,))
+    a = layers.Flatten()(layers.Conv2D(3, 3, activation="relu")(x1))
+    b = layers.Dense(4, activation="relu")(x2)
+    out = layers.Dense(2)(layers.Concatenate()([a, b]))
+    model = pycnn.Model([x1, x2], out)
+    data = [rng.random((20, 6, 6, 2), dtype=np.float32), rng.random((20, 5), dtype=np.float32)]
+    q = quantization.quantize(model, data)
+    np.testing.assert_allclose(q.predict(data, verbose=0), model.predict(data, verbose=0), atol=0.05)
+    with raises(ValueError, "quantize() expected calibration_data as a list of 2 arrays"):
+        quantization.quantize(model, data[0])
+
+
+def test_the_quantized_model_is_a_copy(rng):
+    model = small_lenet()
+    x = images(rng, 10)
+    q = quantization.quantize(model, images(rng, 10))
+    before = q.predict(x, verbose=0)
+    for w in model.weights:
+        w[...] = 0.0
+    np.testing.assert_array_equal(q.predict(x, verbose=0), before)
+    assert q.float_model is not model
+
+
+def test_evaluate_and_compile(rng):
+    model = small_lenet()
+    x, y = images(rng, 40), rng.integers(0, 5, 40)
+    q = quantization.quantize(model, x)
+    loss, acc = q.evaluate(x, y, verbose=0)
+    probs = q.predict(x, verbose=0)
+    assert acc == pytest.approx(np.mean(probs.argmax(1) == y))
+    assert loss == pytest.approx(-np.mean(np.log(np.maximum(probs[np.arange(40), y], 1e-7))), rel=1e-5)
+    assert q.evaluate(x, y, verbose=0, return_dict=True) == {"loss": loss, "accuracy": acc}
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    q2 = quantization.quantize(model, x)
+    assert q2.metrics_names == ["loss", "accuracy"]
+    with raises(ValueError, "x and y must contain the same number of samples"):
+        q.evaluate(x, y[:3], verbose=0)
+
+
+def test_save_and_load_reproduce_predictions_bit_for_bit(rng, tmp_path):
+    model = small_lenet()
+    x = images(rng, 12)
+    q = quantization.quantize(model, images(rng, 25), method="percentile", percentile=99.9)
+    path = tmp_path / "q.npz"
+    q.save(path)
+    loaded = pycnn.models.load_model(path)
+    assert isinstance(loaded, quantization.QuantizedModel)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), q.predict(x, verbose=0))
+    assert loaded.info == q.info and loaded._qparams == q._qparams
+    assert [(p.name, p.runs) for p in loaded.layers] == [(p.name, p.runs) for p in q.layers]
+    with raises(ValueError, "writes pycnn's .npz format"):
+        q.save(tmp_path / "q.keras")
+    with raises(NotImplementedError, "not implemented"):
+        q.export(tmp_path / "q.onnx")
+
+
+def test_a_damaged_quantization_entry_is_refused(rng, tmp_path):
+    import json
+    q = quantization.quantize(small_lenet(), images(rng, 10))
+    path = tmp_path / "q.npz"
+    q.save(path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    manifest = json.loads(str(arrays["__pycnn_manifest__"]))
+    manifest["quantization"]["values"][0][1] = -1.0
+    arrays["__pycnn_manifest__"] = np.array(json.dumps(manifest))
+    np.savez(path, **arrays)
+    with raises(ValueError, "damaged quantization entry", "scale -1"):
+        pycnn.models.load_model(path)
+
+
+BAD_CALIBRATION = [
+    (np.zeros((0, 12, 12, 3), np.float32), ValueError, ["expected at least one calibration sample",
+                                                        "calibration_data.shape=(0, 12, 12, 3)"]),
+    (np.zeros((4, 12, 12), np.float32), ValueError, ["expected calibration_data of shape (N, 12, 12, 3)",
+                                                     "Received: calibration_data.shape=(4, 12, 12)"]),
+    (np.zeros((4, 10, 12, 3), np.float32), ValueError, ["(the model's input shape (None, 12, 12, 3))"]),
+    (np.full((4, 12, 12, 3), np.nan, np.float32), ValueError, ["expected finite calibration samples",
+                                                               "1728 NaN or infinite values", "(0, 0, 0, 0)"]),
+    (np.array([[["a"]]]), TypeError, ["expected a real numeric array for 'calibration_data'"]),
+    (None, TypeError, ["expected calibration_data to be an array of input samples. Received: None"]),
+]
+
+
+@pytest.mark.parametrize("data,exc,fragments", BAD_CALIBRATION, ids=[f[0][:30] for _, _, f in BAD_CALIBRATION])
+def test_bad_calibration_data_is_a_clear_error(data, exc, fragments):
+    with raises(exc, "quantize()", *fragments):
+        quantization.quantize(small_lenet(), data)
+
+
+def test_bad_arguments_are_clear_errors(rng):
+    model, x = small_lenet(), images(rng, 4)
+    x[1, 2, 3, 1] = np.inf
+    with raises(ValueError, "1 NaN or infinite values (the first at index (1, 2, 3, 1))"):
+        quantization.quantize(model, x)
+    with raises(ValueError, "expected method to be one of 'minmax', 'percentile'", "method='entropy'"):
+        quantization.quantize(model, images(rng, 4), method="entropy")
+    with raises(ValueError, "expected percentile to be a number in (50, 100]", "percentile=101"):
+        quantization.quantize(model, images(rng, 4), method="percentile", percentile=101)
+    with raises(TypeError, "quantize() expected a pycnn model", "model of type ndarray"):
+        quantization.quantize(np.zeros(3), images(rng, 4))
+    with raises(RuntimeError, "has not been built"):
+        quantization.quantize(pycnn.Sequential([layers.Dense(3)]), images(rng, 4))
