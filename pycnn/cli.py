@@ -1,4 +1,4 @@
-"""Command line: ``python -m pycnn {train,evaluate,summary,show,casestudy,info}`` (also the ``pycnn`` script).
+"""Command line: ``python -m pycnn {train,evaluate,summary,show,casestudy,quantize,info}`` (also the ``pycnn`` script).
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m pycnn summary --model lenet --input-shape 32,32,3
     python -m pycnn show features --model lenet --weights lenet.npz --dataset cifar10 --index 3
     python -m pycnn casestudy --data-dir ../shared/data --epochs 50
+    python -m pycnn quantize --model lenet --weights lenet.npz --dataset cifar10 --save lenet_int8.npz
     python -m pycnn info
 
 ``train`` prints the build configuration and the model summary, trains with the progress
@@ -473,6 +474,57 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    """int8 post-training quantization of a trained model (pycnn.quantization): calibration on
+    the first --calibration training images, then test accuracy and predict speed of float32
+    and int8 side by side (each timed over the test set, alternating, the best of two)."""
+    from . import quantization
+
+    _check_model_name(args.model)
+    _setup_threads(args)
+    if not Path(args.weights).is_file():
+        raise CliError(f"quantize expected a weights file. Received: --weights {args.weights}, which does not exist. "
+                       "Create one with `python -m pycnn train ... --save FILE`.")
+    _print(build_info_line())
+    (x_train_u8, _), (x_test, y_test), input_shape, num_classes = _load(args, need_train=True)
+    model = _build_model(args.model, input_shape, num_classes)
+    try:
+        model.load_weights(args.weights)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise CliError(f"Could not load weights from {args.weights} into model {args.model!r} "
+                       f"for input shape {input_shape}: {exc}") from exc
+    calibration = datasets_module.to_float(x_train_u8[: args.calibration])
+    _print(f"Calibrating on the first {len(calibration)} training images ({args.method})")
+    qmodel = quantization.quantize(model, calibration, method=args.method, percentile=args.percentile)
+    qmodel.summary(print_fn=_print)
+
+    def predict(m):
+        return m.predict(x_test, batch_size=args.batch_size, verbose=0)
+
+    results, seconds = {}, {"float32": [], "int8": []}
+    for m in (model, qmodel):  # warm-up: compile the networks, touch the buffers
+        m.predict(x_test[: args.batch_size], batch_size=args.batch_size, verbose=0)
+    for _ in range(2):
+        for name, m in (("float32", model), ("int8", qmodel)):
+            t0 = time.perf_counter()
+            results[name] = predict(m)
+            seconds[name].append(time.perf_counter() - t0)
+    rows = [("", "float32", "int8")]
+    acc = {name: float(np.mean(out.argmax(-1) == y_test)) for name, out in results.items()}
+    speed = {name: len(x_test) / min(t) for name, t in seconds.items()}
+    rows.append(("test accuracy", f"{acc['float32']:.4f}", f"{acc['int8']:.4f}"))
+    rows.append((f"predict, images/s (batch {args.batch_size})", f"{speed['float32']:,.0f}", f"{speed['int8']:,.0f}"))
+    width = max(len(r[0]) for r in rows) + 2
+    for r in rows:
+        _print(f"{r[0]:<{width}}{r[1]:>12}{r[2]:>12}")
+    _print(f"int8: {100 * (acc['int8'] - acc['float32']):+.2f} points of accuracy, "
+           f"{speed['int8'] / speed['float32']:.2f}x the images per second of float32 ({len(x_test)} test images)")
+    if args.save:
+        qmodel.save(args.save)
+        _print(f"Saved the int8 model to {args.save} (pycnn.models.load_model reads it)")
+    return 0
+
+
 SHOW_KINDS = ("filters", "features", "pooling", "predictions", "confusion")
 
 
@@ -566,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pycnn", description="Train and evaluate small CNNs with pycnn's C++ kernels.")
     parser.add_argument("--version", action="version", version=f"pycnn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,summary,show,casestudy,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,summary,show,casestudy,quantize,info}")
     sub.required = True
 
     def common(p, train: bool):
@@ -672,6 +724,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="both models' learning curves (default: casestudy.png; needs matplotlib)")
     p.add_argument("--history", default=None, metavar="FILE.json", help="save both histories as JSON")
     p.set_defaults(func=cmd_casestudy)
+
+    p = sub.add_parser("quantize", help="quantize a trained model to int8; float32 and int8 accuracy and speed")
+    common(p, train=True)
+    p.set_defaults(batch_size=256)
+    p.add_argument("--weights", required=True, metavar="FILE.npz",
+                   help="a file written by train --save (a full model or --weights-only)")
+    p.add_argument("--calibration", type=_positive_int, default=1000,
+                   help="calibrate on the first N training images (default: 1000)")
+    p.add_argument("--method", choices=("minmax", "percentile"), default="minmax",
+                   help="activation ranges from the min/max seen (default) or a percentile of them")
+    p.add_argument("--percentile", type=_positive_float, default=99.99, help="with --method percentile (default 99.99)")
+    p.add_argument("--save", default=None, metavar="FILE.npz", help="write the int8 model (QuantizedModel.save)")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("info", help="print how the native core was built")
     p.set_defaults(func=cmd_info)

@@ -578,3 +578,35 @@ def test_bad_arguments_are_clear_errors(rng):
         quantization.quantize(np.zeros(3), images(rng, 4))
     with raises(RuntimeError, "has not been built"):
         quantization.quantize(pycnn.Sequential([layers.Dense(3)]), images(rng, 4))
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_cli_quantize_prints_both_accuracies_and_speeds_and_saves(capsys, tmp_path, monkeypatch):
+    from dataset_fixtures import write_cifar_bin
+    from pycnn.__main__ import main
+
+    monkeypatch.setenv("PYCNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYCNN_DATASETS_URL", "http://127.0.0.1:9")  # no network
+    write_cifar_bin(tmp_path / "data" / "cifar-10-batches-bin", np.random.default_rng(5), n=60)
+    pycnn.utils.set_random_seed(0)
+    weights = tmp_path / "lenet.npz"
+    pycnn.models.lenet().save_weights(weights)
+    out_file = tmp_path / "lenet_int8.npz"
+    threads = pycnn.get_num_threads()
+    try:
+        code = main(["quantize", "--data-dir", str(tmp_path / "data"), "--weights", str(weights), "--calibration", "50",
+                     "--limit-test", "40", "--threads", "1", "--save", str(out_file)])
+    finally:
+        pycnn.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Calibrating on the first 50 training images (minmax)" in out
+    assert 'Model: "lenet" quantized to int8' in out and "int8 layers: 8 of 8" in out
+    assert re.search(r"^test accuracy +0\.\d{4} +0\.\d{4}$", out, re.M)
+    assert re.search(r"^predict, images/s \(batch 256\) +[\d,]+ +[\d,]+$", out, re.M)
+    assert re.search(r"^int8: [+-]\d+\.\d\d points of accuracy, \d+\.\d\dx the images per second", out, re.M)
+    assert isinstance(pycnn.models.load_model(out_file), quantization.QuantizedModel)
+    code = main(["quantize", "--data-dir", str(tmp_path / "data"), "--weights", str(tmp_path / "missing.npz")])
+    assert code == 1 and "quantize expected a weights file" in capsys.readouterr().err
