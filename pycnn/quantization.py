@@ -52,8 +52,8 @@ method, the loss and metrics, and every quantized value's scale and zero point b
 in the model's graph. Loading rebuilds the float model and quantizes it with those numbers,
 which gives back the same int8 network bit for bit.
 
-ONNX export of quantized models (QDQ / QLinear ops) is not implemented:
-:meth:`QuantizedModel.export` says so.
+``QuantizedModel.export(path, format="onnx")`` writes the int8 model in ONNX's QDQ form
+(pycnn/interop/onnx_export.py), which ONNX Runtime runs with its own integer kernels.
 """
 from __future__ import annotations
 
@@ -112,6 +112,9 @@ def quantize(model: Any, calibration_data: Any, method: str = "minmax", percenti
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 50.0 < percentile <= 100.0:
         raise ValueError(f"quantize() expected percentile to be a number in (50, 100]. Received: percentile={percentile!r}.")
     batch_size = utils.positive_int(batch_size, "batch_size", "quantize()")
+    if isinstance(model, QuantizedModel):
+        raise TypeError(f"quantize() expected a float32 model. Received: model '{model.name}', which is quantized "
+                        "already; quantize its float_model again for other settings.")
     if not callable(getattr(model, "_graph", None)):
         raise TypeError(f"quantize() expected a pycnn model (Sequential or Model). Received: model of type "
                         f"{type(model).__name__}.")
@@ -159,10 +162,10 @@ class QuantizedModel:
         if missing:
             raise ValueError(f"QuantizedModel of '{float_model.name}' has no scale for the values {missing} of its "
                              "graph (a file written for another model?).")
-        self._graph = built.graph
+        self._qgraph = built.graph
         self._layers = built.layers
         self._conversions = built.conversions
-        self._plan = executor.CompiledGraph(self._graph, [(None,) + tuple(s[1:]) for s in self._graph.input_shapes],
+        self._plan = executor.CompiledGraph(self._qgraph, [(None,) + tuple(s[1:]) for s in self._qgraph.input_shapes],
                                             training=False, logits=False, trained=[], rewrite=False)
         self.compile(loss, metrics)
 
@@ -309,14 +312,47 @@ class QuantizedModel:
                  "values": [[v, s, z] for v, (s, z) in sorted(self._qparams.items())]}
         saving.save_wrapped(self._float, path, "quantization", entry)
 
-    def export(self, path: Any, format: str = "onnx") -> None:
-        """Not implemented for quantized models: raises NotImplementedError."""
-        raise NotImplementedError("QuantizedModel.export(): exporting a quantized model (ONNX QDQ / QLinear ops) is "
-                                  "not implemented. Export the float model, and quantize the ONNX file with "
-                                  "onnxruntime.quantization.quantize_static if you need an int8 ONNX model.")
+    def export(self, filepath: Any, format: str = "onnx", verbose: Optional[bool] = None,
+               opset_version: Optional[int] = None) -> None:
+        """Write the int8 model as ONNX (QDQ form: QuantizeLinear / DequantizeLinear around
+        each int8 op, int8 per-channel weights; pycnn/interop/onnx_export.py), which ONNX
+        Runtime runs with its integer kernels. Needs the ``onnx`` package.
+
+        Raises:
+            ValueError: another format, or a Python layer in the model (no ONNX form).
+            ImportError: onnx is not installed.
+        """
+        if format != "onnx":
+            raise ValueError(f"QuantizedModel.export() writes format='onnx' only. Received: format={format!r}.")
+        from .interop import onnx_export
+        onnx_export.export(self, filepath, opset=opset_version, verbose=verbose)
+
+    def _graph(self) -> Graph:
+        """The quantized graph (what ONNX export walks)."""
+        return self._qgraph
+
+    @property
+    def inputs(self) -> Any:
+        """The float model's symbolic inputs (AttributeError for a Sequential, which has none)."""
+        return self._float.inputs
+
+    @property
+    def _input_layer(self) -> Any:
+        return getattr(self._float, "_input_layer", None)
 
     def __repr__(self) -> str:
         return f"<QuantizedModel '{self.name}': {len(self.int8_layers)} int8 layers>"
+
+
+def per_channel_weights(kernel: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The int8 weights the int8 ops compute from a float32 kernel whose last axis is the
+    output channels (csrc/quantized.h): ``(wq, scale)`` with ``scale[f] = max|w[..., f]| / 127``
+    (1 for an all-zero channel) and ``wq = clip(rint(w / scale), -127, 127)`` in float64, int8
+    of the kernel's shape. Used by the ONNX export of quantized models."""
+    w = np.asarray(kernel, dtype=np.float32)
+    amax = np.abs(w).reshape(-1, w.shape[-1]).max(axis=0).astype(np.float64)
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    return np.clip(np.rint(w.astype(np.float64) / scale), -127, 127).astype(np.int8), scale
 
 
 def _load(model: Any, entry: Any, path: str) -> QuantizedModel:

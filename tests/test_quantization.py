@@ -527,8 +527,6 @@ def test_save_and_load_reproduce_predictions_bit_for_bit(rng, tmp_path):
     assert [(p.name, p.runs) for p in loaded.layers] == [(p.name, p.runs) for p in q.layers]
     with raises(ValueError, "writes pycnn's .npz format"):
         q.save(tmp_path / "q.keras")
-    with raises(NotImplementedError, "not implemented"):
-        q.export(tmp_path / "q.onnx")
 
 
 def test_a_damaged_quantization_entry_is_refused(rng, tmp_path):
@@ -578,6 +576,50 @@ def test_bad_arguments_are_clear_errors(rng):
         quantization.quantize(np.zeros(3), images(rng, 4))
     with raises(RuntimeError, "has not been built"):
         quantization.quantize(pycnn.Sequential([layers.Dense(3)]), images(rng, 4))
+    with raises(TypeError, "expected a float32 model", "quantized already"):
+        quantization.quantize(quantization.quantize(model, images(rng, 4)), images(rng, 4))
+
+
+def test_per_channel_weights_are_the_ops_weights(rng):
+    kernel = rng.standard_normal((3, 3, 4, 7)).astype(np.float32)
+    kernel[..., 2] = 0.0
+    q, scale = quantization.per_channel_weights(kernel)
+    want_q, want_scale = oracle.quantize_weights(kernel)
+    np.testing.assert_array_equal(q, want_q)
+    np.testing.assert_array_equal(scale, want_scale)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "pooling"])
+def test_onnx_export_of_a_quantized_model_runs_in_onnx_runtime(rng, tmp_path, kind):
+    """QDQ form: ONNX Runtime fuses it into its integer kernels; its requantization rounds its
+    own way, so the outputs are close to pycnn's int8 ones, not equal."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if kind == "sequential":
+        model = small_lenet()
+    else:
+        pycnn.utils.set_random_seed(6)
+        inp = layers.Input((10, 10, 3))
+        a = layers.AveragePooling2D(2)(layers.Conv2D(8, 3, padding="same", activation="relu")(inp))
+        b = layers.Conv2D(8, 3, activation="relu")(a)
+        c = layers.Concatenate()([layers.GlobalAveragePooling2D()(b), layers.GlobalMaxPooling2D()(b)])
+        model = pycnn.Model(inp, layers.Dense(4, activation="softmax")(c))
+    shape = model.input_shape[1:]
+    x = rng.random((60,) + tuple(shape), dtype=np.float32)
+    q = quantization.quantize(model, x)
+    path = tmp_path / "q.onnx"
+    q.export(path)
+    proto = onnx.load(path)
+    ops_used = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops_used
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    want = q.predict(x, verbose=0)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 0.1
+    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.9
+    with raises(ValueError, "writes format='onnx' only"):
+        q.export(tmp_path / "q.tflite", format="tflite")
 
 
 # ----------------------------------------------------------------------------- the CLI

@@ -443,6 +443,106 @@ def sobel_edges(ex: Export, spec: Any, xs: List[Value], shape: Shape, hint: str)
     return Value(out, shape, "nchw_pairs")
 
 
+# ----------------------------------------------------------------------------- int8 ops (pycnn.quantization)
+#
+# A quantized model (pycnn.quantization.QuantizedModel) exports in ONNX's QDQ form: uint8
+# tensors where pycnn holds uint8 values, QuantizeLinear / DequantizeLinear around the float
+# arithmetic of each int8 op, its int8 per-channel weights and int32 bias as DequantizeLinear
+# of integer initializers. ONNX Runtime fuses those patterns into its integer kernels
+# (QLinearConv, QGemm...). Its requantization rounds its own way, so its outputs are close to
+# pycnn's, not identical (tests/test_quantization.py).
+
+def _qdq(ex: Export, op: str, v: Value, scale: float, zero_point: int, hint: str) -> Value:
+    inputs = [v.name, ex.const(np.float32(scale), f"{hint}_scale"),
+              ex.const(np.uint8(zero_point), f"{hint}_zero_point", np.uint8)]
+    return v._replace(name=ex.node(op, inputs, hint))
+
+
+def quantize(ex: Export, spec: Any, xs: List[Value], shape: Shape, hint: str) -> Value:
+    return _qdq(ex, "QuantizeLinear", xs[0], spec.attrs["scale"], spec.attrs.get("zero_point", 0), hint)._replace(
+        shape=shape)
+
+
+def dequantize(ex: Export, spec: Any, xs: List[Value], shape: Shape, hint: str) -> Value:
+    return _qdq(ex, "DequantizeLinear", xs[0], spec.attrs["scale"], spec.attrs.get("zero_point", 0), hint)._replace(
+        shape=shape)
+
+
+def _int8_params(ex: Export, spec: Any, weight_layout: Callable[[np.ndarray], np.ndarray], axis: int,
+                 hint: str) -> Tuple[str, Optional[str]]:
+    """The op's weights as DequantizeLinear of the int8 weights the op computes (per output
+    channel, on ``axis`` of the laid-out kernel) and its bias as DequantizeLinear of int32."""
+    from ..quantization import per_channel_weights
+
+    kernel, bias = spec.params
+    q, sw = per_channel_weights(kernel)
+    channels = sw.size
+    w = ex.node("DequantizeLinear", [ex.const(weight_layout(q), f"{hint}_Wq", np.int8),
+                                     ex.const(sw.astype(np.float32), f"{hint}_W_scale"),
+                                     ex.const(np.zeros(channels, np.int8), f"{hint}_W_zero_point", np.int8)],
+                f"{hint}_W", axis=axis)
+    if bias is None:
+        return w, None
+    bias_scale = (float(spec.attrs["in_scale"]) * sw).astype(np.float32)
+    bq = np.rint(bias.astype(np.float64) / bias_scale.astype(np.float64))
+    bq = np.clip(bq, -2**31 + 1, 2**31 - 1).astype(np.int32)
+    b = ex.node("DequantizeLinear", [ex.const(bq, f"{hint}_Bq", np.int32), ex.const(bias_scale, f"{hint}_B_scale")],
+                f"{hint}_B", axis=0)
+    return w, b
+
+
+def _int8_output(ex: Export, spec: Any, y: Value, hint: str) -> Value:
+    y = ex.activation(spec.attrs.get("activation", "linear"), y, hint)
+    if spec.attrs.get("out_dtype", "uint8") == "uint8":
+        y = _qdq(ex, "QuantizeLinear", y, spec.attrs["out_scale"], spec.attrs.get("out_zero_point", 0), f"{hint}_q")
+    return y
+
+
+def conv2d_int8(ex: Export, spec: Any, xs: List[Value], shape: Shape, hint: str) -> Value:
+    a = spec.attrs
+    x = ex.nchw(xs[0], hint)
+    xf = _qdq(ex, "DequantizeLinear", x, a["in_scale"], a.get("in_zero_point", 0), f"{hint}_x")
+    w, b = _int8_params(ex, spec, lambda q: np.transpose(q, (3, 2, 0, 1)), 0, hint)
+    window = list(spec.params[0].shape[:2])
+    strides = list(a.get("strides", (1, 1)))
+    out = ex.node("Conv", [xf.name, w] + ([b] if b else []), hint, kernel_shape=window, strides=strides,
+                  **_pads(x, window, strides, (1, 1), a.get("padding", "valid")))
+    return _int8_output(ex, spec, Value(out, shape, "nchw"), hint)
+
+
+def dense_int8(ex: Export, spec: Any, xs: List[Value], shape: Shape, hint: str) -> Value:
+    a = spec.attrs
+    x = xs[0]
+    rows = None
+    if x.layout == "chw_flat":
+        rows = _chw_permutation(x.source.shape)  # the kernel's rows in the order ONNX's flatten holds
+    elif x.layout != "nhwc":
+        x = ex.nhwc(x, hint)
+    xf = _qdq(ex, "DequantizeLinear", x, a["in_scale"], a.get("in_zero_point", 0), f"{hint}_x")
+    w, b = _int8_params(ex, spec, lambda q: q if rows is None else q[rows], 1, hint)
+    if len(x.shape) == 2:
+        out = ex.node("Gemm", [xf.name, w] + ([b] if b else []), hint)
+    else:
+        out = ex.node("MatMul", [xf.name, w], f"{hint}_matmul")
+        if b:
+            out = ex.node("Add", [out, b], hint)
+    return _int8_output(ex, spec, Value(out, shape), hint)
+
+
+def _pool_int8(op: str, global_: bool) -> Callable[..., Value]:
+    """Pooling of uint8: as float (exact for these small integers), the mean rounded as pycnn's
+    op does, (sum + count / 2) // count, i.e. floor(mean + 1/2)."""
+    def export(ex: Export, spec: Any, xs: List[Value], shape: Shape, hint: str) -> Value:
+        x = ex.nchw(xs[0], hint)
+        xf = x._replace(name=ex.node("Cast", [x.name], f"{hint}_float", to=ex.onnx.TensorProto.FLOAT))
+        pooled = (_global_pool(op) if global_ else _pool(op))(ex, spec, [xf], shape, f"{hint}_pool")
+        if op == "AveragePool" or op == "GlobalAveragePool":
+            half = ex.node("Add", [pooled.name, ex.const(np.float32(0.5), f"{hint}_half")], f"{hint}_half")
+            pooled = pooled._replace(name=ex.node("Floor", [half], f"{hint}_floor"))
+        return pooled._replace(name=ex.node("Cast", [pooled.name], hint, to=ex.onnx.TensorProto.UINT8))
+    return export
+
+
 #: Op kind (pycnn.ops.registered_ops()) -> exporter ``(export, spec, inputs, output shape, name) -> Value``.
 #: A new op adds its entry here.
 EXPORTERS: Dict[str, Callable[[Export, Any, List[Value], Shape, str], Value]] = {
@@ -453,6 +553,11 @@ EXPORTERS: Dict[str, Callable[[Export, Any, List[Value], Shape, str], Value]] = 
     "leaky_relu": leaky_relu, "maxpool2d": _pool("MaxPool"), "multiply": _merge("Mul"), "rescaling": rescaling,
     "reshape": reshape, "separable_conv2d": separable_conv2d, "sobel_edges": sobel_edges,
     "zero_padding2d": zero_padding2d,
+    # int8 (pycnn.quantization)
+    "quantize": quantize, "dequantize": dequantize, "conv2d_int8": conv2d_int8, "dense_int8": dense_int8,
+    "maxpool2d_int8": _pool("MaxPool"), "avgpool2d_int8": _pool_int8("AveragePool", False),
+    "global_maxpool2d_int8": _pool_int8("GlobalMaxPool", True),
+    "global_avgpool2d_int8": _pool_int8("GlobalAveragePool", True),
 }
 
 
