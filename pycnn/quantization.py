@@ -675,8 +675,10 @@ def _build(graph: Graph, specs: List[Optional[ops.OpSpec]], qparams: Optional[Di
         shape = tuple(shapes[v][1:])
         ins = list(node.inputs)
         params = int(sum(int(w.size) for w in layer.weights))
-        row = lambda runs, detail="": layers_out.append(  # noqa: E731
-            LayerPrecision(layer.name, layer.class_name, shapes[v], params, runs, detail))
+
+        def row(runs: str, detail: str = "", layer: Any = layer, v: int = v, params: int = params) -> None:
+            layers_out.append(LayerPrecision(layer.name, layer.class_name, shapes[v], params, runs, detail))
+
         name, weighted, why_not = twins[i]
         if spec is None:  # a Python layer
             inputs = [as_f32(u, f"'{layer.name}'") for u in ins]
