@@ -81,7 +81,8 @@ struct Int8Kernels {
   void (*quantize)(uint8_t*, const float*, int64_t, float, float);
   void (*dequantize)(float*, const uint8_t*, int64_t, float, int32_t);
   void (*gemm)(void*, int64_t, const Int8Rows&, const Int8Weights&, const unsigned char*, uint8_t*);
-  int (*tile_rows)(const Int8Weights&, int64_t lda);  // rows per GEMM tile, rows read in place lda apart
+  // Rows per GEMM tile for rows read in place lda apart, in groups of per_group rows.
+  int (*tile_rows)(const Int8Weights&, int64_t lda, int64_t per_group);
 };
 
 bool cpu_has_vnni512() {
@@ -301,7 +302,7 @@ void conv2d_int8_forward(void* out, const uint8_t* inp, const Int8Weights& w, co
   const double work = static_cast<double>(w.K * w.F);
   // Direct: rows of A read in place from a padded copy of the input, tiles along output rows;
   // worth it unless the tiles' last rows in each output row would waste a sixth of the work.
-  const int mr = k.tile_rows(w, s.SW * s.C);
+  const int mr = k.tile_rows(w, s.SW * s.C, s.OW);
   const int64_t tiles = (s.OW + mr - 1) / mr;
   if (6 * (tiles * mr - s.OW) <= tiles * mr) {
     const int64_t Hp = (s.OH - 1) * s.SH + s.KH, Wp = std::max((s.OW - 1) * s.SW + s.KW, s.PL + 1);

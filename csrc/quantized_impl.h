@@ -322,15 +322,31 @@ __attribute__((target("avx512vbmi"))) static void pixels_panel(const Epi& e, con
   });
 }
 
-int tile_rows(const Int8Weights& w, int64_t lda) {
+// Rows per tile for a panel of 16 nv channels and groups of `rows` rows: the height (of a
+// few the registers allow: MR x NV accumulators, NV weight vectors, one broadcast) that
+// wastes fewest rows at the end of a group (a convolution's output row), the tallest on a tie.
+int choose_mr(int nv, int64_t rows) {
+  static const int kCandidates[5][3] = {{0, 0, 0}, {12, 10, 8}, {12, 10, 8}, {8, 7, 6}, {6, 5, 4}};
+  int best = kCandidates[nv][0];
+  int64_t best_waste = (rows + best - 1) / best * best - rows;
+  for (int c : kCandidates[nv]) {
+    const int64_t waste = (rows + c - 1) / c * c - rows;
+    if (waste < best_waste) {
+      best = c;
+      best_waste = waste;
+    }
+  }
+  return best;
+}
+
+int tile_rows(const Int8Weights& w, int64_t lda, int64_t per_group) {
   if (pixels_fit(w, lda, true)) return 16;
-  const int64_t nv = (w.Fp < kInt8Panel ? w.Fp : kInt8Panel) / 16;
-  return nv == 4 ? 6 : nv == 3 ? 8 : 12;
+  return choose_mr(static_cast<int>((w.Fp < kInt8Panel ? w.Fp : kInt8Panel) / 16), per_group);
 }
 #else
 constexpr int kMR = PYCNN_Q8_LEVEL == 1 ? 2 : 4;
 
-int tile_rows(const Int8Weights&, int64_t) { return kMR; }
+int tile_rows(const Int8Weights&, int64_t, int64_t) { return kMR; }
 #endif
 
 // out row m (at out + m * ldo) = requantize(row m of A @ W) for every row of `a`.
@@ -361,11 +377,16 @@ void gemm(void* out, int64_t ldo, const Int8Rows& a, const Int8Weights& w, const
     const int64_t ldb = width * 4;
 #if PYCNN_Q8_LEVEL == 2
     const int cols = static_cast<int>(w.F - p0 < width ? w.F - p0 : width);
-    switch (width / 16) {
-      case 4: panel<6, 4>(e, a, g, P, ldb, p0, cols, tail); break;
-      case 3: panel<8, 3>(e, a, g, P, ldb, p0, cols, tail); break;
-      case 2: panel<12, 2>(e, a, g, P, ldb, p0, cols, tail); break;
-      default: panel<12, 1>(e, a, g, P, ldb, p0, cols, tail); break;
+    const int nv = static_cast<int>(width / 16);
+    switch (nv * 100 + choose_mr(nv, a.per_group)) {
+#define PYCNN_Q8_PANEL(NV, MR) \
+  case NV * 100 + MR: panel<MR, NV>(e, a, g, P, ldb, p0, cols, tail); break;
+      PYCNN_Q8_PANEL(4, 6) PYCNN_Q8_PANEL(4, 5) PYCNN_Q8_PANEL(4, 4)
+      PYCNN_Q8_PANEL(3, 8) PYCNN_Q8_PANEL(3, 7) PYCNN_Q8_PANEL(3, 6)
+      PYCNN_Q8_PANEL(2, 12) PYCNN_Q8_PANEL(2, 10) PYCNN_Q8_PANEL(2, 8)
+      PYCNN_Q8_PANEL(1, 12) PYCNN_Q8_PANEL(1, 10) PYCNN_Q8_PANEL(1, 8)
+#undef PYCNN_Q8_PANEL
+      default: break;  // not reached: choose_mr returns one of the heights above
     }
 #else
     alignas(64) int32_t acc[kMR * 16];

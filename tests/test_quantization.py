@@ -144,6 +144,18 @@ def test_conv2d_int8_first_layer_shapes(isa, rng, filters, shape, kernel_size):
                     oracle.forward("conv2d_int8", [xq], [kernel, bias], attrs), f"{filters} filters {shape}")
 
 
+@pytest.mark.parametrize("width,filters", [(4, 64), (5, 64), (12, 64), (6, 48), (7, 48), (16, 48), (8, 32),
+                                           (10, 32), (24, 32), (8, 16), (10, 16), (12, 16), (9, 130)])
+def test_conv2d_int8_every_tile_height(isa, rng, width, filters):
+    """Output rows of `width` pixels: on AVX-512 the tile height that wastes fewest rows per
+    output row, for panels of 64, 48, 32 and 16 channels."""
+    xq = qinput(rng, (2, 4, width + 2, 5), 11)
+    kernel = (rng.standard_normal((3, 3, 5, filters)) * 0.3).astype(np.float32)
+    attrs = dict(activation="relu", **oracle.int8_attrs(0.02, 11, 0.05, 0))
+    assert_bits(run_int8("conv2d_int8", xq, (kernel, None), attrs),
+                oracle.forward("conv2d_int8", [xq], [kernel, None], attrs), f"{width} x {filters}")
+
+
 def test_conv2d_int8_without_bias_and_zero_point_zero(isa, rng):
     xq, kernel, _, attrs = _conv_case(rng, CONV_CASES[2], "relu", "uint8", zero_point=0)
     assert_bits(run_int8("conv2d_int8", xq, (kernel, None), attrs),
