@@ -119,7 +119,8 @@ constexpr float kGeluK = 0.79788456080286536f, kGeluC = 0.044715f;
 // exp(v) for v <= 0 in float arithmetic without branches (Cephes's expf: 2^n times a degree-6
 // polynomial of the remainder), so that GCC vectorises the loops below; 0 below -87.
 inline float exp_nonpositive(float v) {
-  v = std::max(v, -87.0f);
+  v = v > -87.0f ? v : -87.0f;  // NaN too: the callers multiply the result by what was NaN
+  v = v < 0.0f ? v : 0.0f;
   // Round to nearest by adding and removing 1.5 * 2^23 (|v log2 e| < 2^22): nearbyint would
   // keep GCC from vectorising the loop (it may set errno).
   const float n = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -132,7 +133,7 @@ inline float exp_nonpositive(float v) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n from its exponent bits
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 0]
   float two_n;
   std::memcpy(&two_n, &bits, sizeof two_n);
   return p * two_n;
