@@ -19,6 +19,7 @@ size.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
@@ -70,7 +71,7 @@ def sparse_labels(y_true: Any, y_pred_shape: Tuple[int, ...], who: str) -> np.nd
     """
     y = utils.check_real_array(y_true, who, "y_true")
     classes = int(y_pred_shape[-1])
-    rows = int(np.prod(y_pred_shape[:-1], dtype=np.int64))
+    rows = math.prod(int(d) for d in y_pred_shape[:-1])
     if y.size != rows or (y.ndim >= 1 and len(y_pred_shape) >= 2 and y.shape[0] != y_pred_shape[0]):
         raise ValueError(
             f"{who} expected one integer label per prediction row: labels of shape {tuple(y_pred_shape[:-1])} "

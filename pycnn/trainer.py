@@ -184,7 +184,7 @@ class Trainer:
             return xs, labels.reshape(y.shape[0], -1)
         if isinstance(self.loss, (losses_module.CategoricalCrossentropy, losses_module.MeanSquaredError)):
             target = utils.as_float32(y, who, "y")
-            if target.size != int(np.prod(out_shape)):
+            if target.size != math.prod(out_shape):
                 raise ValueError(f"{who} expected y with the model's output shape {out_shape}. "
                                  f"Received: y.shape={y.shape}.")
             return xs, target.reshape(out_shape)
