@@ -83,7 +83,7 @@ def build_pycnn(builder: str, input_shape):
     else:
         model = getattr(models, builder)(input_shape=tuple(input_shape))
     from pycnn import losses
-    logits = model.layers[-1].output_activation != "softmax"  # the speed-run network ends in logits
+    logits = getattr(model.layers[-1], "activation", None) != "softmax"  # the speed-run network ends in logits
     model.compile(optimizer=optimizers.Adam(learning_rate=LR, epsilon=EPS),
                   loss=losses.SparseCategoricalCrossentropy(from_logits=logits))
     return model
