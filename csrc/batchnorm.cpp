@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "activation.h"
+#include "batchnorm.h"
 #include "executor.h"
 #include "op_registry.h"
 #include "runtime.h"
@@ -167,12 +168,6 @@ void train_grad_coefficients(float* dgamma, float* dbeta, float* a, float* k, fl
 // cancels. Sums over rows accumulate in double: a batch of 1,024 32x32 images has 10^6 rows,
 // where a float sum loses about 3 digits. Team storage per thread: the batch mean and var.
 namespace {
-
-struct BnGeom {
-  int64_t C, rows_per_sample;
-  float epsilon, momentum;
-  NodeActivation act;
-};
 
 std::vector<int64_t> batchnorm_parse(Node& node, const OpArgs& args) {
   const std::vector<int64_t>& shape = args.in_shapes[0];

@@ -157,14 +157,6 @@ void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const 
 
 namespace {
 
-// The depthwise geometry of a node: input (H, W, C), depthwise kernel (KH, KW, C, M), attrs
-// strides, dilation_rate, padding.
-struct DepthwiseGeom {
-  DepthwiseShape d;  // d.s.F = C * M
-  int64_t F;         // separable: the pointwise filters
-  NodeActivation act;
-};
-
 void parse_depthwise(DepthwiseGeom& g, const OpArgs& args, const std::vector<int64_t>& w) {
   expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];

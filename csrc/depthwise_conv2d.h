@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 
+#include "activation.h"
 #include "conv2d.h"
 
 namespace pycnn {
@@ -30,5 +31,14 @@ void depthwise_conv2d_forward(float* out, const float* inp, const float* weight,
 // dinp (N, H, W, C) and dbias (C*M) may be null. Written, not accumulated.
 void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                                const float* weight, const float* out, const DepthwiseShape& d, Activation act);
+
+// The geometry the depthwise_conv2d and separable_conv2d ops store in their node
+// (node.geom<DepthwiseGeom>()): input (H, W, C), depthwise kernel (KH, KW, C, M), attrs
+// strides, dilation_rate, padding; d.s.N is 1 (the executor's share sets it).
+struct DepthwiseGeom {
+  DepthwiseShape d;  // d.s.F = C * M
+  int64_t F;         // separable: the pointwise filters
+  NodeActivation act;
+};
 
 }  // namespace pycnn

@@ -134,11 +134,6 @@ void image_gradient_backward(float* dinp, const float* dout, int64_t N, int64_t 
 // (H, W, C) -> the same.
 namespace {
 
-struct ImageGeom {
-  int64_t H, W, C;
-  int axis;
-};
-
 std::vector<int64_t> image_parse(Node& node, const OpArgs& args) {
   expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];

@@ -19,6 +19,13 @@
 
 namespace pycnn {
 
+// The geometry the sobel_edges and image_gradient ops store in their node
+// (node.geom<ImageGeom>()): the input (H, W, C) and image_gradient's axis (0 for sobel_edges).
+struct ImageGeom {
+  int64_t H, W, C;
+  int axis;
+};
+
 void sobel_edges_forward(float* out, const float* inp, int64_t N, int64_t H, int64_t W, int64_t C);
 void sobel_edges_backward(float* dinp, const float* dout, int64_t N, int64_t H, int64_t W, int64_t C);
 

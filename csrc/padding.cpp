@@ -80,10 +80,6 @@ void cropping2d_backward(float* dinp, const float* dout, int64_t N, int64_t H, i
 // cropping2d: attrs cropping (CT, CB, CL, CR), (H, W, C) -> (H - CT - CB, W - CL - CR, C).
 namespace {
 
-struct FrameGeom {
-  int64_t H, W, C, T, B, L, R;
-};
-
 FrameGeom frame_parse(const OpArgs& args, const char* attr) {
   expect_input_rank(args, 3, "(H, W, C)");
   const std::vector<int64_t>& in = args.in_shapes[0];

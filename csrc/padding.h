@@ -13,6 +13,12 @@
 
 namespace pycnn {
 
+// The geometry the zero_padding2d and cropping2d ops store in their node (node.geom<FrameGeom>()):
+// the input (H, W, C) and the four sides (padding added, or cropping removed).
+struct FrameGeom {
+  int64_t H, W, C, T, B, L, R;
+};
+
 void zero_padding2d_forward(float* out, const float* inp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t PT,
                             int64_t PB, int64_t PL, int64_t PR);
 // dout (N, PT + H + PB, PL + W + PR, C) -> dinp (N, H, W, C).

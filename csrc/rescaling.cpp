@@ -58,11 +58,6 @@ void rescaling_backward(float* dinp, const float* dout, const float* scale, int6
 // length; any input shape -> the same: out = x * scale + offset.
 namespace {
 
-// node.constants holds scale (K values), then offset (K values).
-struct RescaleGeom {
-  int64_t K;
-};
-
 std::vector<int64_t> rescaling_parse(Node& node, const OpArgs& args) {
   const std::vector<int64_t>& in = args.in_shapes[0];
   const int64_t C = in.empty() ? 1 : in.back();

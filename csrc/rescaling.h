@@ -9,6 +9,12 @@
 
 namespace pycnn {
 
+// The geometry the rescaling op stores in its node (node.geom<RescaleGeom>()): K = 1 or C;
+// node.constants holds scale (K values), then offset (K values).
+struct RescaleGeom {
+  int64_t K;
+};
+
 void rescaling_forward(float* out, const float* inp, const float* scale, const float* offset, int64_t M, int64_t K);
 // dout (M, K) -> dinp (M, K) = dout * scale (the offset and scale are constants).
 void rescaling_backward(float* dinp, const float* dout, const float* scale, int64_t M, int64_t K);
