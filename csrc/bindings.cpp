@@ -120,7 +120,7 @@ pycnn::StepUpdate make_update(const PyNetwork* pn, const py::tuple& spec, const 
   if (spec.size() != 4 && spec.size() != 5)
     value_error(cat(fn, "() expected update=(name, hyper, weights, slots[, decay])."));
   py::list weights = spec[2].cast<py::list>(), slots = spec[3].cast<py::list>();
-  pycnn::StepUpdate u = parse_update_hyper(spec[0], spec[1], spec.size() == 5 ? spec[4] : py::none(), grads.size(), fn);
+  pycnn::StepUpdate u = parse_update_hyper(spec[0], spec[1], spec.size() == 5 ? py::object(spec[4]) : py::object(py::none()), grads.size(), fn);
   if (weights.size() != grads.size() || slots.size() != grads.size())
     value_error(cat(fn, "() expected one weight and one list of slots per gradient (", grads.size(), ")."));
   for (size_t w = 0; w < weights.size(); ++w) {

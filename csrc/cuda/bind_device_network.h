@@ -82,7 +82,7 @@ inline pycnn::cuda::DeviceStepUpdate device_update(const pycnn::Network& net, co
   py::tuple spec = py::reinterpret_borrow<py::object>(spec_obj).cast<py::tuple>();
   if (spec.size() != 2 && spec.size() != 3) value_error(cat(fn, "() expected update=(name, hyper[, decay])."));
   pycnn::StepUpdate u =
-      parse_update_hyper(spec[0], spec[1], spec.size() == 3 ? spec[2] : py::none(), net.weight_sizes.size(), fn);
+      parse_update_hyper(spec[0], spec[1], spec.size() == 3 ? py::object(spec[2]) : py::object(py::none()), net.weight_sizes.size(), fn);
   pycnn::cuda::DeviceStepUpdate d;
   d.def = u.def;
   d.device = pycnn::cuda::find_device_update(u.def->name);
