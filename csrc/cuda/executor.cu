@@ -63,6 +63,12 @@ void expect_args(const DeviceArgs& a, const std::vector<int64_t>& work) {
   if (!work.empty() && work[0]) expect_device(a.work, sizeof(float) * work[0], "an op's workspace");
 }
 
+// target[e] += add[e] for e in [0, n). (A launch from a free function: nvcc refuses device
+// lambdas in private member functions.)
+void add_into(float* target, const float* add, int64_t n) {
+  for_each(n, "gradient sum", PYCNN_DEVICE_LAMBDA(int64_t e) { target[e] += add[e]; });
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------- construction
@@ -373,9 +379,7 @@ void DeviceNetwork::backward(int64_t N) {
           if (n.param[k]) dparam[k] = frozen + k * frozen_floats_;
         run(dinp.data(), dparam.data());
       }
-      float* target = slot(net_.grad_slot[u]);
-      const float* add = spare;
-      for_each(N * n.in_sizes[j], "gradient sum", PYCNN_DEVICE_LAMBDA(int64_t e) { target[e] += add[e]; });
+      add_into(slot(net_.grad_slot[u]), spare, N * n.in_sizes[j]);
     }
   }
   // A weight read at several places: the sum of its places, in node order (as the CPU's).
@@ -384,9 +388,8 @@ void DeviceNetwork::backward(int64_t N) {
     float* g = weight_grad_[w].f();
     for (size_t q = 0; q < places_[w].size(); ++q) {
       const float* part = place_dev_[places_[w][q]].f();
-      const bool first = q == 0;
-      for_each(net_.weight_sizes[w], "weight gradient places",
-               PYCNN_DEVICE_LAMBDA(int64_t e) { g[e] = first ? part[e] : g[e] + part[e]; });
+      if (q == 0) copy_on_device(g, part, sizeof(float) * net_.weight_sizes[w]);
+      else add_into(g, part, net_.weight_sizes[w]);
     }
   }
 }
