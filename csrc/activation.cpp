@@ -11,6 +11,7 @@
 
 #include "cuda/bodies.h"
 #include "executor.h"
+#include "op_geometry.h"
 
 namespace pycnn {
 
@@ -260,10 +261,6 @@ const OpDef activation_op = {
     "activation", "y = act(x) element-wise (softmax: over the last axis); any shape -> the same", 1, {},
     {{"activation", AttrType::Str, std::string("linear")}},
     activation_parse, activation_forward, activation_backward, nullptr, &activation_device};
-
-struct LeakyGeom {
-  float slope;
-};
 
 std::vector<int64_t> leaky_relu_parse(Node& node, const OpArgs& args) {
   const double slope = args.attrs.f("negative_slope");

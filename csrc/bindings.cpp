@@ -18,6 +18,8 @@
 
 #include "activation.h"
 #include "bindings_common.h"
+#include "bindings_network.h"
+#include "cuda/bind_device_network.h"
 #include "executor.h"
 #include "network.h"
 #include "peak.h"
@@ -27,119 +29,6 @@
 namespace pycnn_py {
 namespace {
 
-using pycnn::AttrType;
-using pycnn::AttrValue;
-
-// ---------------------------------------------------------------------------- conversions
-
-// Python ints and NumPy integer scalars; not bools, not arrays (an ndarray has __index__ too).
-bool is_int(const py::handle& v) {
-  if (py::isinstance<py::bool_>(v)) return false;
-  return PyLong_Check(v.ptr()) || py::isinstance(v, py::module_::import("numpy").attr("integer"));
-}
-
-bool is_number(const py::handle& v) {
-  return py::isinstance<py::float_>(v) || is_int(v) || py::isinstance(v, py::module_::import("numpy").attr("floating"));
-}
-
-// An integer that fits in int64 (callers check their own narrower ranges).
-int64_t to_int(const py::handle& v, const std::string& what = "an integer") {
-  py::int_ i = py::reinterpret_steal<py::int_>(PyNumber_Index(v.ptr()));
-  int overflow = 0;
-  const long long x = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
-  if (overflow) value_error(cat("expected ", what, " within 64 bits. Received: ", std::string(py::repr(v)), "."));
-  return x;
-}
-
-std::string as_str(const py::handle& v, const std::string& what) {
-  if (!py::isinstance<py::str>(v)) type_error(cat(what, " to be a string. Received: ", std::string(py::repr(v)), "."));
-  return v.cast<std::string>();
-}
-
-// A value index (node input, output, weight slot): an integer within int range.
-int as_index(const py::handle& v, const std::string& what) {
-  if (!is_int(v)) type_error(cat(what, " to be an integer. Received: ", std::string(py::repr(v)), "."));
-  const int64_t x = to_int(v, what);
-  if (x < -1 || x > INT32_MAX) value_error(cat(what, " to be a valid index. Received: ", x, "."));
-  return static_cast<int>(x);
-}
-
-std::vector<int> as_indices(const py::handle& v, const std::string& what) {
-  if (!py::isinstance<py::sequence>(v) || py::isinstance<py::str>(v))
-    type_error(cat(what, " to be a list of integers. Received: ", std::string(py::repr(v)), "."));
-  std::vector<int> out;
-  for (const py::handle& item : v) out.push_back(as_index(item, what + " items"));
-  return out;
-}
-
-// A Python value as the declared type of attribute `name` (lists of numbers: any sequence).
-AttrValue convert_attr(const pycnn::AttrDef& def, const py::handle& v, const std::string& where) {
-  auto bad = [&](const char* want) {
-    type_error(cat(where, " expected attribute '", def.name, "' to be ", want, ". Received: ", def.name, "=",
-                   std::string(py::repr(v)), "."));
-  };
-  auto items = [&](const char* want) {
-    if (!py::isinstance<py::sequence>(v) || py::isinstance<py::str>(v)) bad(want);
-    return py::reinterpret_borrow<py::sequence>(v);
-  };
-  switch (def.type) {
-    case AttrType::Int:
-      if (!is_int(v)) bad("an integer");
-      return to_int(v, cat(where, " attribute '", def.name, "'"));
-    case AttrType::Float:
-      if (!is_number(v)) bad("a number");
-      return v.cast<double>();
-    case AttrType::Str:
-      if (!py::isinstance<py::str>(v)) bad("a string");
-      return v.cast<std::string>();
-    case AttrType::Ints: {
-      std::vector<int64_t> out;
-      for (const py::handle& item : items("a tuple of integers")) {
-        if (!is_int(item)) bad("a tuple of integers");
-        out.push_back(to_int(item, cat(where, " attribute '", def.name, "'")));
-      }
-      return out;
-    }
-    case AttrType::Floats: {
-      if (is_number(v)) return std::vector<double>{v.cast<double>()};
-      std::vector<double> out;
-      for (const py::handle& item : items("a number or a tuple of numbers")) {
-        if (!is_number(item)) bad("a number or a tuple of numbers");
-        out.push_back(item.cast<double>());
-      }
-      return out;
-    }
-  }
-  bad("a known type");
-  return AttrValue{};  // not reached: bad() throws
-}
-
-py::object attr_to_python(const AttrValue& v) {
-  return std::visit([](const auto& x) -> py::object { return py::cast(x); }, v);
-}
-
-std::vector<int64_t> sample_shape(const py::handle& obj, const char* fn, size_t k) {
-  std::vector<int64_t> out;
-  for (const py::handle& d : py::reinterpret_borrow<py::sequence>(obj)) {
-    if (!is_int(d) || to_int(d, "a dimension") < 1)
-      value_error(cat(fn, "() expected input_shapes[", k, "] to hold positive integers. Received: ",
-                      std::string(py::repr(obj)), "."));
-    out.push_back(to_int(d));
-  }
-  return out;
-}
-
-// A sequence of real numbers (hyper-parameters).
-std::vector<double> numbers(const py::handle& v, const std::string& what) {
-  if (!py::isinstance<py::sequence>(v) || py::isinstance<py::str>(v))
-    type_error(cat(what, " expected a list of numbers. Received: ", std::string(py::repr(v)), "."));
-  std::vector<double> out;
-  for (const py::handle& item : v) {
-    if (!is_number(item)) type_error(cat(what, " expected a list of numbers. Received: ", std::string(py::repr(v)), "."));
-    out.push_back(item.cast<double>());
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------- Network
 
@@ -159,58 +48,9 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
                                         bool input_grads, bool device_bodies) {
   const char* fn = "Network";
   auto pn = std::make_shared<PyNetwork>();
-  std::vector<std::vector<int64_t>> shapes;
-  for (size_t k = 0; k < input_shapes.size(); ++k) shapes.push_back(sample_shape(input_shapes[k], fn, k));
-  std::vector<pycnn::NodeSpec> specs;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (!py::isinstance<py::tuple>(nodes[i]) || py::len(nodes[i]) != 6)
-      type_error(cat(fn, "() expected nodes[", i, "] to be (kind, name, inputs, params, attrs, weights)."));
-    py::tuple t = nodes[i].cast<py::tuple>();
-    pycnn::NodeSpec spec;
-    spec.kind = as_str(t[0], cat(fn, "() expected nodes[", i, "] kind"));
-    spec.name = t[1].is_none() ? std::string() : as_str(t[1], cat(fn, "() expected nodes[", i, "] name"));
-    const pycnn::OpDef* op = pycnn::find_op(spec.kind);
-    const std::string where = spec.name.empty() ? cat(fn, "(): node ", i, " (op '", spec.kind, "')")
-                                                : cat(fn, "(): layer '", spec.name, "' (op '", spec.kind, "')");
-    spec.inputs = as_indices(t[2], cat(fn, "() expected nodes[", i, "] inputs"));
-    if (!py::isinstance<py::sequence>(t[3]) || py::isinstance<py::str>(t[3]))
-      type_error(cat(fn, "() expected nodes[", i, "] params to be a list of arrays or None."));
-    py::list params = py::list(t[3]);
-    for (size_t k = 0; k < params.size(); ++k) {
-      if (params[k].is_none()) {
-        spec.params.push_back(nullptr);
-        spec.param_shapes.push_back({});
-        spec.writable.push_back(nullptr);
-        continue;
-      }
-      const bool state = op && k < op->params.size() && op->params[k].state;
-      auto a = exact_float(params[k], fn, cat(where.substr(std::string(fn).size() + 4), " parameter ", k), state);
-      spec.params.push_back(a.data());
-      spec.param_shapes.push_back(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
-      spec.writable.push_back(state ? a.mutable_data() : nullptr);
-      pn->keep.push_back(a);
-    }
-    if (op) {
-      if (!py::isinstance<py::dict>(t[4])) type_error(cat(where, " expected attrs to be a dict."));
-      for (const auto& item : t[4].cast<py::dict>()) {
-        const std::string name = as_str(item.first, cat(where, " expected attribute names"));
-        const pycnn::AttrDef* def = nullptr;
-        for (const pycnn::AttrDef& a : op->attrs)
-          if (name == a.name) def = &a;
-        if (def) spec.attrs[name] = convert_attr(*def, item.second, where);
-        else spec.attrs[name] = std::string();  // unknown: check_attrs names it
-      }
-    }
-    spec.weight = as_indices(t[5], cat(where, " expected weights"));
-    if (spec.weight.size() > params.size())
-      value_error(cat(where, " expected at most one weight index per parameter (", params.size(),
-                      "). Received: ", spec.weight.size(), "."));
-    specs.push_back(std::move(spec));
-  }
-  std::vector<int> outs;
-  outs = as_indices(outputs, cat(fn, "() expected outputs"));
+  NetworkSpecs ns = parse_network(input_shapes, nodes, outputs, fn, &pn->keep);
   try {
-    pn->net = pycnn::compile_network(shapes, specs, outs, input_grads, fn, device_bodies);
+    pn->net = pycnn::compile_network(ns.shapes, ns.specs, ns.outputs, input_grads, fn, device_bodies);
   } catch (const std::invalid_argument& err) {
     value_error(err.what());
   }
@@ -279,47 +119,10 @@ pycnn::StepUpdate make_update(const PyNetwork* pn, const py::tuple& spec, const 
                               std::vector<py::object>* keep) {
   if (spec.size() != 4 && spec.size() != 5)
     value_error(cat(fn, "() expected update=(name, hyper, weights, slots[, decay])."));
-  pycnn::StepUpdate u;
-  const std::string name = as_str(spec[0], cat(fn, "() expected the update name"));
-  u.def = pycnn::find_update(name);
-  if (!u.def) value_error(cat(fn, "() has no update named '", name, "'."));
   py::list weights = spec[2].cast<py::list>(), slots = spec[3].cast<py::list>();
+  pycnn::StepUpdate u = parse_update_hyper(spec[0], spec[1], spec.size() == 5 ? py::object(spec[4]) : py::object(py::none()), grads.size(), fn);
   if (weights.size() != grads.size() || slots.size() != grads.size())
     value_error(cat(fn, "() expected one weight and one list of slots per gradient (", grads.size(), ")."));
-  // hyper: one list of numbers for every weight, or a list of such lists, one per weight.
-  const size_t nh = u.def->hyper.size();
-  py::sequence hyper = py::reinterpret_borrow<py::sequence>(spec[1]);
-  const bool per_weight = py::len(hyper) > 0 && py::isinstance<py::sequence>(hyper[0]);
-  if (per_weight) {
-    if (py::len(hyper) != grads.size())
-      value_error(cat(fn, "() expected one list of hyper-parameters per weight (", grads.size(), ")."));
-    for (const py::handle& item : hyper) {
-      std::vector<double> h = numbers(item, cat(fn, "() update '", u.def->name, "'"));
-      if (h.size() != nh) value_error(cat(fn, "() expected ", nh, " hyper-parameters for update '", u.def->name, "'."));
-      u.hyper.insert(u.hyper.end(), h.begin(), h.end());
-    }
-    u.hyper_stride = nh;
-  } else {
-    u.hyper = numbers(hyper, cat(fn, "() update '", u.def->name, "'"));
-    if (u.hyper.size() != nh)
-      value_error(cat(fn, "() expected ", nh, " hyper-parameters for update '", u.def->name, "'."));
-  }
-  for (double h : u.hyper)
-    if (!std::isfinite(h)) value_error(cat(fn, "() expected finite hyper-parameters. Received: ", h, "."));
-  for (size_t w = 0; w < (per_weight ? grads.size() : 1); ++w) {
-    const std::string wrong = u.def->check(u.hyper_of(w));
-    if (!wrong.empty()) value_error(cat(fn, "() update '", u.def->name, "' ", wrong));
-  }
-  if (spec.size() == 5 && !spec[4].is_none()) {
-    for (double d : numbers(spec[4], cat(fn, "() update decay"))) {
-      if (!(d >= 0.0 && d < 1.0))
-        value_error(cat(fn, "() expected each weight's decay (weight_decay * learning_rate) in [0, 1). Received: ",
-                        d, "."));
-      u.decay.push_back(static_cast<float>(d));
-    }
-    if (u.decay.size() != grads.size())
-      value_error(cat(fn, "() expected one decay per weight (", grads.size(), "). Received: ", u.decay.size(), "."));
-  }
   for (size_t w = 0; w < weights.size(); ++w) {
     auto a = exact_float(weights[w], fn, cat("weights[", w, "]"), true);
     auto g = exact_float(grads[w], fn, cat("grads[", w, "]"), false);
@@ -343,74 +146,6 @@ pycnn::StepUpdate make_update(const PyNetwork* pn, const py::tuple& spec, const 
   return u;
 }
 
-// Targets and weights of a loss over N rows of `cols`: class indices (N,) in [0, cols) or
-// float (N, cols); sample_weight (N,) finite and >= 0.
-struct LossInputs {
-  pycnn::StepLoss step;
-  std::vector<py::object> keep;
-};
-
-// loss: a registered loss's name (its hyper-parameters 0) or (name, [hyper-parameters]).
-LossInputs loss_inputs(const py::object& loss, const py::object& targets, const py::object& sample_weight,
-                       int64_t N, int64_t cols, const char* fn, bool device_bodies) {
-  LossInputs li;
-  py::object name_obj = loss, hyper_obj = py::none();
-  if (py::isinstance<py::tuple>(loss)) {
-    if (py::len(loss) != 2) value_error(cat(fn, "() expected loss=name or (name, hyper-parameters)."));
-    name_obj = loss.cast<py::tuple>()[0];
-    hyper_obj = loss.cast<py::tuple>()[1];
-  }
-  const std::string name = as_str(name_obj, cat(fn, "() expected the loss name"));
-  li.step.def = pycnn::find_loss(name);
-  if (!li.step.def) value_error(cat(fn, "() has no loss named '", name, "'."));
-  const size_t nh = li.step.def->hyper.size();
-  li.step.hyper.assign(nh, 0.0);
-  if (!hyper_obj.is_none()) {
-    li.step.hyper = numbers(hyper_obj, cat(fn, "() loss '", name, "'"));
-    if (li.step.hyper.size() != nh)
-      value_error(cat(fn, "() expected ", nh, " hyper-parameters for loss '", name, "'. Received: ",
-                      li.step.hyper.size(), "."));
-  }
-  if (nh) {
-    const std::string wrong = li.step.def->check(li.step.hyper.data());
-    if (!wrong.empty()) value_error(cat(fn, "() loss '", name, "' ", wrong));
-  }
-  if (device_bodies && !li.step.def->device_rows)
-    value_error(cat(fn, "() loss '", name, "' has no CUDA bodies to run on the host."));
-  for (double h : li.step.hyper)
-    if (device_bodies && h != 0.0)
-      value_error(cat(fn, "() loss '", name, "' has CUDA bodies for its default hyper-parameters only (",
-                      li.step.def->hyper.empty() ? "" : li.step.def->hyper[0], "=0)."));
-  if (li.step.def->class_targets) {
-    IArray labels = as_labels(targets, fn, "targets");
-    if (labels.ndim() != 1 || labels.shape(0) != N)
-      value_error(cat(fn, "() expected 'targets' of shape (", N, ",), one class index per sample. Received: ",
-                      "targets.shape=", shape_str(labels), "."));
-    for (int64_t r = 0; r < N; ++r)
-      if (labels.data()[r] < 0 || labels.data()[r] >= cols)
-        value_error(cat(fn, "() expected class indices in [0, ", cols, "). Received: targets[", r, "]=",
-                        labels.data()[r], "."));
-    li.step.targets = labels.data();
-    li.keep.push_back(labels);
-  } else {
-    FArray t = as_float(targets, fn, "targets");
-    if (t.size() != N * cols) value_error(cat(fn, "() expected targets of ", N, " x ", cols, " values."));
-    li.step.targets = t.data();
-    li.keep.push_back(t);
-  }
-  if (!sample_weight.is_none()) {
-    FArray w = as_float(sample_weight, fn, "sample_weight");
-    if (w.ndim() != 1 || w.shape(0) != N)
-      value_error(cat(fn, "() expected 'sample_weight' of shape (", N, ",), one weight per sample. Received: "
-                      "sample_weight.shape=", shape_str(w), "."));
-    for (int64_t r = 0; r < N; ++r)
-      if (!(w.data()[r] >= 0.f) || !std::isfinite(w.data()[r]))
-        value_error(cat(fn, "() expected finite sample weights >= 0. Received: sample_weight[", r, "]=", w.data()[r], "."));
-    li.step.sample_weight = w.data();
-    li.keep.push_back(w);
-  }
-  return li;
-}
 
 py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targets, const py::object& loss,
                      const py::list& grads, const py::object& sample_weight, const py::object& outputs_out,
@@ -693,4 +428,24 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("tape"), "Write the state a training forward computed (moving statistics).")
       .def("predict", &predict, py::arg("x"), "-> outputs (inference).");
+
+  // The CUDA executor on the host emulation of the device runtime (csrc/cuda/device_api.h):
+  // the same sources as pycnn._cuda's DeviceNetwork, for tests on every machine.
+  bind_device_network(m, "EmulatedDeviceNetwork", "emulated_device_ops");
+  m.def("_emulated_copy_check", [](const std::string& what) {
+        // One deliberate misuse of the emulated device runtime; its provenance check raises.
+        namespace dev = pycnn::cuda;
+        float host[8] = {};
+        float* d = static_cast<float*>(dev::device_alloc(4 * sizeof(float), "check"));
+        struct Free {
+          float* p;
+          ~Free() { dev::device_free(p); }
+        } guard{d};
+        if (what == "host_as_device") dev::copy_to_device(host + 4, host, sizeof(float) * 4);
+        else if (what == "device_as_host") dev::copy_to_host(d, d, sizeof(float) * 2);
+        else if (what == "past_end") dev::copy_to_device(d, host, sizeof(float) * 5);
+        else if (what == "ok") dev::copy_to_device(d, host, sizeof(float) * 4);
+        else value_error(cat("_emulated_copy_check() expected 'host_as_device', 'device_as_host', 'past_end' or "
+                             "'ok'. Received: '", what, "'."));
+      }, py::arg("what"), "Tests: one copy through the emulated device runtime (a misuse raises RuntimeError).");
 }

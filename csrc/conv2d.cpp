@@ -48,6 +48,7 @@
 #include "conv2d_internal.h"
 #include "cuda/bodies.h"
 #include "op_registry.h"
+#include "op_geometry.h"
 
 namespace pycnn {
 
@@ -122,13 +123,6 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // with one group runs the kernels above; any other runs conv2d_grouped.cpp, which rewrites
 // it onto them. An activation other than relu / sigmoid / tanh runs after the kernel.
 namespace {
-
-struct Conv2dGeom {
-  ConvShape s;
-  ConvDilation d;
-  bool general;  // dilated or grouped
-  NodeActivation act;
-};
 
 std::vector<int64_t> conv2d_parse(Node& node, const OpArgs& args) {
   expect_input_rank(args, 3, "(H, W, C)");

@@ -6,6 +6,7 @@
 #include "activation.h"
 #include "cuda/bodies.h"
 #include "op_registry.h"
+#include "op_geometry.h"
 
 #include <algorithm>
 #include <cstring>
@@ -48,11 +49,6 @@ void dense_backward(float* dinp, float* dweight, float* dbias, const float* dout
 // dense: params (kernel (IN, OUT), bias (OUT) or absent), attrs activation; input (..., IN)
 // -> (..., OUT): every leading position of a sample is a row, as in Keras.
 namespace {
-
-struct DenseGeom {
-  int64_t IN, OUT, rows;  // rows per sample
-  NodeActivation act;
-};
 
 std::vector<int64_t> dense_parse(Node& node, const OpArgs& args) {
   const std::vector<int64_t>& in = args.in_shapes[0];

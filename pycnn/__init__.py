@@ -33,7 +33,7 @@ from . import (activations, augment, callbacks, cuda, datasets, image, initializ
                distributed, metrics, models, optimizers, plotting, quantization, regularizers, utils, viz)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
-from .trainer import NonFiniteLossError  # noqa: E402
+from .trainer import NonFiniteLossError, set_device  # noqa: E402
 from .utils import set_random_seed  # noqa: E402
 
 
@@ -55,6 +55,6 @@ def get_num_threads() -> int:
 
 
 __all__ = ["build_info", "set_num_threads", "get_num_threads", "__version__", "Sequential", "Model", "Input",
-           "load_model", "NonFiniteLossError", "set_random_seed", "layers", "models", "losses", "optimizers", "callbacks",
+           "load_model", "NonFiniteLossError", "set_device", "set_random_seed", "layers", "models", "losses", "optimizers", "callbacks",
            "activations", "initializers", "utils", "cuda", "datasets", "augment", "plotting", "viz", "image",
            "quantization"]

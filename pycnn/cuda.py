@@ -116,4 +116,21 @@ def build_info() -> dict:
     return dict(module.build_info()) if module is not None else {}
 
 
-__all__ = ["is_available", "is_built", "why_unavailable", "device_count", "device_name", "build_info"]
+def network_class(device: str) -> Any:
+    """The DeviceNetwork class of ``device``: ``'cuda'`` (``pycnn._cuda.DeviceNetwork``, a GPU) or
+    ``'cuda-emulated'`` (``pycnn._core.EmulatedDeviceNetwork``: the same CUDA executor on the
+    host emulation of the device runtime, on any machine; slow, for tests).
+
+    Raises:
+        RuntimeError: for ``'cuda'`` when CUDA is not usable here (the message says why).
+    """
+    if device == "cuda-emulated":
+        return ops.EmulatedDeviceNetwork
+    reason = why_unavailable()
+    if reason is not None:
+        raise RuntimeError(f"CUDA is not usable here: {reason}")
+    module, _ = _load()
+    return module.DeviceNetwork
+
+
+__all__ = ["is_available", "is_built", "why_unavailable", "device_count", "device_name", "build_info", "network_class"]

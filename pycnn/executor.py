@@ -52,6 +52,7 @@ class _Segment(NamedTuple):
     outputs: List[int]          # graph values it writes for others
     weights: List[int]          # its trained weights -> index into CompiledGraph.trained
     input_grads: bool
+    args: tuple                 # (input_shapes, nodes, outputs): what ops.Network was made from
 
 
 class _PythonNode(NamedTuple):
@@ -245,8 +246,9 @@ class CompiledGraph:
                 w.append(weights.index(gi))
             nodes.append(ops.node(spec, node.layer.name, [local[v] for v in node.inputs], w))
         input_grads = any(needs[v] for v in inputs)
-        network = ops.Network([tuple(shapes[v][1:]) for v in inputs], nodes, [local[v] for v in outputs], input_grads)
-        return _Segment(network, inputs, outputs, weights, input_grads)
+        args = ([tuple(shapes[v][1:]) for v in inputs], nodes, [local[v] for v in outputs])
+        network = ops.Network(*args, input_grads)
+        return _Segment(network, inputs, outputs, weights, input_grads, args)
 
     # ------------------------------------------------------------------ run
 

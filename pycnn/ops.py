@@ -165,6 +165,8 @@ class OpSpec(NamedTuple):
 #: ``value_types``: per value 'float32' or 'uint8' (a quantized network's bytes between its
 #: int8 ops; inputs and outputs are always float32).
 Network = _core.Network
+#: The CUDA executor on the host emulation of the device runtime (pycnn.cuda.network_class).
+EmulatedDeviceNetwork = _core.EmulatedDeviceNetwork
 
 
 def node(spec: OpSpec, name: Optional[str], inputs: Sequence[int], weights: Sequence[int] = ()) -> tuple:

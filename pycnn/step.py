@@ -15,10 +15,20 @@ The trainer (pycnn/trainer.py) loops; this module decides, for each batch, what 
 
 Nothing here writes gradients onto layers: the executor returns them aligned with the
 model's trainable weights, and they go straight to the reducer and the optimizer.
+
+With ``compile(device="cuda")`` (or ``"cuda-emulated"``) a :class:`DeviceRunner` runs the
+training step on the CUDA executor (csrc/cuda/executor.h): the weights and the optimizer's
+slots stay on the device between steps; :meth:`DeviceRunner.sync` copies them back into the
+host arrays (the trainer calls it at every epoch end, at the end of fit and after
+train_on_batch) and :meth:`DeviceRunner.invalidate` marks the host arrays as the newer copy
+(uploaded before the next device step). A step the device cannot run (a loss other than the
+fused cross-entropy, Python layers, regularizers, EMA, an optimizer without a registered
+update) runs on the CPU after a sync, with one warning saying why.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -44,6 +54,136 @@ class _Plan(NamedTuple):
     compiled: Optional[executor.CompiledGraph]  # None: layer by layer (PYCNN_NATIVE_STEP=0)
 
 
+class DeviceRunner:
+    """The CUDA executor behind one model's training steps (``device`` 'cuda' or 'cuda-emulated')."""
+
+    def __init__(self, device: str) -> None:
+        from . import cuda
+        self.device = device
+        self.network_class = cuda.network_class(device)  # raises when CUDA is not usable
+        self._networks: Dict[int, Any] = {}   # id(CompiledGraph) -> (compiled, DeviceNetwork)
+        self._active: Optional[Tuple[Any, Any]] = None
+        self._device_newer = False            # the device holds weights the host arrays lack
+        self._host_newer = True               # upload before the next device step
+        self._slots: Optional[Tuple[str, List[List[np.ndarray]]]] = None  # (update name, host arrays)
+        self._warned = False
+        self._plain_sgd: Dict[int, List[np.ndarray]] = {}
+
+    def sync(self) -> None:
+        """Device -> host: the weights, the state (moving statistics) and the optimizer's slots."""
+        if self._device_newer and self._active is not None:
+            network = self._active[1]
+            network.download_weights()
+            if self._slots is not None:
+                network.download_slots(*self._slots)
+        self._device_newer = False
+
+    def invalidate(self) -> None:
+        """The host arrays may have changed (set_weights, load, a callback): upload before the next step."""
+        self.sync()
+        self._host_newer = True
+
+    def refusal(self, step: "Step", plan: _Plan, reduce: bool) -> Optional[str]:
+        """Why the device cannot run this step (None: it can)."""
+        if reduce:
+            raise RuntimeError(f"compile(device={self.device!r}) does not support training on several MPI ranks "
+                               "yet (the gradients would have to come to the host for the reducer); use "
+                               "device='cpu' with MPI.")
+        compiled = plan.compiled
+        if compiled is None:
+            return "the native step is off (PYCNN_NATIVE_STEP=0)"
+        if not plan.native_loss:
+            return ("the loss is not a sparse categorical cross-entropy on a softmax (or logits) output, the one "
+                    "loss with CUDA kernels")
+        if len(compiled.steps) != 1 or not compiled.fusable:
+            return "the model has layers without native ops (Python layers, or Dropout / augmentation in training)"
+        if plan.regularized:
+            return "weight regularizers add their gradients on the host"
+        if getattr(step.model.optimizer, "use_ema", False):
+            return "the optimizer's EMA (use_ema) averages the weights on the host"
+        return None
+
+    def _network(self, compiled: Any) -> Any:
+        entry = self._networks.get(id(compiled))
+        if entry is None or entry[0] is not compiled:
+            shapes, nodes, outputs = compiled.steps[-1].args
+            entry = (compiled, self.network_class(shapes, nodes, outputs))  # uploads the weights
+            if len(self._networks) >= 8:
+                self._networks.clear()
+            self._networks[id(compiled)] = entry
+        if self._active is None or self._active[1] is not entry[1]:
+            self.sync()  # the previous network's weights to the host first
+            self._active = entry
+            self._host_newer = True
+        return entry[1]
+
+    def _update(self, optimizer: Any, trained: List[np.ndarray]) -> Optional[tuple]:
+        """(name, hyper, slots, decay) for the device: the optimizer's native update, or plain SGD
+        (which has none on the CPU, being one NumPy pass) as the 'sgd' update with momentum 0."""
+        update = optimizer.native_update(trained)
+        if update is not None:
+            return update
+        from .optimizers import SGD
+        if type(optimizer) is SGD and optimizer.momentum == 0.0:
+            rate = optimizer._take_step()
+            hyper, decay = optimizer._native_extras(trained, [rate, 0.0, 0.0], rate)
+            slots = self._plain_sgd.get(id(optimizer))
+            if slots is None or len(slots) != len(trained) or any(s[0].shape != w.shape
+                                                                  for s, w in zip(slots, trained)):
+                slots = [[np.zeros(w.shape, np.float32)] for w in trained]  # unused by momentum 0
+                self._plain_sgd = {id(optimizer): slots}
+            return ("sgd", hyper, slots, decay)
+        return None
+
+    def train(self, step: "Step", plan: _Plan, xs: List[np.ndarray], yb: np.ndarray,
+              sample_weight: Optional[np.ndarray], reduce: bool) -> Optional[Tuple[float, Any, Optional[int]]]:
+        """One step on the device -> (loss, outputs or None, hits); None when the device cannot
+        run it (the caller then runs the CPU step; sync() has been called)."""
+        model = step.model
+        why = self.refusal(step, plan, reduce)
+        update = None
+        if why is None:
+            update = self._update(model.optimizer, plan.trained)
+            if update is None:
+                why = f"the optimizer {type(model.optimizer).__name__} has no update with CUDA kernels (Adam and SGD do)"
+        if why is not None:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"compile(device={self.device!r}): model '{model.name}' trains on the CPU because "
+                              f"{why}. The weights are copied between the device and the host around those steps.",
+                              UserWarning, stacklevel=4)
+            self.sync()
+            self._host_newer = True
+            return None
+        compiled = plan.compiled
+        network = self._network(compiled)
+        name, hyper, slots = update[:3]
+        decay = update[3] if len(update) > 3 else None
+        pick = compiled.steps[-1].weights  # the device network's weights, as trained indices
+        per_weight = bool(hyper) and isinstance(hyper[0], (list, tuple))
+        slots = [slots[g] for g in pick]
+        if self._host_newer or self._slots is None or self._slots[0] != name or \
+                any(a is not b for x, y in zip(self._slots[1], slots) for a, b in zip(x, y)):
+            network.upload_weights()
+            network.upload_slots(name, slots)
+            self._slots = (name, slots)
+            self._host_newer = False
+        spec = (name, [hyper[g] for g in pick] if per_weight else hyper,
+                None if decay is None else [decay[g] for g in pick])
+        metrics = model._metrics
+        out = None
+        if metrics and not metrics.counts_only:
+            out = np.empty((xs[0].shape[0],) + tuple(compiled.value_shapes[compiled.graph.outputs[0]][1:]),
+                           np.float32)
+        loss, hits = network.train_step(list(xs), yb.reshape(-1), step.loss.native_loss, sample_weight, out, spec)
+        self._device_newer = True
+        if math.isfinite(loss):
+            model.optimizer.native_step_applied(plan.trained)
+        else:
+            model.optimizer.native_step_skipped()
+        return loss, out, hits
+
+
 class Step:
     """The steps of one compiled model (``model.compile`` makes one)."""
 
@@ -51,6 +191,17 @@ class Step:
         self.model = model
         self.reducer: Optional[distributed.GradientExchange] = None
         self._plans: Dict[Any, _Plan] = {}
+        self.device: Optional[DeviceRunner] = None  # compile(device='cuda' / 'cuda-emulated')
+
+    def device_sync(self) -> None:
+        """The device's weights and slots -> the host arrays (a no-op on the CPU)."""
+        if self.device is not None:
+            self.device.sync()
+
+    def device_invalidate(self) -> None:
+        """The host arrays are the newer copy: uploaded before the next device step."""
+        if self.device is not None:
+            self.device.invalidate()
 
     # ------------------------------------------------------------------ what the model allows
 
@@ -130,6 +281,14 @@ class Step:
         is_logits = True
         out: Any = None
         hits: Optional[int] = None
+        ran = None
+        if self.device is not None and n > 0:
+            ran = self.device.train(self, plan, xs, yb, sample_weight, reduce)
+        if ran is not None:
+            loss, out, hits = ran
+            if metrics and out is None:
+                out = Hits(int(round(hits)), n)
+            return loss + penalty, (out if metrics else None), True
         if n == 0:  # an MPI rank whose share of the last batch is empty
             loss, grads, applied = 0.0, [None] * len(trained), False
         elif plan.native_loss and compiled is not None:

@@ -65,23 +65,42 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.loss = epoch, step, loss
 
 
-def _check_device(device: Any) -> None:
-    """compile(device=...): 'cpu' passes; 'cuda' raises RuntimeError saying why it cannot train."""
+_DEVICES = ("cpu", "cuda", "cuda-emulated")
+_default_device = "cpu"
+
+
+def set_device(device: str) -> None:
+    """The device ``compile()`` trains on when it is not given one: ``'cpu'`` (the default),
+    ``'cuda'`` or ``'cuda-emulated'`` (see :meth:`Trainer.compile`).
+
+    Raises:
+        TypeError / ValueError: for anything but those names.
+    """
+    global _default_device
+    _default_device = _device_name(device, "set_device()")
+
+
+def _device_name(device: Any, who: str) -> str:
     if not isinstance(device, str):
-        raise TypeError(f"compile() expected device to be a string, 'cpu' or 'cuda'. Received: device={device!r}.")
+        raise TypeError(f"{who} expected device to be a string, 'cpu', 'cuda' or 'cuda-emulated'. "
+                        f"Received: device={device!r}.")
     name = device.lower()
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"compile() expected device 'cpu' or 'cuda'. Received: device={device!r}.")
+    if name not in _DEVICES:
+        raise ValueError(f"{who} expected device 'cpu', 'cuda' or 'cuda-emulated'. Received: device={device!r}.")
+    return name
+
+
+def _check_device(device: Any) -> Optional[step_module.DeviceRunner]:
+    """compile(device=...): None for 'cpu'; the CUDA executor's runner for 'cuda' (RuntimeError
+    saying why when CUDA is not usable here) or 'cuda-emulated'."""
+    name = _device_name(_default_device if device is None else device, "compile()")
     if name == "cpu":
-        return
-    from . import cuda
-    reason = cuda.why_unavailable()
-    if reason is not None:
-        raise RuntimeError(f"compile() was asked to train on device='cuda', but CUDA is not usable here: {reason} "
-                           "Use device='cpu' (the default).")
-    raise RuntimeError(f"compile() was asked to train on device='cuda' ({cuda.device_name()}), but pycnn's GPU "
-                       "network step is not implemented yet: only the CUDA kernels exist. Use device='cpu' "
-                       "(the default).")
+        return None
+    try:
+        return step_module.DeviceRunner(name)
+    except RuntimeError as err:
+        raise RuntimeError(f"compile() was asked to train on device={name!r}, but {err} Use device='cpu' (the "
+                           "default), or device='cuda-emulated' to run the CUDA executor on the host.") from None
 
 
 class Trainer:
@@ -107,7 +126,7 @@ class Trainer:
 
     def compile(self, optimizer: Union[str, optimizers_module.Optimizer] = "rmsprop",
                 loss: Union[str, losses_module.Loss, None] = None, metrics: Any = None,
-                weighted_metrics: Any = None, device: str = "cpu") -> None:
+                weighted_metrics: Any = None, device: Optional[str] = None) -> None:
         """Configure training.
 
         Args:
@@ -119,16 +138,21 @@ class Trainer:
                 values``; shown in the progress bar and the History under their names.
                 They ignore sample weights, as in Keras.
             weighted_metrics: the same, weighted by ``sample_weight`` / ``class_weight``.
-            device: ``'cpu'`` (the default) or ``'cuda'``. The GPU training step is not
-                implemented yet: ``'cuda'`` always raises ``RuntimeError``, saying why CUDA is
-                unusable here (:func:`pycnn.cuda.why_unavailable`) or, with a usable device,
-                that the GPU step is not implemented yet.
+            device: ``'cpu'``, ``'cuda'`` or ``'cuda-emulated'``; None (the default): the device
+                :func:`pycnn.set_device` chose, ``'cpu'`` unless changed. ``'cuda'`` trains on
+                the GPU with the CUDA executor: the weights and the optimizer's slots stay on
+                the device during ``fit`` and come back to the host arrays at every epoch end
+                (before validation and callbacks), at the end of ``fit`` and after each
+                ``train_on_batch``; evaluate and predict run on the CPU. ``'cuda-emulated'``
+                runs the same CUDA executor on the host emulation of the device runtime, on
+                any machine (slow: for tests). A step the device cannot run (another loss,
+                Python layers, regularizers, EMA) runs on the CPU with a warning.
 
         Raises:
             ValueError / TypeError: for unknown names or wrong types.
-            RuntimeError: for ``device='cuda'`` (see above).
+            RuntimeError: for ``device='cuda'`` where CUDA is not usable (the message says why).
         """
-        _check_device(device)
+        runner = _check_device(device)
         if loss is None:
             raise ValueError("compile() expected a loss, e.g. loss='sparse_categorical_crossentropy'. "
                              "Received: loss=None.")
@@ -136,6 +160,8 @@ class Trainer:
         self.loss = losses_module.get(loss)
         self._metrics = metrics_module.CompiledMetrics(metrics, weighted_metrics)
         self.metrics_names = list(self._metrics.names)
+        self._step.device_sync()  # a previous compile's device weights come home first
+        self._step.device = runner
         self.compiled = True
         last = self._output_layer_or_none()
         if getattr(self.loss, "from_logits", False) and last is not None and last.output_activation == "softmax":
@@ -361,11 +387,14 @@ class Trainer:
             cb.on_train_begin()
         first_loss: Optional[float] = None
         warned = False
+        # With a device, a callback that runs at every batch sees (and may change) the host arrays.
+        batch_sync = self._step.device is not None and any(_batch_hooks(cb) for cb in cbs)
         # Ctrl-C is recorded and raised between steps (utils.interrupt_guard says why).
-        with utils.interrupt_guard() as guard:
+        with utils.interrupt_guard() as guard, _device_synced(self._step):
             for epoch in range(initial_epoch, epochs):
                 for cb in cbs:
                     cb.on_epoch_begin(epoch)
+                self._step.device_invalidate()  # the callbacks so far may have changed the weights
                 if verbose:
                     print(f"Epoch {epoch + 1}/{epochs}", flush=True)
                 bar = Progbar(train.steps or 0, verbose=verbose)
@@ -375,6 +404,8 @@ class Trainer:
                 step = 0
                 for step, (xb_raw, yb, wb) in enumerate(train.epoch(), start=1):
                     xb = [utils.as_float32(a, "fit()") for a in xb_raw]
+                    if batch_sync:
+                        self._step.device_invalidate()
                     for cb in cbs:
                         cb.on_batch_begin(step - 1)
                     loss, out, is_logits = self._step.train(xb, yb, wb, train.global_count if dist else None)
@@ -398,6 +429,8 @@ class Trainer:
                         skipped += 1
                         logs = self._logs(loss_sum / seen if seen else math.nan)
                         batch_logs = {**logs, "loss": loss}  # callbacks (TerminateOnNaN) see the batch's loss
+                    if batch_sync:
+                        self._step.device_invalidate()
                     for cb in cbs:
                         cb.on_batch_end(step - 1, dict(logs if batch_logs is None else batch_logs))
                     if not math.isfinite(loss) and nonfinite_loss == "raise" and not self.stop_training:
@@ -412,6 +445,7 @@ class Trainer:
                     self._metrics.reduce_()  # the epoch's metrics over every rank's shares
                     logs = self._logs(loss_sum / seen if seen else math.nan)
                 epoch_logs = dict(logs)
+                self._step.device_sync()  # validation and the epoch's callbacks read the host arrays
                 if nonfinite_loss == "ignore":
                     epoch_logs["skipped_batches"] = skipped  # every epoch, so History's lists stay aligned
                     if skipped:
@@ -572,7 +606,8 @@ class Trainer:
         """One gradient step on one batch; returns ``[loss, metric...]`` (or the loss)."""
         self._require_compiled("train_on_batch")
         xs, y, weights = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch()")
-        with utils.interrupt_guard():  # a Ctrl-C during the step is raised after it
+        with utils.interrupt_guard(), _device_synced(self._step):  # a Ctrl-C during the step is raised after it
+            self._step.device_invalidate()
             loss, out, is_logits = self._step.train(xs, y, weights)
         self._metrics.reset()
         self._update_metrics(y, out, is_logits, weights)
@@ -590,6 +625,27 @@ class Trainer:
 
     def predict_on_batch(self, x: Any) -> Any:
         return self(x, training=False)
+
+
+def _batch_hooks(cb: callbacks_module.Callback) -> bool:
+    """The callback runs code at every batch that may read or write the weights."""
+    if isinstance(cb, (callbacks_module.History, callbacks_module.TerminateOnNaN)):
+        return False  # they read the logs only
+    return any(hook in vars(cb) or getattr(type(cb), hook) is not getattr(callbacks_module.Callback, hook)
+               for hook in ("on_batch_begin", "on_batch_end"))
+
+
+class _device_synced:
+    """The device's weights and slots back in the host arrays when the block ends, however it ends."""
+
+    def __init__(self, step: Any) -> None:
+        self.step = step
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        self.step.device_sync()
 
 
 def _check_verbose(verbose: Any, who: str) -> int:

@@ -63,17 +63,41 @@ def test_compile_device_cpu_is_the_default_and_trains():
 
 def test_compile_device_validation():
     model = tiny_model()
-    with pytest.raises(ValueError, match=r"expected device 'cpu' or 'cuda'. Received: device='gpu'"):
+    with pytest.raises(ValueError, match=r"expected device 'cpu', 'cuda' or 'cuda-emulated'. Received: device='gpu'"):
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", device="gpu")
     with pytest.raises(TypeError, match=r"device to be a string.*Received: device=0"):
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", device=0)
 
 
-def test_compile_device_cuda_with_a_usable_device_says_not_implemented(monkeypatch):
+def test_compile_device_cuda_with_a_usable_device_trains_on_its_device_network(monkeypatch):
+    # A usable device as pycnn.cuda would report one, whose module's DeviceNetwork is the
+    # emulated one: compile(device='cuda') takes the GPU path down to the executor's class.
+    class FakeCuda:
+        DeviceNetwork = pycnn.ops.EmulatedDeviceNetwork
+
     monkeypatch.setattr(cuda, "why_unavailable", lambda: None)
-    monkeypatch.setattr(cuda, "device_name", lambda index=0: "NVIDIA H200 (sm_90)")
-    with pytest.raises(RuntimeError, match=r"\(NVIDIA H200 \(sm_90\)\).*GPU network step is not implemented yet"):
-        tiny_model().compile(optimizer="sgd", loss="sparse_categorical_crossentropy", device="cuda")
+    monkeypatch.setattr(cuda, "_load", lambda: (FakeCuda, None))
+    model = tiny_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", device="cuda")
+    x = np.random.default_rng(0).standard_normal((8, 4, 4, 1)).astype(np.float32)
+    losses = model.fit(x, np.arange(8) % 2, epochs=5, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+    assert model._step.device.network_class is FakeCuda.DeviceNetwork
+
+
+def test_set_device_is_the_compile_default():
+    try:
+        pycnn.set_device("cuda-emulated")
+        model = tiny_model()
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        assert model._step.device is not None and model._step.device.device == "cuda-emulated"
+        with pytest.raises(ValueError, match="set_device\\(\\) expected device 'cpu', 'cuda' or 'cuda-emulated'"):
+            pycnn.set_device("tpu")
+    finally:
+        pycnn.set_device("cpu")
+    model = tiny_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert model._step.device is None
 
 
 @pytest.mark.parametrize("built,load_error,status,expect", [

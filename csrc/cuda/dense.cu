@@ -1,103 +1,71 @@
-// Fully connected layer on the device: out (N, OUT) = act(inp (N, IN) @ weight (IN, OUT) + bias).
-//
-// With PYCNN_CUBLAS the three GEMMs go through cuBLAS (column-major: a row-major (r, c)
-// matrix is read as its (c, r) transpose, so each product is written transposed), and bias,
-// activation and dbias are element-wise kernels over the bodies. Without it every output
-// element is one thread running the body's dot product (bodies.h), the formula the CPU
-// tests check.
-#include "cuda/bodies.h"
-#include "cuda/kernels.h"
-#include "cuda/launch.cuh"
+// Device half of the dense op (dense.cpp), on the device GEMM (cuBLAS in the GPU build):
+//   forward:  out (R, OUT) = act(inp (R, IN) @ kernel (IN, OUT) + bias), R = N * rows per sample
+//   backward: dz = dout * act'; dkernel = inp^T @ dz; dbias = column sums of dz; dinp = dz @ kernel^T
+// Also column_sums (device_common.h), which the convolutions' dbias uses too.
+#include "cuda/device_common.h"
+#include "op_geometry.h"
 
-#ifdef PYCNN_CUBLAS
-#include <cublas_v2.h>
+PYCNN_DEVICE_NAMESPACE_BEGIN
 
-#include <climits>
-#endif
+namespace {
+constexpr int64_t kSumBlocks = 256;  // row blocks of the first pass
+int64_t sum_blocks(int64_t rows) { return rows < kSumBlocks ? rows : kSumBlocks; }
+}  // namespace
 
-namespace pycnn {
-namespace cuda {
+int64_t column_sums_floats(int64_t rows, int64_t cols) { return sum_blocks(rows) * cols; }
 
-#ifdef PYCNN_CUBLAS
+void column_sums(float* sums, const float* x, int64_t rows, int64_t cols, float* work) {
+  const int64_t B = sum_blocks(rows);
+  if (B == 0) {
+    fill_zero(sums, sizeof(float) * cols);
+    return;
+  }
+  for_each(B * cols, "column sums (blocks)", PYCNN_DEVICE_LAMBDA(int64_t i) {
+    const int64_t b = i / cols, c = i % cols;
+    const int64_t r0 = rows * b / B, r1 = rows * (b + 1) / B;
+    float acc = 0.f;
+    for (int64_t r = r0; r < r1; ++r) acc += x[r * cols + c];
+    work[i] = acc;
+  });
+  for_each(cols, "column sums", PYCNN_DEVICE_LAMBDA(int64_t c) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < B; ++b) acc += work[b * cols + c];
+    sums[c] = acc;
+  });
+}
+
 namespace {
 
-void check_cublas(cublasStatus_t st, const char* what) {
-  if (st != CUBLAS_STATUS_SUCCESS)
-    throw std::runtime_error(std::string("pycnn CUDA: cuBLAS ") + what + " failed with status " +
-                             std::to_string(static_cast<int>(st)));
+const char* dense_unsupported(const Node& node) { return device_act_unsupported(node.geom<DenseGeom>().act); }
+
+// Workspace: dz (when the activation is not linear), then the column sums' blocks.
+int64_t dense_workspace(const Node& node, int64_t N) {
+  const DenseGeom& g = node.geom<DenseGeom>();
+  const int64_t R = N * g.rows;
+  return activation_gradient_floats(g.act, R * g.OUT) + column_sums_floats(R, g.OUT);
 }
 
-// One handle for the process, created on first use (on the default stream, like the kernels).
-cublasHandle_t handle() {
-  static cublasHandle_t h = [] {
-    cublasHandle_t made = nullptr;
-    check_cublas(cublasCreate(&made), "cublasCreate");
-    return made;
-  }();
-  return h;
+void dense_forward(const DeviceArgs& a) {
+  const DenseGeom& g = a.node->geom<DenseGeom>();
+  const int64_t R = a.N * g.rows;
+  gemm(false, false, R, g.OUT, g.IN, 1.f, a.in[0], g.IN, a.param[0], g.OUT, 0.f, a.out, g.OUT);
+  activation_epilogue(g.act, a.out, a.param[1], a.aux, R, g.OUT);
 }
 
-int as_int(int64_t v, const char* what) {
-  if (v > INT_MAX) throw std::runtime_error(std::string("pycnn CUDA: ") + what + " exceeds cuBLAS's int range");
-  return static_cast<int>(v);
+void dense_backward(const DeviceArgs& a, float* const* dinp, float* const* dparam, const float* dout) {
+  const DenseGeom& g = a.node->geom<DenseGeom>();
+  const int64_t R = a.N * g.rows;
+  const int64_t dz_floats = activation_gradient_floats(g.act, R * g.OUT);
+  const float* dz = activation_gradient(g.act, a.work, dout, a.out, a.aux, R * g.OUT);
+  gemm(true, false, g.IN, g.OUT, R, 1.f, a.in[0], g.IN, dz, g.OUT, 0.f, dparam[0], g.OUT);
+  if (a.param[1]) column_sums(dparam[1], dz, R, g.OUT, a.work + dz_floats);
+  if (dinp[0]) gemm(false, true, R, g.IN, g.OUT, 1.f, dz, g.OUT, a.param[0], g.OUT, 0.f, dinp[0], g.IN);
 }
+
+const DeviceOpDef dense_device_op = {"dense", dense_unsupported, dense_workspace, dense_forward, dense_backward};
 
 }  // namespace
-#endif
 
-bool cublas_enabled() {
-#ifdef PYCNN_CUBLAS
-  return true;
-#else
-  return false;
-#endif
-}
+PYCNN_REGISTER_DEVICE_OP(dense_device_op);
 
-void dense_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t IN,
-                   int64_t OUT, Activation act) {
-#ifdef PYCNN_CUBLAS
-  // out^T (OUT, N) = weight^T (OUT, IN) @ inp^T (IN, N), all column-major views of the row-major buffers.
-  const float one = 1.f, zero = 0.f;
-  check_cublas(cublasSgemm(handle(), CUBLAS_OP_N, CUBLAS_OP_N, as_int(OUT, "OUT"), as_int(N, "N"), as_int(IN, "IN"),
-                           &one, weight, as_int(OUT, "OUT"), inp, as_int(IN, "IN"), &zero, out, as_int(OUT, "OUT")),
-               "dense_forward GEMM");
-  for_each(N * OUT, "dense_forward (bias, activation)", [=] __device__(int64_t i) {
-    const float z = out[i] + (bias ? bias[i % OUT] : 0.f);
-    out[i] = bodies::activation_forward_at(z, act);
-  });
-#else
-  for_each(N * OUT, "dense_forward", [=] __device__(int64_t i) {
-    out[i] = bodies::dense_forward_at(inp, weight, bias, IN, OUT, act, i);
-  });
-#endif
-}
-
-// dz (N, OUT) scratch = dout * act'(out); dinp (N, IN) or null, dweight (IN, OUT), dbias (OUT) or null.
-void dense_backward(float* dinp, float* dweight, float* dbias, float* dz, const float* dout, const float* inp,
-                    const float* weight, const float* out, int64_t N, int64_t IN, int64_t OUT, Activation act) {
-  activation_backward(dz, dout, out, N * OUT, act);
-#ifdef PYCNN_CUBLAS
-  const float one = 1.f, zero = 0.f;
-  const int n = as_int(N, "N"), in = as_int(IN, "IN"), o = as_int(OUT, "OUT");
-  // dinp = dz @ weight^T  ->  dinp^T (IN, N) = weight (IN, OUT) @ dz^T (OUT, N).
-  if (dinp)
-    check_cublas(cublasSgemm(handle(), CUBLAS_OP_T, CUBLAS_OP_N, in, n, o, &one, weight, o, dz, o, &zero, dinp, in),
-                 "dense_backward dinp GEMM");
-  // dweight = inp^T @ dz  ->  dweight^T (OUT, IN) = dz^T (OUT, N) @ inp (N, IN).
-  check_cublas(cublasSgemm(handle(), CUBLAS_OP_N, CUBLAS_OP_T, o, in, n, &one, dz, o, inp, in, &zero, dweight, o),
-               "dense_backward dweight GEMM");
-#else
-  if (dinp)
-    for_each(N * IN, "dense_backward (dinp)", [=] __device__(int64_t i) {
-      dinp[i] = bodies::dense_backward_input_at(dz, weight, IN, OUT, i);
-    });
-  for_each(IN * OUT, "dense_backward (dweight)", [=] __device__(int64_t i) {
-    dweight[i] = bodies::dense_backward_weight_at(dz, inp, N, IN, OUT, i);
-  });
-#endif
-  if (dbias)
-    for_each(OUT, "dense_backward (dbias)", [=] __device__(int64_t j) { dbias[j] = bodies::column_sum_at(dz, N, OUT, j); });
-}
-
-}  // namespace cuda
-}  // namespace pycnn
+PYCNN_DEVICE_NAMESPACE_END

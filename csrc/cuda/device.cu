@@ -1,10 +1,28 @@
 // Device queries: what the CUDA runtime can see. With the static runtime (cudart_static)
 // a machine without the driver loads this module fine and reports "no driver" here.
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+
 #include "cuda/kernels.h"
-#include "cuda/launch.cuh"
 
 namespace pycnn {
 namespace cuda {
+
+namespace {
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("pycnn CUDA: ") + what + " failed: " + cudaGetErrorString(err));
+}
+}  // namespace
+
+bool cublas_enabled() {
+#ifdef PYCNN_CUBLAS
+  return true;
+#else
+  return false;
+#endif
+}
 
 int device_count() {
   int n = 0;
