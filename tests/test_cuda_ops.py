@@ -408,3 +408,152 @@ def test_model_trains_as_on_the_cpu(device):
     for u, v in zip(dev.get_weights(), cpu.get_weights()):  # the moving statistics included
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dev.predict(x, verbose=0), cpu.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ conv2d, pooling, dense, activation, loss
+# The per-op sweeps of the retired host-bodies tests (test_cuda_bodies.py), now through the
+# executor's device ops (activation.cu, conv2d.cu, pool2d.cu, dense.cu, softmax.cu).
+
+CONV_CASES = [  # N, H, W, C, F, KH, KW, strides, padding
+    pytest.param(1, 5, 5, 1, 1, 3, 3, (1, 1), "valid", id="batch1-C1"),
+    pytest.param(2, 7, 6, 3, 4, 3, 3, (1, 1), "same", id="same-odd-kernel"),
+    pytest.param(2, 6, 7, 3, 2, 2, 4, (1, 1), "same", id="same-even-kernel"),
+    pytest.param(2, 9, 8, 2, 3, 3, 2, (2, 3), "valid", id="stride!=kernel"),
+    pytest.param(3, 8, 9, 3, 5, 3, 3, (2, 2), "same", id="stride2-same"),
+    pytest.param(2, 4, 5, 3, 2, 4, 5, (1, 1), "valid", id="out1x1"),
+    pytest.param(2, 12, 12, 6, 16, 5, 5, (1, 1), "valid", id="lenet-conv2"),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("N,H,W,C,F,KH,KW,strides,padding", CONV_CASES)
+@pytest.mark.parametrize("activation,bias", [("linear", True), ("relu", True), ("tanh", False)])
+def test_conv2d(device, N, H, W, C, F, KH, KW, strides, padding, activation, bias):
+    rng = np.random.default_rng(N * H + F)
+    w = rng.standard_normal((KH, KW, C, F)) * 0.3
+    b = rng.standard_normal(F) if bias else None
+    attrs = {"strides": list(strides), "padding": padding, "activation": activation}
+    compare(Probe("conv2d", attrs, [w, b], [(H, W, C)], N), device)
+
+
+POOL_CASES = [  # N, H, W, C, pool, strides, padding
+    pytest.param(1, 4, 4, 1, (2, 2), (2, 2), "valid", id="batch1-C1"),
+    pytest.param(3, 7, 5, 3, (2, 2), (2, 2), "valid", id="non-tiling-odd"),
+    pytest.param(2, 6, 7, 3, (3, 3), (1, 1), "valid", id="overlapping"),
+    pytest.param(2, 9, 8, 2, (3, 2), (2, 3), "valid", id="rect-stride!=pool"),
+    pytest.param(2, 5, 4, 3, (5, 4), (5, 4), "valid", id="out1x1"),
+    pytest.param(2, 5, 5, 3, (2, 2), (2, 2), "same", id="asym-pad"),
+    pytest.param(2, 7, 6, 3, (3, 3), (2, 2), "same", id="odd-window"),
+    pytest.param(2, 6, 7, 2, (2, 4), (1, 1), "same", id="even-window-overlap"),
+    pytest.param(1, 3, 3, 2, (4, 4), (1, 1), "same", id="window-larger-than-input"),
+]
+
+
+def distinct(shape, seed):
+    """Distinct values (no ties), many negative so a padded zero would win if allowed to."""
+    rng = np.random.default_rng(seed)
+    n = math.prod(shape)
+    return f32(rng.permutation(n).reshape(shape) - n / 2 + rng.uniform(0, 0.5, shape)) / n
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["maxpool2d", "avgpool2d"])
+@pytest.mark.parametrize("N,H,W,C,pool,strides,padding", POOL_CASES)
+def test_pooling(device, kind, N, H, W, C, pool, strides, padding):
+    probe = Probe(kind, {"pool_size": list(pool), "strides": list(strides), "padding": padding}, [], [(H, W, C)], N)
+    probe.x_in[0] = distinct(probe.x_in[0].shape, N * H + W)
+    compare(probe, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["global_maxpool2d", "global_avgpool2d"])
+def test_global_pooling(device, kind):
+    probe = Probe(kind, {}, [], [(5, 4, 2)], 3)
+    probe.x_in[0] = distinct(probe.x_in[0].shape, 7)
+    compare(probe, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_maxpool2d_ties_go_to_the_first_maximum(device):
+    probe = Probe("maxpool2d", {}, [], [(4, 4, 2)], 1)
+    probe.x_in[0][:] = 0.0  # every window is a tie
+    c = probe.run(ops.Network)
+    d = probe.run(cuda.network_class(device))
+    dinp = d[2][0].reshape(4, 4, 2)
+    np.testing.assert_array_equal(dinp, c[2][0].reshape(4, 4, 2))
+    assert dinp[::2, ::2].all()  # each window's gradient goes to its top-left (first) element
+    dinp[::2, ::2] = 0
+    assert not dinp.any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_maxpool2d_nan_wins_like_the_cpu(device):
+    probe = Probe("maxpool2d", {}, [], [(4, 4, 1)], 1)
+    x = distinct((4, 4, 1), 4)
+    x[1, 0, 0] = np.nan
+    probe.x_in[0][:] = x.reshape(1, -1)
+    c = probe.run(ops.Network)
+    d = probe.run(cuda.network_class(device))
+    np.testing.assert_array_equal(np.isnan(d[3]), np.isnan(c[3]))
+    assert np.isnan(d[3]).any()
+    np.testing.assert_array_equal(d[3], c[3])  # NaN in the same places, the rest equal
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("N,IN,OUT", [(1, 1, 1), (3, 7, 5), (8, 400, 120), (5, 84, 10)])
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh"])
+def test_dense(device, N, IN, OUT, activation):
+    rng = np.random.default_rng(7)
+    params = [rng.standard_normal((IN, OUT)) / math.sqrt(IN), rng.standard_normal(OUT)]
+    compare(Probe("dense", {"activation": activation}, params, [(IN,)], N), device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "gelu", "softmax"])
+def test_activation(device, activation):
+    probe = Probe("activation", {"activation": activation}, [], [(5, 3)], 4)
+    probe.x_in[0] *= 3
+    probe.x_in[0][np.abs(probe.x_in[0]) < 1e-3] = 0.5  # away from relu's kink
+    compare(probe, device)
+
+
+def loss_step(network_class, logits, labels, weights):
+    """The fused loss alone: logits = I @ W with W = logits, so W's gradient is d loss / d logits."""
+    N, K = logits.shape
+    W = logits.copy()
+    nodes = [("dense", None, [0], [W, None], {"activation": "linear"}, [0, -1])]
+    eye = np.eye(N, dtype=np.float32)
+    grad = np.empty_like(W)
+    if network_class is ops.Network:
+        loss, hits = ops.Network([(N,)], nodes, [1], False).train_step([eye], labels, LOSS, [grad], weights)
+    else:
+        net = network_class([(N,)], nodes, [1])
+        loss, hits = net.train_step([eye], labels, LOSS, weights)
+        net.download_gradients([grad])
+    return loss, hits, grad
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("N,K", [(1, 1), (1, 10), (7, 3), (64, 10)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_crossentropy(device, N, K, weighted):
+    rng = np.random.default_rng(6)
+    logits = f32(rng.standard_normal((N, K)) * 4)
+    labels = rng.integers(0, K, N)
+    w = f32(rng.random(N)) if weighted else None
+    closs, chits, cgrad = loss_step(ops.Network, logits, labels, w)
+    dloss, dhits, dgrad = loss_step(cuda.network_class(device), logits, labels, w)
+    assert dloss == pytest.approx(closs, rel=1e-6, abs=1e-6)
+    assert dhits == chits == int((logits.argmax(axis=1) == labels).sum())
+    np.testing.assert_allclose(dgrad, cgrad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_softmax_crossentropy_large_logits_stay_finite(device):
+    logits = np.array([[1000.0, 0.0, -1000.0], [-5e4, 5e4, 0.0]], np.float32)
+    labels = np.array([2, 0])
+    closs, _, cgrad = loss_step(ops.Network, logits, labels, None)
+    dloss, _, dgrad = loss_step(cuda.network_class(device), logits, labels, None)
+    assert np.isfinite(dloss) and np.all(np.isfinite(dgrad))
+    assert dloss == pytest.approx(closs, rel=1e-6)
+    np.testing.assert_allclose(dgrad, cgrad, rtol=1e-6)
