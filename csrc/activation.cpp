@@ -9,7 +9,6 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "cuda/bodies.h"
 #include "executor.h"
 #include "op_geometry.h"
 
@@ -236,31 +235,11 @@ void activation_backward(const Node& node, float* const* dinp, float* const*, co
   act.def->backward(dinp[0], dout, out, aux, n / act.cols, act.cols);
 }
 
-// The CUDA bodies of the element-wise activations the kernels fuse (relu, sigmoid, tanh).
-const char* activation_unsupported(const Node& node) {
-  const NodeActivation& act = node.geom<NodeActivation>();
-  return act.kernel() == Activation::linear && act.def->forward ? "only relu, sigmoid and tanh have bodies" : nullptr;
-}
-
-const float* activation_device_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
-  if (node.view) return in[0];
-  const Activation a = node.geom<NodeActivation>().kernel();
-  for (int64_t i = 0; i < nb * node.out_size; ++i) out[i] = bodies::activation_forward_at(in[0][i], a);
-  return out;
-}
-
-void activation_device_backward(const Node& node, float* const* dinp, float* const*, const float* dout,
-                                const float* const*, const float* out, const float*, int64_t nb) {
-  const Activation a = node.view ? Activation::linear : node.geom<NodeActivation>().kernel();
-  for (int64_t i = 0; i < nb * node.out_size; ++i) dinp[0][i] = bodies::activation_backward_at(dout[i], out[i], a);
-}
-
-const DeviceBodies activation_device = {activation_unsupported, activation_device_forward, activation_device_backward};
 
 const OpDef activation_op = {
     "activation", "y = act(x) element-wise (softmax: over the last axis); any shape -> the same", 1, {},
     {{"activation", AttrType::Str, std::string("linear")}},
-    activation_parse, activation_forward, activation_backward, nullptr, &activation_device};
+    activation_parse, activation_forward, activation_backward};
 
 std::vector<int64_t> leaky_relu_parse(Node& node, const OpArgs& args) {
   const double slope = args.attrs.f("negative_slope");

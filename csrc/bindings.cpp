@@ -45,12 +45,12 @@ struct PyTape {
 };
 
 std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::list& nodes, const py::list& outputs,
-                                        bool input_grads, bool device_bodies) {
+                                        bool input_grads) {
   const char* fn = "Network";
   auto pn = std::make_shared<PyNetwork>();
   NetworkSpecs ns = parse_network(input_shapes, nodes, outputs, fn, &pn->keep);
   try {
-    pn->net = pycnn::compile_network(ns.shapes, ns.specs, ns.outputs, input_grads, fn, device_bodies);
+    pn->net = pycnn::compile_network(ns.shapes, ns.specs, ns.outputs, input_grads, fn);
   } catch (const std::invalid_argument& err) {
     value_error(err.what());
   }
@@ -157,7 +157,7 @@ py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targe
   int64_t N;
   std::vector<FArray> xs = batch_inputs(pn, x, fn, &N);
   const int64_t cols = net.value_sizes[net.outputs[0]];
-  LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn, net.device_bodies);
+  LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn);
   std::vector<py::object> keep;
   std::vector<float*> g = weight_arrays(pn, grads, fn, "grads", &keep);
   if (!outputs_out.is_none()) {
@@ -271,21 +271,20 @@ void apply_update(const py::tuple& spec, const py::list& grads) {
 
 // (loss, hits, gradient or None) of a registered loss on outputs (N, cols).
 py::tuple loss(const py::object& name, const py::object& outputs, const py::object& targets,
-               const py::object& sample_weight, bool need_grad, bool device_bodies) {
+               const py::object& sample_weight, bool need_grad) {
   const char* fn = "loss";
   FArray out = as_float(outputs, fn, "outputs");
   if (out.ndim() != 2 || out.shape(0) < 1 || out.shape(1) < 1)
     value_error(cat(fn, "() expected outputs of shape (N, classes). Received: outputs.shape=", shape_str(out), "."));
   const int64_t N = out.shape(0), cols = out.shape(1);
-  LossInputs li = loss_inputs(name, targets, sample_weight, N, cols, fn, device_bodies);
-  const auto rows = device_bodies ? li.step.def->device_rows : li.step.def->rows;
+  LossInputs li = loss_inputs(name, targets, sample_weight, N, cols, fn);
   std::optional<FArray> grad;
   if (need_grad) grad = FArray({N, cols});
   float* pg = grad ? grad->mutable_data() : nullptr;
   double total = 0.0;
   int64_t hits = 0;
   release_and_run([&] {
-    total = rows(pg, out.data(), li.step.targets, li.step.sample_weight, 0, N, cols, 1.f / static_cast<float>(N),
+    total = li.step.def->rows(pg, out.data(), li.step.targets, li.step.sample_weight, 0, N, cols, 1.f / static_cast<float>(N),
                  li.step.hyper.data(), &hits);
   });
   return py::make_tuple(total / static_cast<double>(N), hits, grad ? py::object(*grad) : py::none());
@@ -394,13 +393,12 @@ PYBIND11_MODULE(_core, m) {
         "update=(name, hyper, weights, slots[, decay]): the registered update applied in place to every weight "
         "(hyper: one list, or one list per weight; decay: per weight, w -= w * decay first).");
   m.def("loss", &loss, py::arg("name"), py::arg("outputs"), py::arg("targets"), py::arg("sample_weight") = py::none(),
-        py::arg("need_grad") = true, py::arg("device_bodies") = false,
-        "(mean loss, hits, d mean loss / d outputs or None) of a registered loss (device_bodies: its CUDA bodies).");
+        py::arg("need_grad") = true, "(mean loss, hits, d mean loss / d outputs or None) of a registered loss.");
 
   py::class_<PyTape>(m, "Tape", "What a forward kept for its backward (activations, per-thread state).");
   py::class_<PyNetwork, std::shared_ptr<PyNetwork>>(m, "Network", "A network compiled once; see pycnn.ops.")
       .def(py::init(&make_network), py::arg("input_shapes"), py::arg("nodes"), py::arg("outputs"),
-           py::arg("input_grads") = false, py::arg("device_bodies") = false)
+           py::arg("input_grads") = false)
       .def_property_readonly("value_shapes", [](const PyNetwork& pn) { return pn.net.value_shapes; })
       .def_property_readonly("output_shapes", [](const PyNetwork& pn) {
         std::vector<std::vector<int64_t>> out;

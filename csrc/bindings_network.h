@@ -246,7 +246,7 @@ struct LossInputs {
 
 // loss: a registered loss's name (its hyper-parameters 0) or (name, [hyper-parameters]).
 inline LossInputs loss_inputs(const py::object& loss, const py::object& targets, const py::object& sample_weight,
-                       int64_t N, int64_t cols, const char* fn, bool device_bodies) {
+                       int64_t N, int64_t cols, const char* fn) {
   LossInputs li;
   py::object name_obj = loss, hyper_obj = py::none();
   if (py::isinstance<py::tuple>(loss)) {
@@ -269,12 +269,6 @@ inline LossInputs loss_inputs(const py::object& loss, const py::object& targets,
     const std::string wrong = li.step.def->check(li.step.hyper.data());
     if (!wrong.empty()) value_error(cat(fn, "() loss '", name, "' ", wrong));
   }
-  if (device_bodies && !li.step.def->device_rows)
-    value_error(cat(fn, "() loss '", name, "' has no CUDA bodies to run on the host."));
-  for (double h : li.step.hyper)
-    if (device_bodies && h != 0.0)
-      value_error(cat(fn, "() loss '", name, "' has CUDA bodies for its default hyper-parameters only (",
-                      li.step.def->hyper.empty() ? "" : li.step.def->hyper[0], "=0)."));
   if (li.step.def->class_targets) {
     IArray labels = as_labels(targets, fn, "targets");
     if (labels.ndim() != 1 || labels.shape(0) != N)

@@ -46,7 +46,6 @@
 #include "activation.h"
 #include "conv2d_grouped.h"
 #include "conv2d_internal.h"
-#include "cuda/bodies.h"
 #include "op_registry.h"
 #include "op_geometry.h"
 
@@ -178,39 +177,6 @@ void conv2d_op_backward(const Node& node, float* const* dinp, float* const* dpar
     conv2d_backward(dinp[0], dparam[0], dbias, dz, in[0], node.param[0], out, s, g.act.kernel());
 }
 
-// The CUDA bodies: one output element per iteration; backward as gathers from dz.
-const char* conv2d_unsupported(const Node& node) {
-  const Conv2dGeom& g = node.geom<Conv2dGeom>();
-  if (g.general) return "dilated and grouped convolutions have no CUDA bodies yet";
-  if (g.act.kernel() == Activation::linear && g.act.def->forward) return "only relu, sigmoid and tanh are fused there";
-  return nullptr;
-}
-
-const float* conv2d_device_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
-  const Conv2dGeom& g = node.geom<Conv2dGeom>();
-  ConvShape s = g.s;
-  s.N = nb;
-  for (int64_t i = 0; i < nb * node.out_size; ++i)
-    out[i] = bodies::conv2d_forward_at(in[0], node.param[0], node.param[1], s, g.act.kernel(), i);
-  return out;
-}
-
-void conv2d_device_backward(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
-                            const float* const* in, const float* out, const float*, int64_t nb) {
-  const Conv2dGeom& g = node.geom<Conv2dGeom>();
-  ConvShape s = g.s;
-  s.N = nb;
-  const int64_t rows = nb * s.OH * s.OW;
-  float* dz = scratch(slot_base(), static_cast<std::size_t>(rows * s.F), kScratchGrad);
-  for (int64_t i = 0; i < rows * s.F; ++i) dz[i] = bodies::activation_backward_at(dout[i], out[i], g.act.kernel());
-  if (dinp[0])
-    for (int64_t i = 0; i < nb * s.H * s.W * s.C; ++i) dinp[0][i] = bodies::conv2d_backward_input_at(dz, node.param[0], s, i);
-  for (int64_t i = 0; i < s.KH * s.KW * s.C * s.F; ++i) dparam[0][i] = bodies::conv2d_backward_weight_at(dz, in[0], s, i);
-  if (node.param[1])
-    for (int64_t f = 0; f < s.F; ++f) dparam[1][f] = bodies::column_sum_at(dz, rows, s.F, f);
-}
-
-const DeviceBodies conv2d_device = {conv2d_unsupported, conv2d_device_forward, conv2d_device_backward};
 
 const OpDef conv2d_op = {
     "conv2d", "2-D convolution, NHWC: (H, W, C) -> (OH, OW, F), kernel (KH, KW, C / groups, F)", 1,
@@ -220,7 +186,7 @@ const OpDef conv2d_op = {
      {"dilation_rate", AttrType::Ints, std::vector<int64_t>{1, 1}},
      {"groups", AttrType::Int, int64_t{1}},
      {"activation", AttrType::Str, std::string("linear")}},
-    conv2d_parse, conv2d_op_forward, conv2d_op_backward, nullptr, &conv2d_device};
+    conv2d_parse, conv2d_op_forward, conv2d_op_backward};
 
 PYCNN_REGISTER_OP(conv2d_op);
 

@@ -4,7 +4,6 @@
 //   backward: g = dout * act'(out); dweight = inp^T @ g; dbias = sum_rows g; dinp = g @ weight^T
 #include "dense.h"
 #include "activation.h"
-#include "cuda/bodies.h"
 #include "op_registry.h"
 #include "op_geometry.h"
 
@@ -82,38 +81,11 @@ void dense_op_backward(const Node& node, float* const* dinp, float* const* dpara
                  nb * g.rows, g.IN, g.OUT, g.act.kernel());
 }
 
-// The CUDA bodies: one output element per iteration; backward as gathers from dz.
-const char* dense_unsupported(const Node& node) {
-  const NodeActivation& act = node.geom<DenseGeom>().act;
-  return act.kernel() == Activation::linear && act.def->forward ? "only relu, sigmoid and tanh are fused there" : nullptr;
-}
-
-const float* dense_device_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
-  const DenseGeom& g = node.geom<DenseGeom>();
-  for (int64_t i = 0; i < nb * node.out_size; ++i)
-    out[i] = bodies::dense_forward_at(in[0], node.param[0], node.param[1], g.IN, g.OUT, g.act.kernel(), i);
-  return out;
-}
-
-void dense_device_backward(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
-                           const float* const* in, const float* out, const float*, int64_t nb) {
-  const DenseGeom& g = node.geom<DenseGeom>();
-  const int64_t N = nb * g.rows;
-  float* dz = scratch(slot_base(), static_cast<std::size_t>(N * g.OUT), kScratchGrad);
-  for (int64_t i = 0; i < N * g.OUT; ++i) dz[i] = bodies::activation_backward_at(dout[i], out[i], g.act.kernel());
-  if (dinp[0])
-    for (int64_t i = 0; i < N * g.IN; ++i) dinp[0][i] = bodies::dense_backward_input_at(dz, node.param[0], g.IN, g.OUT, i);
-  for (int64_t i = 0; i < g.IN * g.OUT; ++i) dparam[0][i] = bodies::dense_backward_weight_at(dz, in[0], N, g.IN, g.OUT, i);
-  if (node.param[1])
-    for (int64_t o = 0; o < g.OUT; ++o) dparam[1][o] = bodies::column_sum_at(dz, N, g.OUT, o);
-}
-
-const DeviceBodies dense_device = {dense_unsupported, dense_device_forward, dense_device_backward};
 
 const OpDef dense_op = {"dense", "x @ kernel + bias over the last axis: (..., IN) -> (..., OUT)", 1,
                         {{"kernel"}, {"bias", true}},
                         {{"activation", AttrType::Str, std::string("linear")}},
-                        dense_parse, dense_op_forward, dense_op_backward, nullptr, &dense_device};
+                        dense_parse, dense_op_forward, dense_op_backward};
 
 PYCNN_REGISTER_OP(dense_op);
 

@@ -353,8 +353,7 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
       float* gbuf = scratch(slot, static_cast<std::size_t>(slots * net.max_size * cb), kScratchNetGrad);
       float* g = net.grad_slot[o] >= 0 ? gbuf + net.grad_slot[o] * net.max_size * cb : nullptr;
       const float* w = loss.sample_weight;
-      const auto rows = net.device_bodies ? loss.def->device_rows : loss.def->rows;
-      loss_part[t] += rows(g, out, loss.targets, w, c0, cb, cols, scale, loss.hyper.data(), &hit_part[t]);
+      loss_part[t] += loss.def->rows(g, out, loss.targets, w, c0, cb, cols, scale, loss.hyper.data(), &hit_part[t]);
       if (loss.outputs_out) std::memcpy(loss.outputs_out + c0 * cols, out, sizeof(float) * cb * cols);
       if (g) backward_chunk(net, cv, gbuf, cb, layout, dst, slot);
       else std::memset(dst, 0, sizeof(float) * layout.total);

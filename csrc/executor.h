@@ -40,10 +40,6 @@ struct LossDef {
                  int64_t cols, float scale, const double* hyper, int64_t* hits);
   // What is wrong with `hyper`, or empty (as UpdateDef::check).
   std::string (*check)(const double* hyper);
-  // Optional: the same with the CUDA kernels' bodies (csrc/cuda/bodies.h), on the host; they
-  // exist for the default hyper-parameters only when device_default_only.
-  double (*device_rows)(float* grad, const float* out, const void* targets, const float* weights, int64_t r0,
-                        int64_t n, int64_t cols, float scale, const double* hyper, int64_t* hits) = nullptr;
 };
 bool register_loss(const LossDef* def);
 const LossDef* find_loss(const std::string& name);

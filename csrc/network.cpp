@@ -94,10 +94,8 @@ void check_attrs(const OpDef& op, std::map<std::string, AttrValue>& attrs, const
 }
 
 Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, const std::vector<NodeSpec>& specs,
-                        const std::vector<int>& outputs, bool input_grads, const std::string& fn,
-                        bool device_bodies) {
+                        const std::vector<int>& outputs, bool input_grads, const std::string& fn) {
   Network net;
-  net.device_bodies = device_bodies;
   net.num_inputs = static_cast<int>(input_shapes.size());
   net.input_grads = input_grads;
   if (specs.empty() && outputs.empty()) throw std::invalid_argument(fn + "() expected at least one node or output.");
@@ -172,13 +170,6 @@ Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, c
     if (node.view) node.out_type = args.in_types[0];  // a view passes its input's element type on
     node.forward = op->forward;
     node.backward = op->backward;
-    if (device_bodies) {
-      if (!op->device) args.fail("has no CUDA bodies (csrc/cuda/bodies.h) to run on the host.");
-      if (const char* why = op->device->unsupported ? op->device->unsupported(node) : nullptr)
-        args.fail(std::string("cannot run on the CUDA bodies: ") + why + ".");
-      node.forward = op->device->forward;
-      node.backward = op->device->backward;
-    }
     node.out_size = size_of(out_shape);
     double per_output = 1.0;
     for (int k = 0; k < node.nparams; ++k)

@@ -47,7 +47,6 @@ struct Network {
   double work_per_sample = 0;
   bool batch_wide = false;  // some node is batch-wide: one chunk per thread
   bool has_commit = false;  // some node commits state after a finite step
-  bool device_bodies = false;  // the nodes run their ops' CUDA bodies on the host
 };
 
 // Checks every spec against its op (kind, inputs and their element types, parameter shapes,
@@ -55,11 +54,8 @@ struct Network {
 // of an inference-only op (no backward) may not lie on a gradient's path. Throws std::invalid_argument with a message naming the node.
 // `input_grads`: backward computes the gradient of every input too (for a caller that
 // continues backward past the network, e.g. a Python layer before it).
-// `device_bodies`: run every node with its op's CUDA bodies on the host (DeviceBodies); a node
-// they cannot run is an error naming it.
 Network compile_network(const std::vector<std::vector<int64_t>>& input_shapes, const std::vector<NodeSpec>& specs,
-                        const std::vector<int>& outputs, bool input_grads, const std::string& fn,
-                        bool device_bodies = false);
+                        const std::vector<int>& outputs, bool input_grads, const std::string& fn);
 
 // Fills `attrs` with the op's defaults and checks that every given name is declared and of
 // its type (the binding converts Python values to the declared type first). Throws

@@ -125,16 +125,6 @@ using ForwardFn = const float* (*)(const Node& node, const float* const* in, flo
 using BackwardFn = void (*)(const Node& node, float* const* dinp, float* const* dparam, const float* dout,
                             const float* const* in, const float* out, const float* aux, int64_t nb);
 
-// The CUDA kernels' per-element bodies (csrc/cuda/bodies.h) of an op, looped over every
-// output element on the host, with forward / backward's contract: the arithmetic a GPU runs,
-// checked against the CPU kernels on every machine. A network compiled with device bodies
-// runs these in place of forward / backward.
-struct DeviceBodies {
-  const char* (*unsupported)(const Node& node);  // why the bodies cannot run this node, or null
-  ForwardFn forward;
-  BackwardFn backward;
-};
-
 // A compiled node: its op, wiring, parameters and the geometry its op's parse stored.
 struct Node {
   const OpDef* op = nullptr;
@@ -155,7 +145,7 @@ struct Node {
   int64_t team_doubles = 0;
   std::vector<float> constants;  // per-node constants an op keeps beside its geometry (rescaling's)
   NodeBytes bytes;               // bytes an op keeps (int8 ops: packed weights, per-channel constants)
-  ForwardFn forward = nullptr;    // the op's forward (or its device bodies'), chosen at compile
+  ForwardFn forward = nullptr;    // the op's forward and backward, copied at compile
   BackwardFn backward = nullptr;
 
   // 4-byte cells per sample of the output buffer.
@@ -198,8 +188,6 @@ struct OpDef {
   // Optional: after a training step whose loss is finite, write the node's state parameters
   // from what its forward kept (thread 0's team storage, the batch-wide sums).
   void (*commit)(const Node& node, const double* team_storage) = nullptr;
-  // Optional: the CUDA kernels' bodies of this op (csrc/cuda/bodies.h), run on the host.
-  const DeviceBodies* device = nullptr;
   // The element type of the values it reads (see the header comment).
   Reads reads = Reads::float32;
 };

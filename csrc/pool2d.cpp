@@ -3,7 +3,6 @@
 // are clipped to the image, so 'same' padding never contributes a value.
 #include "pool2d.h"
 #include "conv2d.h"
-#include "cuda/bodies.h"
 #include "op_registry.h"
 
 #include <algorithm>
@@ -276,34 +275,6 @@ void avgpool_backward(const Node& node, float* const* dinp, float* const*, const
   avgpool2d_backward(dinp[0], dout, pool_of(node, nb));
 }
 
-// The CUDA bodies: one output element per iteration forward, one input element backward
-// (a gather over the windows that contain it).
-const float* maxpool_device_forward(const Node& node, const float* const* in, float* out, float* aux, int64_t nb) {
-  const PoolShape s = pool_of(node, nb);
-  int32_t* argmax = reinterpret_cast<int32_t*>(aux);
-  for (int64_t i = 0; i < nb * node.out_size; ++i) out[i] = bodies::maxpool2d_forward_at(argmax + i, in[0], s, i);
-  return out;
-}
-
-void maxpool_device_backward(const Node& node, float* const* dinp, float* const*, const float* dout,
-                             const float* const*, const float*, const float* aux, int64_t nb) {
-  const PoolShape s = pool_of(node, nb);
-  const int32_t* argmax = reinterpret_cast<const int32_t*>(aux);
-  for (int64_t i = 0; i < nb * s.H * s.W * s.C; ++i) dinp[0][i] = bodies::maxpool2d_backward_at(dout, argmax, s, i);
-}
-
-const float* avgpool_device_forward(const Node& node, const float* const* in, float* out, float*, int64_t nb) {
-  const PoolShape s = pool_of(node, nb);
-  for (int64_t i = 0; i < nb * node.out_size; ++i) out[i] = bodies::avgpool2d_forward_at(in[0], s, i);
-  return out;
-}
-
-void avgpool_device_backward(const Node& node, float* const* dinp, float* const*, const float* dout,
-                             const float* const*, const float*, const float*, int64_t nb) {
-  const PoolShape s = pool_of(node, nb);
-  for (int64_t i = 0; i < nb * s.H * s.W * s.C; ++i) dinp[0][i] = bodies::avgpool2d_backward_at(dout, s, i);
-}
-
 // uint8 (quantized networks): the same parse, an output of bytes, no backward.
 template <std::vector<int64_t> (*Parse)(Node&, const OpArgs&)>
 std::vector<int64_t> on_bytes(Node& node, const OpArgs& args) {
@@ -322,38 +293,33 @@ const float* avgpool_u8_forward(const Node& node, const float* const* in, float*
   return out;
 }
 
-const DeviceBodies maxpool_device = {nullptr, maxpool_device_forward, maxpool_device_backward};
-const DeviceBodies avgpool_device = {nullptr, avgpool_device_forward, avgpool_device_backward};
-
 const std::vector<AttrDef> kWindowAttrs = {{"pool_size", AttrType::Ints, std::vector<int64_t>{2, 2}},
                                            {"strides", AttrType::Ints, std::vector<int64_t>{2, 2}},
                                            {"padding", AttrType::Str, std::string("valid")}};
 const std::vector<AttrDef> kGlobalAttrs = {{"keepdims", AttrType::Int, int64_t{0}}};
 
 const OpDef maxpool2d_op = {"maxpool2d", "max over each window: (H, W, C) -> (OH, OW, C)", 1, {}, kWindowAttrs,
-                            with_argmax<window_parse>, maxpool_forward, maxpool_backward, nullptr, &maxpool_device};
+                            with_argmax<window_parse>, maxpool_forward, maxpool_backward};
 const OpDef avgpool2d_op = {"avgpool2d", "mean over each window (padding not counted): (H, W, C) -> (OH, OW, C)", 1,
-                            {}, kWindowAttrs, window_parse, avgpool_forward, avgpool_backward, nullptr, &avgpool_device};
+                            {}, kWindowAttrs, window_parse, avgpool_forward, avgpool_backward};
 const OpDef global_maxpool2d_op = {"global_maxpool2d", "max over H and W: (H, W, C) -> (C,) or (1, 1, C)", 1, {},
-                                   kGlobalAttrs, with_argmax<global_parse>, maxpool_forward, maxpool_backward, nullptr,
-                                   &maxpool_device};
+                                   kGlobalAttrs, with_argmax<global_parse>, maxpool_forward, maxpool_backward};
 const OpDef global_avgpool2d_op = {"global_avgpool2d", "mean over H and W: (H, W, C) -> (C,) or (1, 1, C)", 1, {},
-                                   kGlobalAttrs, global_parse, avgpool_forward, avgpool_backward, nullptr,
-                                   &avgpool_device};
+                                   kGlobalAttrs, global_parse, avgpool_forward, avgpool_backward};
 
 const OpDef maxpool2d_int8_op = {"maxpool2d_int8", "max over each window of uint8: (H, W, C) -> (OH, OW, C)", 1,
                                  {}, kWindowAttrs, on_bytes<window_parse>, maxpool_u8_forward, nullptr,
-                                 nullptr, nullptr, Reads::uint8};
+                                 nullptr, Reads::uint8};
 const OpDef avgpool2d_int8_op = {"avgpool2d_int8",
                                  "rounded mean over each window of uint8 (padding not counted): (H, W, C) -> (OH, OW, C)",
                                  1, {}, kWindowAttrs, on_bytes<window_parse>, avgpool_u8_forward, nullptr,
-                                 nullptr, nullptr, Reads::uint8};
+                                 nullptr, Reads::uint8};
 const OpDef global_maxpool2d_int8_op = {"global_maxpool2d_int8", "max over H and W of uint8: (H, W, C) -> (C,) or "
                                         "(1, 1, C)", 1, {}, kGlobalAttrs, on_bytes<global_parse>, maxpool_u8_forward,
-                                        nullptr, nullptr, nullptr, Reads::uint8};
+                                        nullptr, nullptr, Reads::uint8};
 const OpDef global_avgpool2d_int8_op = {"global_avgpool2d_int8", "rounded mean over H and W of uint8: (H, W, C) -> "
                                         "(C,) or (1, 1, C)", 1, {}, kGlobalAttrs, on_bytes<global_parse>,
-                                        avgpool_u8_forward, nullptr, nullptr, nullptr, Reads::uint8};
+                                        avgpool_u8_forward, nullptr, nullptr, Reads::uint8};
 PYCNN_REGISTER_OP(maxpool2d_op);
 PYCNN_REGISTER_OP(avgpool2d_op);
 PYCNN_REGISTER_OP(global_maxpool2d_op);

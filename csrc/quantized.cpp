@@ -604,16 +604,16 @@ const OpDef quantize_op = {"quantize", "float32 -> uint8, q = clamp(rint(x / sca
                            1, {}, kQuantAttrs, quantize_parse, quantize_op_forward, nullptr};
 const OpDef dequantize_op = {"dequantize", "uint8 -> float32, x = scale * (q - zero_point): any shape", 1, {},
                              kQuantAttrs, dequantize_parse, dequantize_op_forward, nullptr,
-                             nullptr, nullptr, Reads::uint8};
+                             nullptr, Reads::uint8};
 const OpDef conv2d_int8_op = {
     "conv2d_int8",
     "2-D convolution on uint8, int8 weights per output channel: (H, W, C) -> (OH, OW, F) uint8 or float32", 1,
     {{"kernel"}, {"bias", true}}, int8_attrs(true), conv2d_int8_parse, conv2d_int8_op_forward, nullptr,
-    nullptr, nullptr, Reads::uint8};
+    nullptr, Reads::uint8};
 const OpDef dense_int8_op = {
     "dense_int8", "x @ kernel + bias on uint8, int8 weights per output channel: (..., IN) -> (..., OUT)", 1,
     {{"kernel"}, {"bias", true}}, int8_attrs(false), dense_int8_parse, dense_int8_op_forward, nullptr,
-    nullptr, nullptr, Reads::uint8};
+    nullptr, Reads::uint8};
 
 PYCNN_REGISTER_OP(quantize_op);
 PYCNN_REGISTER_OP(dequantize_op);

@@ -53,16 +53,13 @@ std::vector<int64_t> identity_parse(Node& node, const OpArgs& args) {
   return args.in_shapes[0];
 }
 
-// Views compute nothing, on a GPU as here: their device bodies are the same.
-const DeviceBodies view_device = {nullptr, view_forward, view_backward};
-
 const OpDef flatten_op = {"flatten", "(d1, ..., dk) -> (d1 * ... * dk), row-major", 1, {}, {}, flatten_parse,
-                          view_forward, view_backward, nullptr, &view_device, Reads::any};
+                          view_forward, view_backward, nullptr, Reads::any};
 const OpDef reshape_op = {"reshape", "the same values in target_shape (one -1 inferred)", 1, {},
                           {{"target_shape", AttrType::Ints, std::vector<int64_t>{}, true}}, reshape_parse,
-                          view_forward, view_backward, nullptr, &view_device, Reads::any};
+                          view_forward, view_backward, nullptr, Reads::any};
 const OpDef identity_op = {"identity", "the input unchanged", 1, {}, {}, identity_parse, view_forward, view_backward,
-                           nullptr, &view_device, Reads::any};
+                           nullptr, Reads::any};
 
 PYCNN_REGISTER_OP(flatten_op);
 PYCNN_REGISTER_OP(reshape_op);

@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "activation.h"
-#include "cuda/bodies.h"
 #include "executor.h"
 #include "runtime.h"
 
@@ -115,26 +114,6 @@ double sparse_softmax_ce_rows(float* grad, const float* out, const void* targets
   return total;
 }
 
-// The same from the CUDA bodies: per row, then per gradient element (loss summed in double
-// here, as the CPU rows are). The bodies have no label smoothing: the binding refuses it.
-double sparse_softmax_ce_device_rows(float* grad, const float* out, const void* targets, const float* weights,
-                                     int64_t r0, int64_t n, int64_t cols, float scale, const double*, int64_t* hits) {
-  const int64_t* labels = static_cast<const int64_t*>(targets) + r0;
-  const float* w = weights ? weights + r0 : nullptr;
-  float* probs = scratch(slot_base(), static_cast<std::size_t>(n * cols), kScratchActivation);
-  double total = 0.0;
-  for (int64_t r = 0; r < n; ++r) {
-    const double loss = bodies::softmax_crossentropy_forward_row(probs, out, labels[r], cols, r);
-    total += w ? static_cast<double>(w[r]) * loss : loss;
-    const float* z = out + r * cols;
-    *hits += (std::max_element(z, z + cols) - z) == labels[r];
-  }
-  if (grad)
-    for (int64_t i = 0; i < n * cols; ++i)
-      grad[i] = bodies::softmax_crossentropy_backward_at(probs, labels, cols, scale, i) * (w ? w[i / cols] : 1.f);
-  return total;
-}
-
 const LossDef sparse_softmax_ce = {
     "sparse_softmax_crossentropy",
     "mean sparse categorical cross-entropy of softmax(logits) against int64 class indices (N,)", true,
@@ -142,8 +121,7 @@ const LossDef sparse_softmax_ce = {
     [](const double* h) -> std::string {
       if (h[0] >= 0.0 && h[0] <= 1.0) return std::string();
       return "expected label_smoothing in [0, 1]. Received: label_smoothing=" + std::to_string(h[0]) + ".";
-    },
-    sparse_softmax_ce_device_rows};
+    }};
 PYCNN_REGISTER_LOSS(sparse_softmax_ce);
 
 }  // namespace

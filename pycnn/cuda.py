@@ -6,10 +6,11 @@ build and a machine without the CUDA driver import pycnn exactly as before. This
 the Python side's one door to it: everything else asks :func:`why_unavailable` /
 :func:`is_available` and never imports ``pycnn._cuda`` itself.
 
-What exists today: the CUDA kernels (csrc/cuda/) are compiled into ``pycnn._cuda`` and their
-arithmetic is tested on the CPU (tests/test_cuda_bodies.py); the module answers device
-queries. The GPU training step is not implemented yet, so ``model.compile(device="cuda")``
-always raises ``RuntimeError`` (saying why) and training runs on the CPU.
+What exists today: the CUDA executor and the device ops (csrc/cuda/) are compiled into
+``pycnn._cuda``, and the same sources into ``pycnn._core`` as a host emulation that the tests
+run on every machine (tests/test_cuda_executor.py, tests/test_cuda_ops.py); the module answers
+device queries. ``model.compile(device="cuda")`` trains on the GPU where CUDA is usable and
+raises ``RuntimeError`` (saying why) where it is not.
 
 Example::
 

@@ -188,12 +188,10 @@ def _float32(a: Any, what: str = "an array") -> np.ndarray:
 class OpCall:
     """One op compiled for inputs of given per-sample shapes (a one-node network): the eager
     form of every op, for lone layers and tests. ``trained``: per parameter, whether backward
-    returns its gradient; ``input_grads``: whether backward returns the inputs' gradients;
-    ``device_bodies``: run the op's CUDA kernel bodies on the host instead of its CPU kernels
-    (csrc/cuda/bodies.h: the GPU's arithmetic, checked without a GPU)."""
+    returns its gradient; ``input_grads``: whether backward returns the inputs' gradients."""
 
     def __init__(self, spec: OpSpec, input_shapes: Sequence[Sequence[int]], trained: Optional[Sequence[bool]] = None,
-                 input_grads: bool = True, name: Optional[str] = None, device_bodies: bool = False) -> None:
+                 input_grads: bool = True, name: Optional[str] = None) -> None:
         schema = registered_ops()[spec.kind].params if spec.kind in registered_ops() else ()
         # State the op writes (moving statistics) must be the caller's own float32 array: a
         # converted copy would take the write; the binding says so when it is not.
@@ -210,7 +208,7 @@ class OpCall:
             index += bool(t)
         k = len(input_shapes)
         self.network = Network([tuple(s) for s in input_shapes], [node(self.spec, name, range(k), weights)], [k],
-                               input_grads, device_bodies)
+                               input_grads)
         self.output_shape = tuple(self.network.output_shapes[0])
 
     def forward(self, xs: Sequence[np.ndarray]) -> Tuple[np.ndarray, Any]:
@@ -254,8 +252,8 @@ def apply_update(name: str, hyper: Sequence[float], weights: Sequence[np.ndarray
 
 
 def loss(name: Any, outputs: np.ndarray, targets: np.ndarray, sample_weight: Optional[np.ndarray] = None,
-         need_grad: bool = True, device_bodies: bool = False) -> Tuple[float, int, Optional[np.ndarray]]:
+         need_grad: bool = True) -> Tuple[float, int, Optional[np.ndarray]]:
     """A registered loss component on (N, classes) outputs -> (mean loss, hits, gradient);
     ``name`` is the loss's name or ``(name, [hyper-parameters])``."""
-    value, hits, grad = _core.loss(name, outputs, targets, sample_weight, need_grad, device_bodies)
+    value, hits, grad = _core.loss(name, outputs, targets, sample_weight, need_grad)
     return float(value), int(hits), grad

@@ -143,7 +143,7 @@ inline void bind_device_network(py::module_& m, const char* class_name, const ch
              int64_t N;
              std::vector<FArray> xs = device_batch(net, x, fn, &N);
              const int64_t cols = net.value_sizes[net.outputs[0]];
-             LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn, false);
+             LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn);
              pycnn::cuda::DeviceStepLoss dl;
              dl.def = li.step.def;
              dl.device = pycnn::cuda::find_device_loss(li.step.def->name);
