@@ -6,10 +6,10 @@ build and a machine without the CUDA driver import pycnn exactly as before. This
 the Python side's one door to it: everything else asks :func:`why_unavailable` /
 :func:`is_available` and never imports ``pycnn._cuda`` itself.
 
-What exists today: the CUDA kernels (csrc/cuda/) are compiled into ``pycnn._cuda`` and their
-arithmetic is tested on the CPU (tests/test_cuda_bodies.py); the module answers device
-queries. The GPU training step is not implemented yet, so ``model.compile(device="cuda")``
-always raises ``RuntimeError`` (saying why) and training runs on the CPU.
+``model.compile(..., device="cuda")`` trains with the CUDA executor (``pycnn._cuda.DeviceNetwork``:
+weights and optimizer slots resident on the GPU, docs/cuda.md); ``device="cuda-emulated"`` runs
+the same executor on the host emulation of the device runtime (``pycnn._core.EmulatedDeviceNetwork``,
+built into every pycnn, for tests). :func:`network_class` gives either class.
 
 Example::
 
