@@ -7,7 +7,8 @@
 --device cuda trains pycnn with compile(device="cuda") (the CUDA executor, weights resident on
 the GPU: the timed step is the model's training step, as fit runs it, without the per-call
 weight copies train_on_batch makes) against PyTorch with the model and batch on the same GPU
-(loss.item() each step in both: one host sync per step); the CPU-only tables (inference,
+(loss.item() each step in both: one host sync per step; FP32 in both: PyTorch's TF32 is
+turned off, as pycnn's GEMMs are cuBLAS SGEMM); the CPU-only tables (inference,
 thread scaling, load) are skipped. cuda-emulated runs pycnn's CUDA executor on the host
 emulation (a correctness check of the benchmark's path, not a speed measurement).
 
@@ -297,6 +298,9 @@ def worker(cfg: dict) -> None:
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         yt = torch.from_numpy(y)
         if cfg.get("device") == "cuda":
+            # FP32 as pycnn computes (cuBLAS SGEMM): no TF32 in cuDNN's convolutions or the GEMMs.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
             model, xt, yt = model.cuda(), xt.cuda(), yt.cuda()
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR, eps=TORCH_EPS)
         if cfg["builder"] in CHANNELS_LAST:

@@ -186,6 +186,24 @@ def test_shared_weight_gradients_sum(device):
         np.testing.assert_allclose(d, g, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_convolutions_in_chunks_of_samples(device, monkeypatch):
+    """Columns of a few samples at a time (as a large batch of a wide layer runs): the kernel
+    gradient adds the chunks' products."""
+    monkeypatch.setenv("PYCNN_CUDA_COL_FLOATS", "3000")  # ~1-3 samples of these layers per chunk
+    model = every_conv()
+    x, y = data((11, 9, 4), 7, 5)
+    segment = segment_of(model, x)
+    net = device_network(device, segment.args)
+    grads = [np.empty_like(model.trainable_weights[g]) for g in segment.weights]
+    cpu_loss, _ = segment.network.train_step([x], y, LOSS, grads)
+    assert net.train_step([x], y, LOSS)[0] == pytest.approx(cpu_loss, rel=1e-6)
+    dev = [np.empty_like(g) for g in grads]
+    net.download_gradients(dev)
+    for g, d in zip(grads, dev):
+        np.testing.assert_allclose(d, g, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(g).max())))
+
+
 def test_batches_of_other_sizes_reuse_the_buffers():
     model = lenet()
     x, y = data((32, 32, 3), 24)
