@@ -2,6 +2,15 @@
 
     python bench/train.py [--quick] [--threads N] [--models tiny,lenet,heavy,strided,lenet_bn,heavy_bn]
                           [--batches 32,64,128,256] [--time-to-accuracy] [--omp-wait-policy P]
+                          [--device cpu|cuda|cuda-emulated]
+
+--device cuda trains pycnn with compile(device="cuda") (the CUDA executor, weights resident on
+the GPU: the timed step is the model's training step, as fit runs it, without the per-call
+weight copies train_on_batch makes) against PyTorch with the model and batch on the same GPU
+(loss.item() each step in both: one host sync per step; FP32 in both: PyTorch's TF32 is
+turned off, as pycnn's GEMMs are cuBLAS SGEMM); the CPU-only tables (inference,
+thread scaling, load) are skipped. cuda-emulated runs pycnn's CUDA executor on the host
+emulation (a correctness check of the benchmark's path, not a speed measurement).
 
 Networks, built with pycnn.models and mirrored layer by layer in torch.nn.Sequential: tiny
 (Conv2D(4, 3, relu) on 8x8x1, Flatten, Dense(10, softmax), batch 8: a few microseconds of
@@ -74,7 +83,7 @@ MIB = 1024.0 * 1024.0
 
 # ============================================================================ model description
 
-def build_pycnn(builder: str, input_shape):
+def build_pycnn(builder: str, input_shape, device: str = "cpu"):
     """The pycnn model, compiled for training (Adam 1e-3, sparse categorical cross-entropy)."""
     from pycnn import layers, models, optimizers
     if builder == "tiny":  # Conv2D(4, 3, relu) -> Flatten -> Dense(10, softmax)
@@ -85,7 +94,7 @@ def build_pycnn(builder: str, input_shape):
     from pycnn import losses
     logits = getattr(model.layers[-1], "activation", None) != "softmax"  # the speed-run network ends in logits
     model.compile(optimizer=optimizers.Adam(learning_rate=LR, epsilon=EPS),
-                  loss=losses.SparseCategoricalCrossentropy(from_logits=logits))
+                  loss=losses.SparseCategoricalCrossentropy(from_logits=logits), device=device)
     return model
 
 
@@ -263,13 +272,18 @@ def worker(cfg: dict) -> None:
     if framework == "pycnn":
         pycnn = C.init(policy)
         pycnn.set_num_threads(threads)
-        model = build_pycnn(cfg["builder"], cfg["input_shape"])
+        device = cfg.get("device", "cpu")
+        model = build_pycnn(cfg["builder"], cfg["input_shape"], device)
         model.set_weights(weights)
+        labels = y.reshape(-1, 1).astype(np.int64)
 
         def step() -> float:
-            return float(model.train_on_batch(x, y))
+            if device == "cpu":
+                return float(model.train_on_batch(x, y))
+            return float(model._step.train([x], labels, None)[0])  # as fit: the weights stay on the device
 
         def loss_now() -> float:
+            model._step.device_sync()
             return float(model.test_on_batch(x, y))
 
         def predict():
@@ -281,12 +295,17 @@ def worker(cfg: dict) -> None:
         torch.set_num_threads(threads)
         F = torch.nn.functional
         model, _ = build_torch(torch, cfg["spec"], cfg["input_shape"], weights)
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR, eps=TORCH_EPS)
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        yt = torch.from_numpy(y)
+        if cfg.get("device") == "cuda":
+            # FP32 as pycnn computes (cuBLAS SGEMM): no TF32 in cuDNN's convolutions or the GEMMs.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+            model, xt, yt = model.cuda(), xt.cuda(), yt.cuda()
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR, eps=TORCH_EPS)
         if cfg["builder"] in CHANNELS_LAST:
             model = model.to(memory_format=torch.channels_last)
             xt = xt.contiguous(memory_format=torch.channels_last)
-        yt = torch.from_numpy(y)
 
         def step() -> float:
             opt.zero_grad(set_to_none=True)
@@ -306,7 +325,7 @@ def worker(cfg: dict) -> None:
         def predict():
             model.eval()
             with torch.inference_mode():
-                out = torch.softmax(model(xt), dim=1).numpy()
+                out = torch.softmax(model(xt), dim=1).cpu().numpy()
             model.train()
             return out
 
@@ -414,7 +433,7 @@ class Bench:
         builder, input_shape, _ = MODELS[key]
         spec, wpath, _ = self.model_files(key)
         base = dict(builder=builder, input_shape=list(input_shape), batch=batch, threads=threads, seed=1,
-                    weights=wpath, spec=spec, policy=self.policy)
+                    weights=wpath, spec=spec, policy=self.policy, device=self.args.device)
         names = ["pycnn"] + (["torch"] if self.have_torch else [])
         workers, busy = {}, None
         # With a neighbour, workers and neighbour share two cores however many the machine has,
@@ -528,6 +547,8 @@ def main() -> None:
                     help="also train LeNet on CIFAR-10 to 60%% test accuracy with both (minutes)")
     ap.add_argument("--omp-wait-policy", choices=C.WAIT_POLICIES, default=None,
                     help="force one OpenMP wait policy on both workers (default: each framework as shipped)")
+    ap.add_argument("--device", choices=("cpu", "cuda", "cuda-emulated"), default="cpu",
+                    help="where pycnn (compile(device=...)) and PyTorch train (default: cpu)")
     args = ap.parse_args()
     if args.quick and args.time_to_accuracy:
         raise SystemExit("--time-to-accuracy takes minutes; run it without --quick.")
@@ -550,8 +571,14 @@ def main() -> None:
     else:
         policy = ("each framework as shipped: pycnn worker OMP_WAIT_POLICY=PASSIVE (pycnn's import-time "
                   "default), torch worker libgomp's default")
-    C.print_header("pycnn training benchmark: pycnn vs PyTorch, whole networks", torch_ver,
-                   extra=[f"workers: one subprocess per framework and configuration; wait policy: {policy}"])
+    extra = [f"workers: one subprocess per framework and configuration; wait policy: {policy}"]
+    if args.device != "cpu":
+        import pycnn
+        gpu = pycnn.cuda.device_name() if pycnn.cuda.is_available() else pycnn.cuda.why_unavailable()
+        torch_gpu = torch.cuda.get_device_name(0) if have_torch and torch.cuda.is_available() else "no CUDA"
+        extra.append(f"device: pycnn {args.device} ({gpu}; {pycnn.cuda.build_info()}), PyTorch "
+                     f"{'cuda' if args.device == 'cuda' else 'cpu'} ({torch_gpu})")
+    C.print_header("pycnn training benchmark: pycnn vs PyTorch, whole networks", torch_ver, extra=extra)
     t_start = time.perf_counter()
     load = C.OtherLoad()
 
@@ -577,6 +604,9 @@ def main() -> None:
               "-> Flatten -> Dense(10, softmax): its step time is the fixed cost of a train_on_batch call.")
         print()
 
+        if args.device != "cpu":  # the rest measures CPU concerns (threads, load) and the CPU predict
+            print(f"Total wall time {time.perf_counter() - t_start:.0f} s; {load.report()}.")
+            return
         # ---------------------------------------------------------------- inference
         nmax = max(threads)
         r = bench.run("lenet", 256, nmax, predict=True)

@@ -8,6 +8,10 @@
 // measured.
 #include <cstdint>
 
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>  // the AVX-512 pixel-pair tile (conv2d_vf_impl.h)
+#endif
+
 #include "conv2d_direct.h"
 
 #define PYCNN_DIRECT_NS portable
@@ -51,7 +55,8 @@ DirectKernels direct_kernels(Isa isa) {
 }
 
 OverFKernels overf_kernels(Isa isa) {
-#define PYCNN_OVERF(ns) {ns::overf::V, ns::overf::V * ns::overf::kMaxFV, ns::overf::forward, ns::overf::dweight}
+#define PYCNN_OVERF(ns) \
+  {ns::overf::V, ns::overf::V * ns::overf::kMaxFV, ns::overf::forward, ns::overf::dweight, ns::overf::forward_pairs}
 #ifdef PYCNN_DIRECT_HAVE_X86
   if (isa == Isa::avx512) return PYCNN_OVERF(avx512);
   if (isa == Isa::avx2) return PYCNN_OVERF(avx2);

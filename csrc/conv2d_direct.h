@@ -35,6 +35,10 @@ struct OverFKernels {
   // dw (KH, KW, C, F) = sum over the group of x windows (x) g, += if accumulate; gb is
   // g (N, OH, OW, F) channel-blocked.
   void (*dweight)(float* dw, const float* x, const float* gb, const VfGeom& s, bool accumulate);
+  // out (N, OH, OW, F) = x (*) w over pixel pairs, for F an odd multiple of vec / 2 with
+  // 2F / vec <= 5 (pairs_fit); wp is w in pair layout (conv2d_vf_impl.h). No bias.
+  void (*forward_pairs)(float* out, const float* x, const float* wp, const VfGeom& s);
+  bool pairs_fit(int64_t F) const { return (2 * F) % vec == 0 && (F % vec) != 0 && 2 * F / vec <= 5; }
 };
 
 OverFKernels overf_kernels(Isa isa);

@@ -14,7 +14,8 @@
 //             dweight[kh, kw, c, f] = sum_{n,oh,ow} x[n, oh*SH + kh, ow*SW + kw, c] * g[n, oh, ow, f]
 //             dinp, stride 1 (use_overf_dinp): the forward kernel over g zero-padded by
 //                   (KH - 1 - PT, KW - 1 - PL) with the rotated kernel
-//                   wrot[kh][kw][f][c] = w[KH-1-kh][KW-1-kw][c][f];
+//                   wrot[kh][kw][f][c] = w[KH-1-kh][KW-1-kw][c][f] (for C an odd multiple
+//                   of half a vector, the pixel-pair kernel: 64 -> 24 channels with AVX-512);
 //             dinp, otherwise: dcol = g @ weight^T on packed operands (gemm.h) and col2im
 //                   (conv2d_im2col.cpp).
 //
@@ -34,8 +35,18 @@ namespace {
 // stride 1 and C % vec == 0, and output rows not much narrower than the input, since pixel
 // tiles then read mostly padding (32x10x10x128 k7 ->256 'valid', OW = 4: 33 ms direct vs 23 ms
 // through GEMM + col2im; 32x16x16x64 k7, OW = 10: 25 ms vs 34 ms).
+// C an odd multiple of half a vector (24 with AVX-512) runs the pixel-pair kernel instead.
 bool use_overf_dinp(const ConvShape& s, const OverFKernels& k) {
-  return s.SH == 1 && s.SW == 1 && s.C % k.vec == 0 && 2 * s.OW >= s.W;
+  return s.SH == 1 && s.SW == 1 && (s.C % k.vec == 0 || k.pairs_fit(s.C)) && 2 * s.OW >= s.W;
+}
+
+// dst in the pixel-pair kernel's layout (conv2d_vf_impl.h): each of `rows` rows of C floats
+// becomes 2C floats, the row twice (one copy per pixel of the pair).
+void pair_layout(float* dst, const float* src, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(dst + r * 2 * C, src + r * C, sizeof(float) * C);
+    std::memcpy(dst + r * 2 * C + C, src + r * C, sizeof(float) * C);
+  }
 }
 
 // dst (nb, Hp, Wp, C) = src (nb, H, W, C) placed at (top, left), zeros around it; rows and
@@ -126,8 +137,14 @@ void conv2d_backward_overf(float* dinp, float* dweight, float* dbias, const floa
         for (int64_t c = 0; c < C; ++c)
           for (int64_t f = 0; f < F; ++f) dst[f * C + c] = src[c * F + f];
       }
-    wrotb = channel_blocked(scratch(slot_base(), static_cast<std::size_t>(K * F), kScratchPackedW), wrot,
-                            s.KH * s.KW * F, C, k.fblock);
+    if (C % k.vec == 0) {
+      wrotb = channel_blocked(scratch(slot_base(), static_cast<std::size_t>(K * F), kScratchPackedW), wrot,
+                              s.KH * s.KW * F, C, k.fblock);
+    } else {
+      float* wp = scratch(slot_base(), static_cast<std::size_t>(2 * K * F), kScratchPackedW);
+      pair_layout(wp, wrot, s.KH * s.KW * F, C);
+      wrotb = wp;
+    }
   } else if (dinp) {
     wtp = scratch(slot_base(), static_cast<std::size_t>(gemm_packed_b_size(gs_dx, F, K)), kScratchPackedW);
     gemm_pack_b(wtp, weight, 1, F, F, K, gs_dx);
@@ -157,8 +174,11 @@ void conv2d_backward_overf(float* dinp, float* dweight, float* dbias, const floa
       float* gp = scratch(slot_base() + t, static_cast<std::size_t>(nb * Hg * Wg * F), kScratchPadGrad);
       const int64_t top = s.KH - 1 - s.PT, left = s.KW - 1 - s.PL;
       pad_nhwc(gp, gr, nb, s.OH, s.OW, F, Hg, Wg, top, left);
-      k.forward(di, gp, wrotb, nullptr,
-                VfGeom{nb, Hg, Wg, F, C, s.KH, s.KW, 1, 1, s.H, s.W, top, top + s.OH, left, left + s.OW});
+      const VfGeom geo_dx{nb, Hg, Wg, F, C, s.KH, s.KW, 1, 1, s.H, s.W, top, top + s.OH, left, left + s.OW};
+      if (C % k.vec == 0)
+        k.forward(di, gp, wrotb, nullptr, geo_dx);
+      else
+        k.forward_pairs(di, gp, wrotb, geo_dx);
     } else if (dinp) {
       float* ga =
           scratch(slot_base() + t, static_cast<std::size_t>(gemm_packed_a_size(gs_dx, rows, F)), kScratchPackedA);

@@ -234,6 +234,153 @@ void forward(float* out, const float* x, const float* wb, const float* bias, con
   }
 }
 
+// ---- forward over pixel pairs ---------------------------------------------------------------
+// For an output channel count F that is an odd multiple of V / 2 (F = 24 with AVX-512: the
+// input gradient of a 24-channel layer), whole vectors over F would waste a quarter of their
+// lanes. Two consecutive output pixels hold 2F floats = NV whole vectors (NV odd): vectors
+// below the middle belong to the first pixel, those above to the second, and the middle one
+// takes its low V / 2 lanes from the first pixel and its high ones from the second. So a
+// tile of R pixel pairs x NV vectors uses every lane; per window element it broadcasts the
+// two pixels' input values and blends them for the middle vector. The weights come in pair
+// layout: wp[(kh * KW * C + j) * NV * V + q] = w[kh, j, q % F] (q < 2F).
+// Pixels are paired in the order of the output (N, OH, OW) flattened, so a pair may span two
+// rows or samples; xo0 / xo1 are the two pixels' window origins in x.
+template <int NV, int R>
+static inline void pair_tile(float* o, const float* x, const int64_t* xo0, const int64_t* xo1, const float* w,
+                             int64_t nkh, int64_t len, int64_t xrow, int64_t wrow, bool accumulate) {
+  constexpr int mid = NV / 2, half = V / 2;
+  vec lo_mask;
+  for (int l = 0; l < V; ++l) lo_mask[l] = l < half ? 1.f : 0.f;
+  vec acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = vec{};
+  for (int64_t kh = 0; kh < nkh; ++kh) {
+    const float* xk = x + kh * xrow;
+    const float* wk = w + kh * wrow;
+    for (int64_t j = 0; j < len; ++j) {
+      vec wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = loadu(wk + j * (NV * V) + v * V);
+      for (int r = 0; r < R; ++r) {
+#if PYCNN_DIRECT_VEC == 64
+        // Broadcasts straight from memory (load ports only) and a masked broadcast for the
+        // middle vector: built from registers they would take shuffle slots beside the FMAs.
+        const float* pa = xk + xo0[r] + j;
+        const float* pb = xk + xo1[r] + j;
+        const vec a = (vec)_mm512_set1_ps(*pa), b = (vec)_mm512_set1_ps(*pb);
+        // (the empty asm hides that pm == pb, so that GCC loads it again instead of
+        // broadcasting b's register)
+        const float* pm = pb;
+        __asm__("" : "+r"(pm));
+        const vec m = (vec)_mm512_mask_broadcastss_ps((__m512)a, (__mmask16)0xFF00, _mm_load_ss(pm));
+        (void)lo_mask;
+#else
+        const vec a = vec{} + xk[xo0[r] + j], b = vec{} + xk[xo1[r] + j];
+        const vec m = lo_mask != 0.f ? a : b;
+#endif
+        for (int v = 0; v < mid; ++v) acc[r][v] += a * wv[v];
+        acc[r][mid] += m * wv[mid];
+        for (int v = mid + 1; v < NV; ++v) acc[r][v] += b * wv[v];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) {
+      float* d = o + (r * NV + v) * V;
+      storeu(d, accumulate ? loadu(d) + acc[r][v] : acc[r][v]);
+    }
+}
+
+template <int RT, int NV>
+struct PairTail {
+  static inline void run(int64_t n, float* o, const float* x, const int64_t* xo0, const int64_t* xo1, const float* w,
+                         int64_t nkh, int64_t len, int64_t xrow, int64_t wrow, bool accumulate) {
+    if (n == RT)
+      pair_tile<NV, RT>(o, x, xo0, xo1, w, nkh, len, xrow, wrow, accumulate);
+    else
+      PairTail<RT - 1, NV>::run(n, o, x, xo0, xo1, w, nkh, len, xrow, wrow, accumulate);
+  }
+};
+template <int NV>
+struct PairTail<0, NV> {
+  static inline void run(int64_t, float*, const float*, const int64_t*, const int64_t*, const float*, int64_t, int64_t,
+                         int64_t, int64_t, bool) {}
+};
+
+// Pairs per tile: R * NV accumulators of the 32 (AVX-512) or 16 vector registers.
+constexpr int pair_rows(int nv) { return PYCNN_DIRECT_VEC == 64 ? (nv == 1 ? 12 : nv == 3 ? 6 : 4) : (nv == 1 ? 6 : nv == 3 ? 3 : 2); }
+
+template <int NV>
+static void forward_pairs_nv(float* out, const float* x, const float* wp, const VfGeom& s) {
+  constexpr int R = pair_rows(NV);
+  constexpr int64_t pw = NV * V;  // floats of a pair
+  const int64_t KWC = s.KW * s.C, xrow = s.Wp * s.C, wrow = KWC * pw, F = s.F;
+  const int64_t P = s.N * s.OH * s.OW, pairs = P / 2;
+  const Chunks ch = plan_chunks(s.KH, KWC, kL1Floats / pw);
+  // Window origins of pixels [p0, p0 + 2 * kOriginPairs): filled once per stretch of
+  // pairs and read by every chunk (divisions per tile and chunk cost as much as the tile).
+  constexpr int64_t kOriginPairs = 512;
+  int64_t xo[2 * kOriginPairs];
+  int64_t n = 0, oh = 0, ow = 0;  // pixel p0
+  auto next_origin = [&]() {
+    const int64_t o = (n * s.Hp + oh * s.SH) * xrow + ow * s.SW * s.C;
+    if (++ow == s.OW) {
+      ow = 0;
+      if (++oh == s.OH) {
+        oh = 0;
+        ++n;
+      }
+    }
+    return o;
+  };
+  for (int64_t q_lo = 0; q_lo < pairs; q_lo += kOriginPairs) {
+    const int64_t q_hi = imin(pairs, q_lo + kOriginPairs);
+    for (int64_t q = 0; q < 2 * (q_hi - q_lo); ++q) xo[q] = next_origin();
+    for (int64_t kh0 = 0; kh0 < s.KH; kh0 += ch.khc) {
+      const int64_t nkh = imin(s.KH, kh0 + ch.khc) - kh0;
+      for (int64_t j0 = 0; j0 < KWC; j0 += ch.jc) {
+        const int64_t len = imin(KWC, j0 + ch.jc) - j0;
+        const bool first = kh0 == 0 && j0 == 0;
+        const float* xc = x + kh0 * xrow + j0;
+        const float* wc = wp + kh0 * wrow + j0 * pw;
+        int64_t xo0[R], xo1[R];
+        for (int64_t q0 = q_lo; q0 < q_hi; q0 += R) {
+          const int64_t rt = imin(R, q_hi - q0);
+          for (int64_t r = 0; r < rt; ++r) {
+            xo0[r] = xo[2 * (q0 - q_lo + r)];
+            xo1[r] = xo[2 * (q0 - q_lo + r) + 1];
+          }
+          float* o = out + 2 * q0 * F;
+          if (rt == R)
+            pair_tile<NV, R>(o, xc, xo0, xo1, wc, nkh, len, xrow, wrow, !first);
+          else
+            PairTail<R - 1, NV>::run(rt, o, xc, xo0, xo1, wc, nkh, len, xrow, wrow, !first);
+        }
+      }
+    }
+  }
+  if (P % 2) {  // the last pixel alone: F dot products of the window
+    const int64_t last = next_origin();
+    float* o = out + (P - 1) * F;
+    for (int64_t f = 0; f < F; ++f) {
+      float acc = 0.f;
+      for (int64_t kh = 0; kh < s.KH; ++kh)
+        for (int64_t j = 0; j < KWC; ++j) acc += x[last + kh * xrow + j] * wp[(kh * KWC + j) * pw + f];
+      o[f] = acc;
+    }
+  }
+}
+
+// out (N, OH, OW, F) = x (*) w without bias, wp the pair layout; F an odd multiple of V / 2
+// with 2F / V <= 5 (pairs_fit).
+void forward_pairs(float* out, const float* x, const float* wp, const VfGeom& s) {
+  switch (2 * s.F / V) {
+    case 1: forward_pairs_nv<1>(out, x, wp, s); break;
+    case 3: forward_pairs_nv<3>(out, x, wp, s); break;
+    case 5: forward_pairs_nv<5>(out, x, wp, s); break;
+    default: break;
+  }
+}
+
 // ---- weight gradient ----------------------------------------------------------------------
 // The group's output pixels are taken in chunks of at most kChunkPixels / FV (the chunk's
 // gradient rows stay in L1 while every window element streams past them); xoff[p] is the

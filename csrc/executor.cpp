@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 
@@ -402,11 +403,90 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
 
 // ---------------------------------------------------------------------------- forward / backward
 
+namespace {
+
+// Tape arenas are recycled. A forward of a large batch keeps tens of MB per thread, and a
+// fresh allocation that large comes from mmap (or from a thread heap that was trimmed) and
+// faults every page in again on each call: in an eager conv2d forward at batch 256
+// (bench/convs.py, group1_conv1) that cost as much as the convolution (17 -> 29 ms) as soon
+// as earlier calls had fragmented the heap. Released arenas wait here for the next tape.
+class ArenaPool {
+ public:
+  struct Buffer {
+    float* data = nullptr;
+    size_t count = 0;
+  };
+  // A buffer of at least `count` floats: the smallest kept one that fits, else a new one.
+  Buffer take(size_t count) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      size_t best = kept_.size();
+      for (size_t i = 0; i < kept_.size(); ++i)
+        if (kept_[i].count >= count && (best == kept_.size() || kept_[i].count < kept_[best].count)) best = i;
+      if (best != kept_.size()) {
+        Buffer b = kept_[best];
+        kept_.erase(kept_.begin() + static_cast<std::ptrdiff_t>(best));
+        bytes_ -= b.count * sizeof(float);
+        return b;
+      }
+    }
+    return Buffer{new float[count], count};
+  }
+  // Keeps `b` for a later tape, up to kMaxKept buffers and kMaxBytes (the smallest go first).
+  void give(Buffer b) {
+    if (!b.data) return;
+    std::vector<float*> drop;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      kept_.push_back(b);
+      bytes_ += b.count * sizeof(float);
+      while (kept_.size() > kMaxKept || bytes_ > kMaxBytes) {
+        auto smallest = std::min_element(kept_.begin(), kept_.end(),
+                                         [](const Buffer& a, const Buffer& c) { return a.count < c.count; });
+        bytes_ -= smallest->count * sizeof(float);
+        drop.push_back(smallest->data);
+        kept_.erase(smallest);
+      }
+    }
+    for (float* p : drop) delete[] p;
+  }
+
+ private:
+  static constexpr size_t kMaxKept = 8;
+  static constexpr size_t kMaxBytes = size_t(1) << 30;
+  std::mutex mutex_;
+  std::vector<Buffer> kept_;
+  size_t bytes_ = 0;
+};
+
+ArenaPool& arena_pool() {
+  static ArenaPool* pool = new ArenaPool();  // never destroyed: tapes may outlive static destruction
+  return *pool;
+}
+
+// One thread's tape arena, given back to the pool when the tape goes.
+struct Arena {
+  ArenaPool::Buffer buffer;
+  Arena() = default;
+  Arena(Arena&& other) noexcept : buffer(other.buffer) { other.buffer = ArenaPool::Buffer{}; }
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  Arena& operator=(Arena&&) = delete;
+  ~Arena() { arena_pool().give(buffer); }
+  float* reset(size_t count) {
+    arena_pool().give(buffer);
+    buffer = arena_pool().take(count);
+    return buffer.data;
+  }
+};
+
+}  // namespace
+
 struct Tape {
   int threads = 1;
   int64_t N = 0;
   std::vector<const float*> x;
-  std::vector<std::unique_ptr<float[]>> arena;  // per thread: activations, then aux cells
+  std::vector<Arena> arena;  // per thread: activations, then aux cells
   std::vector<ChunkValues> values;              // per thread
   std::unique_ptr<Team> team;
 };
@@ -429,8 +509,7 @@ TapePtr forward(const Network& net, const std::vector<const float*>& x, int64_t 
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);
     const int64_t nb = n1 - n0;
-    tape->arena[t].reset(new float[static_cast<size_t>((acts_size + aux_size) * nb + 1)]);
-    float* acts = tape->arena[t].get();
+    float* acts = tape->arena[t].reset(static_cast<size_t>((acts_size + aux_size) * nb + 1));
     forward_chunk(net, x, n0, nb, acts, acts + acts_size * nb, &tape->values[t]);
     for (size_t k = 0; k < net.outputs.size(); ++k) {
       const int v = net.outputs[k];

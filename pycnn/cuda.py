@@ -6,11 +6,10 @@ build and a machine without the CUDA driver import pycnn exactly as before. This
 the Python side's one door to it: everything else asks :func:`why_unavailable` /
 :func:`is_available` and never imports ``pycnn._cuda`` itself.
 
-What exists today: the CUDA executor and the device ops (csrc/cuda/) are compiled into
-``pycnn._cuda``, and the same sources into ``pycnn._core`` as a host emulation that the tests
-run on every machine (tests/test_cuda_executor.py, tests/test_cuda_ops.py); the module answers
-device queries. ``model.compile(device="cuda")`` trains on the GPU where CUDA is usable and
-raises ``RuntimeError`` (saying why) where it is not.
+``model.compile(..., device="cuda")`` trains with the CUDA executor (``pycnn._cuda.DeviceNetwork``:
+weights and optimizer slots resident on the GPU, docs/cuda.md); ``device="cuda-emulated"`` runs
+the same executor on the host emulation of the device runtime (``pycnn._core.EmulatedDeviceNetwork``,
+built into every pycnn, for tests). :func:`network_class` gives either class.
 
 Example::
 

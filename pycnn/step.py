@@ -23,7 +23,9 @@ host arrays (the trainer calls it at every epoch end, at the end of fit and afte
 train_on_batch) and :meth:`DeviceRunner.invalidate` marks the host arrays as the newer copy
 (uploaded before the next device step). A step the device cannot run (a loss other than the
 fused cross-entropy, Python layers, regularizers, EMA, an optimizer without a registered
-update) runs on the CPU after a sync, with one warning saying why.
+update) runs on the CPU after a sync, with one warning saying why. With MPI the device step
+sends its gradients (and the layers' states) through the host reducer and updates on the
+device.
 """
 from __future__ import annotations
 
@@ -83,12 +85,8 @@ class DeviceRunner:
         self.sync()
         self._host_newer = True
 
-    def refusal(self, step: "Step", plan: _Plan, reduce: bool) -> Optional[str]:
+    def refusal(self, step: "Step", plan: _Plan) -> Optional[str]:
         """Why the device cannot run this step (None: it can)."""
-        if reduce:
-            raise RuntimeError(f"compile(device={self.device!r}) does not support training on several MPI ranks "
-                               "yet (the gradients would have to come to the host for the reducer); use "
-                               "device='cpu' with MPI.")
         compiled = plan.compiled
         if compiled is None:
             return "the native step is off (PYCNN_NATIVE_STEP=0)"
@@ -136,11 +134,14 @@ class DeviceRunner:
         return None
 
     def train(self, step: "Step", plan: _Plan, xs: List[np.ndarray], yb: np.ndarray,
-              sample_weight: Optional[np.ndarray], reduce: bool) -> Optional[Tuple[float, Any, Optional[int]]]:
+              sample_weight: Optional[np.ndarray], reduce: bool, fraction: float
+              ) -> Optional[Tuple[float, Any, Optional[float]]]:
         """One step on the device -> (loss, outputs or None, hits); None when the device cannot
-        run it (the caller then runs the CPU step; sync() has been called)."""
+        run it (the caller then runs the CPU step; sync() has been called). With ``reduce``
+        (MPI) the gradients come to the host for the reducer and go back for the update;
+        ``fraction``: this rank's share of the global batch."""
         model = step.model
-        why = self.refusal(step, plan, reduce)
+        why = self.refusal(step, plan)
         update = None
         if why is None:
             update = self._update(model.optimizer, plan.trained)
@@ -175,13 +176,41 @@ class DeviceRunner:
         if metrics and not metrics.counts_only:
             out = np.empty((xs[0].shape[0],) + tuple(compiled.value_shapes[compiled.graph.outputs[0]][1:]),
                            np.float32)
-        loss, hits = network.train_step(list(xs), yb.reshape(-1), step.loss.native_loss, sample_weight, out, spec)
+        if reduce:
+            loss, hits = self._reduced_step(step, plan, network, xs, yb, sample_weight, out, spec, fraction)
+        else:
+            loss, hits = network.train_step(list(xs), yb.reshape(-1), step.loss.native_loss, sample_weight, out,
+                                            spec)
         self._device_newer = True
         if math.isfinite(loss):
             model.optimizer.native_step_applied(plan.trained)
         else:
             model.optimizer.native_step_skipped()
         return loss, out, hits
+
+
+    def _reduced_step(self, step: "Step", plan: _Plan, network: Any, xs: List[np.ndarray], yb: np.ndarray,
+                      sample_weight: Optional[np.ndarray], out: Optional[np.ndarray], spec: tuple,
+                      fraction: float) -> Tuple[float, float]:
+        """The MPI step: backward on the device, every rank's gradients and states summed on the
+        host (the reducer), the update on the device (as the CPU path: commit, reduce, update)."""
+        compiled = plan.compiled
+        pick = compiled.steps[-1].weights
+        seg_grads = [np.zeros_like(plan.trained[g]) for g in pick]
+        if xs[0].shape[0] > 0:
+            loss, hits = network.train_step(list(xs), yb.reshape(-1), step.loss.native_loss, sample_weight, out)
+            network.download_gradients(seg_grads)
+        else:  # an empty share of the last batch: nothing to add but zeros
+            loss, hits = 0.0, 0
+        network.download_weights()  # the states (moving statistics) the reducer averages
+        grads: List[Any] = [np.zeros_like(w) for w in plan.trained]
+        for i, g in enumerate(pick):
+            grads[g] = seg_grads[i]
+        loss, hits = step._reduce(plan.trained, grads, loss, hits, fraction)
+        network.upload_weights()  # the reduced states
+        if math.isfinite(loss):
+            network.apply_gradients([grads[g] for g in pick], spec)
+        return loss, hits
 
 
 class Step:
@@ -282,12 +311,12 @@ class Step:
         out: Any = None
         hits: Optional[int] = None
         ran = None
-        if self.device is not None and n > 0:
-            ran = self.device.train(self, plan, xs, yb, sample_weight, reduce)
+        if self.device is not None and (n > 0 or reduce):
+            ran = self.device.train(self, plan, xs, yb, sample_weight, reduce, n / (global_count or n or 1))
         if ran is not None:
             loss, out, hits = ran
             if metrics and out is None:
-                out = Hits(int(round(hits)), n)
+                out = Hits(int(round(hits)), global_count or n)
             return loss + penalty, (out if metrics else None), True
         if n == 0:  # an MPI rank whose share of the last batch is empty
             loss, grads, applied = 0.0, [None] * len(trained), False

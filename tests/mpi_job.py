@@ -3,7 +3,8 @@
 
 MODE: ``train`` writes the per-epoch history and the final weights to OUT (rank 0 only);
 every rank seeds its own model differently, so equal results prove the broadcast.
-``raise`` makes rank 1 raise in the middle of the first epoch. ``checkpoint`` trains with a
+``device`` is ``train`` on the CUDA executor's host emulation (compile(device="cuda-emulated"),
+without the weight penalty, which the device step leaves to the CPU). ``raise`` makes rank 1 raise in the middle of the first epoch. ``checkpoint`` trains with a
 ModelCheckpoint and a CSVLogger, each rank naming its own folder under OUT. ``early`` trains
 with an EarlyStopping that fires after the second epoch; each rank writes its history.
 """
@@ -26,12 +27,13 @@ def data():
     return x, y
 
 
-def model(seed):
+def model(seed, device="cpu"):
     pycnn.utils.set_random_seed(seed)
     m = pycnn.Sequential([layers.Input((8, 8, 3)), layers.Conv2D(6, 3, activation="relu"), layers.MaxPooling2D(2),
-                          layers.Flatten(), layers.Dense(16, activation="relu", kernel_regularizer="l2"),
+                          layers.Flatten(),
+                          layers.Dense(16, activation="relu", kernel_regularizer="l2" if device == "cpu" else None),
                           layers.Dense(5, activation="softmax")])
-    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy", "mae"])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy", "mae"], device=device)
     return m
 
 
@@ -46,7 +48,7 @@ def main(mode: str, out: str) -> None:
     world = pycnn.distributed.init()
     rank = pycnn.distributed.rank()
     x, y = data()
-    m = model(100 + rank)  # different weights on every rank before fit
+    m = model(100 + rank, "cuda-emulated" if mode == "device" else "cpu")  # different weights on every rank
     pycnn.utils.set_random_seed(7)  # shuffling: rank 0's generator is broadcast anyway
     if mode == "raise":
         class Fail(pycnn.callbacks.Callback):

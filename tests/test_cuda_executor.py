@@ -186,6 +186,24 @@ def test_shared_weight_gradients_sum(device):
         np.testing.assert_allclose(d, g, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_convolutions_in_chunks_of_samples(device, monkeypatch):
+    """Columns of a few samples at a time (as a large batch of a wide layer runs): the kernel
+    gradient adds the chunks' products."""
+    monkeypatch.setenv("PYCNN_CUDA_COL_FLOATS", "3000")  # ~1-3 samples of these layers per chunk
+    model = every_conv()
+    x, y = data((11, 9, 4), 7, 5)
+    segment = segment_of(model, x)
+    net = device_network(device, segment.args)
+    grads = [np.empty_like(model.trainable_weights[g]) for g in segment.weights]
+    cpu_loss, _ = segment.network.train_step([x], y, LOSS, grads)
+    assert net.train_step([x], y, LOSS)[0] == pytest.approx(cpu_loss, rel=1e-6)
+    dev = [np.empty_like(g) for g in grads]
+    net.download_gradients(dev)
+    for g, d in zip(grads, dev):
+        np.testing.assert_allclose(d, g, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(g).max())))
+
+
 def test_batches_of_other_sizes_reuse_the_buffers():
     model = lenet()
     x, y = data((32, 32, 3), 24)
@@ -331,3 +349,48 @@ def test_per_batch_callbacks_see_the_device_weights():
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
     assert len(seen) == 2 and not np.array_equal(seen[0], seen[1])
     np.testing.assert_array_equal(seen[1], model.get_weights()[0])
+
+
+# ------------------------------------------------------------------------------ models with every op kind
+# (BatchNormalization, the merges, padding / cropping, rescaling, depthwise / separable: their
+# device halves and per-op comparisons are in tests/test_cuda_ops.py.)
+
+def graph_model(seed: int = 6):
+    pycnn.set_random_seed(seed)
+    inp = layers.Input((12, 12, 3))
+    a = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    b = layers.Conv2D(4, 1, activation="tanh")(inp)
+    s = layers.Add()([a, b])
+    c = layers.Concatenate()([s, layers.Conv2D(2, 3, padding="same")(a)])
+    p = layers.MaxPooling2D()(c)
+    out = layers.Dense(5, activation="softmax")(layers.Flatten()(p))
+    return pycnn.Model(inp, out)
+
+
+def speedrun_narrow(seed: int = 7):
+    pycnn.set_random_seed(seed)
+    return pycnn.models.speedrun_cifar10(width=8)
+
+
+def lenet_bn(seed: int = 8):
+    pycnn.set_random_seed(seed)
+    return pycnn.models.lenet_bn()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("make,shape,classes,logits", [(lenet_bn, (32, 32, 3), 10, False),
+                                                       (graph_model, (12, 12, 3), 5, False),
+                                                       (speedrun_narrow, (32, 32, 3), 10, True)])
+def test_bn_graph_and_speedrun_models_train_as_on_the_cpu(device, make, shape, classes, logits):
+    x, y = data(shape, 24, classes)
+    results = []
+    for dev in ("cpu", device):
+        model = make()
+        loss = pycnn.losses.SparseCategoricalCrossentropy(from_logits=logits, label_smoothing=0.1)
+        model.compile(pycnn.optimizers.SGD(0.02, momentum=0.9, nesterov=True, weight_decay=0.005), loss,
+                      metrics=["accuracy"], device=dev)
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        results.append((history.history, model.get_weights()))  # BN moving statistics included
+    (cpu_h, cpu_w), (dev_h, dev_w) = results
+    np.testing.assert_allclose(dev_h["loss"], cpu_h["loss"], rtol=1e-4)
+    assert_weights_close(dev_w, cpu_w, atol=2e-4)

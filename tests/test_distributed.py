@@ -60,6 +60,23 @@ def test_two_ranks_train_as_one_process(tmp_path):
             np.testing.assert_array_equal(rank0[key], rank1[key])
 
 
+def test_two_ranks_on_the_emulated_cuda_executor_train_as_one_process(tmp_path):
+    # The device step with MPI: gradients and states to the host for the reducer, the update on
+    # the device (compile(device="cuda-emulated"), the CUDA executor's host emulation).
+    out = str(tmp_path / "two.npz")
+    run = _mpirun("device", out)
+    assert run.returncode == 0, run.stderr
+    single = str(tmp_path / "single.npz")
+    subprocess.run([sys.executable, JOB, "device", single], check=True, timeout=180, env=os.environ.copy())
+    two, one = np.load(out), np.load(single)
+    h2, h1 = json.loads(str(two["history"])), json.loads(str(one["history"]))
+    for key in h1:
+        np.testing.assert_allclose(h2[key], h1[key], rtol=1e-5, err_msg=key)
+    for key in one.files:
+        if key.startswith("w") and key[1:].isdigit():
+            np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
 def test_a_failing_rank_stops_the_job_and_names_itself():
     start = time.perf_counter()
     run = _mpirun("raise", "unused", timeout=120)

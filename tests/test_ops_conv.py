@@ -64,6 +64,15 @@ CASES = [
     case(2, 9, 10, 8, 3, 2, 32, (2, 1), "same", note="overf-rect-strides-padded"),
     case(2, 5, 7, 16, 1, 1, 32, 1, "valid", note="overf-1x1"),
     case(1, 4, 4, 32, 3, 3, 64, 1, "valid", note="overf-batch1-out2x2"),
+    # The input gradient's pixel-pair kernel: C an odd multiple of half a vector (AVX-512:
+    # 8, 24, 40; AVX2: 12, 20; baseline: 6), odd and even pixel counts, > 1,024 pixels.
+    case(3, 7, 9, 24, 3, 3, 32, 1, "same", note="pairs-C24-odd-pixels"),
+    case(2, 6, 8, 8, 3, 3, 16, 1, "same", note="pairs-C8"),
+    case(2, 5, 7, 40, 3, 2, 16, 1, "valid", note="pairs-C40"),
+    case(2, 7, 8, 12, 3, 3, 16, 1, "same", note="pairs-C12"),
+    case(2, 6, 9, 20, 2, 3, 16, 1, "same", note="pairs-C20"),
+    case(2, 8, 7, 6, 3, 3, 16, 1, "same", note="pairs-C6"),
+    case(2, 41, 33, 24, 3, 3, 16, 1, "same", note="pairs-C24-many-pixels"),
 ]
 ARGS = "N,H,W,C,KH,KW,F,strides,padding"
 

@@ -102,8 +102,10 @@ inline const pycnn::UpdateDef* update_named(const py::handle& name, const char* 
 
 inline void bind_device_network(py::module_& m, const char* class_name, const char* ops_name) {
   using pycnn::cuda::DeviceNetwork;
+  // module_local: pycnn._core (emulated) and pycnn._cuda (GPU) each bind this same C++ type.
   py::class_<PyDeviceNetwork, std::shared_ptr<PyDeviceNetwork>>(
-      m, class_name, "A network compiled for the CUDA executor (device-resident weights); see pycnn.cuda.")
+      m, class_name, py::module_local(),
+      "A network compiled for the CUDA executor (device-resident weights); see pycnn.cuda.")
       .def(py::init([class_name](const py::list& input_shapes, const py::list& nodes, const py::list& outputs) {
              auto pn = std::make_shared<PyDeviceNetwork>();
              NetworkSpecs ns = parse_network(input_shapes, nodes, outputs, class_name, &pn->keep);

@@ -14,6 +14,8 @@
 // batch of a wide layer would need gigabytes of columns at once); the kernel gradient adds
 // the chunks' products (beta = 1 after the first). A 1x1 convolution with stride 1 and one
 // group reads its input as the columns directly.
+#include <cstdlib>
+
 #include "cuda/device_common.h"
 #include "op_geometry.h"
 
@@ -21,7 +23,16 @@ PYCNN_DEVICE_NAMESPACE_BEGIN
 
 namespace {
 
-constexpr int64_t kColFloats = int64_t(8) << 20;  // 32 MB of columns per chunk
+// 128 MB of columns per chunk: the heavy model's third convolution at batch 128 (411 MB of
+// columns) in 4 chunks, whose GEMMs keep ~10,000 rows each.
+constexpr int64_t kColFloats = int64_t(32) << 20;
+
+// The chunk's floats: kColFloats, or PYCNN_CUDA_COL_FLOATS (tests: small chunks on small layers).
+int64_t col_floats_per_chunk() {
+  const char* env = std::getenv("PYCNN_CUDA_COL_FLOATS");
+  const long long v = env ? std::atoll(env) : 0;
+  return v > 0 ? static_cast<int64_t>(v) : kColFloats;
+}
 
 struct ConvPlan {
   ConvShape s;
@@ -47,7 +58,7 @@ ConvPlan plan_of(const Node& node, int64_t N) {
   p.direct = p.KK == 1 && p.s.SH == 1 && p.s.SW == 1 && p.d.G == 1 && p.s.PT == 0 && p.s.PL == 0 &&
              p.s.OH == p.s.H && p.s.OW == p.s.W;
   const int64_t per_sample = p.P * p.cols;
-  p.chunk = kColFloats / (per_sample > 0 ? per_sample : 1);
+  p.chunk = col_floats_per_chunk() / (per_sample > 0 ? per_sample : 1);
   if (p.chunk < 1) p.chunk = 1;
   if (p.chunk > N) p.chunk = N > 0 ? N : 1;
   const int64_t col_floats = p.direct ? 0 : p.chunk * per_sample;

@@ -43,8 +43,8 @@ void* device_alloc(size_t bytes, const char* what) {
   if (err != cudaSuccess) {
     cudaGetLastError();
     throw std::runtime_error(std::string("pycnn CUDA: could not allocate ") + std::to_string(bytes) +
-                             " bytes of device memory for " + what + " (" + cudaGetErrorString(err) +
-                             "). Use a smaller batch.");
+                             " bytes of device memory for " + what + " (" + cudaGetErrorString(err) + ")" +
+                             (err == cudaErrorMemoryAllocation ? ". Use a smaller batch." : "."));
   }
   return p;
 }
