@@ -63,6 +63,13 @@ void expect_args(const DeviceArgs& a, const std::vector<int64_t>& work) {
   if (!work.empty() && work[0]) expect_device(a.work, sizeof(float) * work[0], "an op's workspace");
 }
 
+// The loss and hit sums in two passes: kSumParts threads each sum a contiguous block of rows,
+// then one thread sums the blocks, in order (deterministic; one thread over a large batch
+// would walk it serially).
+constexpr int64_t kSumParts = 64;
+constexpr size_t kSumsHead = 2 * sizeof(double) + 8;  // the sums, the flag, padding to 8 bytes
+constexpr size_t kSumsBytes = kSumsHead + 2 * kSumParts * sizeof(double);
+
 // target[e] += add[e] for e in [0, n). (A launch from a free function: nvcc refuses device
 // lambdas in private member functions.)
 void add_into(float* target, const float* add, int64_t n) {
@@ -152,7 +159,8 @@ DeviceNetwork::DeviceNetwork(const std::vector<std::vector<int64_t>>& input_shap
   }
   for (size_t w = 0; w < W; ++w) weight_grad_[w].reserve(sizeof(float) * net_.weight_sizes[w], "a weight gradient");
   frozen_.reserve(sizeof(float) * kMaxNodeParams * frozen_floats_, "frozen parameters' gradients");
-  sums_.reserve(2 * sizeof(double) + sizeof(float), "the loss sums");
+  // [loss sum, hit sum] (doubles), the finite flag (a float), then kSumParts partial sums of each.
+  sums_.reserve(kSumsBytes, "the loss sums");
   stream_ = create_stream();
   runs_.resize(nodes);
   const int K = net_.num_inputs;
@@ -440,11 +448,22 @@ double DeviceNetwork::train_step(const std::vector<const float*>& x, int64_t N, 
   // commit read.
   double* sums = static_cast<double*>(sums_.get());
   float* finite = reinterpret_cast<float*>(static_cast<char*>(sums_.get()) + 2 * sizeof(double));
-  for_each(1, "loss sums", PYCNN_DEVICE_LAMBDA(int64_t) {
+  double* parts = reinterpret_cast<double*>(static_cast<char*>(sums_.get()) + kSumsHead);
+  const int64_t P = std::min<int64_t>(kSumParts, N);
+  for_each(P, "loss sums (blocks)", PYCNN_DEVICE_LAMBDA(int64_t b) {
     double l = 0.0, h = 0.0;
-    for (int64_t r = 0; r < N; ++r) {
+    for (int64_t r = N * b / P; r < N * (b + 1) / P; ++r) {
       l += static_cast<double>(row_loss[r]);
       h += static_cast<double>(row_hit[r]);
+    }
+    parts[b] = l;
+    parts[kSumParts + b] = h;
+  });
+  for_each(1, "loss sums", PYCNN_DEVICE_LAMBDA(int64_t) {
+    double l = 0.0, h = 0.0;
+    for (int64_t b = 0; b < P; ++b) {
+      l += parts[b];
+      h += parts[kSumParts + b];
     }
     sums[0] = l;
     sums[1] = h;
