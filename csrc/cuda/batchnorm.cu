@@ -15,7 +15,7 @@
 //
 // Workspace (floats): mean (C), var (C) kept from forward to backward and commit; the
 // per-channel coefficients (3C); the activation gradient's buffer; then, 8-byte aligned,
-// 2 * blocks * C partial sums and 2C totals in double.
+// 2 * blocks * C partial sums and C totals in double.
 #include <cstdint>
 
 #include "batchnorm.h"
@@ -32,7 +32,7 @@ int64_t blocks_of(int64_t rows) { return (rows + kRowBlock - 1) / kRowBlock; }
 // Where the workspace's parts start, for a batch of N samples.
 struct BnWork {
   float *mean, *var, *a, *k, *d, *dz;
-  double *partial, *total;  // partial: (2, blocks, C); total: (2, C)
+  double *partial, *total;  // partial: (2, blocks, C); total: (C)
 };
 
 int64_t dz_floats(const Node& node, int64_t N) {
@@ -43,7 +43,7 @@ int64_t bn_workspace(const Node& node, int64_t N) {
   const BnGeom& g = node.geom<BnGeom>();
   int64_t floats = 5 * g.C + dz_floats(node, N);
   floats += floats % 2;  // the doubles start 8-byte aligned (the workspace itself is 256-aligned)
-  return floats + 2 * (2 * blocks_of(N * g.rows_per_sample) * g.C + 2 * g.C);
+  return floats + 2 * (2 * blocks_of(N * g.rows_per_sample) * g.C + g.C);
 }
 
 BnWork work_of(const DeviceArgs& args) {
@@ -181,7 +181,6 @@ void bn_backward(const DeviceArgs& args, float* const* dinp, float* const* dpara
   float* ck = w.k;
   float* cd = w.d;
   double* partial = w.partial;
-  double* total = w.total;
   const int64_t blocks = blocks_of(rows);
   // partial (2, blocks, C): the blocks' sums of dy, then of dy * x (the product in float, as the CPU).
   for_each(blocks * C, "batchnorm_backward (sums)", PYCNN_DEVICE_LAMBDA(int64_t i) {
@@ -201,8 +200,6 @@ void bn_backward(const DeviceArgs& args, float* const* dinp, float* const* dpara
       sdy += partial[b * C + c];
       sdyx += partial[(blocks + b) * C + c];
     }
-    total[c] = sdy;
-    total[C + c] = sdyx;
     const double inv = 1.0 / sqrt(static_cast<double>(var[c]) + eps);
     const double sdyxhat = inv * (sdyx - mean[c] * sdy);
     if (dgamma) dgamma[c] = static_cast<float>(sdyxhat);
