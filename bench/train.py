@@ -492,8 +492,10 @@ class Bench:
         if "torch" in r:
             msg += f" torch {r['torch']['loss1']:.6f}"
             C.assert_close(f"{label} loss", r["pycnn"]["loss0"], r["torch"]["loss0"], rtol=1e-4, atol_frac=0)
+            # On a GPU both sum in other orders than on the CPU, and Adam's first step (about
+            # lr * sign(g)) turns those differences in near-zero gradients into whole steps.
             C.assert_close(f"{label} loss after one Adam step", r["pycnn"]["loss1"], r["torch"]["loss1"],
-                           rtol=1e-4, atol_frac=0)
+                           rtol=1e-4 if self.args.device == "cpu" else 1e-3, atol_frac=0)
         if not np.isfinite(r["pycnn"]["loss1"]):
             raise AssertionError(f"{label}: pycnn's loss is not finite after one Adam step: {r['pycnn']}")
         print(msg, flush=True)
