@@ -23,7 +23,8 @@ host arrays (the trainer calls it at every epoch end, at the end of fit and afte
 train_on_batch) and :meth:`DeviceRunner.invalidate` marks the host arrays as the newer copy
 (uploaded before the next device step). A step the device cannot run (a loss other than the
 fused cross-entropy, Python layers, regularizers, EMA, an optimizer without a registered
-update) runs on the CPU after a sync, with one warning saying why. With MPI the device step
+update) runs on the CPU after a sync, with one warning saying why. Inference (evaluate,
+predict) runs on the device too when its graph is one native network (:meth:`DeviceRunner.predict`). With MPI the device step
 sends its gradients (and the layers' states) through the host reducer and updates on the
 device.
 """
@@ -70,6 +71,7 @@ class DeviceRunner:
         self._slots: Optional[Tuple[str, List[List[np.ndarray]]]] = None  # (update name, host arrays)
         self._warned = False
         self._plain_sgd: Dict[int, List[np.ndarray]] = {}
+        self._inference: Dict[int, Tuple[Any, Any]] = {}  # id(CompiledGraph) -> (compiled, network or None)
 
     def sync(self) -> None:
         """Device -> host: the weights, the state (moving statistics) and the optimizer's slots."""
@@ -114,6 +116,32 @@ class DeviceRunner:
             self._active = entry
             self._host_newer = True
         return entry[1]
+
+    def predict(self, compiled: Any, xs: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
+        """An inference graph's outputs computed on the device (its parameters uploaded from the
+        host arrays first, as each call may follow new weights), or None when it is not one native
+        network the device runs (the caller then predicts on the CPU)."""
+        steps = compiled.steps
+        if len(steps) != 1 or not isinstance(steps[0], executor._Segment):
+            return None
+        entry = self._inference.get(id(compiled))
+        if entry is None or entry[0] is not compiled:
+            try:
+                network = self.network_class(*steps[0].args)
+            except ValueError:  # an op without CUDA kernels: this graph predicts on the CPU
+                network = None
+            if len(self._inference) >= 8:
+                self._inference.clear()
+            entry = self._inference[id(compiled)] = (compiled, network)
+        network = entry[1]
+        if network is None:
+            return None
+        self.sync()  # the training network's newer weights reach the host arrays first
+        compiled.refresh()  # arrays derived from the weights (folded batch normalization)
+        network.upload_weights()
+        values: Dict[int, np.ndarray] = dict(enumerate(xs))
+        values.update(zip(steps[0].outputs, network.predict([values[v] for v in steps[0].inputs])))
+        return [values[o] for o in compiled.graph.outputs]
 
     def _update(self, optimizer: Any, trained: List[np.ndarray]) -> Optional[tuple]:
         """(name, hyper, slots, decay) for the device: the optimizer's native update, or plain SGD
@@ -432,4 +460,10 @@ def infer(model: Any, xs: List[np.ndarray], logits: bool = False) -> List[np.nda
     if not executor.enabled():
         outs, _ = graph_module.run_forward(g, xs, training=False, logits=logits, keep_trace=False)
         return outs
-    return executor.compiled(g, [a.shape for a in xs], False, logits, []).predict(xs)
+    compiled = executor.compiled(g, [a.shape for a in xs], False, logits, [])
+    runner = getattr(getattr(model, "_step", None), "device", None)
+    if runner is not None:  # compile(device=...): on the device when the graph is one native network
+        outs = runner.predict(compiled, xs)
+        if outs is not None:
+            return outs
+    return compiled.predict(xs)

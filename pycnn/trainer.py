@@ -143,7 +143,8 @@ class Trainer:
                 the GPU with the CUDA executor: the weights and the optimizer's slots stay on
                 the device during ``fit`` and come back to the host arrays at every epoch end
                 (before validation and callbacks), at the end of ``fit`` and after each
-                ``train_on_batch``; evaluate and predict run on the CPU. ``'cuda-emulated'``
+                ``train_on_batch``; evaluate and predict run on the device too (the CPU when
+                the model has Python layers). ``'cuda-emulated'``
                 runs the same CUDA executor on the host emulation of the device runtime, on
                 any machine (slow: for tests). A step the device cannot run (another loss,
                 Python layers, regularizers, EMA) runs on the CPU with a warning.

@@ -394,3 +394,29 @@ def test_bn_graph_and_speedrun_models_train_as_on_the_cpu(device, make, shape, c
     (cpu_h, cpu_w), (dev_h, dev_w) = results
     np.testing.assert_allclose(dev_h["loss"], cpu_h["loss"], rtol=1e-4)
     assert_weights_close(dev_w, cpu_w, atol=2e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_predict_and_evaluate_run_on_the_device_with_folded_batchnorm(device):
+    """Inference on the device: batch normalization folded into the convolutions from the live
+    weights (refreshed and uploaded at each call), test-time augmentation, as the CPU's."""
+    x, y = data((32, 32, 3), 24)
+    cpu, dev = lenet_bn(), lenet_bn()
+    cpu.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    dev.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], device=device)
+    for model in (cpu, dev):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_allclose(dev.predict(x, batch_size=10, verbose=0), cpu.predict(x, batch_size=10, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dev.predict(x, verbose=0, tta="flip"), cpu.predict(x, verbose=0, tta="flip"),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dev.evaluate(x, y, verbose=0), cpu.evaluate(x, y, verbose=0), rtol=1e-4)
+    ran = [net for _, net in dev._step.device._inference.values()]
+    assert ran and all(net is not None for net in ran)
+    rng = np.random.default_rng(5)
+    moved = [w + np.float32(0.1) * rng.standard_normal(w.shape).astype(np.float32) for w in cpu.get_weights()]
+    moved = [np.abs(w) if "variance" in name else w for w, name in
+             zip(moved, [v for layer in cpu.layers for v in layer.weight_names])]
+    for model in (cpu, dev):  # new host weights reach the device's inference too
+        model.set_weights(moved)
+    np.testing.assert_allclose(dev.predict(x, verbose=0), cpu.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
