@@ -3,12 +3,14 @@
 # from this working tree, run the CUDA tests (tests/test_cuda_executor.py runs every comparison
 # with device="cuda" as well as on the emulation when a device is usable), then pycnn's CUDA
 # executor against PyTorch CUDA on the same card (bench/train.py --device cuda: LeNet at batch
-# 64 and 256, the heavy Fashion-MNIST model) and the speed-run recipe's epoch time.
+# 64 and 256, the heavy Fashion-MNIST model) and the speed-run recipe's epoch time. The CUDA
+# tests: tests/test_cuda_executor.py, tests/test_cuda_ops.py (every device op) and the seam.
 #
 #   bash bench/cuda_check.sh            # writes its logs to $OUT (the device tool's) or /tmp/pycnn-cuda-check
 #
-# Every stage has its own time limit and the script goes on after a failing stage, so one run
-# reports as much as it can; the summary at the end lists each stage's exit status.
+# Every stage has its own time limit (590 s in all, without the fallback build: run it with the
+# device tool's timeout_s=600) and the script goes on after a failing stage, so one run reports
+# as much as it can; the summary at the end lists each stage's exit status and seconds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/pycnn-cuda-check}
@@ -26,7 +28,7 @@ stage() {  # stage NAME SECONDS COMMAND...: runs it with a time limit, its outpu
   return "$rc"
 }
 
-stage environment 60 bash -c 'nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv;
+stage environment 20 bash -c 'nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv;
   nvcc --version | tail -2; python -c "import sys, numpy; print(sys.version.split()[0], numpy.__version__)";
   python -c "import torch; print(\"torch\", torch.__version__, torch.cuda.is_available(), torch.version.cuda)" || true'
 
@@ -36,22 +38,23 @@ ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | he
 ARCH=${ARCH:-90}
 CUBLAS_ROOT=$(python -c "import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__))" 2>/dev/null || true)
 # (The cuBLAS path could not be compiled where this script was written: if it fails, build without.)
-stage build 300 bash .ci/dev-build.sh -DPYCNN_CUDA=ON "-DPYCNN_CUDA_ARCHITECTURES=${ARCH}-real" -DPYCNN_CUBLAS=ON \
+stage build 200 bash .ci/dev-build.sh -DPYCNN_CUDA=ON "-DPYCNN_CUDA_ARCHITECTURES=${ARCH}-real" -DPYCNN_CUBLAS=ON \
   ${CUBLAS_ROOT:+"-DPYCNN_CUBLAS_ROOT=$CUBLAS_ROOT"} ||
-  stage build_without_cublas 300 bash .ci/dev-build.sh -DPYCNN_CUDA=ON "-DPYCNN_CUDA_ARCHITECTURES=${ARCH}-real" \
+  stage build_without_cublas 200 bash .ci/dev-build.sh -DPYCNN_CUDA=ON "-DPYCNN_CUDA_ARCHITECTURES=${ARCH}-real" \
     -DPYCNN_CUBLAS=OFF
-stage available 60 python -c "import pycnn; from pycnn import cuda; print(cuda.is_available(), cuda.why_unavailable(),
+stage available 20 python -c "import pycnn; from pycnn import cuda; print(cuda.is_available(), cuda.why_unavailable(),
   cuda.build_info()); print(cuda.device_name()) if cuda.is_available() else None"
 
-stage tests 180 env PYTHONPATH=. python -m pytest -q -p no:cacheprovider -rs tests/test_cuda_executor.py tests/test_cuda_seam.py
+stage tests 100 env PYTHONPATH=. python -m pytest -q -p no:cacheprovider -rs tests/test_cuda_executor.py \
+  tests/test_cuda_ops.py tests/test_cuda_seam.py
 
-stage bench_lenet 150 env PYTHONPATH=. python bench/train.py --device cuda --models lenet --batches 64,256
-stage bench_heavy 120 env PYTHONPATH=. python bench/train.py --device cuda --models heavy --batches 128
+stage bench_lenet 100 env PYTHONPATH=. python bench/train.py --device cuda --models lenet --batches 64,256
+stage bench_heavy 80 env PYTHONPATH=. python bench/train.py --device cuda --models heavy --batches 128
 
 # The speed-run recipe (pycnn.recipes.speedrun) on CIFAR-10 (PYCNN_DATA_DIR; random images of its
 # shape when absent, which times the same work): two epochs with compile's default device set to
 # cuda, the epoch times as the recipe measures them.
-stage speedrun 150 env PYTHONPATH=. python - <<'PY'
+stage speedrun 70 env PYTHONPATH=. python - <<'PY'
 import os
 import numpy as np
 import pycnn
