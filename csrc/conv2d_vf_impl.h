@@ -307,7 +307,7 @@ struct PairTail<0, NV> {
 };
 
 // Pairs per tile: R * NV accumulators of the 32 (AVX-512) or 16 vector registers.
-constexpr int pair_rows(int nv) { return PYCNN_DIRECT_VEC == 64 ? (nv == 1 ? 12 : nv == 3 ? 6 : 4) : (nv == 1 ? 6 : nv == 3 ? 3 : 2); }
+constexpr int pair_rows(int nv) { return PYCNN_DIRECT_VEC == 64 ? (nv == 1 ? 12 : nv == 3 ? 8 : 4) : (nv == 1 ? 6 : nv == 3 ? 3 : 2); }
 
 template <int NV>
 static void forward_pairs_nv(float* out, const float* x, const float* wp, const VfGeom& s) {
