@@ -358,15 +358,12 @@ static void forward_pairs_nv(float* out, const float* x, const float* wp, const 
       }
     }
   }
-  if (P % 2) {  // the last pixel alone: F dot products of the window
+  if (P % 2) {  // the last pixel alone: a pair of it with itself, the first half kept
     const int64_t last = next_origin();
+    float pair[NV * V];
+    pair_tile<NV, 1>(pair, x, &last, &last, wp, s.KH, KWC, xrow, wrow, false);
     float* o = out + (P - 1) * F;
-    for (int64_t f = 0; f < F; ++f) {
-      float acc = 0.f;
-      for (int64_t kh = 0; kh < s.KH; ++kh)
-        for (int64_t j = 0; j < KWC; ++j) acc += x[last + kh * xrow + j] * wp[(kh * KWC + j) * pw + f];
-      o[f] = acc;
-    }
+    for (int64_t f = 0; f < F; ++f) o[f] = pair[f];
   }
 }
 
