@@ -61,27 +61,6 @@ std::shared_ptr<PyNetwork> make_network(const py::list& input_shapes, const py::
   return pn;
 }
 
-// x: one array (N, ...) or a list, one per network input, each of its compiled shape.
-std::vector<FArray> batch_inputs(const PyNetwork& pn, const py::object& x, const char* fn, int64_t* N) {
-  std::vector<FArray> xs;
-  if (py::isinstance<py::list>(x) || py::isinstance<py::tuple>(x)) {
-    for (const py::handle& item : x) xs.push_back(as_float(item, fn, "x"));
-  } else {
-    xs.push_back(as_float(x, fn, "x"));
-  }
-  const pycnn::Network& net = pn.net;
-  if (xs.size() != static_cast<size_t>(net.num_inputs))
-    value_error(cat(fn, "() expected ", net.num_inputs, " input array(s). Received: ", xs.size(), "."));
-  for (size_t k = 0; k < xs.size(); ++k) {
-    const FArray& a = xs[k];
-    std::vector<int64_t> sample(a.shape() + (a.ndim() ? 1 : 0), a.shape() + a.ndim());
-    if (a.ndim() < 1 || a.shape(0) < 1 || a.shape(0) != xs[0].shape(0) || sample != net.value_shapes[k])
-      value_error(cat(fn, "() expected input ", k, " of shape ", pycnn::dims_str(net.value_shapes[k]),
-                      " with a non-empty batch the same for every input. Received: x.shape=", shape_str(a), "."));
-  }
-  *N = xs[0].shape(0);
-  return xs;
-}
 
 std::vector<const float*> pointers(const std::vector<FArray>& xs) {
   std::vector<const float*> p;
@@ -155,7 +134,7 @@ py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targe
   if (net.outputs.size() != 1 || net.value_shapes[net.outputs[0]].size() != 1)
     value_error(cat(fn, "() expected a network with one output of shape (N, classes)."));
   int64_t N;
-  std::vector<FArray> xs = batch_inputs(pn, x, fn, &N);
+  std::vector<FArray> xs = batch_inputs(pn.net, x, fn, &N);
   const int64_t cols = net.value_sizes[net.outputs[0]];
   LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn);
   std::vector<py::object> keep;
@@ -178,7 +157,7 @@ py::tuple train_step(PyNetwork& pn, const py::object& x, const py::object& targe
 py::tuple forward(const std::shared_ptr<PyNetwork>& pn, const py::object& x) {
   const char* fn = "forward";
   int64_t N;
-  std::vector<FArray> xs = batch_inputs(*pn, x, fn, &N);
+  std::vector<FArray> xs = batch_inputs(pn->net, x, fn, &N);
   py::list outs;
   std::vector<float*> po;
   for (int o : pn->net.outputs) {
@@ -238,7 +217,7 @@ py::list backward(PyNetwork& pn, PyTape& tape, const py::list& douts, const py::
 
 py::list predict(PyNetwork& pn, const py::object& x) {
   int64_t N;
-  std::vector<FArray> xs = batch_inputs(pn, x, "predict", &N);
+  std::vector<FArray> xs = batch_inputs(pn.net, x, "predict", &N);
   py::list outs;
   std::vector<float*> po;
   for (int o : pn.net.outputs) {

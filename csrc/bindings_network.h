@@ -300,4 +300,25 @@ inline LossInputs loss_inputs(const py::object& loss, const py::object& targets,
   return li;
 }
 
+// x: one array (N, ...) or a list, one per network input, each of its compiled shape.
+inline std::vector<FArray> batch_inputs(const pycnn::Network& net, const py::object& x, const char* fn, int64_t* N) {
+  std::vector<FArray> xs;
+  if (py::isinstance<py::list>(x) || py::isinstance<py::tuple>(x)) {
+    for (const py::handle& item : x) xs.push_back(as_float(item, fn, "x"));
+  } else {
+    xs.push_back(as_float(x, fn, "x"));
+  }
+  if (xs.size() != static_cast<size_t>(net.num_inputs))
+    value_error(cat(fn, "() expected ", net.num_inputs, " input array(s). Received: ", xs.size(), "."));
+  for (size_t k = 0; k < xs.size(); ++k) {
+    const FArray& a = xs[k];
+    std::vector<int64_t> sample(a.shape() + (a.ndim() ? 1 : 0), a.shape() + a.ndim());
+    if (a.ndim() < 1 || a.shape(0) < 1 || a.shape(0) != xs[0].shape(0) || sample != net.value_shapes[k])
+      value_error(cat(fn, "() expected input ", k, " of shape ", pycnn::dims_str(net.value_shapes[k]),
+                      " with a non-empty batch the same for every input. Received: x.shape=", shape_str(a), "."));
+  }
+  *N = xs[0].shape(0);
+  return xs;
+}
+
 }  // namespace pycnn_py

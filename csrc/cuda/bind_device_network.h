@@ -31,25 +31,6 @@ struct PyDeviceNetwork {
   std::vector<py::object> keep;  // every parameter array the device copies come from and go to
 };
 
-inline std::vector<FArray> device_batch(const pycnn::Network& net, const py::object& x, const char* fn, int64_t* N) {
-  std::vector<FArray> xs;
-  if (py::isinstance<py::list>(x) || py::isinstance<py::tuple>(x)) {
-    for (const py::handle& item : x) xs.push_back(as_float(item, fn, "x"));
-  } else {
-    xs.push_back(as_float(x, fn, "x"));
-  }
-  if (xs.size() != static_cast<size_t>(net.num_inputs))
-    value_error(cat(fn, "() expected ", net.num_inputs, " input array(s). Received: ", xs.size(), "."));
-  for (size_t k = 0; k < xs.size(); ++k) {
-    const FArray& a = xs[k];
-    std::vector<int64_t> sample(a.shape() + (a.ndim() ? 1 : 0), a.shape() + a.ndim());
-    if (a.ndim() < 1 || a.shape(0) < 1 || a.shape(0) != xs[0].shape(0) || sample != net.value_shapes[k])
-      value_error(cat(fn, "() expected input ", k, " of shape ", pycnn::dims_str(net.value_shapes[k]),
-                      " with a non-empty batch the same for every input. Received: x.shape=", shape_str(a), "."));
-  }
-  *N = xs[0].shape(0);
-  return xs;
-}
 
 // One list per trained weight of `count` float32 arrays of the weight's size (written when
 // `writeable`).
@@ -143,7 +124,7 @@ inline void bind_device_network(py::module_& m, const char* class_name, const ch
              if (net.outputs.size() != 1 || net.value_shapes[net.outputs[0]].size() != 1)
                value_error(cat(fn, "() expected a network with one output of shape (N, classes)."));
              int64_t N;
-             std::vector<FArray> xs = device_batch(net, x, fn, &N);
+             std::vector<FArray> xs = batch_inputs(net, x, fn, &N);
              const int64_t cols = net.value_sizes[net.outputs[0]];
              LossInputs li = loss_inputs(loss, targets, sample_weight, N, cols, fn);
              pycnn::cuda::DeviceStepLoss dl;
@@ -229,7 +210,7 @@ inline void bind_device_network(py::module_& m, const char* class_name, const ch
            [](PyDeviceNetwork& p, const py::object& x) {
              const pycnn::Network& net = p.net->net();
              int64_t N;
-             std::vector<FArray> xs = device_batch(net, x, "predict", &N);
+             std::vector<FArray> xs = batch_inputs(net, x, "predict", &N);
              py::list outs;
              std::vector<float*> po;
              for (int o : net.outputs) {
