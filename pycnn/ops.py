@@ -257,3 +257,15 @@ def loss(name: Any, outputs: np.ndarray, targets: np.ndarray, sample_weight: Opt
     ``name`` is the loss's name or ``(name, [hyper-parameters])``."""
     value, hits, grad = _core.loss(name, outputs, targets, sample_weight, need_grad)
     return float(value), int(hits), grad
+
+
+def int8_per_channel_weights(kernel: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The int8 weights the int8 ops compute from a float32 kernel whose last axis is the
+    output channels (csrc/quantized.h): ``(wq, scale)`` with ``scale[f] = max|w[..., f]| / 127``
+    (1 for an all-zero channel) and ``wq = clip(rint(w / scale), -127, 127)`` in float64, int8
+    of the kernel's shape. Also pycnn.quantization.per_channel_weights; the ONNX export of
+    quantized models reads it."""
+    w = np.asarray(kernel, dtype=np.float32)
+    amax = np.abs(w).reshape(-1, w.shape[-1]).max(axis=0).astype(np.float64)
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    return np.clip(np.rint(w.astype(np.float64) / scale), -127, 127).astype(np.int8), scale

@@ -344,15 +344,9 @@ class QuantizedModel:
         return f"<QuantizedModel '{self.name}': {len(self.int8_layers)} int8 layers>"
 
 
-def per_channel_weights(kernel: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """The int8 weights the int8 ops compute from a float32 kernel whose last axis is the
-    output channels (csrc/quantized.h): ``(wq, scale)`` with ``scale[f] = max|w[..., f]| / 127``
-    (1 for an all-zero channel) and ``wq = clip(rint(w / scale), -127, 127)`` in float64, int8
-    of the kernel's shape. Used by the ONNX export of quantized models."""
-    w = np.asarray(kernel, dtype=np.float32)
-    amax = np.abs(w).reshape(-1, w.shape[-1]).max(axis=0).astype(np.float64)
-    scale = np.where(amax > 0, amax / 127.0, 1.0)
-    return np.clip(np.rint(w.astype(np.float64) / scale), -127, 127).astype(np.int8), scale
+# The int8 ops' weights from a float32 kernel (csrc/quantized.h's rule): defined beside the ops,
+# which the ONNX export of quantized models reads too.
+per_channel_weights = ops.int8_per_channel_weights
 
 
 def _load(model: Any, entry: Any, path: str) -> QuantizedModel:

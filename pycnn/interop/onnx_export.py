@@ -472,10 +472,10 @@ def _int8_params(ex: Export, spec: Any, weight_layout: Callable[[np.ndarray], np
                  hint: str) -> Tuple[str, Optional[str]]:
     """The op's weights as DequantizeLinear of the int8 weights the op computes (per output
     channel, on ``axis`` of the laid-out kernel) and its bias as DequantizeLinear of int32."""
-    from ..quantization import per_channel_weights
+    from ..ops import int8_per_channel_weights
 
     kernel, bias = spec.params
-    q, sw = per_channel_weights(kernel)
+    q, sw = int8_per_channel_weights(kernel)
     channels = sw.size
     w = ex.node("DequantizeLinear", [ex.const(weight_layout(q), f"{hint}_Wq", np.int8),
                                      ex.const(sw.astype(np.float32), f"{hint}_W_scale"),
