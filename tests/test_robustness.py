@@ -508,7 +508,10 @@ def test_rng_state_round_trip_and_bad_state():
 
 
 _INTERRUPTED = r"""
-import sys, numpy as np, pycnn
+import signal, sys, numpy as np, pycnn
+# A shell without job control starts background commands with SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler: Ctrl-C as a terminal delivers it is the default one.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pycnn import layers, executor
 applied = [0]
 real = executor.CompiledGraph.fused_step
