@@ -87,8 +87,11 @@ const float* activation_gradient(const NodeActivation& act, float* dz, const flo
     softmax_rows_backward(dz, dout, out, n / act.cols, act.cols);
     return dz;
   }
+  // The kept input exists only for an activation that needs it (callers pass where it would
+  // be, which for the others lies past their aux cells: never read it then).
+  const float* input = act.def->needs_input ? kept : nullptr;
   for_each(n, "activation backward", PYCNN_DEVICE_LAMBDA(int64_t i) {
-    dz[i] = device_act_backward(a, dout[i], out[i], kept ? kept[i] : 0.f, slope);
+    dz[i] = device_act_backward(a, dout[i], out[i], input ? input[i] : 0.f, slope);
   });
   return dz;
 }
