@@ -182,23 +182,28 @@ void maxpool2d_u8_forward(uint8_t* out, const uint8_t* inp, const PoolShape& s) 
 void avgpool2d_u8_forward(uint8_t* out, const uint8_t* inp, const PoolShape& s) {
   const int64_t C = s.C, rows = s.N * s.OH;
 #ifdef PYCNN_OPENMP
-#pragma omp parallel for schedule(static) num_threads(get_num_threads()) if (rows * s.OW * C > (1 << 16))
+#pragma omp parallel num_threads(get_num_threads()) if (rows * s.OW * C > (1 << 16))
 #endif
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t n = r / s.OH, oh = r % s.OH;
-    const uint8_t* img = inp + n * s.H * s.W * C;
-    std::vector<int64_t> sum(static_cast<size_t>(C));
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      uint8_t* o = out + (r * s.OW + ow) * C;
-      const Clip w = clip_window(s, oh, ow);
-      std::fill(sum.begin(), sum.end(), 0);
-      for (int64_t ih = w.h0; ih < w.h1; ++ih)
-        for (int64_t iw = w.w0; iw < w.w1; ++iw) {
-          const uint8_t* v = img + (ih * s.W + iw) * C;
-          for (int64_t c = 0; c < C; ++c) sum[c] += v[c];
-        }
-      const int64_t count = (w.h1 - w.h0) * (w.w1 - w.w0);
-      for (int64_t c = 0; c < C; ++c) o[c] = static_cast<uint8_t>((sum[c] + count / 2) / count);
+  {
+    std::vector<int64_t> sum(static_cast<size_t>(C));  // one per thread, not per row
+#ifdef PYCNN_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / s.OH, oh = r % s.OH;
+      const uint8_t* img = inp + n * s.H * s.W * C;
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        uint8_t* o = out + (r * s.OW + ow) * C;
+        const Clip w = clip_window(s, oh, ow);
+        std::fill(sum.begin(), sum.end(), 0);
+        for (int64_t ih = w.h0; ih < w.h1; ++ih)
+          for (int64_t iw = w.w0; iw < w.w1; ++iw) {
+            const uint8_t* v = img + (ih * s.W + iw) * C;
+            for (int64_t c = 0; c < C; ++c) sum[c] += v[c];
+          }
+        const int64_t count = (w.h1 - w.h0) * (w.w1 - w.w0);
+        for (int64_t c = 0; c < C; ++c) o[c] = static_cast<uint8_t>((sum[c] + count / 2) / count);
+      }
     }
   }
 }

@@ -23,7 +23,7 @@ import numbers
 import shutil
 import sys
 import time
-from typing import Mapping, Optional, TextIO
+from typing import Any, Mapping, Optional, TextIO
 
 
 def format_value(value: float) -> str:
@@ -145,3 +145,13 @@ class Progbar:
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+
+
+def check_verbose(verbose: Any, who: str) -> int:
+    """Keras's ``verbose`` argument of ``who`` ("fit()", ...) as 0, 1 or 2 ('auto' is 1)."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"Invalid value for argument 'verbose' of {who}: expected 0, 1, 2 or 'auto'. "
+                         f"Received: verbose={verbose!r}.")
+    return int(verbose)

@@ -67,7 +67,7 @@ from . import executor, losses as losses_module, metrics as metrics_module, ops,
 from .graph import Graph, GraphNode
 from .layers import base as layers_base
 from .layers.base import Layer
-from .progress import Progbar
+from .progress import Progbar, check_verbose
 
 METHODS = ("minmax", "percentile")
 FORMAT = "pycnn.int8"
@@ -243,7 +243,7 @@ class QuantizedModel:
         """Outputs for ``x`` (as the float model's ``predict``: float32, ``batch_size`` samples
         at a time, default 32; ``verbose`` 'auto' / 1 a progress bar, 0 nothing)."""
         batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "predict()")
-        verbose = _verbose(verbose, "predict()")
+        verbose = check_verbose(verbose, "predict()")
         xs = self._float._prepare_inputs(x, "predict()")
         n = xs[0].shape[0]
         steps = (n + batch_size - 1) // batch_size
@@ -270,7 +270,7 @@ class QuantizedModel:
         """``[loss, metric...]`` over ``(x, y)`` (a dict with ``return_dict=True``), as the
         float model's ``evaluate``."""
         batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "evaluate()")
-        verbose = _verbose(verbose, "evaluate()")
+        verbose = check_verbose(verbose, "evaluate()")
         xs = self._float._prepare_inputs(x, "evaluate()")
         y = np.asarray(y)
         if y.shape[0] != xs[0].shape[0]:
@@ -384,15 +384,6 @@ saving.register_wrapper("quantization", _load)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _verbose(verbose: Any, who: str) -> int:
-    if verbose == "auto":
-        return 1
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ValueError(f"Invalid value for argument 'verbose' of {who}: expected 0, 1, 2 or 'auto'. "
-                         f"Received: verbose={verbose!r}.")
-    return int(verbose)
-
 
 def _calibration_arrays(model: Any, data: Any) -> List[np.ndarray]:
     """The calibration samples as float32 arrays, one per model input, checked."""

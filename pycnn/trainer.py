@@ -45,7 +45,7 @@ from . import optimizers as optimizers_module
 from . import step as step_module
 from . import tta as tta_module
 from . import utils
-from .progress import Progbar
+from .progress import Progbar, check_verbose
 
 _NONFINITE_CHOICES = ("raise", "ignore")
 #: A batch loss above both this and 1000x the run's first batch loss draws one warning per fit.
@@ -319,7 +319,7 @@ class Trainer:
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"Invalid value for argument 'epochs' of fit(): expected a non-negative integer. "
                              f"Received: epochs={epochs!r}.")
-        verbose = _check_verbose(verbose, "fit()")
+        verbose = check_verbose(verbose, "fit()")
         if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
                 or not 0.0 <= validation_split < 1.0:
             raise ValueError(f"Invalid value for argument 'validation_split' of fit(): expected a number in [0, 1). "
@@ -523,7 +523,7 @@ class Trainer:
         self._require_compiled("evaluate")
         tta = tta_module.check(tta, "evaluate()")
         batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "evaluate()")
-        verbose = _check_verbose(verbose, "evaluate()")
+        verbose = check_verbose(verbose, "evaluate()")
         steps = data_adapter.check_steps(steps, "steps", "evaluate()")
         batches = self._batches(x, y, sample_weight, None, batch_size, False, steps, "evaluate()")
         if steps is not None and isinstance(batches, data_adapter.ArrayBatches):
@@ -563,7 +563,7 @@ class Trainer:
             or a list of arrays for a model with several outputs.
         """
         batch_size = 32 if batch_size is None else utils.positive_int(batch_size, "batch_size", "predict()")
-        verbose = _check_verbose(verbose, "predict()")
+        verbose = check_verbose(verbose, "predict()")
         tta = tta_module.check(tta, "predict()")
         steps = data_adapter.check_steps(steps, "steps", "predict()")
         batches: List[List[np.ndarray]] = []
@@ -647,12 +647,3 @@ class _device_synced:
 
     def __exit__(self, *exc: Any) -> None:
         self.step.device_sync()
-
-
-def _check_verbose(verbose: Any, who: str) -> int:
-    if verbose == "auto":
-        return 1
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ValueError(f"Invalid value for argument 'verbose' of {who}: expected 0, 1, 2 or 'auto'. "
-                         f"Received: verbose={verbose!r}.")
-    return int(verbose)

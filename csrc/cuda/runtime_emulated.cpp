@@ -30,7 +30,8 @@ Arena& arena() {
   return a;
 }
 
-// The allocation holding [p, p + bytes), or the end iterator.
+// Whether [p, p + bytes) lies inside one device allocation; with bytes = 0, whether p points
+// into one (a host pointer must not).
 bool inside(const void* ptr, size_t bytes) {
   const char* p = static_cast<const char*>(ptr);
   Arena& a = arena();
@@ -38,21 +39,11 @@ bool inside(const void* ptr, size_t bytes) {
   auto it = a.blocks.upper_bound(p);
   if (it == a.blocks.begin()) return false;
   --it;
-  return p >= it->first && p + bytes <= it->first + it->second;
-}
-
-bool touches_device(const void* ptr) {
-  const char* p = static_cast<const char*>(ptr);
-  Arena& a = arena();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  auto it = a.blocks.upper_bound(p);
-  if (it == a.blocks.begin()) return false;
-  --it;
-  return p < it->first + it->second;
+  return p >= it->first && (bytes ? p + bytes <= it->first + it->second : p < it->first + it->second);
 }
 
 void expect_host(const void* ptr, const char* what) {
-  if (touches_device(ptr))
+  if (inside(ptr, 0))
     throw std::logic_error(std::string("pycnn CUDA (emulated): ") + what + " was given device memory where host "
                            "memory belongs");
 }
