@@ -11,6 +11,7 @@
 // attrs a dict checked against the op's declared attributes, weights the trained-weight index
 // of each param (-1: not trained). Every array whose pointer the C++ keeps is referenced by
 // the Network (or Tape) object; inputs are converted, never the arrays written through.
+#include <new>
 #include <cmath>
 #include <cstdlib>
 #include <optional>
@@ -68,10 +69,16 @@ std::vector<const float*> pointers(const std::vector<FArray>& xs) {
   return p;
 }
 
+// A result array on a 64-byte boundary, as the executor's own buffers are (NumPy's are 16-byte
+// aligned): backward writes the input gradients straight into it, in whole vectors.
 FArray new_batch(int64_t N, const std::vector<int64_t>& sample) {
   std::vector<py::ssize_t> shape{N};
   shape.insert(shape.end(), sample.begin(), sample.end());
-  return FArray(shape);
+  std::size_t count = 1;
+  for (py::ssize_t d : shape) count *= static_cast<std::size_t>(d);
+  void* data = ::operator new(std::max<std::size_t>(count, 1) * sizeof(float), std::align_val_t(64));
+  py::capsule owner(data, [](void* p) { ::operator delete(p, std::align_val_t(64)); });
+  return FArray(shape, static_cast<float*>(data), owner);
 }
 
 // Arrays of one trained weight each, written by the call.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <stdexcept>
 
@@ -130,6 +131,28 @@ int64_t aux_per_sample(const Network& net) {
   return total;
 }
 
+// Every value and aux block of a chunk, and every gradient slot, starts on a 64-byte boundary
+// (buffers come 64-byte aligned): kernels load and store whole vectors, and a vector across two
+// cache lines costs the conv forward 15% (256x15x15x64 k3 -> 64, weights misaligned).
+constexpr int64_t kAlignFloats = 16;
+int64_t aligned(int64_t floats) { return (floats + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
+
+// Floats of a chunk of nb samples: every node's output (views take none), each aligned.
+int64_t acts_floats(const Network& net, int64_t nb) {
+  int64_t total = 0;
+  for (const Node& n : net.nodes) total += n.view ? 0 : aligned(n.out_cells() * nb);
+  return total;
+}
+
+int64_t aux_floats(const Network& net, int64_t nb) {
+  int64_t total = 0;
+  for (const Node& n : net.nodes) total += n.aux_size ? aligned(n.aux_size * nb) : 0;
+  return total;
+}
+
+// Floats between a chunk's gradient slots.
+int64_t grad_stride(const Network& net, int64_t nb) { return aligned(net.max_size * nb); }
+
 // Samples per chunk: every node's output for one sample plus `extra` floats per sample.
 int64_t chunk_size(const Network& net, int64_t extra) {
   const int64_t per_sample = acts_per_sample(net) + aux_per_sample(net) + extra;
@@ -205,10 +228,10 @@ void forward_chunk(const Network& net, const std::vector<const float*>& x, int64
     for (int v : n.inputs) in.push_back(cv->value[v]);
     if (n.aux_size) {
       cv->aux[i] = aux;
-      aux += n.aux_size * nb;
+      aux += aligned(n.aux_size * nb);
     }
     cv->value[K + i] = n.forward(n, in.data(), acts, cv->aux[i], nb);
-    if (!n.view) acts += n.out_cells() * nb;
+    if (!n.view) acts += aligned(n.out_cells() * nb);
   }
 }
 
@@ -238,12 +261,17 @@ struct GradLayout {
 };
 
 // Backward through the chunk whose forward `cv` holds. gbuf holds grad_slots + 1 buffers of
-// max_size * nb floats; the output values' slots hold their gradients already. Parameter
-// gradients go to dst + their GradLayout offsets.
+// grad_stride(net, nb) floats; the output values' slots hold their gradients already. Parameter
+// gradients go to dst + their GradLayout offsets. input_grads (null, or per network input a
+// pointer or null): where an input's gradient goes instead of its slot (the caller's array:
+// no copy out of gbuf; an input's slot, once first written, is its own to the end).
 void backward_chunk(const Network& net, const ChunkValues& cv, float* gbuf, int64_t nb, const GradLayout& layout,
-                    float* dst, int slot) {
+                    float* dst, int slot, float* const* input_grads = nullptr) {
   const int K = net.num_inputs;
-  auto slot_ptr = [&](int s) { return gbuf + s * net.max_size * nb; };
+  auto slot_ptr = [&](int s) { return gbuf + s * grad_stride(net, nb); };
+  auto grad_of = [&](int u) {
+    return u < K && input_grads && input_grads[u] ? input_grads[u] : slot_ptr(net.grad_slot[u]);
+  };
   float* spare = slot_ptr(net.grad_slots);
   float* frozen = scratch(slot, static_cast<std::size_t>(kMaxNodeParams * layout.frozen), kScratchNetFrozen);
   std::vector<const float*> in;
@@ -263,7 +291,7 @@ void backward_chunk(const Network& net, const ChunkValues& cv, float* gbuf, int6
       if (!net.needs_grad[u]) continue;
       any = true;
       if (net.first_write[i][j]) {
-        dinp[j] = slot_ptr(net.grad_slot[u]);
+        dinp[j] = grad_of(u);
       } else if (pending < 0) {
         dinp[j] = spare;
         pending = static_cast<int>(j);
@@ -294,7 +322,7 @@ void backward_chunk(const Network& net, const ChunkValues& cv, float* gbuf, int6
           if (n.param[p]) dparam[p] = frozen + p * layout.frozen;
         n.backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], nb);
       }
-      float* target = slot_ptr(net.grad_slot[u]);
+      float* target = grad_of(u);
       const int64_t count = nb * n.in_sizes[j];
       for (int64_t e = 0; e < count; ++e) target[e] += spare[e];
     }
@@ -336,7 +364,6 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
   // Batch-wide nodes reduce over the team at every call: each thread makes the same calls when
   // each runs its samples as one chunk.
   const int64_t chunk = net.batch_wide ? N : chunk_size(net, slots * net.max_size);
-  const int64_t acts_size = acts_per_sample(net), aux_size = aux_per_sample(net);
   Team team_state(net, slots_T);
 
   run_team(T, &team_state, [&](int t, int team) {
@@ -347,12 +374,12 @@ double train_step(const Network& net, const std::vector<const float*>& x, int64_
     parts[t] = mine;
     auto run_chunk = [&](int64_t c0, int64_t cb, float* dst) {
       ChunkValues cv;
-      float* acts = scratch(slot, static_cast<std::size_t>(acts_size * cb + 1), kScratchNetActs);
-      float* aux = scratch(slot, static_cast<std::size_t>(aux_size * cb + 1), kScratchNetIndex);
+      float* acts = scratch(slot, static_cast<std::size_t>(acts_floats(net, cb) + 1), kScratchNetActs);
+      float* aux = scratch(slot, static_cast<std::size_t>(aux_floats(net, cb) + 1), kScratchNetIndex);
       forward_chunk(net, x, c0, cb, acts, aux, &cv);
       const float* out = cv.value[o];
-      float* gbuf = scratch(slot, static_cast<std::size_t>(slots * net.max_size * cb), kScratchNetGrad);
-      float* g = net.grad_slot[o] >= 0 ? gbuf + net.grad_slot[o] * net.max_size * cb : nullptr;
+      float* gbuf = scratch(slot, static_cast<std::size_t>(slots * grad_stride(net, cb)), kScratchNetGrad);
+      float* g = net.grad_slot[o] >= 0 ? gbuf + net.grad_slot[o] * grad_stride(net, cb) : nullptr;
       const float* w = loss.sample_weight;
       loss_part[t] += loss.def->rows(g, out, loss.targets, w, c0, cb, cols, scale, loss.hyper.data(), &hit_part[t]);
       if (loss.outputs_out) std::memcpy(loss.outputs_out + c0 * cols, out, sizeof(float) * cb * cols);
@@ -430,7 +457,7 @@ class ArenaPool {
         return b;
       }
     }
-    return Buffer{new float[count], count};
+    return Buffer{static_cast<float*>(::operator new(count * sizeof(float), std::align_val_t(64))), count};
   }
   // Keeps `b` for a later tape, up to kMaxKept buffers and kMaxBytes (the smallest go first).
   void give(Buffer b) {
@@ -448,7 +475,7 @@ class ArenaPool {
         kept_.erase(smallest);
       }
     }
-    for (float* p : drop) delete[] p;
+    for (float* p : drop) ::operator delete(p, std::align_val_t(64));
   }
 
  private:
@@ -502,15 +529,15 @@ TapePtr forward(const Network& net, const std::vector<const float*>& x, int64_t 
   tape->arena.resize(slots_T);
   tape->values.resize(slots_T);
   tape->team.reset(new Team(net, slots_T));
-  const int64_t acts_size = acts_per_sample(net), aux_size = aux_per_sample(net);
   int team_seen = slots_T;
   run_team(T, tape->team.get(), [&](int t, int team) {
     if (t == 0) team_seen = team;
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);
     const int64_t nb = n1 - n0;
-    float* acts = tape->arena[t].reset(static_cast<size_t>((acts_size + aux_size) * nb + 1));
-    forward_chunk(net, x, n0, nb, acts, acts + acts_size * nb, &tape->values[t]);
+    const int64_t acts_size = acts_floats(net, nb);  // a multiple of 16: aux starts aligned
+    float* acts = tape->arena[t].reset(static_cast<size_t>(acts_size + aux_floats(net, nb) + 1));
+    forward_chunk(net, x, n0, nb, acts, acts + acts_size, &tape->values[t]);
     for (size_t k = 0; k < net.outputs.size(); ++k) {
       const int v = net.outputs[k];
       const int64_t size = net.value_sizes[v];
@@ -538,13 +565,14 @@ void backward(const Network& net, Tape& tape, const float* const* douts, float* 
     float* mine = scratch(slot, static_cast<std::size_t>(layout.total + 1), kScratchNetParams);
     parts[t] = mine;
     std::memset(mine, 0, sizeof(float) * layout.total);
-    float* gbuf = scratch(slot, static_cast<std::size_t>(slots * net.max_size * nb + 1), kScratchNetGrad);
+    const int64_t stride = grad_stride(net, nb);
+    float* gbuf = scratch(slot, static_cast<std::size_t>(slots * stride + 1), kScratchNetGrad);
     // The outputs' gradients first: the caller's rows (summed when an output is listed twice).
     std::vector<char> seeded(net.value_sizes.size(), 0);
     for (size_t k = 0; k < net.outputs.size(); ++k) {
       const int v = net.outputs[k];
       if (net.grad_slot[v] < 0) continue;
-      float* g = gbuf + net.grad_slot[v] * net.max_size * nb;
+      float* g = gbuf + net.grad_slot[v] * stride;
       const int64_t count = nb * net.value_sizes[v];
       const float* d = douts[k] ? douts[k] + n0 * net.value_sizes[v] : nullptr;
       if (!seeded[v]) {
@@ -555,12 +583,17 @@ void backward(const Network& net, Tape& tape, const float* const* douts, float* 
         for (int64_t e = 0; e < count; ++e) g[e] += d[e];
       }
     }
-    if (nb > 0) backward_chunk(net, tape.values[t], gbuf, nb, layout, mine, slot);
+    // Inputs' gradients straight into the caller's rows, except an input that is also an
+    // output (its slot was seeded above): copied out of its slot.
+    std::vector<float*> direct(net.num_inputs, nullptr);
+    for (int k = 0; k < net.num_inputs; ++k)
+      if (dinputs && dinputs[k] && net.grad_slot[k] >= 0 && !seeded[k]) direct[k] = dinputs[k] + n0 * net.value_sizes[k];
+    if (nb > 0) backward_chunk(net, tape.values[t], gbuf, nb, layout, mine, slot, direct.data());
     for (int k = 0; k < net.num_inputs; ++k) {
-      if (!dinputs || !dinputs[k]) continue;
+      if (!dinputs || !dinputs[k] || direct[k]) continue;
       const int64_t size = net.value_sizes[k];
       float* dst = dinputs[k] + n0 * size;
-      if (net.grad_slot[k] >= 0) std::memcpy(dst, gbuf + net.grad_slot[k] * net.max_size * nb, sizeof(float) * nb * size);
+      if (net.grad_slot[k] >= 0) std::memcpy(dst, gbuf + net.grad_slot[k] * stride, sizeof(float) * nb * size);
       else std::memset(dst, 0, sizeof(float) * nb * size);
     }
 #ifdef PYCNN_OPENMP
@@ -584,7 +617,6 @@ void commit(const Network& net, const Tape& tape) {
 void predict(const Network& net, const std::vector<const float*>& x, int64_t N, float* const* outputs) {
   const int64_t chunk = net.batch_wide ? N : chunk_size(net, 0);
   const int T = threads_for(net, N);
-  const int64_t acts_size = acts_per_sample(net), aux_size = aux_per_sample(net);
   Team team_state(net, std::max(T, 1));
   run_team(T, &team_state, [&](int t, int team) {
     int64_t n0, n1;
@@ -593,8 +625,8 @@ void predict(const Network& net, const std::vector<const float*>& x, int64_t N, 
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
       const int64_t cb = std::min(chunk, n1 - c0);
       ChunkValues cv;
-      float* acts = scratch(slot, static_cast<std::size_t>(acts_size * cb + 1), kScratchNetActs);
-      float* aux = scratch(slot, static_cast<std::size_t>(aux_size * cb + 1), kScratchNetIndex);
+      float* acts = scratch(slot, static_cast<std::size_t>(acts_floats(net, cb) + 1), kScratchNetActs);
+      float* aux = scratch(slot, static_cast<std::size_t>(aux_floats(net, cb) + 1), kScratchNetIndex);
       forward_chunk(net, x, c0, cb, acts, aux, &cv);
       for (size_t k = 0; k < net.outputs.size(); ++k) {
         const int v = net.outputs[k];
