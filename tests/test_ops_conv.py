@@ -60,6 +60,7 @@ CASES = [
     case(2, 11, 15, 32, 5, 3, 80, 1, "valid", note="overf-4+1-vectors-row-tail"),
     case(3, 9, 6, 16, 3, 3, 32, 1, "valid", note="overf-tiles-across-rows"),
     case(2, 6, 7, 128, 3, 3, 16, 1, "same", note="overf-dinp-C-blocks"),
+    case(2, 6, 7, 80, 3, 3, 32, 1, "same", note="overf-dinp-C-blocks-tail"),
     case(2, 7, 9, 16, 4, 4, 16, 1, "same", note="overf-even-kernel-asym-pad"),
     case(2, 9, 10, 8, 3, 2, 32, (2, 1), "same", note="overf-rect-strides-padded"),
     case(2, 5, 7, 16, 1, 1, 32, 1, "valid", note="overf-1x1"),
