@@ -58,23 +58,25 @@ constexpr int kMaxFV = 2;
 constexpr int tile_rows(int fv) { return fv == 2 ? 5 : 10; }
 #endif
 
-// The weights of one FV-vector channel block are used in chunks of at most
-// kWeightChunkFloats / (FV * V) window elements, so that a chunk stays in L1 while every
-// pixel of the group streams past it (and likewise the gradient rows of a chunk of pixels in
-// dweight, kL1Floats). Accumulators are reloaded from the output once per chunk, which costs
-// more than weights spilling to L2. Measured on Zen 5 (48 KiB L1), 48 KiB chunks against 32:
-// forward 256x15x15x64 k3 -> 64 81-84% -> 86-89% of peak (one chunk per window row instead of
-// two), 256x31x31x24 -> 64 81-83% -> 83-86% (one chunk instead of three), the pair kernel's
-// 64 -> 24 3.5% less time; 64 KiB and whole windows measured the same as 48.
+// The weights of one channel block (`width` floats per window element) are used in chunks of
+// window elements, so that a chunk stays in L1 while every pixel of the group streams past it
+// (and likewise the gradient rows of a chunk of pixels in dweight). Accumulators are reloaded
+// from the output once per chunk.
 constexpr int64_t kL1Floats = 8192;  // 32 KiB of a 48 KiB L1
-constexpr int64_t kWeightChunkFloats = 12288;
 
 // A chunk of the (kh, j) window: kh in [kh0, kh0 + nkh), j in [j0, j0 + len).
 struct Chunks {
   int64_t khc, jc;  // rows per chunk (when a chunk holds whole rows), elements per chunk
 };
 
-static inline Chunks plan_chunks(int64_t KH, int64_t KWC, int64_t max_elems) {
+// Chunks of at most 32 KiB of weights, or of up to 48 KiB when that holds whole window rows:
+// then the reloads, not L1 misses, dominate. Measured on Zen 5 (48 KiB L1), 48 against 32 KiB:
+// forward 256x15x15x64 k3 -> 64 81-84% -> 86-89% of peak (one chunk per row instead of two),
+// the pair kernel's 64 -> 24 3.5% less time; but 256x7x7x256 -> 256 (rows of 768 elements,
+// still split) 3-4% slower, weights and streaming input then contending for L1.
+static inline Chunks plan_chunks(int64_t KH, int64_t KWC, int64_t width) {
+  const int64_t whole_rows = 12288 / width;
+  const int64_t max_elems = KWC <= whole_rows ? whole_rows : kL1Floats / width;
   Chunks c;
   if (KWC <= max_elems) {
     const int64_t rows = max_elems / KWC;
@@ -162,7 +164,7 @@ static void forward_channels(float* out, const float* x, const float* w, const f
   const int64_t KWC = s.KW * s.C, xrow = s.Wp * s.C, wrow = KWC * fw, F = s.F;
   const int64_t P = s.N * s.OH * s.OW;
   const float* b = bias ? bias + f0 : nullptr;
-  const Chunks ch = plan_chunks(s.KH, KWC, kWeightChunkFloats / fw);
+  const Chunks ch = plan_chunks(s.KH, KWC, fw);
   for (int64_t kh0 = 0; kh0 < s.KH; kh0 += ch.khc) {
     const int64_t kh1 = imin(s.KH, kh0 + ch.khc);
     for (int64_t j0 = 0; j0 < KWC; j0 += ch.jc) {
@@ -322,7 +324,7 @@ static void forward_pairs_nv(float* out, const float* x, const float* wp, const 
   constexpr int64_t pw = NV * V;  // floats of a pair
   const int64_t KWC = s.KW * s.C, xrow = s.Wp * s.C, wrow = KWC * pw, F = s.F;
   const int64_t P = s.N * s.OH * s.OW, pairs = P / 2;
-  const Chunks ch = plan_chunks(s.KH, KWC, kWeightChunkFloats / pw);
+  const Chunks ch = plan_chunks(s.KH, KWC, pw);
   // Window origins of pixels [p0, p0 + 2 * kOriginPairs): filled once per stretch of
   // pairs and read by every chunk (divisions per tile and chunk cost as much as the tile).
   // Tiles whose pixels' windows only meet zero rows of x in a chunk's window rows skip the
