@@ -265,8 +265,11 @@ struct GradLayout {
 // gradients go to dst + their GradLayout offsets. input_grads (null, or per network input a
 // pointer or null): where an input's gradient goes instead of its slot (the caller's array:
 // no copy out of gbuf; an input's slot, once first written, is its own to the end).
+// output_grads (null, or per value a pointer or null): where an output's gradient is read
+// instead of its slot (the caller's rows, for an output that nothing adds to).
 void backward_chunk(const Network& net, const ChunkValues& cv, float* gbuf, int64_t nb, const GradLayout& layout,
-                    float* dst, int slot, float* const* input_grads = nullptr) {
+                    float* dst, int slot, float* const* input_grads = nullptr,
+                    const float* const* output_grads = nullptr) {
   const int K = net.num_inputs;
   auto slot_ptr = [&](int s) { return gbuf + s * grad_stride(net, nb); };
   auto grad_of = [&](int u) {
@@ -308,7 +311,7 @@ void backward_chunk(const Network& net, const ChunkValues& cv, float* gbuf, int6
       }
     }
     if (!any && !trains) continue;
-    const float* dout = slot_ptr(net.grad_slot[v]);
+    const float* dout = output_grads && output_grads[v] ? output_grads[v] : slot_ptr(net.grad_slot[v]);
     n.backward(n, dinp.data(), dparam.data(), dout, in.data(), cv.value[v], cv.aux[i], nb);
     // Contributions to values that already hold a gradient: added through `spare`, one
     // input at a time (a node reading the same value twice, e.g. Add(x, x), loops here).
@@ -554,6 +557,9 @@ void backward(const Network& net, Tape& tape, const float* const* douts, float* 
   const int64_t N = tape.N;
   std::vector<float*> parts(slots_T, nullptr);
   const int64_t slots = net.grad_slots + 1;
+  std::vector<char> consumed(net.value_sizes.size(), 0);  // values some node reads
+  for (const Node& n : net.nodes)
+    for (int v : n.inputs) consumed[v] = 1;
   int team_seen = slots_T;
   run_team(T, tape.team.get(), [&](int t, int team) {
     if (t == 0) team_seen = team;
@@ -567,11 +573,22 @@ void backward(const Network& net, Tape& tape, const float* const* douts, float* 
     std::memset(mine, 0, sizeof(float) * layout.total);
     const int64_t stride = grad_stride(net, nb);
     float* gbuf = scratch(slot, static_cast<std::size_t>(slots * stride + 1), kScratchNetGrad);
-    // The outputs' gradients first: the caller's rows (summed when an output is listed twice).
+    // The outputs' gradients first: read straight from the caller's rows where nothing adds
+    // to them (a node's output listed once, which no node reads), else the caller's rows
+    // copied into the output's slot (summed when an output is listed twice).
     std::vector<char> seeded(net.value_sizes.size(), 0);
+    std::vector<const float*> read_from(net.value_sizes.size(), nullptr);
     for (size_t k = 0; k < net.outputs.size(); ++k) {
       const int v = net.outputs[k];
-      if (net.grad_slot[v] < 0) continue;
+      if (net.grad_slot[v] < 0 || !douts[k] || v < net.num_inputs || consumed[v] ||
+          std::count(net.outputs.begin(), net.outputs.end(), v) != 1)
+        continue;
+      read_from[v] = douts[k] + n0 * net.value_sizes[v];
+      seeded[v] = 1;
+    }
+    for (size_t k = 0; k < net.outputs.size(); ++k) {
+      const int v = net.outputs[k];
+      if (net.grad_slot[v] < 0 || read_from[v]) continue;
       float* g = gbuf + net.grad_slot[v] * stride;
       const int64_t count = nb * net.value_sizes[v];
       const float* d = douts[k] ? douts[k] + n0 * net.value_sizes[v] : nullptr;
@@ -588,7 +605,7 @@ void backward(const Network& net, Tape& tape, const float* const* douts, float* 
     std::vector<float*> direct(net.num_inputs, nullptr);
     for (int k = 0; k < net.num_inputs; ++k)
       if (dinputs && dinputs[k] && net.grad_slot[k] >= 0 && !seeded[k]) direct[k] = dinputs[k] + n0 * net.value_sizes[k];
-    if (nb > 0) backward_chunk(net, tape.values[t], gbuf, nb, layout, mine, slot, direct.data());
+    if (nb > 0) backward_chunk(net, tape.values[t], gbuf, nb, layout, mine, slot, direct.data(), read_from.data());
     for (int k = 0; k < net.num_inputs; ++k) {
       if (!dinputs || !dinputs[k] || direct[k]) continue;
       const int64_t size = net.value_sizes[k];

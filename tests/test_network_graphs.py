@@ -201,3 +201,35 @@ def test_parse_errors_name_the_node_and_the_shapes():
          r"node 1 \(op 'global_avgpool2d'\).*\(None, 60\)")
     _err([node("image_gradient", [0])], x, r"node 0 \(op 'image_gradient'\) needs attribute 'axis'")
     _err([node("add", [0])], x, r"node 0 \(op 'add'\) expected at least 2 input\(s\)\. Received: 1")
+
+
+@pytest.mark.parametrize("outputs", [[2, 3], [3, 2, 3], [2, 3, 0], [3], [0, 3, 2, 2]])
+def test_backward_with_outputs_read_twice_read_by_nodes_or_inputs(rng, outputs):
+    """backward() reads an output's gradient straight from the caller's rows only where
+    nothing adds to it, and writes the input's gradient straight into the returned array:
+    outputs listed twice, read by another node, or the network input itself must still sum."""
+    a, b = Conv1x1(rng, 3, 4, 0), Conv1x1(rng, 4, 2, 1)
+    # values: 0 = x, 1 = a(x), 2 = b(a(x)), 3 = relu(b(a(x)))
+    nodes = [a.node(0), b.node(2), node("activation", [2], attrs={"activation": "relu"})]
+    x = rng.standard_normal((5, 3, 4, 3)).astype(np.float32)
+    net = ops.Network([x.shape[1:]], nodes, outputs, input_grads=True)
+    outs, tape = net.forward([x])
+    douts = [rng.standard_normal(o.shape).astype(np.float32) for o in outs]
+    grads = [np.empty_like(p) for p in (a.w, a.b, b.w, b.b)]
+    kept = [d.copy() for d in douts]
+    (dx,) = net.backward(tape, douts, grads)
+    # float64 reference: gradients summed per value, then back through relu, b and a
+    va = a.forward(x)
+    vb = np.einsum("nhwc,cf->nhwf", va, b.w[0, 0].astype(np.float64)) + b.b
+    g = {v: np.zeros(s) for v, s in ((0, x.shape), (1, va.shape), (2, vb.shape), (3, vb.shape))}
+    for v, d in zip(outputs, douts):
+        g[v] += d
+    g[2] += g[3] * (vb > 0)
+    g[1] += np.einsum("nhwf,cf->nhwc", g[2], b.w[0, 0].astype(np.float64))
+    g[0] += np.einsum("nhwf,cf->nhwc", g[1], a.w[0, 0].astype(np.float64))
+    gbw, gbb = b.grads(va, g[2])
+    gaw, gab = a.grads(x, g[1])
+    for got, want, name in zip([dx] + grads, [g[0], gaw, gab, gbw, gbb], ["dx", "a.w", "a.b", "b.w", "b.b"]):
+        ref.assert_close(got, want, **TOL, name=name, scale_atol=True)
+    for d, k in zip(douts, kept):
+        np.testing.assert_array_equal(d, k)  # the caller's gradients are read, never written
