@@ -6,7 +6,9 @@ The layers of the speed-run network (pycnn.models.speedrun_cifar10: 3x3 'same' c
 24-256 channels on maps 31x31 down to 3x3, and its 2x2 whitening conv) at one batch size;
 for each the three passes a training step runs, timed apart:
 
-* fwd:     the forward (pycnn.ops.OpCall, linear: in the network BN and GELU follow),
+* fwd:     the forward (linear: in the network BN and GELU follow), without a tape
+           (ops.OpCall(...).network.predict: as in a training step, the output stays where the
+           conv wrote it; OpCall.forward would also copy it into the tape it returns),
 * dweight: the weight gradient alone (no input gradient, as for a first layer),
 * dinp:    the input gradient: a backward with the input gradient costs dinp + dweight (the
            op contract hands every present parameter a gradient buffer, so a frozen weight's
@@ -83,7 +85,7 @@ def main() -> None:
         out, tape_i = dinp.forward([x])
         _, tape_w = dweight.forward([x])
         g = rng.standard_normal(out.shape, dtype=np.float32)
-        passes = {"fwd": lambda: fwd.forward([x]), "dweight": lambda: dweight.backward(tape_w, g)}
+        passes = {"fwd": lambda: fwd.network.predict([x]), "dweight": lambda: dweight.backward(tape_w, g)}
         if not first:
             passes["dinp"] = lambda: dinp.backward(tape_i, g)  # dinp + dweight: see the docstring
         torch_passes = {}

@@ -214,9 +214,10 @@ struct ChunkValues {
   std::vector<float*> aux;
 };
 
-// Every node's forward on samples [c0, c0 + nb), outputs in `acts`, aux cells in `aux`.
+// Every node's forward on samples [c0, c0 + nb), outputs in `acts`, aux cells in `aux`;
+// out_to (null, or per node a pointer or null): where a node writes its output instead.
 void forward_chunk(const Network& net, const std::vector<const float*>& x, int64_t c0, int64_t nb, float* acts,
-                   float* aux, ChunkValues* cv) {
+                   float* aux, ChunkValues* cv, float* const* out_to = nullptr) {
   const int K = net.num_inputs;
   cv->value.assign(K + net.nodes.size(), nullptr);
   cv->aux.assign(net.nodes.size(), nullptr);
@@ -230,8 +231,9 @@ void forward_chunk(const Network& net, const std::vector<const float*>& x, int64
       cv->aux[i] = aux;
       aux += aligned(n.aux_size * nb);
     }
-    cv->value[K + i] = n.forward(n, in.data(), acts, cv->aux[i], nb);
-    if (!n.view) acts += aligned(n.out_cells() * nb);
+    float* to = out_to && out_to[i] ? out_to[i] : acts;
+    cv->value[K + i] = n.forward(n, in.data(), to, cv->aux[i], nb);
+    if (!n.view && to == acts) acts += aligned(n.out_cells() * nb);
   }
 }
 
@@ -635,6 +637,16 @@ void predict(const Network& net, const std::vector<const float*>& x, int64_t N, 
   const int64_t chunk = net.batch_wide ? N : chunk_size(net, 0);
   const int T = threads_for(net, N);
   Team team_state(net, std::max(T, 1));
+  // A float32 output of a node (not a view) listed once is written straight into the caller's
+  // rows: a 63 MB result is not written twice. (forward() keeps its own copy in the tape,
+  // which the caller could otherwise change before backward.)
+  std::vector<int> direct_node(net.outputs.size(), -1);
+  for (size_t k = 0; k < net.outputs.size(); ++k) {
+    const int v = net.outputs[k], i = v - net.num_inputs;
+    if (i >= 0 && !net.nodes[i].view && net.value_types[v] == ElemType::float32 &&
+        std::count(net.outputs.begin(), net.outputs.end(), v) == 1)
+      direct_node[k] = i;
+  }
   run_team(T, &team_state, [&](int t, int team) {
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);
@@ -644,11 +656,15 @@ void predict(const Network& net, const std::vector<const float*>& x, int64_t N, 
       ChunkValues cv;
       float* acts = scratch(slot, static_cast<std::size_t>(acts_floats(net, cb) + 1), kScratchNetActs);
       float* aux = scratch(slot, static_cast<std::size_t>(aux_floats(net, cb) + 1), kScratchNetIndex);
-      forward_chunk(net, x, c0, cb, acts, aux, &cv);
+      std::vector<float*> out_to(net.nodes.size(), nullptr);
+      for (size_t k = 0; k < net.outputs.size(); ++k)
+        if (direct_node[k] >= 0) out_to[direct_node[k]] = outputs[k] + c0 * net.value_sizes[net.outputs[k]];
+      forward_chunk(net, x, c0, cb, acts, aux, &cv, out_to.data());
       for (size_t k = 0; k < net.outputs.size(); ++k) {
         const int v = net.outputs[k];
         const int64_t size = net.value_sizes[v];
-        std::memcpy(outputs[k] + c0 * size, cv.value[v], sizeof(float) * cb * size);
+        float* dst = outputs[k] + c0 * size;
+        if (cv.value[v] != dst) std::memcpy(dst, cv.value[v], sizeof(float) * cb * size);
       }
     }
   });

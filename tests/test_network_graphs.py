@@ -207,13 +207,16 @@ def test_parse_errors_name_the_node_and_the_shapes():
 def test_backward_with_outputs_read_twice_read_by_nodes_or_inputs(rng, outputs):
     """backward() reads an output's gradient straight from the caller's rows only where
     nothing adds to it, and writes the input's gradient straight into the returned array:
-    outputs listed twice, read by another node, or the network input itself must still sum."""
+    outputs listed twice, read by another node, or the network input itself must still sum
+    (and predict, which writes outputs straight into its results, still returns them all)."""
     a, b = Conv1x1(rng, 3, 4, 0), Conv1x1(rng, 4, 2, 1)
     # values: 0 = x, 1 = a(x), 2 = b(a(x)), 3 = relu(b(a(x)))
     nodes = [a.node(0), b.node(2), node("activation", [2], attrs={"activation": "relu"})]
     x = rng.standard_normal((5, 3, 4, 3)).astype(np.float32)
     net = ops.Network([x.shape[1:]], nodes, outputs, input_grads=True)
     outs, tape = net.forward([x])
+    for got, want in zip(net.predict([x]), outs):  # predict writes outputs straight to its arrays
+        np.testing.assert_array_equal(got, want)
     douts = [rng.standard_normal(o.shape).astype(np.float32) for o in outs]
     grads = [np.empty_like(p) for p in (a.w, a.b, b.w, b.b)]
     kept = [d.copy() for d in douts]
