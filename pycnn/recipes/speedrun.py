@@ -1,6 +1,8 @@
 """airbench94's CIFAR-10 recipe on pycnn (Jordan, "94% on CIFAR-10 in 3.29 seconds on a single
 GPU", 2024: github.com/KellerJordan/cifar10-airbench): :func:`pycnn.models.speedrun_cifar10`
-trained for 9.9 epochs at batch 1024, then evaluated with test-time augmentation.
+trained for 11 epochs at batch 1024 (airbench94 trains 9.9: here that gave 93.94-94.14% with
+test-time augmentation over seven runs, a mean of 94.03%, on the 94% line; 11 epochs cost about 1.3
+minutes more), then evaluated with test-time augmentation.
 
 What it does, in Keras's terms (airbench's PyTorch values translated):
 
@@ -8,7 +10,7 @@ What it does, in Keras's terms (airbench's PyTorch values translated):
   every epoch a new random translation of up to 2 pixels (reflected borders) and the
   "alternating flip" (a random half mirrored, all images mirrored in odd epochs:
   :class:`pycnn.augment.AlternatingFlip`); 48 batches of 1024 per epoch (the last 336 images
-  of each shuffled epoch left out), 476 steps in all.
+  of each shuffled epoch left out), 528 steps in all.
 * The first layer's kernel is the patch-whitening kernel of 5,000 training images
   (:func:`pycnn.initializers.patch_whitening_kernel`) and stays frozen; its bias trains for
   3 epochs, then freezes too.
@@ -20,7 +22,7 @@ What it does, in Keras's terms (airbench's PyTorch values translated):
   ``weight_decay`` 0.00887 (airbench's 0.0153 per 1024 examples, which acts through its
   momentum buffer: 0.0153 / 7.667 / (1 - 0.85) per unit rate at the peak).
 * Lookahead from epoch 3: every 5 steps the slow weights (BN statistics included) move toward
-  the model's by ``1 - 0.95**5 * (step / 476)**3`` and the model takes them
+  the model's by ``1 - 0.95**5 * (step / 528)**3`` and the model takes them
   (:class:`pycnn.callbacks.Lookahead`).
 * Test: accuracy without and with test-time augmentation ``"flip_translate"``
   (:mod:`pycnn.tta`).
@@ -45,7 +47,7 @@ STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
 
 #: airbench94's hyper-parameters, in the units this module uses (see the module docstring).
 HYPER: Dict[str, Any] = {
-    "epochs": 9.9, "batch_size": 1024, "learning_rate": 1.5, "momentum": 0.85, "weight_decay": 0.00887,
+    "epochs": 11, "batch_size": 1024, "learning_rate": 1.5, "momentum": 0.85, "weight_decay": 0.00887,
     "beta_rate_multiplier": 64.0, "label_smoothing": 0.2, "warmup_start": 0.2, "peak_at": 0.23, "end": 0.07,
     "lookahead_start_epoch": 3, "lookahead_period": 5, "lookahead_decay": 0.95, "lookahead_power": 3.0,
     "whiten_bias_epochs": 3, "whiten_images": 5000, "whiten_epsilon": 5e-4, "translate": 2,
@@ -153,7 +155,7 @@ def run(data: Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]
         epochs: Optional[float] = None, verbose: bool = True, out: Optional[TextIO] = None,
         **overrides: Any) -> Dict[str, Any]:
     """Train and evaluate once. ``data``: CIFAR-10's ``((x_train, y_train), (x_test, y_test))``
-    as uint8 images; ``epochs`` overrides 9.9 (a smoke run); ``overrides`` any :data:`HYPER`;
+    as uint8 images; ``epochs`` overrides 11 (a smoke run); ``overrides`` any :data:`HYPER`;
     with ``verbose`` a line per epoch and the results go to ``out`` (default: stdout).
 
     Returns:
