@@ -36,8 +36,6 @@ namespace pycnn {
 namespace PYCNN_DIRECT_NS {
 namespace overf {
 
-
-
 constexpr int V = PYCNN_DIRECT_VEC / 4;
 typedef float vec __attribute__((vector_size(PYCNN_DIRECT_VEC)));
 typedef float vecu __attribute__((vector_size(PYCNN_DIRECT_VEC), aligned(4)));
@@ -62,7 +60,8 @@ constexpr int tile_rows(int fv) { return fv == 2 ? 5 : 10; }
 // window elements, so that a chunk stays in L1 while every pixel of the group streams past it
 // (and likewise the gradient rows of a chunk of pixels in dweight). Accumulators are reloaded
 // from the output once per chunk.
-constexpr int64_t kL1Floats = 8192;  // 32 KiB of a 48 KiB L1
+constexpr int64_t kL1Floats = 8192;        // 32 KiB of a 48 KiB L1
+constexpr int64_t kWholeRowFloats = 12288;  // 48 KiB: the chunk limit when it holds whole rows
 
 // A chunk of the (kh, j) window: kh in [kh0, kh0 + nkh), j in [j0, j0 + len).
 struct Chunks {
@@ -75,7 +74,7 @@ struct Chunks {
 // the pair kernel's 64 -> 24 3.5% less time; but 256x7x7x256 -> 256 (rows of 768 elements,
 // still split) 3-4% slower, weights and streaming input then contending for L1.
 static inline Chunks plan_chunks(int64_t KH, int64_t KWC, int64_t width) {
-  const int64_t whole_rows = 12288 / width;
+  const int64_t whole_rows = kWholeRowFloats / width;
   const int64_t max_elems = KWC <= whole_rows ? whole_rows : kL1Floats / width;
   Chunks c;
   if (KWC <= max_elems) {

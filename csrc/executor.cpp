@@ -150,6 +150,11 @@ int64_t aux_floats(const Network& net, int64_t nb) {
   return total;
 }
 
+// Whether value v is listed once among the network's outputs.
+bool listed_once(const Network& net, int v) {
+  return std::count(net.outputs.begin(), net.outputs.end(), v) == 1;
+}
+
 // Floats between a chunk's gradient slots.
 int64_t grad_stride(const Network& net, int64_t nb) { return aligned(net.max_size * nb); }
 
@@ -582,9 +587,7 @@ void backward(const Network& net, Tape& tape, const float* const* douts, float* 
     std::vector<const float*> read_from(net.value_sizes.size(), nullptr);
     for (size_t k = 0; k < net.outputs.size(); ++k) {
       const int v = net.outputs[k];
-      if (net.grad_slot[v] < 0 || !douts[k] || v < net.num_inputs || consumed[v] ||
-          std::count(net.outputs.begin(), net.outputs.end(), v) != 1)
-        continue;
+      if (net.grad_slot[v] < 0 || !douts[k] || v < net.num_inputs || consumed[v] || !listed_once(net, v)) continue;
       read_from[v] = douts[k] + n0 * net.value_sizes[v];
       seeded[v] = 1;
     }
@@ -643,20 +646,19 @@ void predict(const Network& net, const std::vector<const float*>& x, int64_t N, 
   std::vector<int> direct_node(net.outputs.size(), -1);
   for (size_t k = 0; k < net.outputs.size(); ++k) {
     const int v = net.outputs[k], i = v - net.num_inputs;
-    if (i >= 0 && !net.nodes[i].view && net.value_types[v] == ElemType::float32 &&
-        std::count(net.outputs.begin(), net.outputs.end(), v) == 1)
+    if (i >= 0 && !net.nodes[i].view && net.value_types[v] == ElemType::float32 && listed_once(net, v))
       direct_node[k] = i;
   }
   run_team(T, &team_state, [&](int t, int team) {
     int64_t n0, n1;
     share(N, t, team, &n0, &n1);
     const int slot = slot_base();
+    std::vector<float*> out_to(net.nodes.size(), nullptr);  // this chunk's rows of direct_node's outputs
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
       const int64_t cb = std::min(chunk, n1 - c0);
       ChunkValues cv;
       float* acts = scratch(slot, static_cast<std::size_t>(acts_floats(net, cb) + 1), kScratchNetActs);
       float* aux = scratch(slot, static_cast<std::size_t>(aux_floats(net, cb) + 1), kScratchNetIndex);
-      std::vector<float*> out_to(net.nodes.size(), nullptr);
       for (size_t k = 0; k < net.outputs.size(); ++k)
         if (direct_node[k] >= 0) out_to[direct_node[k]] = outputs[k] + c0 * net.value_sizes[net.outputs[k]];
       forward_chunk(net, x, c0, cb, acts, aux, &cv, out_to.data());
